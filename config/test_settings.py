@@ -1,0 +1,12 @@
+"""Settings for the test suite: fixed keys, the sandbox on, fast hashing; DATABASE_URL still chooses the database."""
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("FERNET_KEYS", "test-fernet-key-1")
+os.environ.setdefault("SANDBOX_ENABLED", "true")
+
+from .settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+HTTP_BACKOFF_BASE_SECONDS = 0.0
+HTTP_BACKOFF_MAX_SECONDS = 0.0

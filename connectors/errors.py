@@ -1,0 +1,26 @@
+"""What can go wrong talking to a system, sorted by what the pipeline does about it."""
+
+
+class ConnectorError(Exception):
+    """Base for failures talking to a system."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, system_message: str = ""):
+        super().__init__(message)
+        self.status_code = status_code
+        self.system_message = system_message or message
+
+
+class TransientError(ConnectorError):
+    """Worth trying again later: timeouts, 5xx, 429, a conflict that may clear."""
+
+
+class PermanentError(ConnectorError):
+    """The system refused the request as it stands (4xx): a person must look, retrying will not help."""
+
+
+class AuthenticationError(PermanentError):
+    """The credentials were refused even after fetching a new token."""
+
+
+class WaitFor(Exception):
+    """The record depends on another that is not posted yet (a refund before its capture): try again later."""

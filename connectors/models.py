@@ -1,0 +1,211 @@
+"""Tenants, their connections to each system, integrations, inbound events, sync runs and cursors."""
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from fernet_fields import EncryptedTextField
+
+from .fields import EncryptedJSONField
+
+
+class System(models.TextChoices):
+    VISMA = "visma", "Visma.net ERP"
+    PAYPAL = "paypal", "PayPal"
+    STRIPE = "stripe", "Stripe"
+    SQUARE = "square", "Square"
+    AIRBASE = "airbase", "Airbase"
+    ADOBE_COMMERCE = "adobe_commerce", "Adobe Commerce"
+
+
+PARTNER_SYSTEMS = [choice for choice in System.choices if choice[0] != System.VISMA]
+
+
+class Tenant(models.Model):
+    """A company whose Visma.net ERP books this installation keeps in step."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Connection(models.Model):
+    """One tenant's credentials for one system; secrets and the cached token are stored encrypted."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connections")
+    system = models.CharField(max_length=32, choices=System.choices)
+    base_url = models.URLField(max_length=500, help_text="API base, e.g. https://api.finance.visma.net")
+    token_url = models.URLField(max_length=500, blank=True, help_text="OAuth token endpoint, where the system has one")
+    credentials = EncryptedJSONField(help_text="Write-only: client ids, secrets, keys, webhook secrets.")
+    access_token = EncryptedTextField(null=True, blank=True, editable=False)
+    token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    hourly_call_budget = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Calls per hour the system allows this connection; empty: no budget."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant__slug", "system"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "system"], name="one_connection_per_system")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug} · {self.get_system_display()}"
+
+
+class Integration(models.Model):
+    """A tenant's Visma.net ERP paired with one partner system: what moves, how often, with which settings."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="integrations")
+    kind = models.CharField(max_length=32, choices=PARTNER_SYSTEMS)
+    visma_connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
+    partner_connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="+")
+    enabled = models.BooleanField(default=True)
+    settings = models.JSONField(default=dict, blank=True, help_text="Per-kind settings, validated on save.")
+    poll_minutes = models.JSONField(
+        default=dict, blank=True, help_text='Poll cadence per stream in minutes, e.g. {"captures": 15}.'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant__slug", "kind"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "kind"], name="one_integration_per_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug} · {self.get_kind_display()} ↔ Visma"
+
+    @property
+    def webhook_path(self) -> str:
+        return f"/webhooks/{self.kind}/{self.id}/"
+
+
+class InboundEvent(models.Model):
+    """A verified webhook delivery, stored raw before it is acknowledged; unique on the vendor's event id."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored (no stream for this event type)"
+        FAILED = "failed", "Failed"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="inbound_events")
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=255, blank=True)
+    headers = models.JSONField(default=dict)
+    body = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "event_id"], name="inbound_event_once"),
+        ]
+        indexes = [models.Index(fields=["status", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type or 'event'} {self.event_id}"
+
+
+class SyncRun(models.Model):
+    """One pass of one stream: what it read, how far, and what became of it."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual (sync command)"
+        WEBHOOK = "webhook", "Webhook"
+        BACKFILL = "backfill", "Backfill"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="sync_runs")
+    stream = models.CharField(max_length=64)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    fetched = models.PositiveIntegerField(default=0)
+    posted = models.PositiveIntegerField(default=0)
+    flagged = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["integration", "stream", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.integration} {self.stream} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class SyncCursor(models.Model):
+    """How far a stream has read; it moves only after every record of a window is stored."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="cursors")
+    stream = models.CharField(max_length=64)
+    position = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["integration", "stream"], name="one_cursor_per_stream")]
+
+    def __str__(self) -> str:
+        return f"{self.integration} {self.stream} @ {self.position}"
+
+
+class HttpExchange(models.Model):
+    """One outbound call to a system, with redacted bodies, kept for the record it served."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="exchanges")
+    sync_record = models.ForeignKey(
+        "audit.SyncRecord", on_delete=models.SET_NULL, null=True, blank=True, related_name="exchanges"
+    )
+    method = models.CharField(max_length=8)
+    url = models.URLField(max_length=1000)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["connection", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url} → {self.status_code}"
+
+
+class CallBudgetWindow(models.Model):
+    """Calls made by all workers for one connection in one clock hour (the shared rate limit)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="budget_windows")
+    window_start = models.DateTimeField()
+    calls = models.PositiveIntegerField(default=0)
+    limit = models.PositiveIntegerField()
+    remaining_reported = models.IntegerField(null=True, blank=True, help_text="Last X-RateLimit-Remaining seen.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "window_start"], name="one_budget_window_per_hour"),
+            models.CheckConstraint(condition=Q(calls__gte=0), name="budget_calls_not_negative"),
+        ]

@@ -1,0 +1,50 @@
+"""What each integration kind brings: its credentials, settings, streams, webhook verifier and ping."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import Connection
+    from .pipeline import Stream
+    from .webhooks import WebhookVerifier
+
+
+@dataclass
+class KindSpec:
+    """One system. Vendor packages fill in streams, verifier and ping when they are imported."""
+
+    kind: str
+    required_credentials: tuple[str, ...] = ()
+    # Setting name → (type, default); anything else in an integration's settings is refused.
+    settings_schema: dict[str, tuple[type, object]] = field(default_factory=dict)
+    streams: dict[str, type[Stream]] = field(default_factory=dict)
+    verifier: WebhookVerifier | None = None
+    ping: Callable[[Connection], str] | None = None
+
+
+KINDS: dict[str, KindSpec] = {
+    "visma": KindSpec("visma", required_credentials=("client_id", "client_secret", "tenant_id", "company_id")),
+    "paypal": KindSpec("paypal", required_credentials=("client_id", "client_secret")),
+    "stripe": KindSpec("stripe", required_credentials=("secret_key",)),
+    "square": KindSpec("square", required_credentials=("access_token",)),
+    "airbase": KindSpec("airbase", required_credentials=("api_key",)),
+    "adobe_commerce": KindSpec("adobe_commerce", required_credentials=("access_token",)),
+}
+
+
+def kind_spec(kind: str) -> KindSpec:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise KeyError(f"unknown integration kind {kind!r}; known: {', '.join(sorted(KINDS))}") from None
+
+
+def stream_class(kind: str, stream: str) -> type[Stream]:
+    streams = kind_spec(kind).streams
+    try:
+        return streams[stream]
+    except KeyError:
+        known = ", ".join(sorted(streams)) or "none yet"
+        raise KeyError(f"{kind} has no stream {stream!r}; its streams: {known}") from None

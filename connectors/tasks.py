@@ -1,0 +1,42 @@
+"""Thin django-q2 entry points: load by id, call the service. Safe to run twice."""
+from django.db import transaction
+
+from audit.models import SyncRecord
+
+from . import pipeline
+from .models import InboundEvent, Integration, SyncRun
+
+
+def stream_poll(integration_id: str, stream: str) -> str:
+    integration = Integration.objects.select_related("tenant").get(pk=integration_id)
+    if not (integration.enabled and integration.tenant.is_active):
+        return "integration disabled"
+    run = pipeline.stream_poll(integration, stream, trigger=SyncRun.Trigger.SCHEDULE)
+    return f"fetched {run.fetched}, posted {run.posted}, flagged {run.flagged}, failed {run.failed}"
+
+
+def inbound_event_process(event_id: int) -> str:
+    event = InboundEvent.objects.get(pk=event_id)
+    return pipeline.inbound_event_process(event).status
+
+
+def record_advance(record_id: int) -> str:
+    return pipeline.record_advance(SyncRecord.objects.get(pk=record_id)).status
+
+
+def records_advance_due() -> int:
+    return pipeline.records_advance_due()
+
+
+def inbox_sweep() -> int:
+    """Events stored but never processed (the queue was down, a worker died): process them now."""
+    from .services import inbox_process
+
+    return inbox_process(older_than_seconds=60)
+
+
+def record_advance_later(record: SyncRecord) -> None:
+    """After a review action: advance the record in a worker once the change is committed."""
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task("connectors.tasks.record_advance", record.pk))

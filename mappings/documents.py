@@ -1,0 +1,126 @@
+"""The posting a source object becomes: lines by role, resolved to GL accounts and dimensions by the rules."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from decimal import Decimal
+
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class MatchFacts:
+    """What a mapping rule matches on."""
+
+    transaction_type: str
+    amount: Decimal
+    currency: str
+    customer_group: str = ""
+    payment_method: str = ""
+
+
+@dataclass
+class PostingLine:
+    """One journal line. `role` names the rule's account it posts to: account, fee or clearing."""
+
+    role: str
+    debit: Decimal = ZERO
+    credit: Decimal = ZERO
+    description: str = ""
+    account: str = ""
+    dimensions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Posting:
+    """A document to write into Visma: a journal transaction, a customer payment, a customer invoice..."""
+
+    document: str
+    marker: str
+    currency: str
+    date: date
+    description: str
+    facts: MatchFacts
+    lines: list[PostingLine] = field(default_factory=list)
+    customer: str = ""
+    supplier: str = ""
+    rule: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def total_debit(self) -> Decimal:
+        return sum((line.debit for line in self.lines), ZERO)
+
+    @property
+    def total_credit(self) -> Decimal:
+        return sum((line.credit for line in self.lines), ZERO)
+
+    @property
+    def is_balanced(self) -> bool:
+        return self.total_debit == self.total_credit
+
+    def to_json(self) -> dict:
+        """JSON for the record's `proposed_posting`: Decimals as strings, never floats."""
+
+        def encode(value):
+            if isinstance(value, Decimal):
+                return str(value)
+            if isinstance(value, date):
+                return value.isoformat()
+            if isinstance(value, dict):
+                return {key: encode(item) for key, item in value.items()}
+            if isinstance(value, list):
+                return [encode(item) for item in value]
+            return value
+
+        return encode(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict) -> Posting:
+        facts = data["facts"]
+        return cls(
+            document=data["document"],
+            marker=data["marker"],
+            currency=data["currency"],
+            date=date.fromisoformat(data["date"]),
+            description=data.get("description", ""),
+            facts=MatchFacts(
+                transaction_type=facts["transaction_type"],
+                amount=Decimal(facts["amount"]),
+                currency=facts["currency"],
+                customer_group=facts.get("customer_group", ""),
+                payment_method=facts.get("payment_method", ""),
+            ),
+            lines=[
+                PostingLine(
+                    role=line["role"],
+                    debit=Decimal(line.get("debit") or "0"),
+                    credit=Decimal(line.get("credit") or "0"),
+                    description=line.get("description", ""),
+                    account=line.get("account", ""),
+                    dimensions=dict(line.get("dimensions") or {}),
+                )
+                for line in data.get("lines", [])
+            ],
+            customer=data.get("customer", ""),
+            supplier=data.get("supplier", ""),
+            rule=data.get("rule", ""),
+            extra=dict(data.get("extra") or {}),
+        )
+
+
+def posting_apply_correction(posting: Posting, correction: dict | None) -> Posting:
+    """A finance user's correction: accounts by role, dimensions, customer; lines and amounts never change."""
+    if not correction:
+        return posting
+    accounts = correction.get("accounts", {})
+    dimensions = {str(key): str(value) for key, value in (correction.get("dimensions") or {}).items()}
+    for line in posting.lines:
+        if accounts.get(line.role):
+            line.account = accounts[line.role]
+        line.dimensions.update(dimensions)
+    if correction.get("customer"):
+        posting.customer = correction["customer"]
+    if correction.get("supplier"):
+        posting.supplier = correction["supplier"]
+    return posting

@@ -1,0 +1,181 @@
+"""GL mapping rules (with history), the mirror of Visma reference data, and external-id cross references."""
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from connectors.models import PARTNER_SYSTEMS
+
+
+class ReferenceData(models.Model):
+    """Fields every mirrored Visma reference row has."""
+
+    tenant = models.ForeignKey("connectors.Tenant", on_delete=models.CASCADE, related_name="+")
+    active = models.BooleanField(default=True)
+    visma_last_modified = models.DateTimeField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class GLAccount(ReferenceData):
+    """A general-ledger account as Visma has it (mirror; read-only in the admin)."""
+
+    number = models.CharField("account", max_length=32, help_text="Visma accountCD")
+    description = models.CharField(max_length=255, blank=True)
+    account_type = models.CharField(max_length=32, blank=True, help_text="Asset, Liability, Income, Expense")
+    currency = models.CharField(max_length=3, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "number"]
+        verbose_name = "GL account"
+        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="one_gl_account_per_number")]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.description}".strip()
+
+
+class DimensionValue(ReferenceData):
+    """A value of a Visma dimension segment (e.g. SUBACCOUNT segment 1 = department 100)."""
+
+    dimension = models.CharField(max_length=32, default="SUBACCOUNT")
+    segment_id = models.PositiveSmallIntegerField()
+    segment_name = models.CharField(max_length=100, blank=True, help_text="What the segment means: department...")
+    value = models.CharField(max_length=64)
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "dimension", "segment_id", "value"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "dimension", "segment_id", "value"], name="one_dimension_value"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.segment_name or self.segment_id}={self.value} {self.description}".strip()
+
+
+class Customer(ReferenceData):
+    number = models.CharField(max_length=64, help_text="Visma customerCd")
+    name = models.CharField(max_length=255)
+    customer_class = models.CharField(max_length=64, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "number"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="one_customer_per_number")]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.name}"
+
+
+class Supplier(ReferenceData):
+    number = models.CharField(max_length=64, help_text="Visma supplierCd")
+    name = models.CharField(max_length=255)
+    supplier_class = models.CharField(max_length=64, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "number"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="one_supplier_per_number")]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.name}"
+
+
+class ExternalReference(models.Model):
+    """An id in a partner system and the Visma id it stands for (a PayPal payer → a Visma customer)."""
+
+    tenant = models.ForeignKey("connectors.Tenant", on_delete=models.CASCADE, related_name="+")
+    system = models.CharField(max_length=32, choices=PARTNER_SYSTEMS)
+    external_kind = models.CharField(max_length=64, help_text="payer, customer, vendor, invoice...")
+    external_id = models.CharField(max_length=255)
+    visma_kind = models.CharField(max_length=64, help_text="customer, supplier, customer_invoice...")
+    visma_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "system", "external_kind", "external_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "system", "external_kind", "external_id"], name="one_cross_reference"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.system}:{self.external_kind}:{self.external_id} → {self.visma_kind} {self.visma_id}"
+
+
+class GLMappingRule(models.Model):
+    """Which GL accounts and dimensions a kind of transaction posts to; the first matching rule by priority wins."""
+
+    class ValidationState(models.TextChoices):
+        VALID = "valid", "Valid"
+        INVALID = "invalid", "Invalid"
+        UNCHECKED = "unchecked", "Not yet checked"
+
+    tenant = models.ForeignKey("connectors.Tenant", on_delete=models.CASCADE, related_name="mapping_rules")
+    system = models.CharField(max_length=32, choices=PARTNER_SYSTEMS, help_text="Where the transaction comes from")
+    name = models.CharField(max_length=120, help_text="What the rule is for, in your words")
+    priority = models.PositiveIntegerField(default=100, help_text="Lower numbers are tried first")
+    is_active = models.BooleanField(default=True)
+
+    # What the rule matches; an empty condition matches anything.
+    transaction_type = models.CharField(
+        max_length=64, blank=True, help_text="capture, refund, reversal, invoice_payment, charge, dispute..."
+    )
+    currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. EUR; empty: any")
+    min_amount = models.DecimalField(
+        max_digits=19, decimal_places=4, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
+    )
+    max_amount = models.DecimalField(
+        max_digits=19, decimal_places=4, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
+    )
+    customer_group = models.CharField(max_length=64, blank=True, help_text="Customer class or group; empty: any")
+    payment_method = models.CharField(max_length=64, blank=True, help_text="card, sepa_debit...; empty: any")
+
+    # Where it posts.
+    gl_account = models.CharField("GL account", max_length=32, help_text="Revenue / receivable account")
+    fee_account = models.CharField(max_length=32, blank=True, help_text="Where the processor's fee goes")
+    clearing_account = models.CharField(max_length=32, blank=True, help_text="Processor clearing account (net)")
+    dimensions = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Subaccount segment values by segment id, e.g. {"1": "100", "2": "P-42"}',
+    )
+    posting_document = models.CharField(
+        max_length=32,
+        default="journal",
+        choices=[("journal", "Journal transaction"), ("customer_payment", "Customer payment")],
+    )
+
+    validation_state = models.CharField(
+        max_length=16, choices=ValidationState.choices, default=ValidationState.UNCHECKED, editable=False
+    )
+    validation_problems = models.JSONField(default=list, blank=True, editable=False)
+    validated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["validation_state", "validation_problems", "validated_at"])
+
+    class Meta:
+        ordering = ["tenant", "system", "priority", "id"]
+        verbose_name = "GL mapping rule"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(min_amount__isnull=True)
+                | models.Q(max_amount__isnull=True)
+                | models.Q(min_amount__lte=models.F("max_amount")),
+                name="mapping_rule_amount_range_ordered",
+            ),
+            models.UniqueConstraint(fields=["tenant", "system", "name"], name="mapping_rule_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.priority})"

@@ -1,0 +1,219 @@
+"""The resolver (posting → GL accounts + dimensions by rule) and the validator (against the Visma mirror)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from .documents import Posting
+from .models import Customer, DimensionValue, GLAccount, GLMappingRule, Supplier
+from .money import MoneyError, is_exact, minor_units
+
+# Which rule field a posting line's role takes its account from.
+ROLE_ACCOUNT_FIELD = {"account": "gl_account", "fee": "fee_account", "clearing": "clearing_account"}
+
+
+@dataclass
+class MappingOutcome:
+    posting: Posting
+    rule: GLMappingRule | None
+    problems: list[str] = field(default_factory=list)
+
+
+def mapping_rule_matches(rule: GLMappingRule, posting: Posting) -> bool:
+    facts = posting.facts
+    amount = abs(facts.amount)
+    return (
+        (not rule.transaction_type or rule.transaction_type == facts.transaction_type)
+        and (not rule.currency or rule.currency.upper() == facts.currency.upper())
+        and (rule.min_amount is None or amount >= rule.min_amount)
+        and (rule.max_amount is None or amount <= rule.max_amount)
+        and (not rule.customer_group or rule.customer_group == facts.customer_group)
+        and (not rule.payment_method or rule.payment_method == facts.payment_method)
+    )
+
+
+def mapping_rule_resolve(*, tenant, system: str, posting: Posting) -> GLMappingRule | None:
+    """The first active rule, by priority, whose conditions all match the posting's facts."""
+    rules = GLMappingRule.objects.filter(tenant=tenant, system=system, is_active=True).order_by("priority", "id")
+    return next((rule for rule in rules if mapping_rule_matches(rule, posting)), None)
+
+
+def posting_map(*, tenant, system: str, posting: Posting) -> MappingOutcome:
+    """Fill each line's GL account and dimensions from the matching rule; say plainly what is missing."""
+    rule = mapping_rule_resolve(tenant=tenant, system=system, posting=posting)
+    facts = posting.facts
+    if rule is None:
+        return MappingOutcome(
+            posting,
+            None,
+            [
+                f"No active {system} mapping rule matches {facts.transaction_type} of {facts.amount} {facts.currency}"
+                + (f" for customer group {facts.customer_group!r}" if facts.customer_group else "")
+                + ": add a GL mapping rule for it, or approve with the accounts to use."
+            ],
+        )
+    problems = []
+    posting.rule = rule.name
+    rule_dimensions = {str(key): str(value) for key, value in (rule.dimensions or {}).items()}
+    for line in posting.lines:
+        account_field = ROLE_ACCOUNT_FIELD.get(line.role)
+        account = getattr(rule, account_field) if account_field else ""
+        if not account:
+            label = GLMappingRule._meta.get_field(account_field).verbose_name if account_field else line.role
+            problems.append(
+                f"Mapping rule {rule.name!r} has no {label} but the posting has a {line.role} line: "
+                f"set the {label} on the rule."
+            )
+            continue
+        line.account = account
+        # A line's own dimension (e.g. the customer from the payer) wins over the rule's default.
+        line.dimensions = {**rule_dimensions, **line.dimensions}
+    return MappingOutcome(posting, rule, problems)
+
+
+# A live re-check of one reference value: (kind, key, tenant) → True when Visma now has it active.
+LiveCheck = Callable[[str, str], bool]
+
+
+class ReferenceMirror:
+    """The tenant's mirrored Visma reference data, loaded once per validation pass."""
+
+    def __init__(self, tenant):
+        self.tenant = tenant
+        self._accounts = None
+        self._dimensions = None
+
+    @property
+    def accounts(self) -> dict[str, bool]:
+        if self._accounts is None:
+            self._accounts = dict(GLAccount.objects.filter(tenant=self.tenant).values_list("number", "active"))
+        return self._accounts
+
+    @property
+    def dimensions(self) -> dict[tuple[str, str], bool]:
+        if self._dimensions is None:
+            self._dimensions = {
+                (str(segment_id), value): active
+                for segment_id, value, active in DimensionValue.objects.filter(tenant=self.tenant).values_list(
+                    "segment_id", "value", "active"
+                )
+            }
+        return self._dimensions
+
+    def refresh(self) -> None:
+        self._accounts = self._dimensions = None
+
+
+def _state(found: bool | None) -> str:
+    return "unknown in Visma" if found is None else "inactive in Visma"
+
+
+def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None = None,
+                     mirror: ReferenceMirror | None = None) -> list[str]:
+    """Everything wrong with a posting before it may be written; empty when it can go to Visma.
+
+    An account or dimension value the mirror does not show as active is re-checked live once (the mirror may be
+    stale) through `live_check`, which refreshes the mirror.
+    """
+    mirror = mirror or ReferenceMirror(tenant)
+    problems: list[str] = []
+    rule = f" (chosen by mapping rule {posting.rule!r})" if posting.rule else ""
+    try:
+        minor_units(posting.currency)
+    except MoneyError as exc:
+        return [f"Posting {posting.marker}: {exc}"]
+    for number, line in enumerate(posting.lines, start=1):
+        for side in ("debit", "credit"):
+            amount = getattr(line, side)
+            if amount < 0:
+                problems.append(f"Line {number} ({line.role}): {side} {amount} is negative")
+            elif not is_exact(amount, posting.currency):
+                problems.append(
+                    f"Line {number} ({line.role}): {side} {amount} has more decimals than "
+                    f"{posting.currency} allows ({minor_units(posting.currency)})"
+                )
+    if posting.document == "journal" and not posting.is_balanced:
+        problems.append(
+            f"Journal {posting.marker} does not balance: debit {posting.total_debit} ≠ credit {posting.total_credit}"
+        )
+
+    def active(kind: str, key, table: str) -> bool | None:
+        found = getattr(mirror, table).get(key)
+        if found is True:
+            return True
+        if live_check is not None and live_check(kind, key if isinstance(key, str) else key[1]):
+            mirror.refresh()
+            return getattr(mirror, table).get(key)
+        return found
+
+    for number, line in enumerate(posting.lines, start=1):
+        if not line.account:
+            problems.append(f"Line {number} ({line.role}) has no GL account{rule}: set one on the rule or approve "
+                            "with a corrected account.")
+            continue
+        found = active("account", line.account, "accounts")
+        if found is not True:
+            problems.append(
+                f"GL account {line.account} on line {number} ({line.role}) is {_state(found)}{rule}: "
+                + ("activate it in Visma or point the rule at an active account."
+                   if found is False else "create it in Visma or correct the account on the rule.")
+            )
+        for segment_id, value in line.dimensions.items():
+            found = active("dimension", (str(segment_id), value), "dimensions")
+            if found is not True:
+                problems.append(
+                    f"Dimension value {value} of segment {segment_id} on line {number} is {_state(found)}{rule}: "
+                    "fix the rule's dimensions or the value in Visma."
+                )
+    if posting.customer and not Customer.objects.filter(tenant=tenant, number=posting.customer, active=True).exists():
+        if not (live_check and live_check("customer", posting.customer)):
+            problems.append(f"Customer {posting.customer} is unknown or inactive in Visma: map the payer to a customer.")
+    if posting.supplier and not Supplier.objects.filter(tenant=tenant, number=posting.supplier, active=True).exists():
+        if not (live_check and live_check("supplier", posting.supplier)):
+            problems.append(f"Supplier {posting.supplier} is unknown or inactive in Visma.")
+    return _unique(problems)
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def mapping_rule_validate(rule: GLMappingRule, *, mirror: ReferenceMirror | None = None) -> GLMappingRule:
+    """Check a rule's accounts and dimension values against the mirror and store the verdict on the rule."""
+    mirror = mirror or ReferenceMirror(rule.tenant)
+    problems = []
+    for field_name in ("gl_account", "fee_account", "clearing_account"):
+        number = getattr(rule, field_name)
+        if not number:
+            continue
+        label = GLMappingRule._meta.get_field(field_name).verbose_name
+        found = mirror.accounts.get(number)
+        if found is not True:
+            problems.append(f"{label} {number} is {_state(found)}")
+    for segment_id, value in (rule.dimensions or {}).items():
+        found = mirror.dimensions.get((str(segment_id), str(value)))
+        if found is not True:
+            problems.append(f"dimension segment {segment_id} value {value} is {_state(found)}")
+    rule.validation_problems = problems
+    rule.validation_state = (
+        GLMappingRule.ValidationState.INVALID if problems else GLMappingRule.ValidationState.VALID
+    )
+    rule.validated_at = timezone.now()
+    GLMappingRule.objects.filter(pk=rule.pk).update(
+        validation_problems=rule.validation_problems,
+        validation_state=rule.validation_state,
+        validated_at=rule.validated_at,
+    )
+    return rule
+
+
+def mapping_rules_revalidate(tenant) -> int:
+    """After a reference-data refresh: re-check every rule of the tenant; returns how many are invalid."""
+    mirror = ReferenceMirror(tenant)
+    invalid = 0
+    for rule in GLMappingRule.objects.filter(tenant=tenant):
+        if mapping_rule_validate(rule, mirror=mirror).validation_state == GLMappingRule.ValidationState.INVALID:
+            invalid += 1
+    return invalid

@@ -1,0 +1,2 @@
+"""Vendor emulators, mounted under /sandbox/ when SANDBOX_ENABLED is on."""
+urlpatterns: list = []

@@ -1,0 +1,121 @@
+"""factory_boy factories for the platform's models."""
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from audit.models import SyncRecord
+from connectors.models import Connection, Integration, Tenant
+from mappings.models import DimensionValue, GLAccount, GLMappingRule
+
+
+class TenantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tenant
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"tenant-{n}")
+    name = factory.LazyAttribute(lambda o: f"{o.slug.title()} AS")
+
+
+class ConnectionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Connection
+
+    tenant = factory.SubFactory(TenantFactory)
+    system = "visma"
+    base_url = "https://api.finance.visma.net"
+    token_url = "https://connect.visma.com/connect/token"
+    credentials = factory.LazyAttribute(
+        lambda o: {
+            "visma": {"client_id": "visma-client", "client_secret": "visma-secret-s3cr3t", "tenant_id": "t-1",
+                      "company_id": "1234567"},
+            "paypal": {"client_id": "pp-client", "client_secret": "pp-secret-s3cr3t", "webhook_id": "WH-1"},
+            "stripe": {"secret_key": "sk_test_s3cr3t", "webhook_secrets": ["whsec_s3cr3t"]},
+        }.get(o.system, {"api_key": "k", "access_token": "t"})
+    )
+
+
+class IntegrationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Integration
+
+    tenant = factory.SubFactory(TenantFactory)
+    kind = "paypal"
+    visma_connection = factory.LazyAttribute(
+        lambda o: Connection.objects.filter(tenant=o.tenant, system="visma").first()
+        or ConnectionFactory(tenant=o.tenant, system="visma")
+    )
+    partner_connection = factory.LazyAttribute(
+        lambda o: Connection.objects.filter(tenant=o.tenant, system=o.kind).first()
+        or ConnectionFactory(tenant=o.tenant, system=o.kind, base_url="https://api-m.paypal.com")
+    )
+
+
+class GLAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = GLAccount
+        django_get_or_create = ("tenant", "number")
+
+    tenant = factory.SubFactory(TenantFactory)
+    number = factory.Sequence(lambda n: str(3000 + n))
+    description = factory.LazyAttribute(lambda o: f"Account {o.number}")
+    account_type = "Income"
+    active = True
+
+
+class DimensionValueFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DimensionValue
+        django_get_or_create = ("tenant", "dimension", "segment_id", "value")
+
+    tenant = factory.SubFactory(TenantFactory)
+    dimension = "SUBACCOUNT"
+    segment_id = 1
+    segment_name = "Department"
+    value = factory.Sequence(lambda n: str(100 + n))
+    active = True
+
+
+class GLMappingRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = GLMappingRule
+
+    tenant = factory.SubFactory(TenantFactory)
+    system = "paypal"
+    name = factory.Sequence(lambda n: f"Rule {n}")
+    priority = 100
+    transaction_type = "capture"
+    gl_account = "3000"
+    fee_account = "7770"
+    clearing_account = "1920"
+
+
+class SyncRecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SyncRecord
+
+    integration = factory.SubFactory(IntegrationFactory)
+    stream = "payments"
+    source_id = factory.Sequence(lambda n: f"SRC-{n}")
+    amount = Decimal("100.00")
+    currency = "EUR"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    is_staff = True
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-1")
+
+    @factory.post_generation
+    def groups(self, create, extracted, **kwargs):
+        for name in extracted or []:
+            self.groups.add(Group.objects.get(name=name))
+        if extracted:
+            self.save()

@@ -1,0 +1,141 @@
+"""A stream defined in the tests (as issue 2 asks): payments from a source dict into an in-memory ledger.
+
+The ledger stands for the target system: it keeps what was written, can be asked for a marker, and can be
+told to fail or to "crash" after a write, so the engine's protocol can be proven without a vendor.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from datetime import date
+from decimal import Decimal
+
+from connectors.errors import PermanentError, TransientError, WaitFor
+from connectors.pipeline import SourceDataError, SourceObject, Stream
+from connectors.webhooks import ParsedEvent, Verdict, WebhookVerifier
+from mappings.documents import MatchFacts, Posting, PostingLine
+from mappings.money import to_decimal
+
+
+class Crash(BaseException):
+    """A worker dying between the remote write and the local commit (not an Exception: nothing catches it)."""
+
+
+class Ledger:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.documents: dict[str, dict] = {}  # target id → document
+        self.writes = 0
+        self.lookups = 0
+        self.fail_next: list[Exception] = []
+        self.crash_after_next_write = False
+        self.write_delay = 0.0
+
+    def write(self, posting: Posting) -> str:
+        import time
+
+        with self.lock:
+            if self.fail_next:
+                raise self.fail_next.pop(0)
+        if self.write_delay:
+            time.sleep(self.write_delay)
+        with self.lock:
+            self.writes += 1
+            target_id = f"JT-{len(self.documents) + 1:05d}"
+            self.documents[target_id] = posting.to_json()
+            crash, self.crash_after_next_write = self.crash_after_next_write, False
+        if crash:
+            raise Crash("worker died after the remote write")
+        return target_id
+
+    def find(self, marker: str) -> str | None:
+        with self.lock:
+            self.lookups += 1
+            return next((tid for tid, doc in self.documents.items() if doc["marker"] == marker), None)
+
+
+LEDGER = Ledger()
+SOURCE: dict[str, dict] = {}  # source id → payment payload, what read_one / read_window serve
+
+
+class PaymentsStream(Stream):
+    name = "payments"
+    kind = "paypal"
+    target_kind = "journal"
+
+    def read_window(self, start, end):
+        for source_id, payload in sorted(SOURCE.items()):
+            yield self._source(source_id, payload)
+
+    def read_one(self, source_id):
+        payload = SOURCE.get(source_id)
+        return self._source(source_id, payload) if payload else None
+
+    def _source(self, source_id, payload):
+        return SourceObject(source_id=source_id, payload=payload, amount=Decimal(payload["amount"]),
+                            currency=payload["currency"])
+
+    def transform(self, source: SourceObject) -> Posting:
+        payload = source.payload
+        if payload.get("waits_for") and payload["waits_for"] not in {
+            doc["marker"].removeprefix("pay:") for doc in LEDGER.documents.values()
+        }:
+            raise WaitFor(f"original payment {payload['waits_for']} is not posted yet")
+        try:
+            gross = to_decimal(payload["amount"])
+            fee = to_decimal(payload.get("fee", "0"), field="fee")
+        except KeyError as exc:
+            raise SourceDataError(f"field {exc.args[0]} is missing") from exc
+        currency = payload["currency"]
+        lines = [PostingLine(role="clearing", debit=gross - fee), PostingLine(role="account", credit=gross)]
+        if fee:
+            lines.insert(1, PostingLine(role="fee", debit=fee))
+        return Posting(
+            document="journal", marker=f"pay:{source.source_id}", currency=currency, date=date(2026, 11, 2),
+            description=f"Payment {source.source_id}",
+            facts=MatchFacts(transaction_type=payload.get("type", "capture"), amount=gross, currency=currency,
+                             customer_group=payload.get("group", "")),
+            lines=lines,
+        )
+
+    def find_posted(self, posting):
+        return LEDGER.find(posting.marker)
+
+    def write(self, posting, record):
+        return LEDGER.write(posting)
+
+
+class TestHmacVerifier(WebhookVerifier):
+    """HMAC-SHA256 of the body, base64, in X-Test-Signature, with the partner connection's webhook_secret."""
+
+    def verify(self, *, integration, headers, body, url):
+        secret = (integration.partner_connection.credentials or {}).get("webhook_secret")
+        if not secret:
+            return Verdict.refused("no webhook secret configured")
+        given = {k.lower(): v for k, v in headers.items()}.get("x-test-signature", "")
+        if not given:
+            return Verdict.refused("X-Test-Signature header missing")
+        expected = sign(secret, body)
+        return Verdict.genuine() if hmac.compare_digest(given, expected) else Verdict.refused("signature mismatch")
+
+    def parse(self, *, headers, body):
+        try:
+            data = json.loads(body)
+            return [ParsedEvent(event_id=str(data["id"]), event_type=data["type"], body=body.decode())]
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"field {exc} missing or body not JSON") from exc
+
+    def objects_touched(self, event):
+        data = json.loads(event.body)
+        return [("payments", data["resource_id"])]
+
+
+def sign(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+__all__ = ["LEDGER", "SOURCE", "Crash", "PaymentsStream", "TestHmacVerifier", "PermanentError", "TransientError",
+           "sign"]
