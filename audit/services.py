@@ -73,10 +73,11 @@ def _locked(record: SyncRecord) -> SyncRecord:
 
 def record_transition(record: SyncRecord, to_status: str, *, actor: Actor = SYSTEM, reason: str = "",
                       details: dict | None = None, expected: frozenset[str] | set[str] | None = None,
-                      **changes) -> SyncRecord:
+                      expected_claim: datetime | None = None, **changes) -> SyncRecord:
     """Move a record to `to_status` under a row lock, apply `changes`, and audit it; refuse a wrong state.
 
     `expected`: the statuses the caller saw; if another worker moved the record meanwhile, refuse.
+    `expected_claim`: the `posting_started_at` the caller saw; if another worker claimed the write since, refuse.
     """
     with transaction.atomic():
         locked = _locked(record)
@@ -85,6 +86,12 @@ def record_transition(record: SyncRecord, to_status: str, *, actor: Actor = SYST
             raise TransitionRefused(
                 f"Cannot move record {locked.stream}/{locked.source_id} from {from_status} to {to_status} "
                 f"(status: {from_status})"
+            )
+        if expected_claim is not None and locked.posting_started_at != expected_claim:
+            claimed = f"{locked.posting_started_at:%Y-%m-%d %H:%M:%S} UTC" if locked.posting_started_at else "since"
+            raise TransitionRefused(
+                f"Cannot move record {locked.stream}/{locked.source_id} from {from_status} to {to_status}: "
+                f"another worker claimed the write at {claimed}"
             )
         for field, value in changes.items():
             setattr(locked, field, value)
@@ -99,9 +106,10 @@ def record_transition(record: SyncRecord, to_status: str, *, actor: Actor = SYST
 
 def record_upsert(*, integration, stream: str, source_id: str, payload: dict, source_updated_at: datetime | None,
                   amount: Decimal | None, currency: str, actor: Actor = SYSTEM) -> tuple[SyncRecord, bool]:
-    """The one row for (integration, stream, source id): created as `received`, or refreshed while unposted.
+    """The one row for (integration, stream, source id): created as `received`, or refreshed while undecided.
 
-    Webhooks, pollers and replays racing on one source object meet on this row, never on two.
+    Webhooks, pollers and replays racing on one source object meet on this row, never on two. A refreshed
+    source that changed drops the posting made from the old one, so nothing stale is ever written or approved.
     """
     defaults = dict(source_payload=payload, source_updated_at=source_updated_at, amount=amount, currency=currency)
     try:
@@ -120,11 +128,24 @@ def record_upsert(*, integration, stream: str, source_id: str, payload: dict, so
         is_newer = source_updated_at is None or record.source_updated_at is None or (
             source_updated_at >= record.source_updated_at
         )
-        # A posted, rejected or in-flight record keeps the payload it was decided on.
-        if is_newer and record.status in (S.RECEIVED, S.READY, S.FLAGGED, S.RETRYING, S.FAILED):
-            for field, value in defaults.items():
-                setattr(record, field, value)
-            record.save(update_fields=[*defaults, "updated_at"])
+        # A posted, rejected, approved or in-flight (ready, posting) record keeps the payload it was decided on.
+        if not is_newer or record.status not in (S.RECEIVED, S.FLAGGED, S.RETRYING, S.FAILED):
+            return record, False
+        changed = (payload, amount, currency) != (record.source_payload, record.amount, record.currency)
+        if changed and record.status == S.FLAGGED:
+            # The review was about the old object: map the new one again rather than let it be approved.
+            record = record_transition(
+                record, S.RECEIVED, actor=actor, reason="the source object changed: mapped again",
+                expected={S.FLAGGED}, proposed_posting=None, corrected_posting=None, **defaults,
+            )
+            return record, False
+        for field, value in defaults.items():
+            setattr(record, field, value)
+        update_fields = [*defaults, "updated_at"]
+        if changed and record.status == S.RETRYING:
+            record.proposed_posting = None  # re-mapped from the new payload at the next attempt
+            update_fields.append("proposed_posting")
+        record.save(update_fields=update_fields)
     return record, False
 
 
@@ -195,23 +216,37 @@ def record_fail(record: SyncRecord, *, error: str) -> SyncRecord:
 # --- what a person does in the review queue --------------------------------------------------------------
 
 
+def _locked_in(record: SyncRecord, statuses: set[str], verb: str) -> SyncRecord:
+    """The stored record under lock, refused with a clear message unless it is in one of `statuses` now."""
+    locked = _locked(record)
+    if locked.status not in statuses:
+        raise TransitionRefused(f"Cannot {verb} a {locked.status} record (status: {locked.status})")
+    return locked
+
+
 def record_approve(record: SyncRecord, *, user, corrected_posting: dict | None = None, note: str = "") -> SyncRecord:
     """Finance says: post it, possibly with corrected accounts and dimensions (re-validated before the write)."""
-    if record.status != S.FLAGGED:
-        raise TransitionRefused(f"Cannot approve a {record.status} record (status: {record.status})")
-    reason = note or ("approved with corrections" if corrected_posting else "approved")
-    return record_transition(
-        record, S.APPROVED, actor=Actor.of(user), reason=reason, corrected_posting=corrected_posting,
-        details={"corrected_posting": corrected_posting} if corrected_posting else None,
-    )
+    with transaction.atomic():
+        locked = _locked_in(record, {S.FLAGGED}, "approve")
+        if not locked.proposed_posting:
+            raise TransitionRefused(
+                f"Cannot approve {locked.stream}/{locked.source_id}: there is no posting to write (the source could "
+                "not be read as one); fix the source and replay it"
+            )
+        reason = note or ("approved with corrections" if corrected_posting else "approved")
+        return record_transition(
+            locked, S.APPROVED, actor=Actor.of(user), reason=reason, expected={S.FLAGGED},
+            corrected_posting=corrected_posting,
+            details={"corrected_posting": corrected_posting} if corrected_posting else None,
+        )
 
 
 def record_reject(record: SyncRecord, *, user, reason: str) -> SyncRecord:
     if not reason.strip():
         raise TransitionRefused("A rejection needs a reason.")
-    if record.status != S.FLAGGED:
-        raise TransitionRefused(f"Cannot reject a {record.status} record (status: {record.status})")
-    return record_transition(record, S.REJECTED, actor=Actor.of(user), reason=reason)
+    with transaction.atomic():
+        locked = _locked_in(record, {S.FLAGGED}, "reject")
+        return record_transition(locked, S.REJECTED, actor=Actor.of(user), reason=reason, expected={S.FLAGGED})
 
 
 def record_replay(record: SyncRecord, *, actor: Actor = SYSTEM, reason: str = "replay") -> SyncRecord:
@@ -220,12 +255,12 @@ def record_replay(record: SyncRecord, *, actor: Actor = SYSTEM, reason: str = "r
     It goes back to `received`: mapped and validated afresh before any write; its marker stays, so a write
     that may have reached the target is looked up first.
     """
-    if record.status not in (S.FLAGGED, S.FAILED):
-        raise TransitionRefused(f"Cannot replay a {record.status} record (status: {record.status})")
-    return record_transition(
-        record, S.RECEIVED, actor=actor, reason=reason, attempts=0, next_attempt_at=None, last_error="",
-        proposed_posting=None, corrected_posting=None,
-    )
+    with transaction.atomic():
+        locked = _locked_in(record, {S.FLAGGED, S.FAILED}, "replay")
+        return record_transition(
+            locked, S.RECEIVED, actor=actor, reason=reason, expected={S.FLAGGED, S.FAILED}, attempts=0,
+            next_attempt_at=None, last_error="", proposed_posting=None, corrected_posting=None,
+        )
 
 
 def webhook_rejection_audit(*, integration, reason: str, details: dict) -> AuditEntry:

@@ -126,11 +126,16 @@ def record_ingest(integration: Integration, stream_name: str, source: SourceObje
 def record_advance(record: SyncRecord, *, stream: Stream | None = None) -> SyncRecord:
     """Take a record as far as it can go now: posted, flagged for a person, or scheduled for a retry."""
     record.refresh_from_db()
+    if record.status == S.RETRYING and record.next_attempt_at and record.next_attempt_at > timezone.now():
+        # The backoff holds for pollers and webhooks too; the sweep takes it when it is due.
+        return record
     stream = stream or stream_for(record.integration, record.stream)
     try:
         if record.status == S.RECEIVED or (record.status == S.RETRYING and not record.proposed_posting):
             record = _prepare(record, stream)
-        if record.status in (S.READY, S.APPROVED, S.RETRYING):
+            if record.status == S.READY:
+                record = _post(record, stream)
+        elif record.status in (S.READY, S.APPROVED, S.RETRYING):
             record = _post(record, stream)
         elif record.status == S.POSTING and _lease_expired(record):
             record = _recover_interrupted_write(record, stream)
@@ -155,6 +160,13 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord:
         return record_services.record_schedule_retry(record, error=str(exc))
     except (SourceDataError, MoneyError, PermanentError) as exc:
         return record_services.record_flag(record, reasons=[f"{record.stream} {record.source_id}: {exc}"])
+    except Exception as exc:
+        # A payload the stream did not expect must not stall its window or the sweep: a person sees it, and
+        # replays it once the stream is fixed.
+        log.exception("record %s: transform failed", record.pk)
+        return record_services.record_flag(record, reasons=[
+            f"{record.stream} {record.source_id}: could not be read as a posting: {type(exc).__name__}: {exc}"
+        ])
     outcome = posting_map(tenant=stream.tenant, system=record.integration.kind, posting=posting)
     if outcome.rule is None:
         return record_services.record_flag(
@@ -164,6 +176,8 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord:
         problems = posting_validate(tenant=stream.tenant, posting=posting, live_check=stream.live_check())
     except TransientError as exc:
         return record_services.record_schedule_retry(record, error=f"could not check reference data: {exc}")
+    # The rule's own gaps (no fee account...) say more than the validator's "line has no GL account".
+    problems = list(dict.fromkeys([*outcome.problems, *problems]))
     if problems:
         return record_services.record_flag(
             record, reasons=problems, proposed_posting=posting.to_json(), posting_marker=posting.marker
@@ -220,7 +234,7 @@ def _recover_interrupted_write(record: SyncRecord, stream: Stream) -> SyncRecord
         )
     record = record_services.record_transition(
         record, S.RETRYING, reason=f"interrupted write not found in target by marker {posting.marker}; writing again",
-        expected={S.POSTING}, next_attempt_at=timezone.now(),
+        expected={S.POSTING}, expected_claim=record.posting_started_at, next_attempt_at=timezone.now(),
     )
     return _post(record, stream)
 
@@ -290,9 +304,14 @@ def records_advance_due(*, limit: int = 500) -> int:
     ).select_related("integration__tenant").order_by("updated_at")[:limit]
     advanced = 0
     for record in due:
-        if not record.integration.enabled:
+        if not (record.integration.enabled and record.integration.tenant.is_active):
             continue
-        record_advance(record)
+        try:
+            record_advance(record)
+        except Exception:
+            # One record's failure (a stream gone from the registry, a bug) must not stall the whole sweep.
+            log.exception("sweep could not advance record %s", record.pk)
+            continue
         advanced += 1
     return advanced
 

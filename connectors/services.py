@@ -48,6 +48,8 @@ def webhook_receive(*, kind: str, integration_id, headers: dict[str, str], body:
     except ValueError as exc:
         return WebhookOutcome(400, {"detail": f"Malformed {kind} webhook: {exc}"})
     kept_headers = {name: value for name, value in headers.items() if name.lower() not in _UNSTORED_HEADERS}
+    # A disabled integration keeps what it is sent, and processes it only once it is enabled again (inbox sweep).
+    processes = integration.enabled and integration.tenant.is_active
     stored, duplicates = [], 0
     for event in events:
         try:
@@ -56,11 +58,12 @@ def webhook_receive(*, kind: str, integration_id, headers: dict[str, str], body:
                     integration=integration, event_id=event.event_id, event_type=event.event_type,
                     headers=kept_headers, body=event.body,
                 )
-                transaction.on_commit(lambda pk=inbound.pk: inbound_event_enqueue(pk))
+                if processes:
+                    transaction.on_commit(lambda pk=inbound.pk: inbound_event_enqueue(pk))
             stored.append(inbound.pk)
         except IntegrityError:
             duplicates += 1
-    if not integration.enabled:
+    if not processes:
         log.info("webhook for disabled integration %s stored, not processed", integration.pk)
     return WebhookOutcome(200, {"received": len(stored), "duplicates": duplicates})
 
@@ -114,6 +117,10 @@ def integration_settings_clean(kind: str, raw: dict | None) -> dict:
     return cleaned
 
 
+# The longest poll cadence: a week (django-q2 keeps minutes in a small integer, and windows overlap the cursor).
+POLL_MINUTES_MAX = 7 * 24 * 60
+
+
 def integration_poll_minutes_clean(kind: str, raw: dict | None) -> dict[str, int]:
     streams = registry.kind_spec(kind).streams
     cleaned = {}
@@ -122,8 +129,11 @@ def integration_poll_minutes_clean(kind: str, raw: dict | None) -> dict[str, int
             raise ValidationError(
                 {"poll_minutes": f"{kind} has no stream {stream!r}; its streams: {', '.join(sorted(streams)) or 'none yet'}"}
             )
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
-            raise ValidationError({"poll_minutes": f"{stream}: minutes must be a whole number ≥ 1, got {minutes!r}"})
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= POLL_MINUTES_MAX:
+            raise ValidationError({
+                "poll_minutes": f"{stream}: minutes must be a whole number from 1 to {POLL_MINUTES_MAX}, "
+                f"got {minutes!r}"
+            })
         cleaned[stream] = minutes
     return cleaned
 
@@ -193,12 +203,14 @@ def inbox_process(*, tenant_slug: str | None = None, older_than_seconds: int = 0
         status__in=[InboundEvent.Status.PENDING, InboundEvent.Status.FAILED],
         attempts__lt=INBOX_MAX_ATTEMPTS,
         integration__enabled=True,
+        integration__tenant__is_active=True,
         received_at__lte=timezone.now() - timedelta(seconds=older_than_seconds),
     ).order_by("received_at")
     if tenant_slug:
         events = events.filter(integration__tenant__slug=tenant_slug)
+    # Ids first (processing re-reads each row under lock): no open cursor over rows being written.
     count = 0
-    for event in events.iterator():
+    for event in list(events.only("pk")):
         inbound_event_process(event)
         count += 1
     return count

@@ -1,10 +1,14 @@
 """Thin django-q2 entry points: load by id, call the service. Safe to run twice."""
+import logging
+
 from django.db import transaction
 
 from audit.models import SyncRecord
 
 from . import pipeline
 from .models import InboundEvent, Integration, SyncRun
+
+log = logging.getLogger(__name__)
 
 
 def stream_poll(integration_id: str, stream: str) -> str:
@@ -37,6 +41,13 @@ def inbox_sweep() -> int:
 
 def record_advance_later(record: SyncRecord) -> None:
     """After a review action: advance the record in a worker once the change is committed."""
+    transaction.on_commit(lambda pk=record.pk: _record_advance_enqueue(pk))
+
+
+def _record_advance_enqueue(record_id: int) -> None:
     from django_q.tasks import async_task
 
-    transaction.on_commit(lambda: async_task("connectors.tasks.record_advance", record.pk))
+    try:
+        async_task("connectors.tasks.record_advance", record_id, task_name=f"record-advance-{record_id}")
+    except Exception:  # the review is committed; the sweep advances the record within minutes
+        log.exception("could not enqueue record %s", record_id)

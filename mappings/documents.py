@@ -113,7 +113,7 @@ def posting_apply_correction(posting: Posting, correction: dict | None) -> Posti
     """A finance user's correction: accounts by role, dimensions, customer; lines and amounts never change."""
     if not correction:
         return posting
-    accounts = correction.get("accounts", {})
+    accounts = correction.get("accounts") or {}
     dimensions = {str(key): str(value) for key, value in (correction.get("dimensions") or {}).items()}
     for line in posting.lines:
         if accounts.get(line.role):

@@ -29,14 +29,23 @@ def to_decimal(value, *, field: str = "amount") -> Decimal:
     if isinstance(value, float):
         raise MoneyError(f"{field}: {value!r} is a float; money must come as a string or an integer")
     try:
-        return Decimal(str(value))
+        amount = Decimal(str(value))
     except (InvalidOperation, TypeError) as exc:
         raise MoneyError(f"{field}: {value!r} is not a number") from exc
+    # Decimal reads "NaN" and "Infinity" too; neither can be booked.
+    if not amount.is_finite():
+        raise MoneyError(f"{field}: {value!r} is not a number")
+    return amount
 
 
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit (banker's rounding, as ledgers do)."""
-    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_EVEN)
+    if isinstance(amount, bool) or not isinstance(amount, (Decimal, int)):
+        raise MoneyError(f"{amount!r} is a {type(amount).__name__}; money must be a Decimal")
+    try:
+        return Decimal(amount).quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_EVEN)
+    except InvalidOperation as exc:
+        raise MoneyError(f"{amount} {currency} cannot be booked (not finite, or too many digits)") from exc
 
 
 def is_exact(amount: Decimal, currency: str) -> bool:
@@ -55,4 +64,4 @@ def to_minor(amount: Decimal, currency: str) -> int:
     """Decimal major units → integer minor units; refuses an amount finer than the currency allows."""
     if not is_exact(amount, currency):
         raise MoneyError(f"{amount} {currency} has more decimals than {currency} allows ({minor_units(currency)})")
-    return int(amount.scaleb(minor_units(currency)))
+    return int(Decimal(amount).scaleb(minor_units(currency)))

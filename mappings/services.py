@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.utils import timezone
 
@@ -73,7 +74,7 @@ def posting_map(*, tenant, system: str, posting: Posting) -> MappingOutcome:
     return MappingOutcome(posting, rule, problems)
 
 
-# A live re-check of one reference value: (kind, key, tenant) → True when Visma now has it active.
+# A live re-check of one reference value: (kind, key) → True when Visma now has it active (and the mirror is refreshed).
 LiveCheck = Callable[[str, str], bool]
 
 
@@ -127,9 +128,11 @@ def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None =
     for number, line in enumerate(posting.lines, start=1):
         for side in ("debit", "credit"):
             amount = getattr(line, side)
-            if amount < 0:
+            if not isinstance(amount, Decimal) or not amount.is_finite():
+                problems.append(f"Line {number} ({line.role}): {side} {amount!r} is not an amount")
+            elif amount < 0:
                 problems.append(f"Line {number} ({line.role}): {side} {amount} is negative")
-            elif not is_exact(amount, posting.currency):
+            elif not _exact(amount, posting.currency):
                 problems.append(
                     f"Line {number} ({line.role}): {side} {amount} has more decimals than "
                     f"{posting.currency} allows ({minor_units(posting.currency)})"
@@ -139,13 +142,24 @@ def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None =
             f"Journal {posting.marker} does not balance: debit {posting.total_debit} ≠ credit {posting.total_credit}"
         )
 
+    live_answers: dict[tuple[str, str], bool] = {}
+
+    def visma_has(kind: str, key: str) -> bool:
+        # Each value is asked of Visma at most once per validation, however many lines carry it.
+        if live_check is None:
+            return False
+        if (kind, key) not in live_answers:
+            live_answers[kind, key] = bool(live_check(kind, key))
+        return live_answers[kind, key]
+
     def active(kind: str, key, table: str) -> bool | None:
         found = getattr(mirror, table).get(key)
         if found is True:
             return True
-        if live_check is not None and live_check(kind, key if isinstance(key, str) else key[1]):
+        if visma_has(kind, key if isinstance(key, str) else key[1]):
+            # Visma's live answer is the truth; the mirror was stale.
             mirror.refresh()
-            return getattr(mirror, table).get(key)
+            return True
         return found
 
     for number, line in enumerate(posting.lines, start=1):
@@ -168,12 +182,19 @@ def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None =
                     "fix the rule's dimensions or the value in Visma."
                 )
     if posting.customer and not Customer.objects.filter(tenant=tenant, number=posting.customer, active=True).exists():
-        if not (live_check and live_check("customer", posting.customer)):
+        if not visma_has("customer", posting.customer):
             problems.append(f"Customer {posting.customer} is unknown or inactive in Visma: map the payer to a customer.")
     if posting.supplier and not Supplier.objects.filter(tenant=tenant, number=posting.supplier, active=True).exists():
-        if not (live_check and live_check("supplier", posting.supplier)):
+        if not visma_has("supplier", posting.supplier):
             problems.append(f"Supplier {posting.supplier} is unknown or inactive in Visma.")
     return _unique(problems)
+
+
+def _exact(amount: Decimal, currency: str) -> bool:
+    try:
+        return is_exact(amount, currency)
+    except MoneyError:  # more digits than any ledger holds
+        return False
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -24,9 +24,9 @@ def payments_stream():
     spec.streams["payments"] = ledger_stream.PaymentsStream
     spec.verifier = ledger_stream.TestHmacVerifier()
     ledger_stream.LEDGER.__init__()
-    ledger_stream.SOURCE.clear()
+    ledger_stream.SOURCE.reset()
     yield ledger_stream
     spec.streams.clear()
     spec.streams.update(saved[0])
     spec.verifier = saved[1]
-    ledger_stream.SOURCE.clear()
+    ledger_stream.SOURCE.reset()

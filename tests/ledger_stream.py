@@ -1,7 +1,7 @@
 """A stream defined in the tests (as issue 2 asks): payments from a source dict into an in-memory ledger.
 
 The ledger stands for the target system: it keeps what was written, can be asked for a marker, and can be
-told to fail or to "crash" after a write, so the engine's protocol can be proven without a vendor.
+told to fail or to "crash" before or after a write, so the engine's protocol can be proven without a vendor.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import hashlib
 import hmac
 import json
 import threading
-from datetime import date
+import time
+from datetime import date, datetime
 from decimal import Decimal
 
 from connectors.errors import PermanentError, TransientError, WaitFor
@@ -25,18 +26,24 @@ class Crash(BaseException):
 
 
 class Ledger:
+    """The target system: documents by id, what Visma would answer to a live reference check."""
+
     def __init__(self):
         self.lock = threading.Lock()
         self.documents: dict[str, dict] = {}  # target id → document
         self.writes = 0
         self.lookups = 0
-        self.fail_next: list[Exception] = []
+        # Raised, in order, by the next writes before anything is stored (a refused or lost request).
+        self.fail_next: list[BaseException] = []
+        # Raised by the next write after the document is stored (the answer is lost, the write landed).
+        self.fail_after_next_write: BaseException | None = None
         self.crash_after_next_write = False
         self.write_delay = 0.0
+        # Account numbers Visma has active now, whatever the local mirror says (answers the live check).
+        self.visma_accounts: set[str] = set()
+        self.live_checks: list[tuple[str, str]] = []
 
     def write(self, posting: Posting) -> str:
-        import time
-
         with self.lock:
             if self.fail_next:
                 raise self.fail_next.pop(0)
@@ -46,9 +53,11 @@ class Ledger:
             self.writes += 1
             target_id = f"JT-{len(self.documents) + 1:05d}"
             self.documents[target_id] = posting.to_json()
-            crash, self.crash_after_next_write = self.crash_after_next_write, False
-        if crash:
-            raise Crash("worker died after the remote write")
+            after, self.fail_after_next_write = self.fail_after_next_write, None
+            if self.crash_after_next_write:
+                after, self.crash_after_next_write = Crash("worker died after the remote write"), False
+        if after is not None:
+            raise after
         return target_id
 
     def find(self, marker: str) -> str | None:
@@ -57,8 +66,21 @@ class Ledger:
             return next((tid for tid, doc in self.documents.items() if doc["marker"] == marker), None)
 
 
+class SourceSystem(dict):
+    """Source id → payment payload, what read_one / read_window serve; can be told to fail mid-window."""
+
+    def __init__(self):
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        self.clear()
+        self.read_failures: list[Exception] = []  # raised by read_window after its first object
+        self.windows: list[tuple[datetime, datetime]] = []
+
+
 LEDGER = Ledger()
-SOURCE: dict[str, dict] = {}  # source id → payment payload, what read_one / read_window serve
+SOURCE = SourceSystem()
 
 
 class PaymentsStream(Stream):
@@ -67,7 +89,10 @@ class PaymentsStream(Stream):
     target_kind = "journal"
 
     def read_window(self, start, end):
-        for source_id, payload in sorted(SOURCE.items()):
+        SOURCE.windows.append((start, end))
+        for number, (source_id, payload) in enumerate(sorted(SOURCE.items())):
+            if number == 1 and SOURCE.read_failures:
+                raise SOURCE.read_failures.pop(0)
             yield self._source(source_id, payload)
 
     def read_one(self, source_id):
@@ -75,8 +100,9 @@ class PaymentsStream(Stream):
         return self._source(source_id, payload) if payload else None
 
     def _source(self, source_id, payload):
-        return SourceObject(source_id=source_id, payload=payload, amount=Decimal(payload["amount"]),
-                            currency=payload["currency"])
+        updated_at = datetime.fromisoformat(payload["updated_at"]) if payload.get("updated_at") else None
+        return SourceObject(source_id=source_id, payload=payload, updated_at=updated_at,
+                            amount=Decimal(payload["amount"]), currency=payload["currency"])
 
     def transform(self, source: SourceObject) -> Posting:
         payload = source.payload
@@ -97,7 +123,7 @@ class PaymentsStream(Stream):
             document="journal", marker=f"pay:{source.source_id}", currency=currency, date=date(2026, 11, 2),
             description=f"Payment {source.source_id}",
             facts=MatchFacts(transaction_type=payload.get("type", "capture"), amount=gross, currency=currency,
-                             customer_group=payload.get("group", "")),
+                             customer_group=payload.get("group", ""), payment_method=payload.get("method", "")),
             lines=lines,
         )
 
@@ -106,6 +132,21 @@ class PaymentsStream(Stream):
 
     def write(self, posting, record):
         return LEDGER.write(posting)
+
+    def live_check(self):
+        tenant = self.tenant
+
+        def visma_has(kind: str, key: str) -> bool:
+            from mappings.models import GLAccount
+
+            LEDGER.live_checks.append((kind, key))
+            if kind == "account" and key in LEDGER.visma_accounts:
+                # As the Visma side does: the answer refreshes the mirror.
+                GLAccount.objects.update_or_create(tenant=tenant, number=key, defaults={"active": True})
+                return True
+            return False
+
+        return visma_has
 
 
 class TestHmacVerifier(WebhookVerifier):

@@ -1,0 +1,155 @@
+"""The accountant's screens: GL mapping rules (versioned, checked on save), the Visma mirror (read-only), cross-refs."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
+from simple_history.admin import SimpleHistoryAdmin
+
+from .models import Customer, DimensionValue, ExternalReference, GLAccount, GLMappingRule, Supplier
+from .services import mapping_rule_validate
+
+VALIDATION_COLOURS = {
+    GLMappingRule.ValidationState.VALID: "#1e7e34",
+    GLMappingRule.ValidationState.INVALID: "#b91c1c",
+    GLMappingRule.ValidationState.UNCHECKED: "#6b7280",
+}
+
+
+class GLMappingRuleForm(forms.ModelForm):
+    change_reason = forms.CharField(
+        max_length=100, required=False, label="Reason for this change",
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="Kept in the rule's history with your name, e.g. “fees now go to 7790 from 1 March”.",
+    )
+
+    class Meta:
+        model = GLMappingRule
+        fields = "__all__"
+
+    def clean_change_reason(self):
+        reason = self.cleaned_data["change_reason"].strip()
+        if self.instance.pk and self.has_changed() and not reason:
+            raise forms.ValidationError("Say why you change the rule: the history keeps it for the auditors.")
+        return reason
+
+
+@admin.register(GLMappingRule)
+class GLMappingRuleAdmin(SimpleHistoryAdmin):
+    """Mapping rules: every save is versioned with who and why, then checked against the Visma mirror."""
+
+    form = GLMappingRuleForm
+    list_display = ["name", "system", "priority", "conditions", "accounts", "validation", "is_active", "tenant"]
+    list_display_links = ["name"]
+    list_filter = ["tenant", "system", "is_active", "validation_state", "currency"]
+    list_select_related = ["tenant"]
+    search_fields = ["name", "transaction_type", "customer_group", "payment_method", "gl_account", "fee_account",
+                     "clearing_account"]
+    fieldsets = [
+        (None, {"fields": ["tenant", "system", "name", "priority", "is_active"]}),
+        ("Matches (empty: any)", {"fields": ["transaction_type", "currency", "min_amount", "max_amount",
+                                             "customer_group", "payment_method"]}),
+        ("Posts to", {"fields": ["posting_document", "gl_account", "fee_account", "clearing_account", "dimensions"]}),
+        ("Check against Visma", {"fields": ["validation", "validation_problems_list", "validated_at"]}),
+        ("Why", {"fields": ["change_reason"]}),
+    ]
+    readonly_fields = ["validation", "validation_problems_list", "validated_at"]
+
+    def save_model(self, request, obj, form, change):
+        obj._change_reason = form.cleaned_data.get("change_reason") or ("created" if not change else "")
+        super().save_model(request, obj, form, change)
+        mapping_rule_validate(obj)
+        if obj.validation_state == GLMappingRule.ValidationState.INVALID:
+            self.message_user(
+                request, f"{obj.name} is invalid: {'; '.join(obj.validation_problems)}. "
+                "Records it maps will be flagged until it is fixed.", messages.WARNING,
+            )
+
+    @admin.display(description="conditions")
+    def conditions(self, rule):
+        parts = [rule.transaction_type or "any type", rule.currency or "any currency"]
+        if rule.min_amount is not None or rule.max_amount is not None:
+            low = "" if rule.min_amount is None else f"{rule.min_amount.normalize():f}"
+            high = "" if rule.max_amount is None else f"{rule.max_amount.normalize():f}"
+            parts.append(f"{low}–{high}")
+        if rule.customer_group:
+            parts.append(f"group {rule.customer_group}")
+        if rule.payment_method:
+            parts.append(rule.payment_method)
+        return " · ".join(parts)
+
+    @admin.display(description="accounts")
+    def accounts(self, rule):
+        parts = [rule.gl_account]
+        if rule.fee_account:
+            parts.append(f"fee {rule.fee_account}")
+        if rule.clearing_account:
+            parts.append(f"clearing {rule.clearing_account}")
+        if rule.dimensions:
+            parts.append(", ".join(f"{segment}={value}" for segment, value in sorted(rule.dimensions.items())))
+        return " · ".join(parts)
+
+    @admin.display(description="validation", ordering="validation_state")
+    def validation(self, rule):
+        return format_html(
+            '<span class="validation-{}" style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>',
+            rule.validation_state, VALIDATION_COLOURS.get(rule.validation_state, "#6b7280"),
+            rule.get_validation_state_display(),
+        )
+
+    @admin.display(description="problems")
+    def validation_problems_list(self, rule):
+        if not rule.validation_problems:
+            return "none"
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((p,) for p in rule.validation_problems)))
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The mirror of Visma: refreshed from Visma only, so nobody adds, changes or deletes it here."""
+
+    list_select_related = ["tenant"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(GLAccount)
+class GLAccountAdmin(ReadOnlyAdmin):
+    list_display = ["number", "description", "account_type", "currency", "active", "tenant", "refreshed_at"]
+    list_filter = ["tenant", "active", "account_type", "currency"]
+    search_fields = ["number", "description"]
+
+
+@admin.register(DimensionValue)
+class DimensionValueAdmin(ReadOnlyAdmin):
+    list_display = ["dimension", "segment_id", "segment_name", "value", "description", "active", "tenant"]
+    list_filter = ["tenant", "active", "dimension", "segment_id"]
+    search_fields = ["value", "description", "segment_name"]
+
+
+@admin.register(Customer)
+class CustomerAdmin(ReadOnlyAdmin):
+    list_display = ["number", "name", "customer_class", "currency", "active", "tenant"]
+    list_filter = ["tenant", "active", "customer_class", "currency"]
+    search_fields = ["number", "name"]
+
+
+@admin.register(Supplier)
+class SupplierAdmin(ReadOnlyAdmin):
+    list_display = ["number", "name", "supplier_class", "currency", "active", "tenant"]
+    list_filter = ["tenant", "active", "supplier_class", "currency"]
+    search_fields = ["number", "name"]
+
+
+@admin.register(ExternalReference)
+class ExternalReferenceAdmin(admin.ModelAdmin):
+    list_display = ["system", "external_kind", "external_id", "visma_kind", "visma_id", "tenant", "updated_at"]
+    list_filter = ["tenant", "system", "external_kind", "visma_kind"]
+    list_select_related = ["tenant"]
+    search_fields = ["external_id", "visma_id"]

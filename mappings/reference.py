@@ -1,0 +1,244 @@
+"""Keeps the tenant's mirror of Visma reference data current: full or delta refreshes, and one-value live checks."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+
+from django.db import models
+from django.db.models import Max
+from django.utils import timezone
+
+from connectors.errors import PermanentError, TransientError
+from connectors.models import Integration, SyncCursor
+from connectors.visma import reference as visma
+from connectors.visma.client import VismaClient, visma_client_for
+
+from .models import Customer, DimensionValue, GLAccount, Supplier
+from .services import LiveCheck, mapping_rules_revalidate
+
+ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS = "accounts", "dimension_values", "customers", "suppliers"
+REFERENCE_KINDS = (ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS)
+MIRROR_MODEL: dict[str, type[models.Model]] = {
+    ACCOUNTS: GLAccount, DIMENSION_VALUES: DimensionValue, CUSTOMERS: Customer, SUPPLIERS: Supplier,
+}
+BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class ReferenceRefresh:
+    """Rows read per kind, mirror rows marked inactive because Visma no longer has them, rules now invalid."""
+
+    accounts: int = 0
+    dimension_values: int = 0
+    customers: int = 0
+    suppliers: int = 0
+    deactivated: int = 0
+    invalid_rules: int = 0
+
+
+# --- upserts into the mirror ----------------------------------------------------------------------------------
+
+
+def _batches(items: Iterable, size: int = BATCH_SIZE) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _upsert(model: type[models.Model], rows: list[models.Model], unique: list[str], update: list[str]) -> None:
+    model.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=unique, update_fields=[*update, "refreshed_at"]
+    )
+
+
+def _account_row(tenant, account: visma.VismaAccount) -> GLAccount:
+    return GLAccount(
+        tenant=tenant, number=account.number, description=account.description[:255],
+        account_type=account.account_type[:32], currency=account.currency[:3], active=account.active,
+        visma_last_modified=account.last_modified,
+    )
+
+
+def _dimension_row(tenant, value: visma.VismaSegmentValue) -> DimensionValue:
+    return DimensionValue(
+        tenant=tenant, dimension=value.dimension, segment_id=value.segment_id, segment_name=value.segment_name[:100],
+        value=value.value, description=value.description[:255], active=value.active,
+        visma_last_modified=value.last_modified,
+    )
+
+
+def _customer_row(tenant, party: visma.VismaParty) -> Customer:
+    return Customer(
+        tenant=tenant, number=party.number, name=party.name[:255], customer_class=party.party_class[:64],
+        currency=party.currency[:3], active=party.active, visma_last_modified=party.last_modified,
+    )
+
+
+def _supplier_row(tenant, party: visma.VismaParty) -> Supplier:
+    return Supplier(
+        tenant=tenant, number=party.number, name=party.name[:255], supplier_class=party.party_class[:64],
+        currency=party.currency[:3], active=party.active, visma_last_modified=party.last_modified,
+    )
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How one kind of reference data is read from Visma and stored in the mirror."""
+
+    read_all: Callable[..., Iterable]
+    row: Callable
+    unique: list[str]
+    update: list[str]
+
+
+_KINDS: dict[str, _Kind] = {
+    ACCOUNTS: _Kind(
+        read_all=visma.visma_accounts_read, row=_account_row, unique=["tenant", "number"],
+        update=["description", "account_type", "currency", "active", "visma_last_modified"],
+    ),
+    DIMENSION_VALUES: _Kind(
+        read_all=lambda client, since: visma.visma_dimension_values_read(client, visma.SUBACCOUNT),
+        row=_dimension_row, unique=["tenant", "dimension", "segment_id", "value"],
+        update=["segment_name", "description", "active", "visma_last_modified"],
+    ),
+    CUSTOMERS: _Kind(
+        read_all=visma.visma_customers_read, row=_customer_row, unique=["tenant", "number"],
+        update=["name", "customer_class", "currency", "active", "visma_last_modified"],
+    ),
+    SUPPLIERS: _Kind(
+        read_all=visma.visma_suppliers_read, row=_supplier_row, unique=["tenant", "number"],
+        update=["name", "supplier_class", "currency", "active", "visma_last_modified"],
+    ),
+}
+
+
+def _kind_refresh(tenant, kind: str, client: VismaClient, *, since: datetime | None) -> tuple[int, int]:
+    """Stream one kind into the mirror page by page; a complete read also retires rows Visma no longer has."""
+    spec = _KINDS[kind]
+    model = MIRROR_MODEL[kind]
+    started = timezone.now()
+    read = 0
+    for batch in _batches(spec.read_all(client, since=since)):
+        _upsert(model, [spec.row(tenant, item) for item in batch], spec.unique, spec.update)
+        read += len(batch)
+    deactivated = 0
+    if since is None:
+        # Every row Visma still has was just stamped; an older stamp means Visma no longer lists it.
+        gone = model.objects.filter(tenant=tenant, active=True, refreshed_at__lt=started)
+        if kind == DIMENSION_VALUES:
+            gone = gone.filter(dimension=visma.SUBACCOUNT)
+        deactivated = gone.update(active=False)
+    return read, deactivated
+
+
+# --- where the last refresh got to ----------------------------------------------------------------------------
+
+
+def _cursor_integration(tenant) -> Integration | None:
+    """The tenant's oldest integration carries the reference cursors (SyncCursor needs an integration)."""
+    return Integration.objects.filter(tenant=tenant).order_by("created_at", "pk").first()
+
+
+def reference_cursor_stream(kind: str) -> str:
+    return f"visma:reference:{kind}"
+
+
+def reference_refreshed_since(tenant, kind: str, integration: Integration | None = None) -> datetime | None:
+    """When the last refresh of a kind started; without a cursor, the newest Visma change the mirror holds.
+
+    The fallback is Visma's own lastModifiedDateTime, not refreshed_at: a live check moves refreshed_at for one
+    row, and a delta from there would skip everything else changed since the last refresh.
+    """
+    if integration is not None:
+        cursor = SyncCursor.objects.filter(integration=integration, stream=reference_cursor_stream(kind)).first()
+        if cursor is not None and cursor.position is not None:
+            return cursor.position
+    latest = MIRROR_MODEL[kind].objects.filter(tenant=tenant).aggregate(latest=Max("visma_last_modified"))
+    return latest["latest"]
+
+
+# --- the services ---------------------------------------------------------------------------------------------
+
+
+def reference_data_refresh(tenant, *, full: bool = False, kinds: Iterable[str] = REFERENCE_KINDS,
+                           client: VismaClient | None = None) -> ReferenceRefresh:
+    """Bring the mirror in line with Visma (delta since the last refresh, with an overlap, unless `full`), then
+    re-check every mapping rule of the tenant against it."""
+    kinds = list(kinds)
+    unknown = [kind for kind in kinds if kind not in _KINDS]
+    if unknown:
+        raise ValueError(f"unknown reference kind(s) {', '.join(unknown)}; known: {', '.join(REFERENCE_KINDS)}")
+    own_client = client is None
+    client = client or visma_client_for(tenant)
+    integration = _cursor_integration(tenant)
+    counts: dict[str, int] = {}
+    deactivated = 0
+    try:
+        for kind in kinds:
+            started = timezone.now()
+            # A dimension is read whole each time: it is small, and its delta semantics are not documented.
+            since = None if full or kind == DIMENSION_VALUES else reference_refreshed_since(tenant, kind, integration)
+            counts[kind], retired = _kind_refresh(tenant, kind, client, since=since)
+            deactivated += retired
+            if integration is not None:
+                SyncCursor.objects.update_or_create(
+                    integration=integration, stream=reference_cursor_stream(kind), defaults={"position": started}
+                )
+    finally:
+        if own_client:
+            client.close()
+    invalid_rules = mapping_rules_revalidate(tenant)
+    return ReferenceRefresh(**counts, deactivated=deactivated, invalid_rules=invalid_rules)
+
+
+LIVE_KINDS = ("account", "dimension", "customer", "supplier")
+
+
+def reference_exists_live(tenant, kind: str, key: str, *, client: VismaClient | None = None) -> bool:
+    """Re-read one reference value from Visma now, mirror what Visma says, and tell whether it is active.
+
+    `kind` is a LiveCheck kind: account, dimension (a SUBACCOUNT segment value; the whole dimension is re-read,
+    one call), customer or supplier. A value Visma does not have (404) is marked inactive in the mirror.
+    """
+    if kind not in LIVE_KINDS:
+        raise ValueError(f"unknown reference kind {kind!r}; known: {', '.join(LIVE_KINDS)}")
+    client = client or visma_client_for(tenant)
+    try:
+        if kind == "dimension":
+            _kind_refresh(tenant, DIMENSION_VALUES, client, since=None)
+            return DimensionValue.objects.filter(
+                tenant=tenant, dimension=visma.SUBACCOUNT, value=key, active=True
+            ).exists()
+        read_one, mirror_kind = {
+            "account": (visma.visma_account_read, ACCOUNTS),
+            "customer": (visma.visma_customer_read, CUSTOMERS),
+            "supplier": (visma.visma_supplier_read, SUPPLIERS),
+        }[kind]
+        found = read_one(client, key)
+    except PermanentError as exc:
+        # Not knowing is not "inactive": the record waits for a later check instead of being flagged wrongly.
+        raise TransientError(
+            f"could not check {kind} {key} in Visma: {exc}", status_code=exc.status_code,
+            system_message=exc.system_message,
+        ) from exc
+    model = MIRROR_MODEL[mirror_kind]
+    if found is None:
+        model.objects.filter(tenant=tenant, number=key).update(active=False)
+        return False
+    spec = _KINDS[mirror_kind]
+    _upsert(model, [spec.row(tenant, found)], spec.unique, spec.update)
+    return found.active
+
+
+def reference_live_check(tenant) -> LiveCheck:
+    """A LiveCheck for posting_validate: one Visma client, made on first use."""
+    clients: list[VismaClient] = []
+
+    def check(kind: str, key: str) -> bool:
+        if not clients:
+            clients.append(visma_client_for(tenant))
+        return reference_exists_live(tenant, kind, key, client=clients[0])
+
+    return check

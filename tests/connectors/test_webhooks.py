@@ -1,0 +1,342 @@
+"""The webhook intake over HTTP: verified, stored once, acknowledged, and processed by a worker after commit."""
+import json
+import uuid
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django_q.models import OrmQ
+
+from audit.models import AuditEntry, SyncRecord
+from connectors.models import InboundEvent
+from connectors.services import inbox_process
+from tests.factories import GLAccountFactory, GLMappingRuleFactory, IntegrationFactory
+from tests.ledger_stream import sign
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "whsec-test-0123456789"
+
+
+def paypal_integration(*, secret: str | None = SECRET, **fields):
+    integration = IntegrationFactory(**fields)
+    for number in ("3000", "7770", "1920"):
+        GLAccountFactory(tenant=integration.tenant, number=number)
+    GLMappingRuleFactory(tenant=integration.tenant, name="PayPal captures")
+    connection = integration.partner_connection
+    if secret:
+        connection.credentials = {**connection.credentials, "webhook_secret": secret}
+        connection.save()
+    return integration
+
+
+def event_body(event_id="WH-1", resource_id="P-1") -> bytes:
+    return json.dumps({"id": event_id, "type": "PAYMENT.CAPTURE.COMPLETED", "resource_id": resource_id}).encode()
+
+
+def post(client, integration, body: bytes, *, signature: str | None = None, kind: str = "paypal", **headers):
+    return client.post(
+        f"/webhooks/{kind}/{integration.id}/", data=body, content_type="application/json",
+        HTTP_X_TEST_SIGNATURE=sign(SECRET, body) if signature is None else signature, **headers,
+    )
+
+
+def test_an_unknown_integration_is_not_found(client, payments_stream):
+    # given
+    body = event_body()
+
+    # when
+    response = client.post(f"/webhooks/paypal/{uuid.uuid4()}/", data=body, content_type="application/json",
+                           HTTP_X_TEST_SIGNATURE=sign(SECRET, body))
+
+    # then
+    assert (response.status_code, response.json()) == (404, {"detail": "No such integration."})
+    assert (InboundEvent.objects.count(), AuditEntry.objects.count()) == (0, 0)
+
+
+@pytest.mark.parametrize("kind", ["stripe", "nonsense"])
+def test_an_integration_addressed_under_another_kind_is_not_found(client, payments_stream, kind):
+    # given
+    integration = paypal_integration()
+
+    # when
+    response = post(client, integration, event_body(), kind=kind)
+
+    # then
+    assert response.status_code == 404
+    assert (InboundEvent.objects.count(), AuditEntry.objects.count()) == (0, 0)
+
+
+def test_a_delivery_without_a_configured_secret_is_refused_and_audited(client, payments_stream):
+    # given
+    integration = paypal_integration(secret=None)
+
+    # when
+    response = post(client, integration, event_body(), HTTP_AUTHORIZATION="Bearer abc.def")
+
+    # then
+    assert (response.status_code, response.json()) == (401, {"detail": "Signature verification failed."})
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.reason, entry.integration_id, entry.tenant_id, entry.sync_record) == (
+        "webhook_rejected", "no webhook secret configured", integration.id, integration.tenant_id, None
+    )
+    assert entry.details["remote_addr"] == "127.0.0.1"
+    assert "X-Test-Signature" in entry.details["headers"]
+    assert "Authorization" not in entry.details["headers"]
+    assert InboundEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("signature", "reason"),
+    [(sign("another-secret", event_body()), "signature mismatch"), ("", "X-Test-Signature header missing")],
+    ids=["wrong-secret", "no-signature"],
+)
+def test_a_delivery_with_a_bad_signature_is_refused_stored_nowhere_and_audited(
+    client, payments_stream, django_capture_on_commit_callbacks, signature, reason
+):
+    # given
+    integration = paypal_integration()
+    payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = post(client, integration, event_body(), signature=signature)
+
+    # then
+    assert response.status_code == 401
+    assert list(AuditEntry.objects.values_list("action", "reason")) == [("webhook_rejected", reason)]
+    assert (InboundEvent.objects.count(), SyncRecord.objects.count(), OrmQ.objects.count(), len(callbacks)) == (
+        0, 0, 0, 0
+    )
+    assert payments_stream.LEDGER.writes == 0
+
+
+def test_a_genuine_delivery_is_stored_raw_and_enqueued_only_after_commit(
+    client, payments_stream, django_capture_on_commit_callbacks
+):
+    # given
+    integration = paypal_integration()
+    body = event_body()
+
+    # when
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post(client, integration, body, HTTP_AUTHORIZATION="Bearer abc.def", HTTP_COOKIE="sessionid=s3")
+
+    # then acknowledged at once, stored, nothing queued before the commit and nothing processed
+    assert (response.status_code, response.json()) == (200, {"received": 1, "duplicates": 0})
+    event = InboundEvent.objects.get()
+    assert (event.event_id, event.event_type, event.status, event.attempts) == (
+        "WH-1", "PAYMENT.CAPTURE.COMPLETED", "pending", 0
+    )
+    assert event.body == body.decode()
+    assert event.headers["X-Test-Signature"] == sign(SECRET, body)
+    assert {"Authorization", "Cookie"}.isdisjoint(event.headers)
+    assert len(callbacks) == 1
+    assert OrmQ.objects.count() == 0
+
+    # when the transaction commits
+    callbacks[0]()
+
+    # then one task for the worker, and still no record until it runs
+    queued = OrmQ.objects.get()
+    assert (queued.func(), queued.args(), queued.name()) == (
+        "connectors.tasks.inbound_event_process", (event.pk,), f"inbound-event-{event.pk}"
+    )
+    assert SyncRecord.objects.count() == 0
+    assert payments_stream.LEDGER.writes == 0
+
+
+def test_a_duplicate_event_is_acknowledged_but_stored_and_enqueued_once(
+    client, payments_stream, django_capture_on_commit_callbacks
+):
+    # given
+    integration = paypal_integration()
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, integration, event_body())
+
+    # when
+    with mock.patch("connectors.services.async_task") as async_task, \
+            django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = post(client, integration, event_body())
+
+    # then
+    assert (response.status_code, response.json()) == (200, {"received": 0, "duplicates": 1})
+    assert InboundEvent.objects.count() == 1
+    assert (len(callbacks), async_task.call_count, OrmQ.objects.count()) == (0, 0, 1)
+
+
+def test_a_body_over_the_limit_is_refused_before_anything_is_stored(client, payments_stream, settings):
+    # given
+    settings.WEBHOOK_MAX_BODY_BYTES = 100
+    integration = paypal_integration()
+    body = json.dumps({"id": "WH-1", "type": "PAYMENT.CAPTURE.COMPLETED", "resource_id": "P-1", "pad": "x" * 17})
+    assert len(body) == 101
+
+    # when
+    response = post(client, integration, body.encode())
+
+    # then
+    assert (response.status_code, response.json()) == (413, {"detail": "Body larger than 100 bytes."})
+    assert (InboundEvent.objects.count(), AuditEntry.objects.count(), OrmQ.objects.count()) == (0, 0, 0)
+
+
+def test_a_body_at_the_limit_is_accepted(client, payments_stream, settings, django_capture_on_commit_callbacks):
+    # given
+    settings.WEBHOOK_MAX_BODY_BYTES = 100
+    integration = paypal_integration()
+    body = json.dumps({"id": "WH-1", "type": "PAYMENT.CAPTURE.COMPLETED", "resource_id": "P-1", "pad": "x" * 16})
+    assert len(body) == 100
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, integration, body.encode())
+
+    # then
+    assert response.status_code == 200
+    assert InboundEvent.objects.count() == 1
+
+
+def test_a_malformed_body_with_a_good_signature_is_refused_naming_the_field(client, payments_stream):
+    # given
+    integration = paypal_integration()
+    body = json.dumps({"type": "PAYMENT.CAPTURE.COMPLETED", "resource_id": "P-1"}).encode()
+
+    # when
+    response = post(client, integration, body)
+
+    # then
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Malformed paypal webhook: field 'id' missing or body not JSON"}
+    assert (InboundEvent.objects.count(), AuditEntry.objects.count()) == (0, 0)
+
+
+def test_a_stored_event_is_processed_by_the_inbox_into_one_posting(
+    client, payments_stream, django_capture_on_commit_callbacks
+):
+    # given
+    integration = paypal_integration()
+    payments_stream.SOURCE["P-1"] = {"amount": "100.00", "fee": "3.40", "currency": "EUR"}
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, integration, event_body())
+
+    # when
+    processed = inbox_process()
+
+    # then
+    record = SyncRecord.objects.get()
+    assert (processed, record.source_id, record.status, record.target_id) == (1, "P-1", "posted", "JT-00001")
+    event = InboundEvent.objects.get()
+    assert (event.status, event.attempts, event.error) == ("processed", 1, "")
+    assert payments_stream.LEDGER.writes == 1
+    assert inbox_process() == 0
+
+
+def test_the_same_event_delivered_three_times_is_posted_once(
+    client, payments_stream, django_capture_on_commit_callbacks
+):
+    # given
+    integration = paypal_integration()
+    payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        statuses = [post(client, integration, event_body()).status_code for _ in range(3)]
+    inbox_process()
+
+    # then
+    assert statuses == [200, 200, 200]
+    assert (InboundEvent.objects.count(), SyncRecord.objects.count(), OrmQ.objects.count()) == (1, 1, 1)
+    assert payments_stream.LEDGER.writes == 1
+
+
+def test_three_events_about_one_payment_post_it_once(client, payments_stream, django_capture_on_commit_callbacks):
+    # given
+    integration = paypal_integration()
+    payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
+    with django_capture_on_commit_callbacks(execute=True):
+        for event_id in ("WH-1", "WH-2", "WH-3"):
+            post(client, integration, event_body(event_id=event_id))
+
+    # when
+    processed = inbox_process()
+
+    # then
+    assert processed == 3
+    assert list(InboundEvent.objects.values_list("status", flat=True)) == ["processed"] * 3
+    record = SyncRecord.objects.get()
+    assert (record.status, record.target_id) == ("posted", "JT-00001")
+    assert payments_stream.LEDGER.writes == 1
+
+
+def test_a_delivery_for_a_disabled_integration_is_stored_but_not_enqueued(
+    client, payments_stream, django_capture_on_commit_callbacks
+):
+    # given
+    integration = paypal_integration(enabled=False)
+    payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = post(client, integration, event_body())
+    processed = inbox_process()
+
+    # then
+    assert response.status_code == 200
+    assert (InboundEvent.objects.get().status, len(callbacks), OrmQ.objects.count(), processed) == (
+        "pending", 0, 0, 0
+    )
+    assert SyncRecord.objects.count() == 0
+
+
+def test_an_event_whose_processing_fails_is_marked_failed_and_retried_by_the_inbox(
+    client, payments_stream, django_capture_on_commit_callbacks
+):
+    # given an event about a payment whose amount the source cannot give
+    integration = paypal_integration()
+    payments_stream.SOURCE["P-1"] = {"currency": "EUR"}
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, integration, event_body())
+
+    # when
+    inbox_process()
+
+    # then
+    event = InboundEvent.objects.get()
+    assert (event.status, event.attempts, event.error) == ("failed", 1, "KeyError: 'amount'")
+
+    # when the source is readable again
+    payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
+    inbox_process()
+
+    # then
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("processed", 2)
+    assert SyncRecord.objects.get().status == "posted"
+
+
+def test_an_event_the_queue_could_not_take_stays_pending_for_the_inbox_sweep(
+    client, payments_stream, django_capture_on_commit_callbacks, caplog
+):
+    # given a broker that is down
+    integration = paypal_integration()
+    payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
+
+    # when
+    with mock.patch("connectors.services.async_task", side_effect=ConnectionError("broker down")), \
+            django_capture_on_commit_callbacks(execute=True):
+        response = post(client, integration, event_body())
+
+    # then the sender is still answered 200 and the event waits
+    event = InboundEvent.objects.get()
+    assert (response.status_code, event.status) == (200, "pending")
+    assert f"could not enqueue inbound event {event.pk}" in caplog.messages
+
+    # when the sweep runs a minute later
+    from connectors.tasks import inbox_sweep
+
+    InboundEvent.objects.filter(pk=event.pk).update(received_at=event.received_at - timedelta(minutes=2))
+    swept = inbox_sweep()
+
+    # then
+    assert swept == 1
+    assert SyncRecord.objects.get().status == "posted"
