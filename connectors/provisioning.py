@@ -1,0 +1,540 @@
+"""Provisioning: a tenant, its connections, integrations and mapping rules from a JSON file; connection checks."""
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.validators import slug_re
+from django.db import transaction
+
+from mappings.models import GLAccount, GLMappingRule
+from mappings.services import mapping_rule_validate
+
+from . import registry
+from .logging import redact
+from .models import PARTNER_SYSTEMS, Connection, Integration, Tenant
+from .services import (
+    connection_credentials,
+    integration_poll_minutes_clean,
+    integration_save,
+    integration_settings_clean,
+)
+
+PARTNER_KINDS = [kind for kind, _label in PARTNER_SYSTEMS]
+
+# Credential keys every system may carry besides its required ones (webhook subscription and signing secrets).
+WEBHOOK_CREDENTIALS = ("webhook_id", "webhook_secret", "webhook_secrets", "webhook_signature_key")
+# Further credential keys a system's auth schemes use (Square OAuth refresh, Adobe OAuth 1.0a and IMS).
+OPTIONAL_CREDENTIALS = {
+    "square": ("refresh_token", "client_id", "client_secret"),
+    "adobe_commerce": ("consumer_key", "consumer_secret", "access_token_secret", "client_id", "client_secret"),
+}
+# Credential keys that identify rather than authenticate: shown in messages, everything else is masked.
+IDENTIFIER_CREDENTIALS = frozenset({"client_id", "tenant_id", "company_id", "webhook_id"})
+CONNECTION_KEYS = ("base_url", "token_url", "hourly_call_budget")
+INTEGRATION_KEYS = ("settings", "poll_minutes", "enabled")
+
+RULE_TEXT_FIELDS = (
+    "system", "name", "transaction_type", "currency", "customer_group", "payment_method",
+    "gl_account", "fee_account", "clearing_account", "posting_document",
+)
+RULE_FIELDS = (*RULE_TEXT_FIELDS, "priority", "is_active", "min_amount", "max_amount", "dimensions")
+RULE_REQUIRED = ("name", "gl_account")
+
+DEMO_TENANT_FILE = Path(settings.BASE_DIR) / "examples" / "tenant.json"
+DEMO_USERS = {"accountant": "Accountant", "finance": "Finance", "operator": "Operator"}
+
+
+class TenantFileError(Exception):
+    """A tenant file that cannot be loaded; each problem names its key path. Nothing was changed."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class TenantLoadResult:
+    tenant: Tenant
+    tenant_created: bool
+    integrations: dict[str, Integration]
+    rules_created: int = 0
+    rules_updated: int = 0
+    rules_unchanged: int = 0
+    # Rules saved but not (yet) valid against the Visma reference mirror, with the reasons.
+    rules_not_valid: dict[str, list[str]] = field(default_factory=dict)
+    reference_data_mirrored: bool = False
+
+    def as_json(self) -> dict:
+        return {
+            "tenant": self.tenant.slug,
+            "integrations": {
+                kind: {"id": str(integration.pk), "webhook_url": integration.webhook_path}
+                for kind, integration in self.integrations.items()
+            },
+        }
+
+
+# --- reading and checking the file -----------------------------------------------------------------------
+
+
+def tenant_file_read(path: str | Path) -> dict:
+    """The tenant document in a file; numbers with decimals are read as Decimal, never float."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TenantFileError([f"{path}: cannot be read ({exc.strerror or exc})"]) from exc
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise TenantFileError([f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"]) from exc
+
+
+@dataclass
+class _ConnectionPlan:
+    system: str
+    base_url: str
+    token_url: str
+    credentials: dict[str, Any]
+    hourly_call_budget: int | None
+
+
+@dataclass
+class _IntegrationPlan:
+    kind: str
+    connection: _ConnectionPlan
+    settings: dict
+    poll_minutes: dict
+    enabled: bool | None
+
+
+@dataclass
+class _Plan:
+    slug: str
+    name: str
+    visma: _ConnectionPlan
+    integrations: list[_IntegrationPlan]
+    rules: list[tuple[str, dict]]  # (key path, field values)
+
+
+class _Problems:
+    def __init__(self):
+        self.items: list[str] = []
+
+    def add(self, path: str, problem: str) -> None:
+        self.items.append(f"{path}: {problem}")
+
+
+def _is_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _known_credentials(kind: str) -> tuple[str, ...]:
+    spec = registry.kind_spec(kind)
+    # A kind may declare optional credentials in the registry; the lists here cover the ones known today.
+    declared = tuple(getattr(spec, "optional_credentials", ()))
+    return tuple(dict.fromkeys((*spec.required_credentials, *WEBHOOK_CREDENTIALS,
+                                *OPTIONAL_CREDENTIALS.get(kind, ()), *declared)))
+
+
+def _is_credential_value(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    return isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+
+
+def _connection_plan(system: str, path: str, raw: Any, problems: _Problems, *, extra_keys=()) -> _ConnectionPlan:
+    if not isinstance(raw, dict):
+        problems.add(path, "must be an object")
+        return _ConnectionPlan(system, "", "", {}, None)
+    if "base_url" not in raw:
+        problems.add(f"{path}.base_url", "required")
+    elif not _is_url(raw["base_url"]) or len(raw["base_url"]) > 500:
+        problems.add(f"{path}.base_url", "must be an http(s) URL of at most 500 characters")
+    token_url = raw.get("token_url") or ""
+    if token_url and (not _is_url(token_url) or len(token_url) > 500):
+        problems.add(f"{path}.token_url", "must be an http(s) URL of at most 500 characters")
+    budget = raw.get("hourly_call_budget")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        problems.add(f"{path}.hourly_call_budget", "must be a whole number ≥ 1, or null for no budget")
+    known = _known_credentials(system)
+    credentials = {}
+    for key, value in raw.items():
+        if key in CONNECTION_KEYS or key in extra_keys:
+            continue
+        if key not in known:
+            allowed = (*CONNECTION_KEYS, *extra_keys, *known)
+            problems.add(f"{path}.{key}", f"unknown key; known: {', '.join(allowed)}")
+        elif not _is_credential_value(value):
+            # The value is never echoed: it may be a secret.
+            problems.add(f"{path}.{key}", "must be a string (or a list of strings)")
+        else:
+            credentials[key] = value
+    for key in registry.kind_spec(system).required_credentials:
+        if key in raw and not raw[key]:
+            problems.add(f"{path}.{key}", "required (it is empty)")
+        elif key not in raw:
+            problems.add(f"{path}.{key}", "required")
+    return _ConnectionPlan(system, raw.get("base_url", ""), token_url, credentials, budget)
+
+
+def _messages(error: ValidationError) -> list[str]:
+    if hasattr(error, "error_dict"):
+        return [message for messages in error.message_dict.values() for message in messages]
+    return list(error.messages)
+
+
+def _integration_plan(kind: str, raw: Any, problems: _Problems) -> _IntegrationPlan:
+    path = f"integrations.{kind}"
+    connection = _connection_plan(kind, path, raw, problems, extra_keys=INTEGRATION_KEYS)
+    raw = raw if isinstance(raw, dict) else {}
+    settings_raw = raw.get("settings", {})
+    schema = registry.kind_spec(kind).settings_schema
+    if not isinstance(settings_raw, dict):
+        problems.add(f"{path}.settings", "must be an object")
+        settings_raw = {}
+    for key, value in settings_raw.items():
+        if key not in schema:
+            problems.add(f"{path}.settings.{key}", f"unknown setting; {kind} settings are: "
+                                                   f"{', '.join(sorted(schema)) or 'none'}")
+            continue
+        try:
+            integration_settings_clean(kind, {key: value})
+        except ValidationError as error:
+            for message in _messages(error):
+                problems.add(f"{path}.settings.{key}", message.removeprefix(f"{key} "))
+    poll_raw = raw.get("poll_minutes", {})
+    if not isinstance(poll_raw, dict):
+        problems.add(f"{path}.poll_minutes", "must be an object of stream → minutes")
+        poll_raw = {}
+    for stream, minutes in poll_raw.items():
+        try:
+            integration_poll_minutes_clean(kind, {stream: minutes})
+        except ValidationError as error:
+            for message in _messages(error):
+                problems.add(f"{path}.poll_minutes.{stream}", message.removeprefix(f"{stream}: "))
+    enabled = raw.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        problems.add(f"{path}.enabled", "must be true or false")
+    return _IntegrationPlan(kind, connection, dict(settings_raw), dict(poll_raw), enabled)
+
+
+def _rule_plan(index: int, raw: Any, default_system: str | None, kinds: list[str],
+               problems: _Problems) -> tuple[str, dict] | None:
+    path = f"mapping_rules[{index}]"
+    if not isinstance(raw, dict):
+        problems.add(path, "must be an object")
+        return None
+    before = len(problems.items)
+    for key in raw:
+        if key not in RULE_FIELDS:
+            problems.add(f"{path}.{key}", f"unknown key; a mapping rule has: {', '.join(RULE_FIELDS)}")
+    values = {key: value for key, value in raw.items() if key in RULE_FIELDS}
+    if "system" not in values:
+        if default_system:
+            values["system"] = default_system
+        else:
+            problems.add(f"{path}.system", "required (the file does not have exactly one integration: "
+                                           f"{', '.join(kinds) or 'none'})")
+    for key in RULE_REQUIRED:
+        if not values.get(key):
+            problems.add(f"{path}.{key}", "required")
+    for key in RULE_TEXT_FIELDS:
+        if key in values and not isinstance(values[key], str):
+            problems.add(f"{path}.{key}", "must be a string")
+    if "priority" in values and (isinstance(values["priority"], bool) or not isinstance(values["priority"], int)):
+        problems.add(f"{path}.priority", "must be a whole number")
+    if "is_active" in values and not isinstance(values["is_active"], bool):
+        problems.add(f"{path}.is_active", "must be true or false")
+    for key in ("min_amount", "max_amount"):
+        if isinstance(values.get(key), float):
+            problems.add(f"{path}.{key}", "must be a string or a number, never a float")
+    dimensions = values.get("dimensions", {})
+    if not isinstance(dimensions, dict) or not all(
+        isinstance(value, (str, int)) and not isinstance(value, bool) for value in dimensions.values()
+    ):
+        problems.add(f"{path}.dimensions", 'must be an object of segment id → value, e.g. {"1": "100"}')
+    else:
+        values["dimensions"] = {str(segment): str(value) for segment, value in dimensions.items()}
+    if len(problems.items) > before:
+        return None
+    rule = GLMappingRule(**values)
+    try:
+        # The tenant does not exist yet; uniqueness is by (tenant, system, name) and handled by the upsert.
+        rule.full_clean(exclude=["tenant"], validate_unique=False)
+    except ValidationError as error:
+        for name, messages in error.message_dict.items():
+            for message in messages:
+                problems.add(f"{path}.{name}" if name != "__all__" else path, message)
+        return None
+    return path, values
+
+
+def tenant_document_check(document: Any) -> _Plan:
+    """Everything wrong with a tenant document, each problem with its key path; raises TenantFileError."""
+    problems = _Problems()
+    if not isinstance(document, dict):
+        raise TenantFileError(["(document): must be a JSON object"])
+    for key in document:
+        if key not in ("slug", "name", "visma", "integrations", "mapping_rules"):
+            problems.add(key, "unknown key; a tenant file has: slug, name, visma, integrations, mapping_rules")
+    slug, name = document.get("slug"), document.get("name")
+    if not slug:
+        problems.add("slug", "required")
+    elif not isinstance(slug, str) or len(slug) > 64 or not slug_re.fullmatch(slug):
+        problems.add("slug", "must be at most 64 letters, digits, hyphens or underscores")
+    if not name:
+        problems.add("name", "required")
+    elif not isinstance(name, str) or len(name) > 200:
+        problems.add("name", "must be a string of at most 200 characters")
+    if "visma" not in document:
+        problems.add("visma", "required")
+        visma = _ConnectionPlan("visma", "", "", {}, None)
+    else:
+        visma = _connection_plan("visma", "visma", document["visma"], problems)
+    integrations_raw = document.get("integrations", {})
+    integrations = []
+    if not isinstance(integrations_raw, dict):
+        problems.add("integrations", "must be an object of kind → integration")
+        integrations_raw = {}
+    for kind, raw in integrations_raw.items():
+        if kind not in PARTNER_KINDS:
+            problems.add(f"integrations.{kind}", f"unknown integration kind; known: {', '.join(PARTNER_KINDS)}")
+            continue
+        integrations.append(_integration_plan(kind, raw, problems))
+    kinds = list(integrations_raw)
+    default_system = kinds[0] if len(kinds) == 1 else None
+    rules_raw = document.get("mapping_rules", [])
+    rules = []
+    if not isinstance(rules_raw, list):
+        problems.add("mapping_rules", "must be a list")
+        rules_raw = []
+    seen: dict[tuple[str, str], str] = {}
+    for index, raw in enumerate(rules_raw):
+        planned = _rule_plan(index, raw, default_system, kinds, problems)
+        if planned is None:
+            continue
+        path, values = planned
+        key = (values["system"], values["name"])
+        if key in seen:
+            problems.add(f"{path}.name", f"{values['system']} rule {values['name']!r} is already {seen[key]}")
+            continue
+        seen[key] = path
+        rules.append(planned)
+    if problems.items:
+        raise TenantFileError(problems.items)
+    return _Plan(slug=slug, name=name, visma=visma, integrations=integrations, rules=rules)
+
+
+# --- writing it ----------------------------------------------------------------------------------------------
+
+
+def _connection_upsert(tenant: Tenant, plan: _ConnectionPlan) -> Connection:
+    connection = Connection.objects.select_for_update().filter(tenant=tenant, system=plan.system).first()
+    if connection is None:
+        connection = Connection(tenant=tenant, system=plan.system)
+    elif (connection.credentials, connection.base_url, connection.token_url) != (
+        plan.credentials, plan.base_url, plan.token_url
+    ):
+        # A token fetched with other credentials (or from another server) must not be reused.
+        connection.access_token, connection.token_expires_at = None, None
+    connection.base_url = plan.base_url
+    connection.token_url = plan.token_url
+    connection.credentials = plan.credentials
+    connection.hourly_call_budget = plan.hourly_call_budget
+    connection.save()
+    return connection
+
+
+def _integration_upsert(tenant: Tenant, visma: Connection, plan: _IntegrationPlan) -> Integration:
+    partner = _connection_upsert(tenant, plan.connection)
+    integration = Integration.objects.select_for_update().filter(tenant=tenant, kind=plan.kind).first()
+    if integration is None:
+        integration = Integration(tenant=tenant, kind=plan.kind)
+    integration.visma_connection = visma
+    integration.partner_connection = partner
+    integration.settings = plan.settings
+    integration.poll_minutes = plan.poll_minutes
+    if plan.enabled is not None:
+        integration.enabled = plan.enabled
+    try:
+        return integration_save(integration)
+    except ValidationError as error:
+        raise TenantFileError(
+            [f"integrations.{plan.kind}.{name}: {message}" for name, messages in error.message_dict.items()
+             for message in messages]
+        ) from error
+
+
+def _rule_upsert(tenant: Tenant, values: dict) -> tuple[GLMappingRule, str]:
+    """Create or update one rule by (tenant, system, name); an unchanged rule is not saved (no history row)."""
+    rule = GLMappingRule.objects.select_for_update().filter(
+        tenant=tenant, system=values["system"], name=values["name"]
+    ).first()
+    outcome = "updated"
+    if rule is None:
+        rule, outcome = GLMappingRule(tenant=tenant), "created"
+    defaults = {name: GLMappingRule._meta.get_field(name).get_default() for name in RULE_FIELDS}
+    wanted = {**defaults, **values}
+    wanted = {name: GLMappingRule._meta.get_field(name).to_python(value) for name, value in wanted.items()}
+    if outcome == "updated" and all(getattr(rule, name) == value for name, value in wanted.items()):
+        return rule, "unchanged"
+    for name, value in wanted.items():
+        setattr(rule, name, value)
+    rule._change_reason = "loaded from a tenant file"
+    rule.save()
+    return rule, outcome
+
+
+def tenant_load(document: Any) -> TenantLoadResult:
+    """Create or update a tenant from its document, all or nothing; running it again changes nothing."""
+    plan = tenant_document_check(document)
+    with transaction.atomic():
+        tenant, tenant_created = Tenant.objects.update_or_create(slug=plan.slug, defaults={"name": plan.name})
+        visma = _connection_upsert(tenant, plan.visma)
+        integrations = {plan_.kind: _integration_upsert(tenant, visma, plan_) for plan_ in plan.integrations}
+        result = TenantLoadResult(tenant=tenant, tenant_created=tenant_created, integrations=integrations)
+        for path, values in plan.rules:
+            rule, outcome = _rule_upsert(tenant, values)
+            setattr(result, f"rules_{outcome}", getattr(result, f"rules_{outcome}") + 1)
+            rule = mapping_rule_validate(rule)
+            if rule.validation_problems:
+                result.rules_not_valid[f"{rule.system} {rule.name!r}"] = list(rule.validation_problems)
+        result.reference_data_mirrored = GLAccount.objects.filter(tenant=tenant).exists()
+    return result
+
+
+def tenant_file_load(path: str | Path) -> TenantLoadResult:
+    return tenant_load(tenant_file_read(path))
+
+
+# --- checking connections --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    system: str
+    outcome: str  # OK, FAILED or NOT CHECKED
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == "FAILED"
+
+    def __str__(self) -> str:
+        return f"{self.system}: {self.outcome} — {self.message}"
+
+
+def connection_check(connection: Connection) -> ConnectionCheck:
+    """Are the required credentials there, and does the system accept them (when a client can ask it)?"""
+    try:
+        connection_credentials(connection)
+    except ValidationError as error:
+        reasons = [message.removeprefix(f"{connection}: ") for message in error.messages]
+        return ConnectionCheck(connection.system, "FAILED", "; ".join(reasons))
+    ping = registry.kind_spec(connection.system).ping
+    if ping is None:
+        return ConnectionCheck(connection.system, "NOT CHECKED",
+                               f"no client for {connection.system} in this version")
+    try:
+        message = ping(connection)
+    except Exception as error:  # any failure of the call is the answer we report
+        return ConnectionCheck(connection.system, "FAILED", _masked(f"{type(error).__name__}: {error}", connection))
+    return ConnectionCheck(connection.system, "OK", _masked(str(message), connection))
+
+
+def _masked(text: str, connection: Connection) -> str:
+    """The text with the connection's secrets (and anything shaped like a credential) replaced by ***."""
+    values = []
+    for key, value in (connection.credentials or {}).items():
+        if key in IDENTIFIER_CREDENTIALS:
+            continue
+        values.extend(value if isinstance(value, list) else [value])
+    for secret in sorted((v for v in values if isinstance(v, str) and len(v) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return redact(text)
+
+
+def tenant_connections_check(tenant: Tenant, *, kind: str | None = None) -> list[ConnectionCheck]:
+    """Check the tenant's connections, Visma first; with `kind`, only Visma and that system."""
+    connections = Connection.objects.filter(tenant=tenant).select_related("tenant")
+    if kind:
+        connections = connections.filter(system__in=["visma", kind])
+    ordered = sorted(connections, key=lambda connection: (connection.system != "visma", connection.system))
+    return [connection_check(connection) for connection in ordered]
+
+
+# --- the demo installation -----------------------------------------------------------------------------------
+
+
+def tenant_document_point_at_sandbox(document: dict, base_url: str) -> dict:
+    """A copy of the document whose URLs on host "sandbox" point at this installation's /sandbox/."""
+    document = copy.deepcopy(document)
+    root = base_url.rstrip("/") + "/sandbox"
+
+    def rewrite(connection: Any) -> None:
+        if not isinstance(connection, dict):
+            return
+        for key in ("base_url", "token_url"):
+            value = connection.get(key)
+            if isinstance(value, str) and urlsplit(value).hostname == "sandbox":
+                parts = urlsplit(value)
+                connection[key] = root + parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+
+    rewrite(document.get("visma"))
+    for integration in (document.get("integrations") or {}).values():
+        rewrite(integration)
+    return document
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    usernames: list[str]
+    password: str
+    password_file: Path
+
+
+def demo_logins_ensure() -> DemoLogin:
+    """An `admin` superuser and one user per group, sharing a password generated once into VAR_DIR."""
+    password_file = Path(settings.VAR_DIR) / "admin-password"
+    new_password = not password_file.exists()
+    if new_password:
+        password_file.parent.mkdir(parents=True, exist_ok=True)
+        password_file.touch(mode=0o600)
+        password_file.write_text(secrets.token_urlsafe(12) + "\n")
+    password_file.chmod(0o600)
+    password = password_file.read_text().strip()
+    User = get_user_model()
+    with transaction.atomic():
+        wanted = {"admin": None, **DEMO_USERS}
+        for username, group_name in wanted.items():
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"is_staff": True, "is_superuser": group_name is None}
+            )
+            # A password file made afresh is the only login anyone was told: bring every demo user to it.
+            if created or new_password:
+                user.set_password(password)
+                user.save()
+            if group_name:
+                user.groups.add(Group.objects.get(name=group_name))
+    return DemoLogin(usernames=list(wanted), password=password, password_file=password_file)
+
+
+def demo_tenant_load(base_url: str, *, path: Path = DEMO_TENANT_FILE) -> TenantLoadResult | None:
+    """The example tenant, pointed at this installation's sandbox; None when the sandbox is off."""
+    if not settings.SANDBOX_ENABLED:
+        return None
+    return tenant_load(tenant_document_point_at_sandbox(tenant_file_read(path), base_url))
