@@ -273,3 +273,17 @@ def webhook_rejection_audit(*, integration, reason: str, details: dict) -> Audit
         reason=reason,
         details=details,
     )
+
+
+def configuration_audit(*, tenant, reason: str, actor: Actor = SYSTEM, integration=None,
+                        details: dict | None = None) -> AuditEntry:
+    """A change of set-up (a tenant loaded, a connection's credentials replaced): who, when, what; never values."""
+    return AuditEntry.objects.create(
+        actor=actor.name,
+        user=actor.user,
+        action=AuditEntry.Action.CONFIGURATION,
+        tenant=tenant,
+        integration=integration,
+        reason=reason,
+        details=details or {},
+    )

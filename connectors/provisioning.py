@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import slug_re
 from django.db import transaction
 
+from audit.services import configuration_audit
 from mappings.models import GLAccount, GLMappingRule
 from mappings.services import mapping_rule_validate
 
@@ -32,13 +33,6 @@ from .services import (
 
 PARTNER_KINDS = [kind for kind, _label in PARTNER_SYSTEMS]
 
-# Credential keys every system may carry besides its required ones (webhook subscription and signing secrets).
-WEBHOOK_CREDENTIALS = ("webhook_id", "webhook_secret", "webhook_secrets", "webhook_signature_key")
-# Further credential keys a system's auth schemes use (Square OAuth refresh, Adobe OAuth 1.0a and IMS).
-OPTIONAL_CREDENTIALS = {
-    "square": ("refresh_token", "client_id", "client_secret"),
-    "adobe_commerce": ("consumer_key", "consumer_secret", "access_token_secret", "client_id", "client_secret"),
-}
 # Credential keys that identify rather than authenticate: shown in messages, everything else is masked.
 IDENTIFIER_CREDENTIALS = frozenset({"client_id", "tenant_id", "company_id", "webhook_id"})
 CONNECTION_KEYS = ("base_url", "token_url", "hourly_call_budget")
@@ -144,10 +138,7 @@ def _is_url(value: Any) -> bool:
 
 def _known_credentials(kind: str) -> tuple[str, ...]:
     spec = registry.kind_spec(kind)
-    # A kind may declare optional credentials in the registry; the lists here cover the ones known today.
-    declared = tuple(getattr(spec, "optional_credentials", ()))
-    return tuple(dict.fromkeys((*spec.required_credentials, *WEBHOOK_CREDENTIALS,
-                                *OPTIONAL_CREDENTIALS.get(kind, ()), *declared)))
+    return tuple(dict.fromkeys((*spec.required_credentials, *spec.optional_credentials)))
 
 
 def _is_credential_value(value: Any) -> bool:
@@ -414,6 +405,15 @@ def tenant_load(document: Any) -> TenantLoadResult:
             if rule.validation_problems:
                 result.rules_not_valid[f"{rule.system} {rule.name!r}"] = list(rule.validation_problems)
         result.reference_data_mirrored = GLAccount.objects.filter(tenant=tenant).exists()
+        configuration_audit(
+            tenant=tenant,
+            reason=f"tenant {'created' if tenant_created else 'updated'} from a tenant file",
+            details={
+                "integrations": {kind: str(integration.pk) for kind, integration in integrations.items()},
+                "rules": {"created": result.rules_created, "updated": result.rules_updated,
+                          "unchanged": result.rules_unchanged},
+            },
+        )
     return result
 
 

@@ -17,6 +17,8 @@ class KindSpec:
 
     kind: str
     required_credentials: tuple[str, ...] = ()
+    # Further keys a connection may carry (webhook secrets, other auth schemes); anything else is refused.
+    optional_credentials: tuple[str, ...] = ()
     # Setting name → (type, default); anything else in an integration's settings is refused.
     settings_schema: dict[str, tuple[type, object]] = field(default_factory=dict)
     streams: dict[str, type[Stream]] = field(default_factory=dict)
@@ -24,13 +26,24 @@ class KindSpec:
     ping: Callable[[Connection], str] | None = None
 
 
+_WEBHOOK_CREDENTIALS = ("webhook_id", "webhook_secret", "webhook_secrets", "webhook_signature_key")
+
 KINDS: dict[str, KindSpec] = {
-    "visma": KindSpec("visma", required_credentials=("client_id", "client_secret", "tenant_id", "company_id")),
-    "paypal": KindSpec("paypal", required_credentials=("client_id", "client_secret")),
-    "stripe": KindSpec("stripe", required_credentials=("secret_key",)),
-    "square": KindSpec("square", required_credentials=("access_token",)),
-    "airbase": KindSpec("airbase", required_credentials=("api_key",)),
-    "adobe_commerce": KindSpec("adobe_commerce", required_credentials=("access_token",)),
+    "visma": KindSpec("visma", required_credentials=("client_id", "client_secret", "tenant_id", "company_id"),
+                      optional_credentials=_WEBHOOK_CREDENTIALS),
+    "paypal": KindSpec("paypal", required_credentials=("client_id", "client_secret"),
+                       optional_credentials=_WEBHOOK_CREDENTIALS),
+    "stripe": KindSpec("stripe", required_credentials=("secret_key",), optional_credentials=_WEBHOOK_CREDENTIALS),
+    # Square OAuth: the access token is renewed with the refresh token before its 30-day expiry.
+    "square": KindSpec("square", required_credentials=("access_token",),
+                       optional_credentials=(*_WEBHOOK_CREDENTIALS, "refresh_token", "client_id", "client_secret")),
+    "airbase": KindSpec("airbase", required_credentials=("api_key",), optional_credentials=_WEBHOOK_CREDENTIALS),
+    # Adobe Commerce: an integration token (OAuth 1.0a on PaaS) or Adobe IMS server-to-server (SaaS).
+    "adobe_commerce": KindSpec(
+        "adobe_commerce", required_credentials=("access_token",),
+        optional_credentials=(*_WEBHOOK_CREDENTIALS, "consumer_key", "consumer_secret", "access_token_secret",
+                              "client_id", "client_secret"),
+    ),
 }
 
 

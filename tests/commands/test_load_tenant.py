@@ -288,3 +288,20 @@ def test_a_file_that_is_not_json_is_refused(tmp_path):
         f"{path} was not loaded; nothing was changed:\n{path}: not valid JSON (Expecting value at line 2, column 10)"
     )
     assert Tenant.objects.count() == 0
+
+
+def test_each_load_leaves_one_configuration_audit_entry_without_secret_values():
+    # given
+    from audit.models import AuditEntry
+
+    # when the file is loaded twice
+    run("load_tenant", str(EXAMPLE_TENANT))
+    run("load_tenant", str(EXAMPLE_TENANT))
+
+    # then
+    entries = list(AuditEntry.objects.filter(action="configuration").order_by("id"))
+    assert [entry.reason for entry in entries] == [
+        "tenant created from a tenant file", "tenant updated from a tenant file",
+    ]
+    assert entries[1].details["rules"] == {"created": 0, "updated": 0, "unchanged": 4}
+    assert not any(secret in json.dumps(entry.details) for entry in entries for secret in SECRETS)
