@@ -1,0 +1,965 @@
+"""The emulated Visma.net ERP company: write DTOs turned into read DTOs, the checks Visma makes, the general ledger."""
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F
+
+from .models import VismaDocument, VismaGLBalance
+from .visma_store import (
+    ListFilter,
+    ListSpec,
+    Page,
+    VismaError,
+    visma_date_format,
+    visma_datetime_format,
+    visma_document_create,
+    visma_document_find,
+    visma_document_render,
+    visma_document_update,
+    visma_documents_query,
+    visma_money,
+    visma_now,
+    visma_number_next,
+    visma_page_window,
+)
+
+BASE_CURRENCY = "SEK"
+BRANCH = {"number": "1", "name": "Main branch"}
+LEDGER = {"ledger": "ACTUAL", "ledgerDescription": "Actual ledger"}
+# Fixed rates, so amounts in the base currency are predictable in tests.
+CURRENCY_RATES = {
+    "SEK": Decimal("1"),
+    "EUR": Decimal("11.50"),
+    "NOK": Decimal("0.98"),
+    "DKK": Decimal("1.54"),
+    "USD": Decimal("10.60"),
+    "GBP": Decimal("13.40"),
+}
+COUNTRIES = {
+    "SE": "Sweden",
+    "NO": "Norway",
+    "DK": "Denmark",
+    "FI": "Finland",
+    "DE": "Germany",
+    "NL": "Netherlands",
+    "GB": "United Kingdom",
+    "US": "United States",
+    "IE": "Ireland",
+    "LU": "Luxembourg",
+}
+PAYMENT_METHODS = {"BANK": "Bank transfer", "CARD": "Card", "PAYPAL": "PayPal", "STRIPE": "Stripe", "SQUARE": "Square"}
+CREDIT_TERMS = {"30": "30 days net", "14": "14 days net", "0": "Due on receipt"}
+
+# The first number each numbering sequence hands out.
+SERIES_FIRST = {
+    "customer": 10001,
+    "supplier": 20001,
+    "customer_invoice": 100001,
+    "customer_payment": 200001,
+    "supplier_invoice": 300001,
+    "supplier_payment": 400001,
+    "journal": 1,
+    "internal_id": 1,
+}
+
+
+def _value(dto: dict, name: str, default=None):
+    """The scalar inside a write DTO's {"field": {"value": ...}} wrapper."""
+    wrapped = dto.get(name)
+    if isinstance(wrapped, dict) and wrapped.get("value") is not None:
+        return wrapped["value"]
+    return default
+
+
+def _given(dto: dict, name: str) -> bool:
+    return isinstance(dto.get(name), dict) and "value" in dto[name]
+
+
+def _unwrap(node):
+    """A nested write DTO with every {"value": x} wrapper replaced by x."""
+    if isinstance(node, dict):
+        if set(node) == {"value"}:
+            return _unwrap(node["value"])
+        return {key: _unwrap(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_unwrap(item) for item in node]
+    return node
+
+
+def _amount(value: Decimal) -> float:
+    # Visma's read DTOs carry amounts as JSON numbers (doubles).
+    return float(value)
+
+
+def _dto_datetime(dto: dict, name: str, default: datetime) -> datetime:
+    text = _value(dto, name)
+    if text is None:
+        return default
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=default.tzinfo) if moment.tzinfo is None else moment
+
+
+def _periods(dto: dict, moment: datetime, where: str) -> tuple[str, str]:
+    """(financialPeriod YYYYMM, postPeriod MMYYYY) from the DTO, else from the document date."""
+    financial = _value(dto, "financialPeriod")
+    post = _value(dto, "postPeriod")
+    if financial is None and post is not None:
+        if len(post) != 6 or not post.isdigit():
+            raise VismaError.invalid(f"{where}postPeriod: '{post}' is not a period in the format MMYYYY.")
+        financial = post[2:] + post[:2]
+    financial = financial or moment.strftime("%Y%m")
+    if len(financial) != 6 or not financial.isdigit() or not 1 <= int(financial[4:]) <= 12:
+        raise VismaError.invalid(f"{where}financialPeriod: '{financial}' is not a period in the format YYYYMM.")
+    return financial, financial[4:] + financial[:4]
+
+
+def _currency(dto: dict, field_name: str, default: str) -> tuple[str, Decimal]:
+    currency = _value(dto, field_name, default)
+    if currency not in CURRENCY_RATES:
+        raise VismaError.invalid(f"{field_name}: Currency '{currency}' does not exist.")
+    rate = _value(dto, "exchangeRate")
+    return currency, Decimal(str(rate)) if rate else CURRENCY_RATES[currency]
+
+
+def _internal_id(company_id: str) -> int:
+    return visma_number_next(company_id, "internal_id", first=SERIES_FIRST["internal_id"])
+
+
+def _number_new(company_id: str, series: str, collection: str, *, width: int = 0, key_suffix: bool = False) -> str:
+    """The next free number of a sequence (numbers a caller chose itself are skipped).
+
+    `key_suffix`: the number ends the key (supplier invoices are keyed documentType/number).
+    """
+    while True:
+        number = visma_number_next(company_id, series, first=SERIES_FIRST[series])
+        text = f"{number:0{width}d}" if width else str(number)
+        documents = VismaDocument.objects.filter(company_id=company_id, collection=collection)
+        taken = documents.filter(key__endswith=f"/{text}") if key_suffix else documents.filter(key=text)
+        if not taken.exists():
+            return text
+
+
+# Reference data ---------------------------------------------------------------------------------------------
+
+
+def gl_account_require(company_id: str, account_cd: str | None, where: str) -> dict:
+    """The account's read DTO; a missing or inactive account is refused as Visma refuses it."""
+    if not account_cd:
+        raise VismaError.invalid(f"{where}accountNumber: 'Account' cannot be empty.")
+    document = visma_document_find(company_id, "account", account_cd)
+    if document is None:
+        raise VismaError.invalid(f"{where}accountNumber: Account '{account_cd}' cannot be found in the system.")
+    if not document.body.get("active"):
+        raise VismaError.invalid(f"{where}accountNumber: Account '{account_cd}' is inactive.")
+    return document.body
+
+
+def subaccount_resolve(company_id: str, segments: list[dict] | None, where: str) -> dict | None:
+    """The read subaccount for the segments a line names; each must be an existing, active segment value."""
+    if not segments:
+        return None
+    dimension = visma_document_find(company_id, "dimension", "SUBACCOUNT")
+    defined = {segment["segmentId"]: segment for segment in (dimension.body["segments"] if dimension else [])}
+    read_segments = []
+    seen: set[int] = set()
+    for segment in sorted(segments, key=lambda segment: segment.get("segmentId") or 0):
+        segment_id = segment.get("segmentId")
+        value_id = segment.get("segmentValue")
+        definition = defined.get(segment_id)
+        if definition is None:
+            raise VismaError.invalid(f"{where}subaccount: Segment {segment_id} of dimension SUBACCOUNT does not exist.")
+        if segment_id in seen:
+            raise VismaError.invalid(f"{where}subaccount: Segment {segment_id} is given twice.")
+        seen.add(segment_id)
+        value = next((item for item in definition["segmentValues"] if item["valueId"] == value_id), None)
+        if value is None:
+            raise VismaError.invalid(
+                f"{where}subaccount: '{value_id}' is not a value of segment {segment_id} ({definition['description']})."
+            )
+        if not value["active"]:
+            raise VismaError.invalid(
+                f"{where}subaccount: Value '{value_id}' of segment {segment_id} ({definition['description']}) "
+                "is inactive."
+            )
+        read_segments.append(
+            {
+                "segmentId": segment_id,
+                "segmentDescription": definition["description"],
+                "segmentValue": value_id,
+                "segmentValueDescription": value["description"],
+            }
+        )
+    number = "-".join(segment["segmentValue"] for segment in read_segments)
+    known = visma_document_find(company_id, "subaccount", number)
+    return {
+        "subaccountNumber": number,
+        "subaccountId": known.body["subaccountId"] if known else None,
+        "description": " / ".join(segment["segmentValueDescription"] for segment in read_segments),
+        "active": True,
+        "segments": read_segments,
+    }
+
+
+def _address(update: dict | None, current: dict | None = None) -> dict:
+    address = dict(current or {})
+    for key, value in (_unwrap(update) or {}).items():
+        if key == "countryId":
+            address["country"] = {"id": value, "name": COUNTRIES.get(value, value)} if value else None
+        elif key == "county":
+            address["county"] = {"id": value, "name": value} if value else None
+        else:
+            address[key] = value
+    return address
+
+
+def _contact(update: dict | None, current: dict | None = None) -> dict:
+    return {**(current or {}), **(_unwrap(update) or {})}
+
+
+def _coded(code: str | None, names: dict[str, str]) -> dict | None:
+    return {"id": code, "description": names.get(code, code)} if code else None
+
+
+# Customers and suppliers ------------------------------------------------------------------------------------
+
+CUSTOMER_SCALARS = ("name", "status", "accountReference", "currencyId", "vatRegistrationId", "corporateId", "gln")
+PARTY_NESTED = {"mainAddress": _address, "invoiceAddress": _address, "deliveryAddress": _address,
+                "remitAddress": _address, "supplierAddress": _address,
+                "mainContact": _contact, "invoiceContact": _contact, "deliveryContact": _contact,
+                "remitContact": _contact, "supplierContact": _contact}
+
+
+def _party_apply(body: dict, dto: dict, scalars: tuple[str, ...]) -> dict:
+    for name in scalars:
+        if _given(dto, name):
+            body[name] = dto[name]["value"]
+    for name, convert in PARTY_NESTED.items():
+        if name in dto:
+            body[name] = convert(dto[name], body.get(name))
+    if "attributeLines" in dto:
+        body["attributes"] = [
+            {"id": _unwrap(line.get("attributeId")), "value": _unwrap(line.get("attributeValue")), "description": None}
+            for line in dto["attributeLines"]
+        ]
+    if _given(dto, "creditTermsId"):
+        body["creditTerms"] = _coded(_value(dto, "creditTermsId"), CREDIT_TERMS)
+    if _given(dto, "vatZoneId"):
+        body["vatZone"] = _coded(_value(dto, "vatZoneId"), {})
+    if body.get("name") in (None, ""):
+        raise VismaError.invalid("name: 'Name' cannot be empty.")
+    return body
+
+
+def customer_body(dto: dict, *, number: str, internal_id: int, created: datetime) -> dict:
+    body = {
+        "internalId": internal_id,
+        "number": number,
+        "name": None,
+        "status": "Active",
+        "mainAddress": {},
+        "mainContact": {},
+        "accountReference": None,
+        "customerClass": {"id": "STANDARD", "description": "Standard customers"},
+        "creditTerms": _coded("30", CREDIT_TERMS),
+        "currencyId": BASE_CURRENCY,
+        "vatRegistrationId": None,
+        "corporateId": None,
+        "attributes": [],
+        "createdDateTime": visma_datetime_format(created),
+    }
+    if _given(dto, "customerClassId"):
+        body["customerClass"] = _coded(_value(dto, "customerClassId"), {})
+    return _party_apply(body, dto, CUSTOMER_SCALARS)
+
+
+def customer_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    moment = at or visma_now()
+    number = _value(dto, "number")
+    if not number:
+        number = _number_new(company_id, "customer", "customer")
+    body = customer_body(dto, number=number, internal_id=_internal_id(company_id), created=moment)
+    return visma_document_create(company_id, "customer", number, body, label="Customer", at=moment)
+
+
+def customer_update(company_id: str, number: str, dto: dict, *, if_match: str | None) -> VismaDocument:
+    def change(body: dict) -> dict:
+        if _given(dto, "customerClassId"):
+            body["customerClass"] = _coded(_value(dto, "customerClassId"), {})
+        return _party_apply(body, dto, CUSTOMER_SCALARS)
+
+    return visma_document_update(company_id, "customer", number, change, label="Customer", if_match=if_match)
+
+
+SUPPLIER_SCALARS = CUSTOMER_SCALARS + ("cashAccount", "note")
+
+
+def supplier_body(dto: dict, *, number: str, internal_id: int, created: datetime) -> dict:
+    body = {
+        "internalId": internal_id,
+        "number": number,
+        "name": None,
+        "status": "Active",
+        "mainAddress": {},
+        "mainContact": {},
+        "accountReference": None,
+        "supplierClass": {"id": "STANDARD", "description": "Standard suppliers"},
+        "creditTerms": _coded("30", CREDIT_TERMS),
+        "currencyId": BASE_CURRENCY,
+        "paymentMethod": _coded("BANK", PAYMENT_METHODS),
+        "cashAccount": "1920",
+        "vatRegistrationId": None,
+        "corporateId": None,
+        "attributes": [],
+        "note": None,
+    }
+    return _supplier_apply(body, dto)
+
+
+def _supplier_apply(body: dict, dto: dict) -> dict:
+    if _given(dto, "supplierClassId"):
+        body["supplierClass"] = _coded(_value(dto, "supplierClassId"), {})
+    if _given(dto, "paymentMethodId"):
+        body["paymentMethod"] = _coded(_value(dto, "paymentMethodId"), PAYMENT_METHODS)
+    return _party_apply(body, dto, SUPPLIER_SCALARS)
+
+
+def supplier_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    moment = at or visma_now()
+    number = _value(dto, "number")
+    if not number:
+        number = _number_new(company_id, "supplier", "supplier")
+    body = supplier_body(dto, number=number, internal_id=_internal_id(company_id), created=moment)
+    return visma_document_create(company_id, "supplier", number, body, label="Supplier", at=moment)
+
+
+def supplier_update(company_id: str, number: str, dto: dict, *, if_match: str | None) -> VismaDocument:
+    return visma_document_update(
+        company_id, "supplier", number, lambda body: _supplier_apply(body, dto), label="Supplier", if_match=if_match
+    )
+
+
+def _party_require(company_id: str, collection: str, number: str | None, label: str, field_name: str) -> dict:
+    if not number:
+        raise VismaError.invalid(f"{field_name}: '{label}' cannot be empty.")
+    document = visma_document_find(company_id, collection, number)
+    if document is None:
+        raise VismaError.invalid(f"{field_name}: {label} '{number}' cannot be found in the system.")
+    if document.body.get("status") == "Inactive":
+        raise VismaError.invalid(f"{field_name}: {label} '{number}' is inactive.")
+    return document.body
+
+
+# Document lines ----------------------------------------------------------------------------------------------
+
+
+def _lines_apply(current: list[dict], updates: list[dict], build, where: str) -> list[dict]:
+    """Visma's line operations: Insert appends, Update and Delete address an existing lineNumber."""
+    lines = [dict(line) for line in current]
+    for index, update in enumerate(updates):
+        operation = update.get("operation") or "Insert"
+        line_where = f"{where}[{index}]."
+        if operation == "Insert":
+            number = max((line["lineNumber"] for line in lines), default=0) + 1
+            lines.append(build(update, number, None, line_where))
+            continue
+        number = _value(update, "lineNumber")
+        position = next((i for i, line in enumerate(lines) if line["lineNumber"] == number), None)
+        if position is None:
+            raise VismaError.invalid(f"{line_where}lineNumber: Line {number} does not exist.")
+        if operation == "Delete":
+            del lines[position]
+        else:
+            lines[position] = build(update, number, lines[position], line_where)
+    return lines
+
+
+# Customer invoices -------------------------------------------------------------------------------------------
+
+CUSTOMER_INVOICE_TEXTS = ("externalReference", "paymentReference", "customerRefNumber", "invoiceText", "note")
+
+
+def _customer_invoice_line(company_id: str, rate: Decimal):
+    def build(update: dict, number: int, current: dict | None, where: str) -> dict:
+        line = dict(current or {"lineNumber": number, "quantity": 1.0, "unitPriceInCurrency": 0.0,
+                                 "manualAmountInCurrency": None, "discountAmountInCurrency": 0.0})
+        for name in ("inventoryNumber", "description", "uom", "note"):
+            if _given(update, name):
+                line[name] = update[name]["value"]
+        for name in ("quantity", "unitPriceInCurrency", "manualAmountInCurrency", "discountAmountInCurrency",
+                     "discountPercent"):
+            if _given(update, name):
+                line[name] = update[name]["value"]
+        account_cd = _value(update, "accountNumber", (current or {}).get("account", {}).get("number") or "3000")
+        account = gl_account_require(company_id, account_cd, where)
+        line["account"] = {"number": account_cd, "description": account["description"], "type": account["type"],
+                           "active": True}
+        if "subaccount" in update:
+            line["subaccount"] = subaccount_resolve(company_id, update["subaccount"], where)
+        if _given(update, "vatCodeId"):
+            line["vatCode"] = {"id": _value(update, "vatCodeId"), "description": None}
+        if line.get("manualAmountInCurrency") is not None:
+            amount = visma_money(line["manualAmountInCurrency"])
+        else:
+            amount = visma_money(Decimal(str(line["quantity"])) * Decimal(str(line["unitPriceInCurrency"])))
+            amount -= visma_money(line.get("discountAmountInCurrency"))
+        line["amountInCurrency"] = _amount(amount)
+        line["amount"] = _amount(visma_money(amount * rate))
+        line["unitPrice"] = _amount(visma_money(Decimal(str(line["unitPriceInCurrency"])) * rate))
+        line["branchNumber"] = BRANCH
+        return line
+
+    return build
+
+
+def _customer_invoice_totals(body: dict) -> dict:
+    total = sum((visma_money(line["amountInCurrency"]) for line in body["invoiceLines"]), Decimal("0.00"))
+    rate = Decimal(str(body["exchangeRate"]))
+    applied = visma_money(body.get("amountInCurrency", 0)) - visma_money(body.get("balanceInCurrency", 0))
+    body["detailTotalInCurrency"] = body["amountInCurrency"] = _amount(total)
+    body["detailTotal"] = body["amount"] = _amount(visma_money(total * rate))
+    body["balanceInCurrency"] = _amount(total - applied)
+    body["balance"] = _amount(visma_money((total - applied) * rate))
+    body["vatTotal"] = body["vatTotalInCurrency"] = 0.0
+    return body
+
+
+def _customer_invoice_apply(company_id: str, body: dict, dto: dict) -> dict:
+    for name in CUSTOMER_INVOICE_TEXTS:
+        if _given(dto, name):
+            body[name] = dto[name]["value"]
+    if _given(dto, "hold"):
+        body["hold"] = bool(_value(dto, "hold", False))
+        if body["status"] in ("Hold", "Balanced"):
+            body["status"] = "Hold" if body["hold"] else "Balanced"
+    if _given(dto, "documentDueDate"):
+        body["documentDueDate"] = visma_date_format(_dto_datetime(dto, "documentDueDate", visma_now()))
+    if _given(dto, "paymentMethodId"):
+        body["paymentMethod"] = _coded(_value(dto, "paymentMethodId"), PAYMENT_METHODS)
+    if _given(dto, "creditTermsId"):
+        body["creditTerms"] = _coded(_value(dto, "creditTermsId"), CREDIT_TERMS)
+    if "invoiceLines" in dto:
+        rate = Decimal(str(body["exchangeRate"]))
+        body["invoiceLines"] = _lines_apply(
+            body["invoiceLines"], dto["invoiceLines"], _customer_invoice_line(company_id, rate), "invoiceLines"
+        )
+    return _customer_invoice_totals(body)
+
+
+def customer_invoice_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    moment = at or visma_now()
+    customer_number = _value(dto, "customerNumber")
+    customer = _party_require(company_id, "customer", customer_number, "Customer", "customerNumber")
+    for index, line in enumerate(dto.get("invoiceLines", [])):
+        if (line.get("operation") or "Insert") != "Insert":
+            raise VismaError.invalid(f"invoiceLines[{index}].operation: a new invoice can only insert lines.")
+    document_date = _dto_datetime(dto, "documentDate", moment)
+    financial_period, post_period = _periods(dto, document_date, "")
+    currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or BASE_CURRENCY)
+    reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
+    if not reference:
+        reference = _number_new(company_id, "customer_invoice", "customer_invoice")
+    hold = bool(_value(dto, "hold", False))
+    body = {
+        "documentType": "Invoice",
+        "referenceNumber": reference,
+        "status": "Hold" if hold else "Balanced",
+        "hold": hold,
+        "customer": {"number": customer_number, "name": customer["name"]},
+        "documentDate": visma_date_format(document_date),
+        "documentDueDate": visma_date_format(document_date + timedelta(days=30)),
+        "financialPeriod": financial_period,
+        "postPeriod": post_period,
+        "currencyId": currency,
+        "exchangeRate": float(rate),
+        "externalReference": None,
+        "paymentReference": None,
+        "customerRefNumber": None,
+        "invoiceText": None,
+        "note": None,
+        "creditTerms": customer.get("creditTerms"),
+        "paymentMethod": None,
+        "branchNumber": BRANCH,
+        "invoiceLines": [],
+        "amountInCurrency": 0.0,
+        "balanceInCurrency": 0.0,
+        "createdDateTime": visma_datetime_format(moment),
+    }
+    body = _customer_invoice_apply(company_id, body, dto)
+    return visma_document_create(company_id, "customer_invoice", reference, body, label="Invoice", at=moment)
+
+
+def customer_invoice_update(company_id: str, number: str, dto: dict, *, if_match: str | None) -> VismaDocument:
+    if _given(dto, "customerNumber"):
+        _party_require(company_id, "customer", _value(dto, "customerNumber"), "Customer", "customerNumber")
+    return visma_document_update(
+        company_id,
+        "customer_invoice",
+        number,
+        lambda body: _customer_invoice_apply(company_id, body, dto),
+        label="Invoice",
+        if_match=if_match,
+    )
+
+
+# Customer payments -------------------------------------------------------------------------------------------
+
+
+def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    moment = at or visma_now()
+    customer_number = _value(dto, "customer")
+    customer = _party_require(company_id, "customer", customer_number, "Customer", "customer")
+    application_date = _dto_datetime(dto, "applicationDate", moment)
+    period = _value(dto, "applicationPeriod") or application_date.strftime("%Y%m")
+    currency, _rate = _currency(dto, "currency", customer.get("currencyId") or BASE_CURRENCY)
+    cash_account = _value(dto, "cashAccount")
+    if cash_account:
+        gl_account_require(company_id, cash_account, "cashAccount.")
+    lines = []
+    applied = Decimal("0.00")
+    for index, line in enumerate(dto.get("paymentLines", [])):
+        where = f"paymentLines[{index}]."
+        if (line.get("operation") or "Insert") != "Insert":
+            raise VismaError.invalid(f"{where}operation: a new payment can only insert lines.")
+        document_type = _value(line, "documentType", "Invoice")
+        reference = _value(line, "refNbr")
+        invoice = visma_document_find(company_id, "customer_invoice", reference or "")
+        if invoice is None or invoice.body["documentType"] != document_type:
+            raise VismaError.invalid(f"{where}refNbr: {document_type} '{reference}' cannot be found in the system.")
+        if invoice.body["customer"]["number"] != customer_number:
+            raise VismaError.invalid(f"{where}refNbr: {document_type} '{reference}' belongs to another customer.")
+        amount_paid = visma_money(_value(line, "amountPaid", invoice.body["balanceInCurrency"]))
+        if amount_paid > visma_money(invoice.body["balanceInCurrency"]):
+            raise VismaError.invalid(
+                f"{where}amountPaid: {amount_paid} exceeds the balance {invoice.body['balanceInCurrency']:.2f} "
+                f"of {document_type} '{reference}'."
+            )
+        applied += amount_paid
+        lines.append(
+            {
+                "documentType": document_type,
+                "refNbr": reference,
+                "amountPaid": _amount(amount_paid),
+                "cashDiscountTaken": _value(line, "cashDiscountTaken", 0.0),
+                "balanceWriteOff": _value(line, "balanceWriteOff", 0.0),
+                "writeOffReasonCode": _value(line, "writeOffReasonCode"),
+            }
+        )
+    payment_amount = visma_money(_value(dto, "paymentAmount", applied))
+    reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
+    if not reference:
+        reference = _number_new(company_id, "customer_payment", "customer_payment", width=6)
+    hold = bool(_value(dto, "hold", False))
+    body = {
+        "type": _value(dto, "type", "Payment"),
+        "refNbr": reference,
+        "status": "Hold" if hold else "Balanced",
+        "hold": hold,
+        "applicationDate": visma_date_format(application_date),
+        "applicationPeriod": period,
+        "paymentRef": _value(dto, "paymentRef"),
+        "customer": {"number": customer_number, "name": customer["name"]},
+        "paymentMethod": _coded(_value(dto, "paymentMethod"), PAYMENT_METHODS),
+        "cashAccount": cash_account,
+        "currency": currency,
+        "paymentAmount": _amount(payment_amount),
+        "paymentAmountInCurrency": _amount(payment_amount),
+        "invoiceText": _value(dto, "invoiceText"),
+        "appliedToDocuments": _amount(applied),
+        "availableBalance": _amount(payment_amount - applied),
+        "availableBalanceInCurrency": _amount(payment_amount - applied),
+        "branch": _value(dto, "branch", BRANCH["number"]),
+        "paymentLines": lines,
+    }
+    return visma_document_create(company_id, "customer_payment", reference, body, label="Payment", at=moment)
+
+
+# Supplier invoices and payments ------------------------------------------------------------------------------
+
+
+def _supplier_invoice_line(company_id: str, rate: Decimal):
+    def build(update: dict, number: int, current: dict | None, where: str) -> dict:
+        line = dict(current or {"lineNumber": number, "quantity": 1.0, "unitCostInCurrency": 0.0,
+                                 "costInCurrency": None})
+        for name in ("inventoryNumber", "transactionDescription", "uom", "note", "quantity", "unitCostInCurrency",
+                     "costInCurrency"):
+            if _given(update, name):
+                line[name] = update[name]["value"]
+        account_cd = _value(update, "accountNumber", (current or {}).get("account", {}).get("number"))
+        account = gl_account_require(company_id, account_cd, where)
+        line["account"] = {"number": account_cd, "description": account["description"], "type": account["type"]}
+        if "subaccount" in update:
+            line["subaccount"] = subaccount_resolve(company_id, update["subaccount"], where)
+        if _given(update, "vatCodeId"):
+            line["vatCode"] = {"id": _value(update, "vatCodeId"), "description": None}
+        if line.get("costInCurrency") is None:
+            line["costInCurrency"] = _amount(
+                visma_money(Decimal(str(line["quantity"])) * Decimal(str(line["unitCostInCurrency"])))
+            )
+        line["cost"] = _amount(visma_money(Decimal(str(line["costInCurrency"])) * rate))
+        line["branchNumber"] = BRANCH
+        return line
+
+    return build
+
+
+def supplier_invoice_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    moment = at or visma_now()
+    supplier_number = _value(dto, "supplierNumber")
+    supplier = _party_require(company_id, "supplier", supplier_number, "Supplier", "supplierNumber")
+    document_type = _value(dto, "documentType", "Invoice")
+    document_date = _dto_datetime(dto, "date", moment)
+    financial_period, post_period = _periods(dto, document_date, "")
+    currency, rate = _currency(dto, "currencyId", supplier.get("currencyId") or BASE_CURRENCY)
+    for index, line in enumerate(dto.get("invoiceLines", [])):
+        if (line.get("operation") or "Insert") != "Insert":
+            raise VismaError.invalid(f"invoiceLines[{index}].operation: a new invoice can only insert lines.")
+    lines = _lines_apply([], dto.get("invoiceLines", []), _supplier_invoice_line(company_id, rate), "invoiceLines")
+    detail_total = sum((visma_money(line["costInCurrency"]) for line in lines), Decimal("0.00"))
+    vat_amount = visma_money(_value(dto, "vatAmount", 0))
+    amount = visma_money(_value(dto, "amount", detail_total + vat_amount))
+    reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
+    if not reference:
+        reference = _number_new(company_id, "supplier_invoice", "supplier_invoice", key_suffix=True)
+    hold = bool(_value(dto, "hold", False))
+    body = {
+        "documentType": document_type,
+        "referenceNumber": reference,
+        "status": "Hold" if hold else "Balanced",
+        "hold": hold,
+        "supplier": {"internalId": supplier["internalId"], "number": supplier_number, "name": supplier["name"]},
+        "date": visma_date_format(document_date),
+        "dueDate": visma_date_format(_dto_datetime(dto, "dueDate", document_date + timedelta(days=30))),
+        "financialPeriod": financial_period,
+        "postPeriod": post_period,
+        "currencyId": currency,
+        "exchangeRate": float(rate),
+        "supplierReference": _value(dto, "supplierReference"),
+        "description": _value(dto, "description"),
+        "paymentRefNo": _value(dto, "paymentRefNo"),
+        "note": _value(dto, "note"),
+        "taxCalculationMode": _value(dto, "taxCalculationMode", "TaxSetting"),
+        "invoiceLines": lines,
+        "detailTotalInCurrency": _amount(detail_total),
+        "detailTotal": _amount(visma_money(detail_total * rate)),
+        "vatAmount": _amount(vat_amount),
+        "amount": _amount(amount),
+        "balance": _amount(amount),
+        "balanceInCurrency": _amount(amount),
+        "cashAccount": _value(dto, "cashAccount"),
+        "paymentMethod": _coded(_value(dto, "paymentMethod"), PAYMENT_METHODS),
+        "branchNumber": BRANCH,
+        "createdDateTime": visma_datetime_format(moment),
+    }
+    key = f"{document_type}/{reference}"
+    return visma_document_create(company_id, "supplier_invoice", key, body, label="Supplier invoice", at=moment)
+
+
+def supplier_payment_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    moment = at or visma_now()
+    supplier_number = _value(dto, "supplier")
+    supplier = _party_require(company_id, "supplier", supplier_number, "Supplier", "supplier")
+    application_date = _dto_datetime(dto, "applicationDate", moment)
+    currency, _rate = _currency(dto, "currency", supplier.get("currencyId") or BASE_CURRENCY)
+    lines = []
+    applied = Decimal("0.00")
+    for index, line in enumerate(dto.get("paymentLines", [])):
+        where = f"paymentLines[{index}]."
+        document_type = _value(line, "documentType", "Invoice")
+        reference = _value(line, "refNbr")
+        invoice = visma_document_find(company_id, "supplier_invoice", f"{document_type}/{reference}")
+        if invoice is None:
+            raise VismaError.invalid(f"{where}refNbr: {document_type} '{reference}' cannot be found in the system.")
+        if invoice.body["supplier"]["number"] != supplier_number:
+            raise VismaError.invalid(f"{where}refNbr: {document_type} '{reference}' belongs to another supplier.")
+        amount_paid = visma_money(_value(line, "amountPaid", invoice.body["balanceInCurrency"]))
+        applied += amount_paid
+        lines.append(
+            {
+                "docType": document_type,
+                "invoiceRefNbr": reference,
+                "amountPaid": _amount(amount_paid),
+                "cashDiscountTaken": _value(line, "cashDiscountTaken", 0.0),
+                "currency": currency,
+                "supplierRef": invoice.body.get("supplierReference"),
+            }
+        )
+    payment_amount = visma_money(_value(dto, "paymentAmount", applied))
+    payment_type = _value(dto, "type", "Payment")
+    reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
+    if not reference:
+        reference = _number_new(company_id, "supplier_payment", "supplier_payment", width=6)
+    hold = bool(_value(dto, "hold", False))
+    body = {
+        "type": payment_type,
+        "documentType": payment_type,
+        "refNbr": reference,
+        "status": "Hold" if hold else "Balanced",
+        "hold": hold,
+        "applicationDate": visma_date_format(application_date),
+        "applicationPeriod": _value(dto, "applicationPeriod") or application_date.strftime("%Y%m"),
+        "paymentRef": _value(dto, "paymentRef"),
+        "supplier": {"internalId": supplier["internalId"], "number": supplier_number, "name": supplier["name"]},
+        "paymentMethod": _value(dto, "paymentMethod", "BANK"),
+        "cashAccount": _value(dto, "cashAccount", supplier.get("cashAccount")),
+        "currency": {"id": currency, "description": currency, "isBaseCurrency": currency == BASE_CURRENCY},
+        "description": _value(dto, "description"),
+        "paymentAmount": _amount(payment_amount),
+        "appliedAmount": _amount(applied),
+        "unappliedBalance": _amount(payment_amount - applied),
+        "balance": _amount(payment_amount),
+        "released": False,
+        "branch": _value(dto, "branch", BRANCH["number"]),
+        "paymentLines": lines,
+    }
+    return visma_document_create(company_id, "supplier_payment", reference, body, label="Supplier payment", at=moment)
+
+
+# Journal transactions and the general ledger -----------------------------------------------------------------
+
+
+def _journal_line(company_id: str, rate: Decimal, line_number: int, update: dict, where: str) -> dict:
+    account_cd = _value(update, "accountNumber")
+    account = gl_account_require(company_id, account_cd, where)
+    debit = visma_money(_value(update, "debitAmountInCurrency", 0))
+    credit = visma_money(_value(update, "creditAmountInCurrency", 0))
+    if debit < 0 or credit < 0:
+        raise VismaError.invalid(f"{where}debitAmountInCurrency: amounts cannot be negative.")
+    return {
+        "lineNumber": line_number,
+        "accountNumber": account_cd,
+        "description": account["description"],
+        "subaccount": subaccount_resolve(company_id, update.get("subaccount"), where),
+        "referenceNumber": _value(update, "referenceNumber"),
+        "transactionDescription": _value(update, "transactionDescription"),
+        "debitAmountInCurrency": _amount(debit),
+        "creditAmountInCurrency": _amount(credit),
+        "debitAmount": _amount(visma_money(debit * rate)),
+        "creditAmount": _amount(visma_money(credit * rate)),
+        "branch": _value(update, "branch", BRANCH["number"]),
+        "module": "ModuleGL",
+        "uom": _value(update, "uom"),
+        "quantity": _value(update, "quantity"),
+        "note": _value(update, "note"),
+        "vatCode": {"id": _value(update, "vatCodeId"), "description": None} if _given(update, "vatCodeId") else None,
+        "project": {"id": _value(update, "project"), "description": None} if _given(update, "project") else None,
+    }
+
+
+def journal_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    """Create a GL batch: every line on an active account and active segment values, debit equal to credit.
+
+    A batch not on hold is released and posted at once (the company's "automatically release" preference);
+    posting adds its lines to the GL balances in the same transaction.
+    """
+    moment = at or visma_now()
+    updates = dto.get("journalTransactionLines") or []
+    if not updates:
+        raise VismaError.invalid("journalTransactionLines: a journal transaction needs at least one line.")
+    transaction_date = _dto_datetime(dto, "transactionDate", moment)
+    financial_period, post_period = _periods(dto, transaction_date, "")
+    currency, rate = _currency(dto, "currencyId", BASE_CURRENCY)
+    lines = []
+    for index, update in enumerate(updates):
+        where = f"journalTransactionLines[{index}]."
+        if (update.get("operation") or "Insert") != "Insert":
+            raise VismaError.invalid(f"{where}operation: a new journal transaction can only insert lines.")
+        lines.append(_journal_line(company_id, rate, index + 1, update, where))
+    debit_total = sum((visma_money(line["debitAmountInCurrency"]) for line in lines), Decimal("0.00"))
+    credit_total = sum((visma_money(line["creditAmountInCurrency"]) for line in lines), Decimal("0.00"))
+    if debit_total != credit_total:
+        raise VismaError.invalid(
+            f"journalTransactionLines: The batch is out of balance: debit total {debit_total} {currency} "
+            f"is not equal to credit total {credit_total} {currency}."
+        )
+    batch_number = _value(dto, "batchNumber") if _value(dto, "overrideNumberSeries") else None
+    if not batch_number:
+        batch_number = _number_new(company_id, "journal", "journal", width=6)
+    hold = bool(_value(dto, "hold", False))
+    body = {
+        "module": "ModuleGL",
+        "batchNumber": batch_number,
+        "status": "Hold" if hold else "Posted",
+        "hold": hold,
+        "transactionDate": visma_date_format(transaction_date),
+        "postPeriod": post_period,
+        "financialPeriod": financial_period,
+        **LEDGER,
+        "currencyId": currency,
+        "exchangeRate": float(rate),
+        "autoReversing": bool(_value(dto, "autoReversing", False)),
+        "reversingEntry": False,
+        "description": _value(dto, "description"),
+        "debitTotal": _amount(sum((visma_money(line["debitAmount"]) for line in lines), Decimal("0.00"))),
+        "debitTotalInCurrency": _amount(debit_total),
+        "creditTotal": _amount(sum((visma_money(line["creditAmount"]) for line in lines), Decimal("0.00"))),
+        "creditTotalInCurrency": _amount(credit_total),
+        "controlTotal": _amount(visma_money(debit_total * rate)),
+        "controlTotalInCurrency": _amount(visma_money(_value(dto, "controlTotalInCurrency", debit_total))),
+        "createVatTransaction": bool(_value(dto, "createVatTransaction", False)),
+        "skipVatAmountValidation": bool(_value(dto, "skipVatAmountValidation", False)),
+        "transactionCode": _value(dto, "transactionCode"),
+        "branch": _value(dto, "branch", BRANCH["number"]),
+        "journalTransactionLines": lines,
+        "attachments": [],
+    }
+    with transaction.atomic():
+        document = visma_document_create(
+            company_id, "journal", batch_number, body, label="Journal transaction", at=moment
+        )
+        if not hold:
+            gl_balances_post(company_id, lines)
+    return document
+
+
+def journal_release(company_id: str, batch_number: str) -> dict:
+    """Release a batch kept on hold: it is posted and reaches the GL balances."""
+    released: list[dict] = []
+
+    def change(body: dict) -> dict:
+        if body["status"] != "Hold":
+            raise VismaError.invalid(f"Journal transaction '{batch_number}' is {body['status']}: only a batch on "
+                                     "hold can be released.")
+        body["status"] = "Posted"
+        body["hold"] = False
+        released.extend(body["journalTransactionLines"])
+        return body
+
+    with transaction.atomic():
+        visma_document_update(
+            company_id, "journal", batch_number, change, label="Journal transaction", if_match=None,
+            edited_by_others=False,
+        )
+        gl_balances_post(company_id, released)
+    return {"actionId": str(uuid.uuid4()), "actionResult": "Done", "errorInfo": None}
+
+
+def gl_balances_post(company_id: str, lines: list[dict]) -> None:
+    """Add posted journal lines to the per-account debit and credit totals (base currency)."""
+    totals: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal("0.00"), Decimal("0.00")])
+    for line in lines:
+        totals[line["accountNumber"]][0] += visma_money(line["debitAmount"])
+        totals[line["accountNumber"]][1] += visma_money(line["creditAmount"])
+    for account_cd, (debit, credit) in sorted(totals.items()):
+        balance, _ = VismaGLBalance.objects.get_or_create(company_id=company_id, account_cd=account_cd)
+        VismaGLBalance.objects.filter(pk=balance.pk).update(
+            debit_total=F("debit_total") + debit, credit_total=F("credit_total") + credit
+        )
+
+
+# Lists -------------------------------------------------------------------------------------------------------
+
+
+def _lines_mention(lines_key: str, reference_key: str):
+    def test(body: dict, value: str) -> bool:
+        return any(line.get(reference_key) == value for line in body.get(lines_key, []))
+
+    return test
+
+
+def _released(body: dict, value: str) -> bool:
+    return (body.get("status") not in ("Hold", "Balanced")) == (value.lower() == "true")
+
+
+def _module(body: dict, value: str) -> bool:
+    return body.get("module") == f"Module{value}" or body.get("module") == value
+
+
+LISTS = {
+    "account": ListSpec("account", {"active": ListFilter("active", "boolean")}, paged=False,
+                        ignored=frozenset({"greaterThanValue", "includeAccountClassDescription"})),
+    "subaccount": ListSpec("subaccount", {"active": ListFilter("active", "boolean")}),
+    "customer": ListSpec("customer", {
+        "name": ListFilter("name", "iexact"),
+        "status": ListFilter("status"),
+        "corporateId": ListFilter("corporateId"),
+        "vatRegistrationId": ListFilter("vatRegistrationId"),
+        "email": ListFilter("mainContact__email", "iexact"),
+        "phone": ListFilter("mainContact__phone1"),
+    }),
+    "supplier": ListSpec("supplier", {
+        "name": ListFilter("name", "iexact"),
+        "status": ListFilter("status"),
+        "corporateId": ListFilter("corporateId"),
+        "vatRegistrationId": ListFilter("vatRegistrationId"),
+    }),
+    "customer_invoice": ListSpec("customer_invoice", {
+        "documentType": ListFilter("documentType"),
+        "status": ListFilter("status"),
+        "released": ListFilter(test=_released),
+        "financialPeriod": ListFilter("financialPeriod"),
+        "externalReference": ListFilter("externalReference"),
+        "paymentReference": ListFilter("paymentReference"),
+        "customerRefNumber": ListFilter("customerRefNumber"),
+        "customer": ListFilter("customer__number"),
+        "branch": ListFilter("branchNumber__number"),
+    }),
+    "customer_payment": ListSpec("customer_payment", {
+        "paymentNbr": ListFilter("refNbr"),
+        "paymentType": ListFilter("type"),
+        "customer": ListFilter("customer__number"),
+        "status": ListFilter("status"),
+        "financialPeriod": ListFilter("applicationPeriod"),
+        "branch": ListFilter("branch"),
+        "invoiceRefNbr": ListFilter(test=_lines_mention("paymentLines", "refNbr")),
+    }),
+    "supplier_invoice": ListSpec("supplier_invoice", {
+        "supplier": ListFilter("supplier__number"),
+        "documentType": ListFilter("documentType"),
+        "status": ListFilter("status"),
+        "released": ListFilter(test=_released),
+        "financialPeriod": ListFilter("financialPeriod"),
+        "branch": ListFilter("branchNumber__number"),
+    }),
+    "supplier_payment": ListSpec("supplier_payment", {
+        "supplier": ListFilter("supplier__number"),
+        "paymentType": ListFilter("type"),
+        "status": ListFilter("status"),
+        "financialPeriod": ListFilter("applicationPeriod"),
+        "branch": ListFilter("branch"),
+        "invoiceRefNbr": ListFilter(test=_lines_mention("paymentLines", "invoiceRefNbr")),
+    }),
+    "journal": ListSpec("journal", {
+        "periodId": ListFilter("financialPeriod"),
+        "module": ListFilter(test=_module),
+        "status": ListFilter("status"),
+        "branch": ListFilter("branch"),
+    }, ignored=frozenset({"releasedBatch"})),
+}
+
+
+@dataclass(frozen=True)
+class JournalLinePage:
+    """A page of journal transactions counted in lines, as GET /v2/journaltransaction pages them."""
+
+    batches: list[dict]
+    total_count: int
+
+
+def journal_page(company_id: str, query: dict) -> JournalLinePage:
+    """Journal batches by period or change date; pageSize and totalCount count lines, so a batch may span pages."""
+    if not query.get("periodId") and not query.get("lastModifiedDateTime"):
+        raise VismaError.invalid("PeriodId or LastModifiedDateTime must be provided.")
+    documents, tests = visma_documents_query(company_id, LISTS["journal"], query)
+    lines = [
+        (document, line)
+        for document in documents
+        if all(test(document.body, value) for test, value in tests)
+        for line in document.body["journalTransactionLines"]
+    ]
+    offset, size = visma_page_window(query, total=len(lines), paged=True)
+    metadata = Page(documents=[], total_count=len(lines)).metadata
+    batches: list[dict] = []
+    for document, line in lines[offset : offset + size]:
+        if not batches or batches[-1]["batchNumber"] != document.key:
+            rendered = visma_document_render(document, metadata=metadata)
+            rendered["journalTransactionLines"] = []
+            batches.append(rendered)
+        batches[-1]["journalTransactionLines"].append(line)
+    return JournalLinePage(batches=batches, total_count=len(lines))
+
