@@ -73,8 +73,11 @@ class Stream(abc.ABC):
         """The posting the object becomes, lines by role; raise SourceDataError, WaitFor or TransientError."""
 
     @abc.abstractmethod
-    def find_posted(self, posting: Posting) -> str | None:
-        """The target id of a document already written with this posting's marker, if any."""
+    def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
+        """The target id of a document already written with this posting's marker, if any.
+
+        Called only when a write may have landed; `record` tells since when (its audit trail, posting_started_at).
+        """
 
     @abc.abstractmethod
     def write(self, posting: Posting, record: SyncRecord) -> str:
@@ -203,7 +206,7 @@ def _post(record: SyncRecord, stream: Stream) -> SyncRecord:
 
 def _write(record: SyncRecord, stream: Stream, posting: Posting, *, look_up_first: bool) -> SyncRecord:
     try:
-        target_id = stream.find_posted(posting) if look_up_first else None
+        target_id = stream.find_posted(posting, record) if look_up_first else None
         how = f"found already posted by marker {posting.marker}" if target_id else "posted"
         if not target_id:
             target_id = stream.write(posting, record)
@@ -224,7 +227,7 @@ def _recover_interrupted_write(record: SyncRecord, stream: Stream) -> SyncRecord
     """A record left in `posting` (a worker died mid-write): posted if the target has its marker, else retried."""
     posting = posting_apply_correction(Posting.from_json(record.proposed_posting), record.corrected_posting)
     try:
-        target_id = stream.find_posted(posting)
+        target_id = stream.find_posted(posting, record)
     except TransientError as exc:
         return record_services.record_schedule_retry(record, error=f"recovery lookup failed: {exc}")
     if target_id:

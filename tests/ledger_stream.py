@@ -127,7 +127,7 @@ class PaymentsStream(Stream):
             lines=lines,
         )
 
-    def find_posted(self, posting):
+    def find_posted(self, posting, record):
         return LEDGER.find(posting.marker)
 
     def write(self, posting, record):
