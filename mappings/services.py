@@ -74,7 +74,8 @@ def posting_map(*, tenant, system: str, posting: Posting) -> MappingOutcome:
     return MappingOutcome(posting, rule, problems)
 
 
-# A live re-check of one reference value: (kind, key) → True when Visma now has it active (and the mirror is refreshed).
+# A live re-check of one reference value: (kind, key) → True when Visma now has it active (and the mirror is
+# refreshed). Kinds: account (key: the number), dimension (key: "<segment id>:<value>"), customer, supplier.
 LiveCheck = Callable[[str, str], bool]
 
 
@@ -156,7 +157,7 @@ def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None =
         found = getattr(mirror, table).get(key)
         if found is True:
             return True
-        if visma_has(kind, key if isinstance(key, str) else key[1]):
+        if visma_has(kind, key if isinstance(key, str) else f"{key[0]}:{key[1]}"):
             # Visma's live answer is the truth; the mirror was stale.
             mirror.refresh()
             return True
