@@ -55,6 +55,12 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
     ]
     readonly_fields = ["validation", "validation_problems_list", "validated_at"]
 
+    def get_fieldsets(self, request, obj=None):
+        # Someone who may only look at a rule has no change to give a reason for.
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [fieldset for fieldset in self.fieldsets if fieldset[0] != "Why"]
+        return self.fieldsets
+
     def save_model(self, request, obj, form, change):
         obj._change_reason = form.cleaned_data.get("change_reason") or ("created" if not change else "")
         super().save_model(request, obj, form, change)
@@ -92,7 +98,8 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
     @admin.display(description="validation", ordering="validation_state")
     def validation(self, rule):
         return format_html(
-            '<span class="validation-{}" style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>',
+            '<span class="validation-{}" style="color:#fff;background:{};padding:1px 6px;border-radius:8px;'
+            'white-space:nowrap">{}</span>',
             rule.validation_state, VALIDATION_COLOURS.get(rule.validation_state, "#6b7280"),
             rule.get_validation_state_display(),
         )
