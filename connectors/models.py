@@ -98,6 +98,9 @@ class InboundEvent(models.Model):
         FAILED = "failed", "Failed"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="inbound_events")
+    kind = models.CharField(
+        max_length=32, choices=System.choices, help_text="The system that sent it: the partner, or Visma itself."
+    )
     event_id = models.CharField(max_length=255)
     event_type = models.CharField(max_length=255, blank=True)
     headers = models.JSONField(default=dict)

@@ -330,8 +330,10 @@ def inbound_event_process(event: InboundEvent) -> InboundEvent:
             return event
         InboundEvent.objects.filter(pk=event.pk).update(attempts=event.attempts + 1)
     integration = event.integration
-    verifier = registry.kind_spec(integration.kind).verifier
+    verifier = registry.kind_spec(event.kind or integration.kind).verifier
     try:
+        if verifier and verifier.event_apply(event):
+            return _event_done(event, InboundEvent.Status.PROCESSED)
         touched = verifier.objects_touched(event) if verifier else []
         if not touched:
             return _event_done(event, InboundEvent.Status.IGNORED)

@@ -31,10 +31,11 @@ class WebhookOutcome:
 def webhook_receive(*, kind: str, integration_id, headers: dict[str, str], body: bytes, url: str,
                     remote_addr: str = "") -> WebhookOutcome:
     """Verify a delivery, store each event once, and schedule processing after commit; never process here."""
-    integration = Integration.objects.select_related("tenant", "partner_connection").filter(
-        pk=integration_id, kind=kind
+    integration = Integration.objects.select_related("tenant", "partner_connection", "visma_connection").filter(
+        pk=integration_id
     ).first()
-    if integration is None:
+    # Visma's own notifications come to any of the tenant's integrations: /webhooks/visma/<integration-id>/.
+    if integration is None or kind not in (integration.kind, "visma"):
         return WebhookOutcome(404, {"detail": "No such integration."})
     spec = registry.KINDS.get(kind)
     verifier = spec.verifier if spec else None
@@ -55,7 +56,7 @@ def webhook_receive(*, kind: str, integration_id, headers: dict[str, str], body:
         try:
             with transaction.atomic():
                 inbound = InboundEvent.objects.create(
-                    integration=integration, event_id=event.event_id, event_type=event.event_type,
+                    integration=integration, kind=kind, event_id=event.event_id, event_type=event.event_type,
                     headers=kept_headers, body=event.body,
                 )
                 if processes:

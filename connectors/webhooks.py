@@ -45,3 +45,7 @@ class WebhookVerifier(abc.ABC):
     @abc.abstractmethod
     def objects_touched(self, event: InboundEvent) -> list[tuple[str, str]]:
         """(stream, source id) of each object the event is about; empty when no stream cares."""
+
+    def event_apply(self, event: InboundEvent) -> bool:
+        """Act on an event that is about no synced record (Visma reference data changed); True when it was one."""
+        return False

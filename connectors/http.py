@@ -1,0 +1,444 @@
+"""The one way out to every system: timeouts, retries with backoff, the shared hourly call budget, the exchange log."""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError
+from urllib3.util.retry import Retry
+
+from .errors import AuthenticationError, ConnectorError, PermanentError, TransientError
+from .logging import redact
+from .models import CallBudgetWindow, Connection, HttpExchange
+
+if TYPE_CHECKING:
+    from audit.models import SyncRecord
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Embedded defaults for the settings below that config/settings.py may not define.
+DEFAULT_BUDGET_MAX_WAIT_SECONDS = 10.0
+DEFAULT_LOG_BODY_MAX_CHARS = 20_000
+# A body key containing one of these words is masked in the exchange log.
+SECRET_KEY_WORDS = ("secret", "password", "token", "authorization", "api_key", "apikey", "credential", "signature")
+NOT_SECRET_KEYS = frozenset({"token_type"})
+MASK = "***"
+
+
+class RetryLater(TransientError):
+    """Transient, and we know when it may work again: the call budget is spent, or the system asked for a long wait."""
+
+    def __init__(self, message: str, *, retry_at: datetime, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_at = retry_at
+
+
+class ConflictError(PermanentError):
+    """The resource kept changing under us (412 on every attempt): a person must look at it."""
+
+
+# --- which record an exchange serves --------------------------------------------------------------------------
+
+_serving: ContextVar[SyncRecord | None] = ContextVar("http_serving_record", default=None)
+
+
+@contextmanager
+def exchanges_for(sync_record: SyncRecord | None) -> Iterator[None]:
+    """Link every exchange made inside the block to the record it serves."""
+    token = _serving.set(sync_record)
+    try:
+        yield
+    finally:
+        _serving.reset(token)
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+
+ErrorFor = Callable[[type[ConnectorError], str, "requests.Response | None"], ConnectorError]
+
+
+def vendor_message(response: requests.Response) -> str:
+    """The system's own words from an error response: the usual JSON shapes, else the start of the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "Message", "error_description", "detail", "title", "error"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return value["message"]
+    text = redact((response.text or "").strip())[:500]
+    return text or response.reason or f"HTTP {response.status_code}"
+
+
+def connector_error(base: type[ConnectorError], context: str, response: requests.Response | None) -> ConnectorError:
+    """The default error for a failed exchange: `base` with the system's message kept for the review screen."""
+    if response is None:
+        return base(context)
+    message = vendor_message(response)
+    return base(f"{context}: {message}", status_code=response.status_code, system_message=message)
+
+
+# --- the call budget shared by all workers --------------------------------------------------------------------
+
+
+def _window_start(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def call_budget_take(connection: Connection, *, now: datetime | None = None) -> datetime | None:
+    """Count one call against the connection's budget for this clock hour; None when counted, else when it resets.
+
+    One conditional UPDATE (calls < limit, and the system has not said none remain) does the counting, so the
+    sum over every worker and machine never passes the limit.
+    """
+    now = now or timezone.now()
+    start = _window_start(now)
+    windows = CallBudgetWindow.objects.filter(connection_id=connection.pk, window_start=start)
+    if connection.hourly_call_budget is not None:
+        CallBudgetWindow.objects.get_or_create(
+            connection_id=connection.pk, window_start=start, defaults={"limit": connection.hourly_call_budget}
+        )
+    elif not windows.exists():
+        return None  # no budget configured and none reported by the system this hour
+    taken = windows.filter(
+        Q(calls__lt=F("limit")) & (Q(remaining_reported__isnull=True) | Q(remaining_reported__gt=0))
+    ).update(calls=F("calls") + 1, remaining_reported=F("remaining_reported") - 1)
+    return None if taken else start + timedelta(hours=1)
+
+
+def call_budget_observe(connection: Connection, headers: Mapping[str, str], *, now: datetime | None = None) -> None:
+    """Adopt what the system says of its own limit (X-RateLimit-Limit / X-RateLimit-Remaining) for this hour."""
+    reported_limit = _int_header(headers, "X-RateLimit-Limit")
+    remaining = _int_header(headers, "X-RateLimit-Remaining")
+    if reported_limit is None and remaining is None:
+        return
+    start = _window_start(now or timezone.now())
+    limits = [value for value in (connection.hourly_call_budget, reported_limit) if value is not None]
+    changes: dict[str, Any] = {}
+    if limits:
+        changes["limit"] = min(limits)
+        CallBudgetWindow.objects.get_or_create(
+            connection_id=connection.pk, window_start=start, defaults={"limit": changes["limit"]}
+        )
+    if remaining is not None:
+        changes["remaining_reported"] = max(remaining, 0)
+    CallBudgetWindow.objects.filter(connection_id=connection.pk, window_start=start).update(**changes)
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def server_wait_seconds(response: requests.Response, *, now: float | None = None) -> float | None:
+    """How long the system asked us to wait: Retry-After (seconds or HTTP-date), else on a 429 X-RateLimit-Reset
+    (on other answers that header only says when the budget window turns over)."""
+    retry_after = response.headers.get("Retry-After")
+    if retry_after:
+        try:
+            return Retry().parse_retry_after(retry_after)
+        except InvalidHeader:
+            pass
+    reset = _int_header(response.headers, "X-RateLimit-Reset") if response.status_code == 429 else None
+    if reset is None:
+        return None
+    # Visma's gateway sends seconds until the reset; older gateways sent an epoch timestamp.
+    if reset > 1_000_000_000:
+        return max(reset - (now if now is not None else time.time()), 0.0)
+    return float(max(reset, 0))
+
+
+# --- the exchange log -----------------------------------------------------------------------------------------
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower().replace("-", "_")
+    return lowered not in NOT_SECRET_KEYS and any(word in lowered for word in SECRET_KEY_WORDS)
+
+
+def _mask(document: Any) -> Any:
+    if isinstance(document, dict):
+        return {key: MASK if _is_secret_key(str(key)) else _mask(value) for key, value in document.items()}
+    if isinstance(document, list):
+        return [_mask(item) for item in document]
+    return document
+
+
+def body_for_log(body: Any, *, limit: int | None = None) -> str:
+    """A body as kept in the exchange log: JSON pretty-printed and form fields with secret keys masked, capped."""
+    if body is None or body in (b"", ""):
+        return ""
+    if isinstance(body, Mapping):
+        body = urlencode(list(body.items()), doseq=True)
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"<{len(body)} bytes>"
+    text = str(body)
+    try:
+        text = json.dumps(_mask(json.loads(text)), indent=2, ensure_ascii=False)
+    except ValueError:
+        if "=" in text and not any(char.isspace() for char in text.strip()):
+            try:
+                pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+                text = urlencode([(key, MASK if _is_secret_key(key) else value) for key, value in pairs], safe="*")
+            except ValueError:
+                pass
+    text = redact(text)
+    limit = limit or getattr(settings, "HTTP_LOG_BODY_MAX_CHARS", DEFAULT_LOG_BODY_MAX_CHARS)
+    if len(text) > limit:
+        text = f"{text[:limit]}\n… ({len(text) - limit} more characters not kept)"
+    return text
+
+
+def url_for_log(url: str) -> str:
+    """The URL without credentials: no user:password@, secret-looking query values masked."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(key, MASK if _is_secret_key(key) else value) for key, value in pairs], safe="*<>=:")
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))[:1000]
+
+
+def _response_body(response: requests.Response) -> str:
+    content_type = response.headers.get("Content-Type", "")
+    if response.content and not any(kind in content_type for kind in ("json", "text", "xml", "form")) and content_type:
+        return f"<{len(response.content)} bytes {content_type}>"
+    return body_for_log(response.content)
+
+
+# --- the session ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Timeouts and backoff as configured now (read per request, so settings overrides apply at once)."""
+
+    connect_timeout: float
+    read_timeout: float
+    max_retries: int
+    backoff_base: float
+    backoff_max: float
+
+    @classmethod
+    def from_settings(cls, *, max_retries: int | None = None) -> RetryPolicy:
+        return cls(
+            connect_timeout=settings.HTTP_CONNECT_TIMEOUT,
+            read_timeout=settings.HTTP_READ_TIMEOUT,
+            max_retries=settings.HTTP_MAX_RETRIES if max_retries is None else max_retries,
+            backoff_base=settings.HTTP_BACKOFF_BASE_SECONDS,
+            backoff_max=settings.HTTP_BACKOFF_MAX_SECONDS,
+        )
+
+    def backoff_ceiling(self, retry: int) -> float:
+        """Exponential: base · 2^retry, never above the cap."""
+        return min(self.backoff_max, self.backoff_base * (2**retry))
+
+
+def _full_jitter(ceiling: float) -> float:
+    return random.uniform(0, ceiling)
+
+
+def _never_reached(failure: requests.RequestException) -> bool:
+    """True when the request cannot have reached the system (no connection was made), so repeating it is safe."""
+    if isinstance(failure, requests.ConnectTimeout):
+        return True
+    if not isinstance(failure, requests.ConnectionError) or not failure.args:
+        return False
+    # requests wraps urllib3's MaxRetryError, whose reason is the connect failure itself.
+    cause = getattr(failure.args[0], "reason", failure.args[0])
+    return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
+
+
+def json_dumps(document: Any) -> str:
+    """JSON for a request body: Decimal as an exact number, dates as ISO 8601."""
+
+    def default(value):
+        if isinstance(value, Decimal):
+            number = float(value)
+            if Decimal(repr(number)) != value:
+                raise ValueError(f"{value} cannot be sent as a JSON number without losing precision")
+            return number
+        if isinstance(value, (datetime, date)):
+            return value.isoformat()
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+    return json.dumps(document, default=default, ensure_ascii=False)
+
+
+class ApiSession:
+    """One connection's way out: every call through `request` gets timeouts, retries, the budget and the log.
+
+    Hand-rolled around requests.Session rather than urllib3's Retry because each attempt must count against the
+    shared budget and be logged, 401 must re-authenticate, and POST is retried on 429 (urllib3 never does).
+    """
+
+    def __init__(self, connection: Connection, *, auth: requests.auth.AuthBase | None = None,
+                 reauthenticate: Callable[[], None] | None = None, error_for: ErrorFor = connector_error,
+                 idempotency_header: str | None = None, budget: bool = True,
+                 sleep: Callable[[float], None] = time.sleep, jitter: Callable[[float], float] = _full_jitter,
+                 budget_max_wait_seconds: float | None = None, max_retries: int | None = None):
+        self.connection = connection
+        self.session = requests.Session()
+        self.session.auth = auth
+        self.reauthenticate = reauthenticate
+        self.error_for = error_for
+        self.idempotency_header = idempotency_header
+        self.budget = budget
+        self.sleep = sleep
+        self.jitter = jitter
+        self.budget_max_wait_seconds = budget_max_wait_seconds
+        self.max_retries = max_retries
+
+    def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
+                data: Any = None, headers: Mapping[str, str] | None = None, idempotency_key: str | None = None,
+                replay_safe: bool | None = None, sync_record: SyncRecord | None = None) -> requests.Response:
+        """Send one request, retrying what is safe to retry; return a 1xx-3xx response or raise a ConnectorError."""
+        method = method.upper()
+        headers = dict(headers or {})
+        body = data
+        if json is not None:
+            body = json_dumps(json).encode("utf-8")
+            headers.setdefault("Content-Type", "application/json")
+        if idempotency_key and self.idempotency_header:
+            headers[self.idempotency_header] = idempotency_key
+        # A POST whose answer timed out may have landed: repeat it only if it never got there or a key makes it safe.
+        replayable = replay_safe if replay_safe is not None else (method in IDEMPOTENT_METHODS or bool(idempotency_key))
+        record = sync_record if sync_record is not None else _serving.get()
+        policy = RetryPolicy.from_settings(max_retries=self.max_retries)
+        shown = url_for_log(url)
+        retries, reauthenticated = 0, False
+        while True:
+            self._budget_take(method, shown)
+            started = time.monotonic()
+            response, failure = None, None
+            try:
+                response = self.session.request(
+                    method, url, params=params, data=body, headers=headers,
+                    timeout=(policy.connect_timeout, policy.read_timeout),
+                )
+            except requests.RequestException as exc:
+                failure = exc
+            self._log(method, url, params, body, response, failure, started, record)
+            wait_hint = None
+            if failure is not None:
+                retryable = replayable or _never_reached(failure)
+                reason = f"{type(failure).__name__}: {redact(str(failure))}"
+            else:
+                if self.budget:
+                    call_budget_observe(self.connection, response.headers)
+                status = response.status_code
+                if status < 400:
+                    return response
+                if status == 401:
+                    if self.reauthenticate is not None and not reauthenticated:
+                        self.reauthenticate()
+                        reauthenticated = True
+                        continue
+                    raise self.error_for(AuthenticationError, f"{method} {shown} → 401", response)
+                if status != 429 and status < 500:
+                    raise self.error_for(PermanentError, f"{method} {shown} → {status}", response)
+                wait_hint = server_wait_seconds(response)
+                asked_to_wait = status == 429 or (status == 503 and "Retry-After" in response.headers)
+                retryable = replayable or asked_to_wait
+                reason = f"HTTP {status}"
+            if not retryable or retries >= policy.max_retries:
+                context = f"{method} {shown} failed after {retries + 1} attempt(s) ({reason})"
+                if wait_hint is not None:
+                    raise RetryLater(context, retry_at=timezone.now() + timedelta(seconds=wait_hint),
+                                     status_code=response.status_code)
+                raise self.error_for(TransientError, context, response)
+            delay = self.jitter(policy.backoff_ceiling(retries))
+            if wait_hint is not None:
+                if wait_hint > policy.backoff_max:
+                    # Too long to hold a worker: the record's own retry schedule takes over.
+                    raise RetryLater(
+                        f"{method} {shown}: {reason}, the system asks to wait {wait_hint:.0f} s",
+                        retry_at=timezone.now() + timedelta(seconds=wait_hint), status_code=response.status_code,
+                    )
+                delay = max(delay, wait_hint)
+            self.sleep(delay)
+            retries += 1
+
+    def close(self) -> None:
+        """Close the pooled connections now (a worker keeps its session; a short-lived caller closes it).
+
+        urllib3 2 leaves a cleared pool's sockets to the garbage collector, and a kept traceback keeps them open.
+        """
+        for adapter in self.session.adapters.values():
+            pools = getattr(adapter, "poolmanager", None)
+            for key in list(pools.pools.keys()) if pools is not None else []:
+                pool = pools.pools.get(key)
+                if pool is not None:
+                    pool.close()
+        self.session.close()
+
+    def _budget_take(self, method: str, shown: str) -> None:
+        if not self.budget:
+            return
+        resets_at = call_budget_take(self.connection)
+        if resets_at is None:
+            return
+        max_wait = self.budget_max_wait_seconds
+        if max_wait is None:
+            max_wait = getattr(settings, "HTTP_BUDGET_MAX_WAIT_SECONDS", DEFAULT_BUDGET_MAX_WAIT_SECONDS)
+        wait = (resets_at - timezone.now()).total_seconds()
+        if wait <= max_wait:
+            self.sleep(max(wait, 0.0))
+            resets_at = call_budget_take(self.connection)
+            if resets_at is None:
+                return
+        raise RetryLater(
+            f"{method} {shown} not sent: the hourly call budget of {self.connection} is spent until "
+            f"{resets_at:%Y-%m-%d %H:%M} UTC",
+            retry_at=resets_at,
+        )
+
+    def _log(self, method: str, url: str, params, body, response: requests.Response | None,
+             failure: Exception | None, started: float, record: SyncRecord | None) -> None:
+        if not settings.HTTP_LOG_EXCHANGES:
+            return
+        sent_url = response.request.url if response is not None else _with_params(url, params)
+        HttpExchange.objects.create(
+            connection_id=self.connection.pk,
+            sync_record_id=getattr(record, "pk", None),
+            method=method,
+            url=url_for_log(sent_url),
+            status_code=response.status_code if response is not None else None,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            request_body=body_for_log(body),
+            response_body=_response_body(response) if response is not None else "",
+            error=f"{type(failure).__name__}: {redact(str(failure))}"[:2000] if failure is not None else "",
+        )
+
+
+def _with_params(url: str, params: Mapping[str, Any] | None) -> str:
+    try:
+        return requests.Request("GET", url, params=params).prepare().url or url
+    except requests.RequestException:
+        return url

@@ -1,0 +1,133 @@
+"""Reads of Visma reference data (GL accounts, subaccount segment values, customers, suppliers) as typed rows."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from django.utils.dateparse import parse_datetime
+
+from .client import VismaClient
+
+SUBACCOUNT = "SUBACCOUNT"
+# Statuses in which Visma takes no new documents for the customer or supplier.
+INACTIVE_STATUSES = frozenset({"Inactive", "OnHold"})
+
+
+@dataclass(frozen=True)
+class VismaAccount:
+    number: str
+    description: str
+    account_type: str
+    currency: str
+    active: bool
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class VismaSegmentValue:
+    dimension: str
+    segment_id: int
+    segment_name: str
+    value: str
+    description: str
+    active: bool
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class VismaParty:
+    """A customer or a supplier: who it is, its class and currency, and whether it takes new documents."""
+
+    number: str
+    name: str
+    party_class: str
+    currency: str
+    active: bool
+    last_modified: datetime | None
+
+
+def visma_timestamp(value: str | None) -> datetime | None:
+    """A Visma timestamp as an aware datetime; one without an offset is taken as UTC (Visma does not say)."""
+    if not value:
+        return None
+    moment = parse_datetime(str(value))
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _account(row: dict) -> VismaAccount:
+    return VismaAccount(
+        number=str(row["accountCD"]).strip(),
+        description=str(row.get("description") or ""),
+        account_type=str(row.get("type") or ""),
+        currency=str(row.get("currency") or ""),
+        active=bool(row.get("active", True)),
+        last_modified=visma_timestamp(row.get("lastModifiedDateTime")),
+    )
+
+
+def _party(row: dict, class_field: str) -> VismaParty:
+    party_class = row.get(class_field) or {}
+    return VismaParty(
+        number=str(row["number"]).strip(),
+        name=str(row.get("name") or ""),
+        party_class=str(party_class.get("id") or "") if isinstance(party_class, dict) else str(party_class),
+        currency=str(row.get("currencyId") or ""),
+        active=str(row.get("status") or "Active") not in INACTIVE_STATUSES,
+        last_modified=visma_timestamp(row.get("lastModifiedDateTime")),
+    )
+
+
+def visma_accounts_read(client: VismaClient, *, since: datetime | None = None) -> Iterator[VismaAccount]:
+    """GL accounts, active and inactive (GET /v1/account has no pageNumber paging: one response)."""
+    for row in client.changed("/v1/account", since=since, key="accountCD", paged=False):
+        yield _account(row)
+
+
+def visma_account_read(client: VismaClient, number: str) -> VismaAccount | None:
+    row = client.get_one(f"/v1/account/{quote(number, safe='')}")
+    return _account(row) if row else None
+
+
+def visma_dimension_values_read(client: VismaClient, dimension: str = SUBACCOUNT) -> list[VismaSegmentValue]:
+    """Every value of every segment of a dimension (GET /v1/dimension/{id} with the segment values expanded)."""
+    document = client.get_json(f"/v1/dimension/{quote(dimension, safe='')}", params={"expandSegmentsValues": "true"})
+    values = []
+    for segment in (document or {}).get("segments") or []:
+        segment_id = int(segment["segmentId"])
+        for row in segment.get("segmentValues") or []:
+            values.append(
+                VismaSegmentValue(
+                    dimension=dimension,
+                    segment_id=segment_id,
+                    segment_name=str(segment.get("description") or ""),
+                    value=str(row["valueId"]).strip(),
+                    description=str(row.get("description") or ""),
+                    active=bool(row.get("active", True)),
+                    last_modified=visma_timestamp(row.get("lastModified")),
+                )
+            )
+    return values
+
+
+def visma_customers_read(client: VismaClient, *, since: datetime | None = None) -> Iterator[VismaParty]:
+    for row in client.changed("/v1/customer", since=since, key="number"):
+        yield _party(row, "customerClass")
+
+
+def visma_customer_read(client: VismaClient, number: str) -> VismaParty | None:
+    row = client.get_one(f"/v1/customer/{quote(number, safe='')}")
+    return _party(row, "customerClass") if row else None
+
+
+def visma_suppliers_read(client: VismaClient, *, since: datetime | None = None) -> Iterator[VismaParty]:
+    for row in client.changed("/v1/supplier", since=since, key="number"):
+        yield _party(row, "supplierClass")
+
+
+def visma_supplier_read(client: VismaClient, number: str) -> VismaParty | None:
+    row = client.get_one(f"/v1/supplier/{quote(number, safe='')}")
+    return _party(row, "supplierClass") if row else None
