@@ -41,6 +41,25 @@ class TenantAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["slug", "name"]
+    actions = ["refresh_reference_data"]
+
+    @admin.action(description="Refresh Visma reference data now", permissions=["change"])
+    def refresh_reference_data(self, request, queryset):
+        from mappings.reference import reference_data_refresh
+
+        for tenant in queryset:
+            try:
+                refresh = reference_data_refresh(tenant)
+            except Exception as exc:  # the operator sees each tenant's outcome, the others still run
+                self.message_user(request, f"{tenant.slug}: Visma could not be read: {exc}", messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{tenant.slug}: {refresh.accounts} GL accounts, {refresh.dimension_values} dimension values, "
+                f"{refresh.customers} customers, {refresh.suppliers} suppliers read; "
+                f"{refresh.invalid_rules} mapping rule(s) invalid",
+                messages.SUCCESS,
+            )
 
 
 # --- connections: credentials go in, never come out -------------------------------------------------------------

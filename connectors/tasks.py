@@ -51,3 +51,20 @@ def _record_advance_enqueue(record_id: int) -> None:
         async_task("connectors.tasks.record_advance", record_id, task_name=f"record-advance-{record_id}")
     except Exception:  # the review is committed; the sweep advances the record within minutes
         log.exception("could not enqueue record %s", record_id)
+
+
+def reference_data_refresh_all(full: bool = False) -> str:
+    """The mirror of every active tenant's Visma reference data, by delta (hourly) or in full (nightly)."""
+    from mappings.reference import reference_data_refresh
+
+    from .models import Tenant
+
+    refreshed, failed = [], []
+    for tenant in Tenant.objects.filter(is_active=True, connections__system="visma").distinct():
+        try:
+            reference_data_refresh(tenant, full=full)
+            refreshed.append(tenant.slug)
+        except Exception:  # one tenant's outage must not keep the others stale
+            log.exception("reference data refresh of %s failed", tenant.slug)
+            failed.append(tenant.slug)
+    return f"refreshed {len(refreshed)}, failed {len(failed)}" + (f": {', '.join(failed)}" if failed else "")
