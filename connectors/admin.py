@@ -20,7 +20,7 @@ from audit.services import Actor, configuration_audit
 from . import registry
 from .models import Connection, HttpExchange, InboundEvent, Integration, SyncCursor, SyncRun, System, Tenant
 from .pipeline import inbound_event_process
-from .services import integration_poll_minutes_clean, integration_save, integration_settings_clean
+from .services import connection_save, integration_clean, integration_save
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -138,10 +138,6 @@ class ConnectionForm(forms.ModelForm):
         return cleaned
 
     def save(self, commit=True):
-        moved = {"base_url", "token_url"} & set(self.changed_data)
-        if self.instance.pk and (self.keys_set or self.keys_removed or moved):
-            # A token fetched with other credentials (or from another server) must not be reused.
-            self.instance.access_token, self.instance.token_expires_at = None, None
         self.instance.credentials = self.credentials
         return super().save(commit)
 
@@ -166,7 +162,7 @@ class ConnectionAdmin(admin.ModelAdmin):
     readonly_fields = ["credential_keys", "token_expires_at", "created_at", "updated_at"]
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
+        connection_save(obj)
         changes = [f"set {', '.join(form.keys_set)}"] if form.keys_set else []
         if form.keys_removed:
             changes.append(f"removed {', '.join(form.keys_removed)}")
@@ -191,29 +187,28 @@ class ConnectionAdmin(admin.ModelAdmin):
 # --- integrations ---------------------------------------------------------------------------------------------------
 
 
+INTEGRATION_FORM_FIELDS = ["tenant", "kind", "visma_connection", "partner_connection", "enabled", "settings",
+                           "poll_minutes"]
+
+
 class IntegrationForm(forms.ModelForm):
     class Meta:
         model = Integration
-        fields = ["tenant", "kind", "visma_connection", "partner_connection", "enabled", "settings", "poll_minutes"]
+        fields = INTEGRATION_FORM_FIELDS
 
     def clean(self):
-        # The same checks integration_save makes, here so that they show beside the field instead of as a crash.
+        # The checks integration_save makes, here so that they show beside the field instead of as a crash.
         cleaned = super().clean()
-        kind, tenant = cleaned.get("kind"), cleaned.get("tenant")
-        if not kind:
+        if not cleaned.get("kind") or not cleaned.get("tenant"):
             return cleaned
+        candidate = Integration(**{name: cleaned.get(name) for name in INTEGRATION_FORM_FIELDS})
         try:
-            cleaned["settings"] = integration_settings_clean(kind, cleaned.get("settings"))
+            integration_clean(candidate)
         except ValidationError as exc:
-            self.add_error(None, exc)
-        try:
-            cleaned["poll_minutes"] = integration_poll_minutes_clean(kind, cleaned.get("poll_minutes"))
-        except ValidationError as exc:
-            self.add_error(None, exc)
-        for name, system in (("visma_connection", "visma"), ("partner_connection", kind)):
-            connection = cleaned.get(name)
-            if connection and (connection.system != system or connection.tenant_id != getattr(tenant, "pk", None)):
-                self.add_error(name, f"must be the tenant's {system} connection, not {connection}")
+            for field, messages_ in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages_)
+            return cleaned
+        cleaned["settings"], cleaned["poll_minutes"] = candidate.settings, candidate.poll_minutes
         return cleaned
 
 

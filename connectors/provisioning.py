@@ -26,6 +26,7 @@ from .logging import redact
 from .models import PARTNER_SYSTEMS, Connection, Integration, Tenant
 from .services import (
     connection_credentials,
+    connection_save,
     integration_poll_minutes_clean,
     integration_save,
     integration_settings_clean,
@@ -337,17 +338,11 @@ def _connection_upsert(tenant: Tenant, plan: _ConnectionPlan) -> Connection:
     connection = Connection.objects.select_for_update().filter(tenant=tenant, system=plan.system).first()
     if connection is None:
         connection = Connection(tenant=tenant, system=plan.system)
-    elif (connection.credentials, connection.base_url, connection.token_url) != (
-        plan.credentials, plan.base_url, plan.token_url
-    ):
-        # A token fetched with other credentials (or from another server) must not be reused.
-        connection.access_token, connection.token_expires_at = None, None
     connection.base_url = plan.base_url
     connection.token_url = plan.token_url
     connection.credentials = plan.credentials
     connection.hourly_call_budget = plan.hourly_call_budget
-    connection.save()
-    return connection
+    return connection_save(connection)
 
 
 def _integration_upsert(tenant: Tenant, visma: Connection, plan: _IntegrationPlan) -> Integration:

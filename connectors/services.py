@@ -89,6 +89,18 @@ def inbound_event_enqueue(event_id: int) -> None:
 # --- integrations --------------------------------------------------------------------------------------------
 
 
+def connection_save(connection: Connection) -> Connection:
+    """Save a connection; a token fetched with other credentials, or from another server, is dropped."""
+    if connection.pk:
+        stored = Connection.objects.filter(pk=connection.pk).values("credentials", "base_url", "token_url").first()
+        if stored and (stored["credentials"], stored["base_url"], stored["token_url"]) != (
+            connection.credentials, connection.base_url, connection.token_url
+        ):
+            connection.access_token, connection.token_expires_at = None, None
+    connection.save()
+    return connection
+
+
 def connection_credentials(connection: Connection) -> dict[str, Any]:
     """The one accessor for a connection's secrets: refuses when a required key is missing."""
     credentials = connection.credentials or {}
@@ -173,16 +185,26 @@ def integration_schedules_sync(integration: Integration) -> list[Schedule]:
     return schedules
 
 
+def integration_clean(integration: Integration) -> Integration:
+    """Check an integration's settings, poll cadences and connections; every problem is named by its field."""
+    errors: dict[str, list] = {}
+    for field, clean in (("settings", integration_settings_clean), ("poll_minutes", integration_poll_minutes_clean)):
+        try:
+            setattr(integration, field, clean(integration.kind, getattr(integration, field)))
+        except ValidationError as exc:
+            errors.setdefault(field, []).extend(exc.message_dict.get(field, exc.messages))
+    for label, system in (("visma_connection", "visma"), ("partner_connection", integration.kind)):
+        connection = getattr(integration, label, None) if getattr(integration, f"{label}_id") else None
+        if connection and (connection.system != system or connection.tenant_id != integration.tenant_id):
+            errors.setdefault(label, []).append(f"must be the tenant's {system} connection, not {connection}")
+    if errors:
+        raise ValidationError(errors)
+    return integration
+
+
 def integration_save(integration: Integration) -> Integration:
     """Validate and save an integration, then bring its poll schedules in line (one transaction)."""
-    integration.settings = integration_settings_clean(integration.kind, integration.settings)
-    integration.poll_minutes = integration_poll_minutes_clean(integration.kind, integration.poll_minutes)
-    for label, connection, system in (
-        ("visma_connection", integration.visma_connection, "visma"),
-        ("partner_connection", integration.partner_connection, integration.kind),
-    ):
-        if connection.system != system or connection.tenant_id != integration.tenant_id:
-            raise ValidationError({label: f"must be the tenant's {system} connection, not {connection}"})
+    integration_clean(integration)
     with transaction.atomic():
         integration.save()
         integration_schedules_sync(integration)

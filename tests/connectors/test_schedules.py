@@ -193,4 +193,6 @@ def test_the_platform_schedules_exist_after_migrate():
     } == {
         "records: advance due retries and interrupted writes": ("connectors.tasks.records_advance_due", "I", 1, -1),
         "inbox: process events the queue missed": ("connectors.tasks.inbox_sweep", "I", 5, -1),
+        "reference data: delta refresh of every tenant": ("connectors.tasks.reference_data_refresh_all", "I", 60, -1),
+        "reference data: full refresh of every tenant": ("connectors.tasks.reference_data_refresh_all", "D", None, -1),
     }
