@@ -17,7 +17,7 @@ from connectors.tasks import record_advance_later
 
 from .forms import RecordApproveForm, RecordRejectForm, RecordReplayForm
 from .models import AuditEntry, RecordStatus, SyncRecord
-from .selectors import dashboard_for, json_pretty, money_display, posting_table, record_review
+from .selectors import json_pretty, money_display, posting_table, record_review
 from .services import Actor, TransitionRefused, record_approve, record_reject, record_replay
 
 STATUS_COLOURS = {
@@ -318,13 +318,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
     def details_pretty(self, entry):
         return format_html("<pre>{}</pre>", json_pretty(entry.details)) if entry.details else ""
 
-
-_site_index = admin.site.index
-
-
-def index_with_dashboard(request, extra_context=None):
-    """The admin's front page with the dashboard's figures (templates/admin/index.html shows them)."""
-    return _site_index(request, extra_context={"dashboard": dashboard_for(request.user), **(extra_context or {})})
-
-
-admin.site.index = index_with_dashboard

@@ -5,10 +5,6 @@ from django.urls import include, path
 
 from connectors.views import WebhookView
 
-admin.site.site_header = "ml-connector"
-admin.site.site_title = "ml-connector"
-admin.site.index_title = "Visma.net ERP back office"
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/<str:kind>/<uuid:integration_id>/", WebhookView.as_view(), name="webhook"),
