@@ -194,8 +194,17 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
-def record_schedule_retry(record: SyncRecord, *, error: str) -> SyncRecord:
-    """A transient failure: try again later, or give up (`failed`, replayable) after the last attempt."""
+def record_schedule_retry(record: SyncRecord, *, error: str, not_before: datetime | None = None) -> SyncRecord:
+    """A transient failure: try again later, or give up (`failed`, replayable) after the last attempt.
+
+    `not_before`: the system said when it will take calls again (call budget spent, a long Retry-After); that
+    wait is not the record's failure, so it costs no attempt.
+    """
+    if not_before is not None:
+        return record_transition(
+            record, S.RETRYING, reason=f"{error}; next attempt at {not_before:%Y-%m-%d %H:%M:%S} UTC",
+            last_error=error, next_attempt_at=not_before,
+        )
     attempts = record.attempts + 1
     if attempts >= settings.SYNC_MAX_ATTEMPTS:
         return record_transition(

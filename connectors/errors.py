@@ -1,4 +1,5 @@
 """What can go wrong talking to a system, sorted by what the pipeline does about it."""
+from datetime import datetime
 
 
 class ConnectorError(Exception):
@@ -20,6 +21,18 @@ class PermanentError(ConnectorError):
 
 class AuthenticationError(PermanentError):
     """The credentials were refused even after fetching a new token."""
+
+
+class RetryLater(TransientError):
+    """Transient, and we know when it may work again: the call budget is spent, or the system asked for a long wait."""
+
+    def __init__(self, message: str, *, retry_at: datetime, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_at = retry_at
+
+
+class ConflictError(PermanentError):
+    """The resource kept changing under us (412 on every attempt): a person must look at it."""
 
 
 class WaitFor(Exception):

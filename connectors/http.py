@@ -21,7 +21,7 @@ from django.utils import timezone
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError
 from urllib3.util.retry import Retry
 
-from .errors import AuthenticationError, ConnectorError, PermanentError, TransientError
+from .errors import AuthenticationError, ConflictError, ConnectorError, PermanentError, RetryLater, TransientError
 from .logging import redact
 from .models import CallBudgetWindow, Connection, HttpExchange
 
@@ -38,18 +38,6 @@ DEFAULT_LOG_BODY_MAX_CHARS = 20_000
 SECRET_KEY_WORDS = ("secret", "password", "token", "authorization", "api_key", "apikey", "credential", "signature")
 NOT_SECRET_KEYS = frozenset({"token_type"})
 MASK = "***"
-
-
-class RetryLater(TransientError):
-    """Transient, and we know when it may work again: the call budget is spent, or the system asked for a long wait."""
-
-    def __init__(self, message: str, *, retry_at: datetime, **kwargs):
-        super().__init__(message, **kwargs)
-        self.retry_at = retry_at
-
-
-class ConflictError(PermanentError):
-    """The resource kept changing under us (412 on every attempt): a person must look at it."""
 
 
 # --- which record an exchange serves --------------------------------------------------------------------------

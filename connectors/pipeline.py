@@ -160,7 +160,7 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord:
     except WaitFor as waiting:
         return record_services.record_schedule_retry(record, error=f"waiting: {waiting}")
     except TransientError as exc:
-        return record_services.record_schedule_retry(record, error=str(exc))
+        return _retry_later(record, exc, error=str(exc))
     except (SourceDataError, MoneyError, PermanentError) as exc:
         return record_services.record_flag(record, reasons=[f"{record.stream} {record.source_id}: {exc}"])
     except Exception as exc:
@@ -178,7 +178,7 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord:
     try:
         problems = posting_validate(tenant=stream.tenant, posting=posting, live_check=stream.live_check())
     except TransientError as exc:
-        return record_services.record_schedule_retry(record, error=f"could not check reference data: {exc}")
+        return _retry_later(record, exc, error=f"could not check reference data: {exc}")
     # The rule's own gaps (no fee account...) say more than the validator's "line has no GL account".
     problems = list(dict.fromkeys([*outcome.problems, *problems]))
     if problems:
@@ -195,7 +195,7 @@ def _post(record: SyncRecord, stream: Stream) -> SyncRecord:
     try:
         problems = posting_validate(tenant=stream.tenant, posting=posting, live_check=stream.live_check())
     except TransientError as exc:
-        return record_services.record_schedule_retry(record, error=f"could not check reference data: {exc}")
+        return _retry_later(record, exc, error=f"could not check reference data: {exc}")
     if problems:
         # Nothing invalid is ever sent: Visma has no drafts.
         return record_services.record_flag(record, reasons=problems)
@@ -211,11 +211,16 @@ def _write(record: SyncRecord, stream: Stream, posting: Posting, *, look_up_firs
         if not target_id:
             target_id = stream.write(posting, record)
     except TransientError as exc:
-        return record_services.record_schedule_retry(record, error=str(exc))
+        return _retry_later(record, exc, error=str(exc))
     except PermanentError as exc:
         return record_services.record_flag(record, reasons=[f"{stream.target_kind} refused by the target: "
                                                             f"{exc.system_message}"])
     return record_services.record_mark_posted(record, target_id=target_id, target_kind=stream.target_kind, reason=how)
+
+
+def _retry_later(record: SyncRecord, exc: TransientError, *, error: str) -> SyncRecord:
+    # A system that said when it takes calls again is waited for without spending one of the record's attempts.
+    return record_services.record_schedule_retry(record, error=error, not_before=getattr(exc, "retry_at", None))
 
 
 def _lease_expired(record: SyncRecord) -> bool:
@@ -229,7 +234,7 @@ def _recover_interrupted_write(record: SyncRecord, stream: Stream) -> SyncRecord
     try:
         target_id = stream.find_posted(posting, record)
     except TransientError as exc:
-        return record_services.record_schedule_retry(record, error=f"recovery lookup failed: {exc}")
+        return _retry_later(record, exc, error=f"recovery lookup failed: {exc}")
     if target_id:
         return record_services.record_mark_posted(
             record, target_id=target_id, target_kind=stream.target_kind,

@@ -7,7 +7,7 @@ import time_machine
 
 from audit.models import AuditEntry, SyncRecord
 from audit.services import record_approve, record_reject, record_replay
-from connectors.errors import PermanentError, TransientError
+from connectors.errors import PermanentError, RetryLater, TransientError
 from connectors.models import SyncCursor, SyncRun
 from connectors.pipeline import record_advance, record_ingest, records_advance_due, stream_poll
 from mappings.models import GLAccount
@@ -482,6 +482,31 @@ def test_a_crash_before_the_remote_write_is_recovered_by_writing_once(payments_s
     assert trail(record)[-4:] == [
         ("ready", "posting"), ("posting", "retrying"), ("retrying", "posting"), ("posting", "posted"),
     ]
+
+
+def test_a_spent_call_budget_waits_until_the_system_takes_calls_again_without_spending_an_attempt(
+    payments_stream, time_machine
+):
+    # given Visma's hourly budget is spent until 13:00
+    time_machine.move_to(NOON, tick=False)
+    integration = books()
+    payments_stream.LEDGER.fail_next = [RetryLater("call budget spent", retry_at=NOON + timedelta(hours=1))]
+
+    # when
+    record = deliver(payments_stream, integration, "P-1", amount="100.00", currency="EUR")
+
+    # then it waits for exactly that time, with no attempt counted
+    assert (record.status, record.attempts, record.next_attempt_at) == ("retrying", 0, NOON + timedelta(hours=1))
+    time_machine.move_to(NOON + timedelta(minutes=59), tick=False)
+    assert (records_advance_due(), payments_stream.LEDGER.writes) == (0, 0)
+
+    # when the hour has turned
+    time_machine.move_to(NOON + timedelta(hours=1), tick=False)
+    records_advance_due()
+
+    # then
+    record.refresh_from_db()
+    assert (record.status, record.attempts, payments_stream.LEDGER.writes) == ("posted", 0, 1)
 
 
 def test_a_transient_error_after_a_landed_write_is_retried_by_looking_up_the_marker(payments_stream, time_machine):
