@@ -235,6 +235,12 @@ def _recover_interrupted_write(record: SyncRecord, stream: Stream) -> SyncRecord
         target_id = stream.find_posted(posting, record)
     except TransientError as exc:
         return _retry_later(record, exc, error=f"recovery lookup failed: {exc}")
+    except PermanentError as exc:
+        # Whether the interrupted write landed cannot be told: a person checks the target before anything is sent.
+        return record_services.record_flag(record, reasons=[
+            f"an interrupted write could not be looked up by marker {posting.marker}: {exc.system_message}; "
+            "check the target for it, then approve or reject"
+        ])
     if target_id:
         return record_services.record_mark_posted(
             record, target_id=target_id, target_kind=stream.target_kind,

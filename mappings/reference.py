@@ -199,8 +199,9 @@ LIVE_KINDS = ("account", "dimension", "customer", "supplier")
 def reference_exists_live(tenant, kind: str, key: str, *, client: VismaClient | None = None) -> bool:
     """Re-read one reference value from Visma now, mirror what Visma says, and tell whether it is active.
 
-    `kind` is a LiveCheck kind: account, dimension (a SUBACCOUNT segment value; the whole dimension is re-read,
-    one call), customer or supplier. A value Visma does not have (404) is marked inactive in the mirror.
+    `kind` is a LiveCheck kind: account, dimension (a SUBACCOUNT segment value keyed "<segment id>:<value>", or a
+    bare value of any segment; the whole dimension is re-read, one call), customer or supplier. A value Visma does
+    not have (404) is marked inactive in the mirror.
     """
     if kind not in LIVE_KINDS:
         raise ValueError(f"unknown reference kind {kind!r}; known: {', '.join(LIVE_KINDS)}")
@@ -208,9 +209,7 @@ def reference_exists_live(tenant, kind: str, key: str, *, client: VismaClient | 
     try:
         if kind == "dimension":
             _kind_refresh(tenant, DIMENSION_VALUES, client, since=None)
-            return DimensionValue.objects.filter(
-                tenant=tenant, dimension=visma.SUBACCOUNT, value=key, active=True
-            ).exists()
+            return _dimension_values(tenant, key).filter(active=True).exists()
         read_one, mirror_kind = {
             "account": (visma.visma_account_read, ACCOUNTS),
             "customer": (visma.visma_customer_read, CUSTOMERS),
@@ -232,9 +231,18 @@ def reference_exists_live(tenant, kind: str, key: str, *, client: VismaClient | 
     return found.active
 
 
-def reference_live_check(tenant) -> LiveCheck:
-    """A LiveCheck for posting_validate: one Visma client, made on first use."""
-    clients: list[VismaClient] = []
+def _dimension_values(tenant, key: str):
+    """The mirror rows a dimension key names: "<segment id>:<value>" (as posting_validate asks), or a bare value."""
+    segment, separator, value = key.partition(":")
+    rows = DimensionValue.objects.filter(tenant=tenant, dimension=visma.SUBACCOUNT)
+    if separator and segment.strip().isdigit():
+        return rows.filter(segment_id=int(segment), value=value)
+    return rows.filter(value=key)
+
+
+def reference_live_check(tenant, *, client: VismaClient | None = None) -> LiveCheck:
+    """A LiveCheck for posting_validate: the caller's Visma client, else one made on first use."""
+    clients: list[VismaClient] = [client] if client is not None else []
 
     def check(kind: str, key: str) -> bool:
         if not clients:

@@ -6,6 +6,9 @@ import pytest
 from connectors import registry
 from tests import ledger_stream
 
+# Every request a test sends to Visma is checked against the published OpenAPI file.
+pytest_plugins = ["tests.visma_openapi_check"]
+
 
 def pytest_collection_modifyitems(config, items):
     on_postgres = os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql"))

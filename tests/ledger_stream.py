@@ -33,6 +33,7 @@ class Ledger:
         self.documents: dict[str, dict] = {}  # target id → document
         self.writes = 0
         self.lookups = 0
+        self.fail_next_lookup: Exception | None = None
         # Raised, in order, by the next writes before anything is stored (a refused or lost request).
         self.fail_next: list[BaseException] = []
         # Raised by the next write after the document is stored (the answer is lost, the write landed).
@@ -63,6 +64,9 @@ class Ledger:
     def find(self, marker: str) -> str | None:
         with self.lock:
             self.lookups += 1
+            if self.fail_next_lookup is not None:
+                failure, self.fail_next_lookup = self.fail_next_lookup, None
+                raise failure
             return next((tid for tid, doc in self.documents.items() if doc["marker"] == marker), None)
 
 

@@ -459,6 +459,33 @@ def test_a_crash_after_the_remote_write_is_recovered_by_marker_without_writing_a
     )
 
 
+def test_an_interrupted_write_whose_lookup_is_refused_waits_for_a_person_and_is_not_written_again(
+    payments_stream, time_machine
+):
+    # given a worker died after the remote write, and the target now refuses the lookup
+    time_machine.move_to(NOON, tick=False)
+    integration = books()
+    payments_stream.LEDGER.crash_after_next_write = True
+    payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
+    record, _ = record_ingest(integration, "payments", payments_stream.PaymentsStream(integration).read_one("P-1"))
+    with pytest.raises(Crash):
+        record_advance(record)
+    payments_stream.LEDGER.fail_next_lookup = PermanentError("403 Forbidden", system_message="No access to journals")
+
+    # when the lease has run out
+    time_machine.move_to(NOON + timedelta(seconds=601), tick=False)
+    records_advance_due()
+
+    # then
+    record.refresh_from_db()
+    assert record.status == "flagged"
+    assert record.reasons == [
+        "an interrupted write could not be looked up by marker pay:P-1: No access to journals; check the target "
+        "for it, then approve or reject"
+    ]
+    assert payments_stream.LEDGER.writes == 1
+
+
 def test_a_crash_before_the_remote_write_is_recovered_by_writing_once(payments_stream, time_machine, settings):
     # given
     settings.SYNC_POSTING_LEASE_SECONDS = 60

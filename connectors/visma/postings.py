@@ -1,0 +1,519 @@
+"""Documents written into Visma.net ERP from a Posting, each carrying its marker and found by it before a re-post."""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
+
+from mappings.documents import Posting, PostingLine
+
+from .client import VismaClient, VismaTransientError, visma_datetime, visma_dto
+
+if TYPE_CHECKING:
+    from audit.models import SyncRecord
+
+JOURNALS = "/v2/journaltransaction"
+CUSTOMER_INVOICE_CREATE = "/v2/customerinvoice"  # POST /v1/customerinvoice was retired in 2021
+CUSTOMER_INVOICES = "/v1/customerinvoice"
+CUSTOMER_PAYMENTS = "/v1/customerPayment"
+SUPPLIER_INVOICES = "/v1/supplierInvoice"
+SUPPLIER_PAYMENTS = "/v1/supplierPayment"
+CUSTOMERS = "/v1/customer"
+SUPPLIERS = "/v1/supplier"
+FEE_MARKER_SUFFIX = ":fee"
+# Visma caps pageSize at the endpoint's metadata.maxPageSize; a lookup reads as few pages as it may.
+LOOKUP_PAGE_SIZE = 500
+ZERO = Decimal("0")
+
+
+class VismaDocumentError(ValueError):
+    """The posting cannot become this Visma document as it stands (no customer, no invoice to apply to...)."""
+
+
+# --- the wire -------------------------------------------------------------------------------------------------
+
+
+def visma_json(document: Any) -> bytes:
+    """JSON for a Visma write: each Decimal as a number with exactly its own digits (96.60 is sent as 96.60,
+    never through a float), dates in ISO 8601."""
+    token = secrets.token_hex(8)
+    numbers: list[str] = []
+
+    def default(value):
+        if isinstance(value, Decimal):
+            if not value.is_finite():
+                raise VismaDocumentError(f"{value} is not an amount")
+            numbers.append(format(value, "f"))
+            return f"{token}:{len(numbers) - 1}"
+        if isinstance(value, (datetime, date)):
+            return value.isoformat()
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+    text = json.dumps(document, default=default, ensure_ascii=False)
+    # The stand-ins are strings json.dumps quoted; the number goes in without the quotes.
+    return re.sub(rf'"{token}:(\d+)"', lambda found: numbers[int(found[1])], text).encode("utf-8")
+
+
+def _create(client: VismaClient, path: str, fields: Mapping[str, Any], *, sync_record: SyncRecord | None) -> str:
+    """POST a document in Visma's write shape; its id is the last segment of the Location header.
+
+    Never repeated after a read timeout (the POST may have landed): the caller looks the document up by marker.
+    """
+    response = client.api.request(
+        "POST", client.url(path), data=visma_json(visma_dto(fields)), sync_record=sync_record,
+        headers={"Content-Type": "application/json"},
+    )
+    location = response.headers.get("Location", "")
+    resource_id = unquote(urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1]) if location else ""
+    if not resource_id:
+        raise VismaTransientError(
+            f"POST {path} answered {response.status_code} without a Location header: the document may exist, "
+            "look it up by its marker", status_code=response.status_code,
+        )
+    return resource_id
+
+
+def _date(day: date) -> str:
+    # Visma reads a date-time without an offset as the company's own date.
+    return f"{day.isoformat()}T00:00:00"
+
+
+def _period(day: date) -> str:
+    """The financial period of a date, YYYYMM."""
+    return f"{day.year:04d}{day.month:02d}"
+
+
+def _amount(value: Any, what: str) -> Decimal:
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise VismaDocumentError(f"{what} {value!r} is not an amount") from exc
+    if not amount.is_finite():
+        raise VismaDocumentError(f"{what} {value!r} is not an amount")
+    return amount
+
+
+def _since_params(posting: Posting, since: datetime | None, *, period_param: str,
+                  condition: bool = True) -> dict[str, str]:
+    """Bound a lookup to when the document may have been written: changed since `since`, else the posting's period.
+
+    `condition`: the endpoint takes lastModifiedDateTimeCondition (GET /v2/journaltransaction has none: its
+    lastModifiedDateTime always means "since").
+    """
+    if since is None:
+        return {period_param: _period(posting.date)}
+    params = {"lastModifiedDateTime": visma_datetime(since)}
+    if condition:
+        params["lastModifiedDateTimeCondition"] = ">="
+    return params
+
+
+def _lines(posting: Posting, role: str) -> list[PostingLine]:
+    return [line for line in posting.lines if line.role == role]
+
+
+def _line(posting: Posting, role: str, document: str) -> PostingLine:
+    lines = _lines(posting, role)
+    if not lines:
+        raise VismaDocumentError(f"a {document} needs a posting line with role {role!r}; {posting.marker} has none")
+    return lines[0]
+
+
+def _settled_amount(posting: Posting) -> Decimal:
+    """What a payment settles: the amount on its "account" lines (the receivable or payable), else the facts'."""
+    lines = _lines(posting, "account")
+    if not lines:
+        return abs(posting.facts.amount)
+    return abs(sum((line.credit - line.debit for line in lines), ZERO))
+
+
+# --- journal transactions -------------------------------------------------------------------------------------
+
+
+def visma_journal_fields(posting: Posting, *, marker: str | None = None) -> dict:
+    """POST /v2/journaltransaction (JournalTransactionUpdateDto): every line carries the marker as referenceNumber."""
+    marker = marker or posting.marker
+    lines = []
+    for line in posting.lines:
+        if not line.debit and not line.credit:
+            continue  # a zero line carries nothing to the ledger
+        fields: dict[str, Any] = {"operation": "Insert", "accountNumber": line.account}
+        if line.dimensions:
+            fields["subaccount"] = line.dimensions
+        fields["referenceNumber"] = marker
+        fields["transactionDescription"] = line.description or posting.description
+        if line.debit:
+            fields["debitAmountInCurrency"] = line.debit
+        if line.credit:
+            fields["creditAmountInCurrency"] = line.credit
+        lines.append(fields)
+    if not lines:
+        raise VismaDocumentError(f"journal {marker} has no line with an amount")
+    return {
+        "transactionDate": _date(posting.date),
+        "financialPeriod": _period(posting.date),
+        "currencyId": posting.currency,
+        "description": posting.description,
+        "journalTransactionLines": lines,
+    }
+
+
+def visma_journal_post(client: VismaClient, posting: Posting, *, sync_record: SyncRecord | None = None) -> str:
+    """Write the journal; returns its batch number."""
+    return _create(client, JOURNALS, visma_journal_fields(posting), sync_record=sync_record)
+
+
+def _journal_batches(client: VismaClient, params: Mapping[str, str], *,
+                     sync_record: SyncRecord | None) -> Iterator[dict]:
+    """GET /v2/journaltransaction page by page: pageSize and totalCount count lines, so a batch may span pages."""
+    page_number, page_size, lines_read = 1, LOOKUP_PAGE_SIZE, 0
+    while True:
+        rows = client.get_json(
+            JOURNALS, params={**params, "pageNumber": page_number, "pageSize": page_size}, sync_record=sync_record
+        ) or []
+        if not rows:
+            return
+        yield from rows
+        lines = sum(len(row.get("journalTransactionLines") or []) for row in rows)
+        lines_read += lines
+        metadata = rows[0].get("metadata") or {}
+        total, cap = metadata.get("totalCount"), metadata.get("maxPageSize")
+        if (total is not None and lines_read >= total) or (total is None and lines < page_size):
+            return
+        if cap and cap < page_size:
+            page_size = cap  # this page was served at the cap; the next one starts where it ended
+        page_number += 1
+
+
+def visma_journal_find(client: VismaClient, posting: Posting, *, since: datetime | None,
+                       sync_record: SyncRecord | None = None) -> str | None:
+    """The batch number of a GL journal with a line whose referenceNumber is the posting's marker, if any.
+
+    GET /v2/journaltransaction cannot filter on referenceNumber and needs periodId or lastModifiedDateTime: the
+    list is bounded to what changed since `since`, else to the posting's period.
+    """
+    params = {"module": "GL", **_since_params(posting, since, period_param="periodId", condition=False)}
+    for batch in _journal_batches(client, params, sync_record=sync_record):
+        if any(line.get("referenceNumber") == posting.marker for line in batch.get("journalTransactionLines") or []):
+            return str(batch["batchNumber"])
+    return None
+
+
+def visma_fee_journal(posting: Posting) -> Posting | None:
+    """The journal moving a payment's fee from the clearing account to the fee account, with its own marker;
+    None when the posting has no fee."""
+    fee = sum((line.debit - line.credit for line in _lines(posting, "fee")), ZERO)
+    if not fee:
+        return None
+    fee_line = _lines(posting, "fee")[0]
+    clearing = _line(posting, "clearing", "payment with a fee")
+    description = f"{posting.description} (fee)".strip()
+    debit, credit = (fee, ZERO) if fee > 0 else (ZERO, -fee)
+    return Posting(
+        document="journal", marker=f"{posting.marker}{FEE_MARKER_SUFFIX}", currency=posting.currency,
+        date=posting.date, description=description, facts=posting.facts, rule=posting.rule,
+        lines=[
+            PostingLine(role="fee", debit=debit, credit=credit, account=fee_line.account,
+                        dimensions=dict(fee_line.dimensions), description=fee_line.description or description),
+            PostingLine(role="clearing", debit=credit, credit=debit, account=clearing.account,
+                        dimensions=dict(clearing.dimensions), description=fee_line.description or description),
+        ],
+    )
+
+
+def _found_or_posted_journal(client: VismaClient, journal: Posting, *, since: datetime | None, look_up_first: bool,
+                             sync_record: SyncRecord | None) -> str:
+    found = visma_journal_find(client, journal, since=since, sync_record=sync_record) if look_up_first else None
+    return found or visma_journal_post(client, journal, sync_record=sync_record)
+
+
+# --- customer invoices ----------------------------------------------------------------------------------------
+
+
+def _customer_invoice_line(item: Mapping[str, Any], default: PostingLine, number: int) -> dict:
+    what = f"invoice line {number}"
+    line: dict[str, Any] = {"operation": "Insert"}
+    if item.get("inventory"):
+        line["inventoryNumber"] = str(item["inventory"])
+    line["description"] = str(item.get("description") or "")
+    line["quantity"] = _amount(item.get("quantity", 1), f"{what} quantity")
+    if "unit_price" in item:
+        line["unitPriceInCurrency"] = _amount(item["unit_price"], f"{what} unit price")
+    elif "amount" in item:
+        # The line's own total, as given: no unit price divided out and rounded.
+        line["manualAmountInCurrency"] = _amount(item["amount"], f"{what} amount")
+    else:
+        raise VismaDocumentError(f"{what} has neither unit_price nor amount")
+    line["accountNumber"] = str(item.get("account") or default.account)
+    dimensions = item.get("dimensions", default.dimensions)
+    if dimensions:
+        line["subaccount"] = dimensions
+    if item.get("vat_code"):
+        line["vatCodeId"] = str(item["vat_code"])
+    return line
+
+
+def visma_customer_invoice_fields(posting: Posting) -> dict:
+    """POST /v2/customerinvoice (CustomerInvoiceUpdateDto), the marker in externalReference."""
+    if not posting.customer:
+        raise VismaDocumentError(f"customer invoice {posting.marker} has no customer")
+    revenue = _line(posting, "account", "customer invoice")
+    items = posting.extra.get("lines") or [
+        {"description": line.description or posting.description, "quantity": 1,
+         "unit_price": line.credit - line.debit, "account": line.account, "dimensions": line.dimensions}
+        for line in _lines(posting, "account")
+    ]
+    fields: dict[str, Any] = {
+        "customerNumber": posting.customer,
+        "documentDate": _date(posting.date),
+        "financialPeriod": _period(posting.date),
+        "currencyId": posting.currency,
+        "externalReference": posting.marker,
+        "invoiceText": posting.description,
+    }
+    if posting.extra.get("due_date"):
+        fields["documentDueDate"] = _date(date.fromisoformat(str(posting.extra["due_date"])))
+    if posting.extra.get("note"):
+        fields["note"] = str(posting.extra["note"])
+    fields["invoiceLines"] = [
+        _customer_invoice_line(item, revenue, number) for number, item in enumerate(items, start=1)
+    ]
+    return fields
+
+
+def visma_customer_invoice_post(client: VismaClient, posting: Posting, *,
+                                sync_record: SyncRecord | None = None) -> str:
+    """Write the invoice; returns its reference number."""
+    return _create(client, CUSTOMER_INVOICE_CREATE, visma_customer_invoice_fields(posting), sync_record=sync_record)
+
+
+def visma_customer_invoice_find(client: VismaClient, posting: Posting, *,
+                                sync_record: SyncRecord | None = None) -> str | None:
+    """The invoice whose externalReference is the marker (a filter of GET /v1/customerinvoice: one call)."""
+    rows = client.items(
+        CUSTOMER_INVOICES, params={"externalReference": posting.marker}, page_size=LOOKUP_PAGE_SIZE,
+        sync_record=sync_record,
+    )
+    found = next((row for row in rows if row.get("externalReference") == posting.marker), None)
+    return str(found["referenceNumber"]) if found else None
+
+
+def visma_customer_invoice_update(client: VismaClient, invoice_number: str, fields: Mapping[str, Any], *,
+                                  sync_record: SyncRecord | None = None) -> str | None:
+    """Change an invoice (PUT with If-Match, read again on 412); returns the new ETag."""
+    return client.update(
+        f"{CUSTOMER_INVOICES}/{quote(invoice_number, safe='')}", lambda current: fields, sync_record=sync_record
+    )
+
+
+# --- payments -------------------------------------------------------------------------------------------------
+
+
+def _cash_account_and_method(posting: Posting, settings: Mapping[str, Any], document: str) -> dict:
+    """cashAccount (mandatory in Visma) and paymentMethod: the posting's extra, else the integration's settings;
+    the cash account falls back to the account of the posting's clearing line."""
+    fields: dict[str, Any] = {}
+    clearing = _lines(posting, "clearing")
+    cash_account = (posting.extra.get("cash_account") or settings.get("cash_account")
+                    or (clearing[0].account if clearing else ""))
+    if not cash_account:
+        raise VismaDocumentError(
+            f"{document} {posting.marker} has no cash account: set cash_account on the integration, or give the "
+            "posting a clearing line"
+        )
+    fields["cashAccount"] = str(cash_account)
+    payment_method = posting.extra.get("payment_method") or settings.get("payment_method")
+    if payment_method:
+        fields["paymentMethod"] = str(payment_method)
+    return fields
+
+
+def visma_customer_payment_fields(posting: Posting, *, settings: Mapping[str, Any] | None = None) -> dict:
+    """POST /v1/customerPayment (PaymentUpdateDto), the marker in paymentRef, applied to extra["invoice_number"]."""
+    if not posting.customer:
+        raise VismaDocumentError(f"customer payment {posting.marker} has no customer")
+    amount = _settled_amount(posting)
+    fields: dict[str, Any] = {
+        "type": "Payment",
+        "customer": posting.customer,
+        "applicationDate": _date(posting.date),
+        "applicationPeriod": _period(posting.date),
+        "paymentRef": posting.marker,
+        **_cash_account_and_method(posting, settings or {}, "customer payment"),
+        "currency": posting.currency,
+        "paymentAmount": amount,
+        "invoiceText": posting.description,
+    }
+    if posting.extra.get("invoice_number"):
+        fields["paymentLines"] = [{"operation": "Insert", "documentType": "Invoice",
+                                   "refNbr": str(posting.extra["invoice_number"]), "amountPaid": amount}]
+    return fields
+
+
+def visma_customer_payment_post(client: VismaClient, posting: Posting, *, settings: Mapping[str, Any] | None = None,
+                                sync_record: SyncRecord | None = None) -> str:
+    """Write the payment (not the fee journal); returns its reference number."""
+    return _create(client, CUSTOMER_PAYMENTS, visma_customer_payment_fields(posting, settings=settings),
+                   sync_record=sync_record)
+
+
+def _listed(client: VismaClient, path: str, params: Mapping[str, str], field: str, marker: str, key: str, *,
+            sync_record: SyncRecord | None) -> str | None:
+    rows = client.items(path, params=params, page_size=LOOKUP_PAGE_SIZE, sync_record=sync_record)
+    found = next((row for row in rows if row.get(field) == marker), None)
+    return str(found[key]) if found else None
+
+
+def visma_customer_payment_find(client: VismaClient, posting: Posting, *, since: datetime | None,
+                                sync_record: SyncRecord | None = None) -> str | None:
+    """The payment whose paymentRef is the marker: the customer's payments changed since `since` (no paymentRef
+    filter exists), else those of the posting's period."""
+    params = {"customer": posting.customer, "paymentType": "Payment",
+              **_since_params(posting, since, period_param="financialPeriod")}
+    return _listed(client, CUSTOMER_PAYMENTS, params, "paymentRef", posting.marker, "refNbr", sync_record=sync_record)
+
+
+def visma_customer_payment_write(client: VismaClient, posting: Posting, *, since: datetime | None,
+                                 look_up_first: bool, settings: Mapping[str, Any] | None = None,
+                                 sync_record: SyncRecord | None = None) -> str:
+    """The payment, then with a fee line the fee journal (marker + ":fee"); when an earlier attempt may have
+    written either, each part is looked up first, so a crash between the two never duplicates one."""
+    fee_journal = visma_fee_journal(posting)
+    payment = None
+    if look_up_first:
+        payment = visma_customer_payment_find(client, posting, since=since, sync_record=sync_record)
+    payment = payment or visma_customer_payment_post(client, posting, settings=settings, sync_record=sync_record)
+    if fee_journal is None:
+        return payment
+    journal = _found_or_posted_journal(client, fee_journal, since=since, look_up_first=look_up_first,
+                                       sync_record=sync_record)
+    return f"payment {payment} + journal {journal}"
+
+
+def visma_customer_payment_posted(client: VismaClient, posting: Posting, *, since: datetime | None,
+                                  sync_record: SyncRecord | None = None) -> str | None:
+    """The target id when every part (payment, fee journal) is in Visma; None while one is missing."""
+    payment = visma_customer_payment_find(client, posting, since=since, sync_record=sync_record)
+    fee_journal = visma_fee_journal(posting)
+    if payment is None or fee_journal is None:
+        return payment
+    journal = visma_journal_find(client, fee_journal, since=since, sync_record=sync_record)
+    return f"payment {payment} + journal {journal}" if journal else None
+
+
+# --- supplier invoices and payments ---------------------------------------------------------------------------
+
+
+def visma_supplier_invoice_fields(posting: Posting) -> dict:
+    """POST /v1/supplierInvoice (SupplierInvoiceUpdateDto), the marker in supplierReference; one invoice line per
+    "account" line of the posting (the payable side is the supplier's)."""
+    if not posting.supplier:
+        raise VismaDocumentError(f"supplier invoice {posting.marker} has no supplier")
+    lines = []
+    for line in _lines(posting, "account"):
+        fields: dict[str, Any] = {"operation": "Insert", "accountNumber": line.account}
+        if line.dimensions:
+            fields["subaccount"] = line.dimensions
+        fields["transactionDescription"] = line.description or posting.description
+        fields["costInCurrency"] = line.debit - line.credit
+        lines.append(fields)
+    if not lines:
+        raise VismaDocumentError(f"supplier invoice {posting.marker} has no posting line with role 'account'")
+    fields = {
+        "documentType": "Invoice",
+        "supplierNumber": posting.supplier,
+        "date": _date(posting.date),
+        "financialPeriod": _period(posting.date),
+        "currencyId": posting.currency,
+        "supplierReference": posting.marker,
+        "description": posting.description,
+    }
+    if posting.extra.get("due_date"):
+        fields["dueDate"] = _date(date.fromisoformat(str(posting.extra["due_date"])))
+    fields["invoiceLines"] = lines
+    return fields
+
+
+def visma_supplier_invoice_post(client: VismaClient, posting: Posting, *,
+                                sync_record: SyncRecord | None = None) -> str:
+    """Write the supplier invoice; returns its reference number."""
+    return _create(client, SUPPLIER_INVOICES, visma_supplier_invoice_fields(posting), sync_record=sync_record)
+
+
+def visma_supplier_invoice_find(client: VismaClient, posting: Posting, *, since: datetime | None,
+                                sync_record: SyncRecord | None = None) -> str | None:
+    """The supplier's invoice whose supplierReference is the marker (not a filter: a bounded list)."""
+    params = {"supplier": posting.supplier, **_since_params(posting, since, period_param="financialPeriod")}
+    return _listed(client, SUPPLIER_INVOICES, params, "supplierReference", posting.marker, "referenceNumber",
+                   sync_record=sync_record)
+
+
+def visma_supplier_payment_fields(posting: Posting, *, settings: Mapping[str, Any] | None = None) -> dict:
+    """POST /v1/supplierPayment (SupplierPaymentUpdateDto), the marker in paymentRef, applied to
+    extra["invoice_number"]."""
+    if not posting.supplier:
+        raise VismaDocumentError(f"supplier payment {posting.marker} has no supplier")
+    amount = _settled_amount(posting)
+    fields: dict[str, Any] = {
+        "type": "Payment",
+        "supplier": posting.supplier,
+        "applicationDate": _date(posting.date),
+        "applicationPeriod": _period(posting.date),
+        "paymentRef": posting.marker,
+        **_cash_account_and_method(posting, settings or {}, "supplier payment"),
+        "currency": posting.currency,
+        "description": posting.description,
+        "paymentAmount": amount,
+    }
+    if posting.extra.get("invoice_number"):
+        fields["paymentLines"] = [{"operation": "Insert", "documentType": "Invoice",
+                                   "refNbr": str(posting.extra["invoice_number"]), "amountPaid": amount}]
+    return fields
+
+
+def visma_supplier_payment_post(client: VismaClient, posting: Posting, *, settings: Mapping[str, Any] | None = None,
+                                sync_record: SyncRecord | None = None) -> str:
+    """Write the supplier payment; returns its reference number."""
+    return _create(client, SUPPLIER_PAYMENTS, visma_supplier_payment_fields(posting, settings=settings),
+                   sync_record=sync_record)
+
+
+def visma_supplier_payment_find(client: VismaClient, posting: Posting, *, since: datetime | None,
+                                sync_record: SyncRecord | None = None) -> str | None:
+    """The supplier's payment whose paymentRef is the marker (a bounded list)."""
+    params = {"supplier": posting.supplier, "paymentType": "Payment",
+              **_since_params(posting, since, period_param="financialPeriod")}
+    return _listed(client, SUPPLIER_PAYMENTS, params, "paymentRef", posting.marker, "refNbr", sync_record=sync_record)
+
+
+# --- customers and suppliers ----------------------------------------------------------------------------------
+
+
+def visma_customer_create(client: VismaClient, fields: Mapping[str, Any], *,
+                          sync_record: SyncRecord | None = None) -> str:
+    """Create a customer from plain CustomerUpdateDto fields ({"name": ..., "mainContact": {"email": ...}});
+    returns its number."""
+    return _create(client, CUSTOMERS, fields, sync_record=sync_record)
+
+
+def visma_customer_update(client: VismaClient, number: str, fields: Mapping[str, Any], *,
+                          sync_record: SyncRecord | None = None) -> str | None:
+    """Change a customer (PUT with If-Match, read again on 412); returns the new ETag."""
+    return client.update(f"{CUSTOMERS}/{quote(number, safe='')}", lambda current: fields, sync_record=sync_record)
+
+
+def visma_supplier_create(client: VismaClient, fields: Mapping[str, Any], *,
+                          sync_record: SyncRecord | None = None) -> str:
+    """Create a supplier from plain SupplierUpdateDto fields; returns its number."""
+    return _create(client, SUPPLIERS, fields, sync_record=sync_record)
+
+
+def visma_supplier_update(client: VismaClient, number: str, fields: Mapping[str, Any], *,
+                          sync_record: SyncRecord | None = None) -> str | None:
+    """Change a supplier (PUT with If-Match, read again on 412); returns the new ETag."""
+    return client.update(f"{SUPPLIERS}/{quote(number, safe='')}", lambda current: fields, sync_record=sync_record)

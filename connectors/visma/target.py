@@ -1,0 +1,165 @@
+"""VismaTarget: what a stream writing to Visma.net ERP brings to the pipeline: find by marker, write, live check."""
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from audit.models import AuditEntry, RecordStatus, SyncRecord
+from connectors.errors import AuthenticationError, PermanentError, TransientError
+from mappings.documents import Posting
+from mappings.reference import reference_live_check
+from mappings.services import LiveCheck
+
+from . import postings
+from .client import DELTA_OVERLAP, VismaClient
+
+
+@dataclass(frozen=True)
+class _Claims:
+    """When the record claimed the write: the first claim bounds a lookup; a second means a write may have landed."""
+
+    since: datetime | None
+    may_have_written: bool
+
+
+def _claims(record: SyncRecord) -> _Claims:
+    moments = list(
+        AuditEntry.objects.filter(sync_record=record, to_status=RecordStatus.POSTING)
+        .order_by("created_at", "id").values_list("created_at", flat=True)[:2]
+    )
+    # Visma does not say which zone lastModifiedDateTime is in: the overlap covers that, and clock skew.
+    return _Claims(since=moments[0] - DELTA_OVERLAP if moments else None, may_have_written=len(moments) > 1)
+
+
+@contextmanager
+def _visma_outcome(posting: Posting) -> Iterator[None]:
+    """Visma's answers as the pipeline acts on them: PermanentError (a 4xx, a 412 on every attempt) flags the
+    record with the reason, TransientError retries it with backoff."""
+    try:
+        yield
+    except postings.VismaDocumentError as exc:
+        raise PermanentError(f"{posting.document} {posting.marker} cannot be written to Visma: {exc}") from exc
+    except AuthenticationError as exc:
+        # Refused credentials are the connection's fault, not the document's: retried once they are fixed.
+        raise TransientError(
+            f"Visma refused the credentials of {posting.document} {posting.marker}: {exc.system_message}",
+            status_code=exc.status_code, system_message=exc.system_message,
+        ) from exc
+
+
+class VismaTarget:
+    """Mixin for a connectors.pipeline.Stream whose target is Visma.net ERP: `class Captures(VismaTarget, Stream)`.
+
+    It supplies the three target methods, dispatching on `posting.document`:
+
+    - "journal" → POST /v2/journaltransaction. Reads posting.date (transactionDate; financialPeriod YYYYMM),
+      currency, description, and each line's account, dimensions ({segment id: value} → subaccount), debit,
+      credit and description (transactionDescription; else the posting's). Every line carries the marker as
+      referenceNumber; found by listing GL journals changed since the record's first claim (less 3 h), else those
+      of the posting's period. Target id: the batch number.
+    - "customer_invoice" → POST /v2/customerinvoice. Reads posting.customer, date, currency, description
+      (invoiceText), marker (externalReference; found with the externalReference filter, one call), the first
+      "account" line (default GL account and dimensions of each invoice line), extra["lines"]: a list of
+      {"description", "quantity" (default 1), "unit_price" or "amount" (the line total), optional "account",
+      "dimensions", "inventory", "vat_code"}; without it, one invoice line per "account" line (credit − debit).
+      Optional extra["due_date"] (ISO date) and extra["note"]. Target id: the invoice number.
+    - "customer_payment" → POST /v1/customerPayment (type Payment). Reads posting.customer, date, currency,
+      description (invoiceText), marker (paymentRef); the amount is the "account" lines' credit − debit (the
+      receivable settled; else facts.amount); extra["invoice_number"]: the invoice it pays (paymentLines);
+      extra["cash_account"] / extra["payment_method"], else integration.settings["cash_account"] /
+      ["payment_method"]; the cash account falls back to the "clearing" line's account. With a "fee" line, also
+      a journal: debit the fee line's account, credit the clearing line's account, marker + ":fee". Each part is
+      found or written, so a crash between the two duplicates neither. Target id: "200001", or with a fee
+      "payment 200001 + journal 000007".
+    - "supplier_invoice" → POST /v1/supplierInvoice (Invoice). Reads posting.supplier, date, currency,
+      description, marker (supplierReference; found by listing the supplier's invoices changed since the claim),
+      one invoice line per "account" line (costInCurrency = debit − credit, its account, dimensions,
+      description); optional extra["due_date"]. Target id: the invoice number.
+    - "supplier_payment" → POST /v1/supplierPayment (Payment). Like customer_payment with posting.supplier and
+      the "account" lines' debit − credit (the payable settled); extra["invoice_number"], cash account and
+      payment method as above; no fee journal. Target id: the payment number.
+
+    Before a customer_* or supplier_* document, extra["customer_update"] / extra["supplier_update"] (plain
+    CustomerUpdateDto / SupplierUpdateDto fields, e.g. {"mainContact": {"email": "..."}}) are applied to
+    posting.customer / posting.supplier with If-Match (re-read and re-applied on 412).
+
+    Outcomes: a Visma 4xx is a PermanentError with Visma's message (the pipeline flags the record with it); 412
+    on every attempt of an update is a VismaConflictError (flagged with the reason); a posting that cannot
+    become the document (no customer, no cash account...) is flagged too; timeouts, 5xx, 429, a spent call
+    budget and refused credentials are TransientError (retried with backoff). Every exchange is logged against
+    the record. One VismaClient per stream instance, made on first use, closed with the stream.
+    """
+
+    tenant: Any
+    integration: Any
+    # Passed to VismaClient (tests give it a `sleep` that moves a fake clock).
+    visma_client_options: dict[str, Any] = {}
+
+    @cached_property
+    def visma_client(self) -> VismaClient:
+        client = VismaClient(self.integration.visma_connection, **self.visma_client_options)
+        weakref.finalize(self, client.close)
+        return client
+
+    def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
+        claims = _claims(record)
+        client = self.visma_client
+        with _visma_outcome(posting):
+            if posting.document == "journal":
+                return postings.visma_journal_find(client, posting, since=claims.since, sync_record=record)
+            if posting.document == "customer_invoice":
+                return postings.visma_customer_invoice_find(client, posting, sync_record=record)
+            if posting.document == "customer_payment":
+                return postings.visma_customer_payment_posted(client, posting, since=claims.since,
+                                                              sync_record=record)
+            if posting.document == "supplier_invoice":
+                return postings.visma_supplier_invoice_find(client, posting, since=claims.since, sync_record=record)
+            if posting.document == "supplier_payment":
+                return postings.visma_supplier_payment_find(client, posting, since=claims.since, sync_record=record)
+        raise _unknown_document(posting)
+
+    def write(self, posting: Posting, record: SyncRecord) -> str:
+        client = self.visma_client
+        settings = self.integration.settings or {}
+        with _visma_outcome(posting):
+            self._parties_update(posting, record)
+            if posting.document == "journal":
+                return postings.visma_journal_post(client, posting, sync_record=record)
+            if posting.document == "customer_invoice":
+                return postings.visma_customer_invoice_post(client, posting, sync_record=record)
+            if posting.document == "customer_payment":
+                claims = _claims(record)
+                return postings.visma_customer_payment_write(
+                    client, posting, since=claims.since, look_up_first=claims.may_have_written, settings=settings,
+                    sync_record=record,
+                )
+            if posting.document == "supplier_invoice":
+                return postings.visma_supplier_invoice_post(client, posting, sync_record=record)
+            if posting.document == "supplier_payment":
+                return postings.visma_supplier_payment_post(client, posting, settings=settings, sync_record=record)
+        raise _unknown_document(posting)
+
+    def live_check(self) -> LiveCheck:
+        return reference_live_check(self.tenant, client=self.visma_client)
+
+    def _parties_update(self, posting: Posting, record: SyncRecord) -> None:
+        if posting.document.startswith("customer_") and posting.extra.get("customer_update"):
+            postings.visma_customer_update(self.visma_client, posting.customer, posting.extra["customer_update"],
+                                           sync_record=record)
+        if posting.document.startswith("supplier_") and posting.extra.get("supplier_update"):
+            postings.visma_supplier_update(self.visma_client, posting.supplier, posting.extra["supplier_update"],
+                                           sync_record=record)
+
+
+DOCUMENTS = ("journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment")
+
+
+def _unknown_document(posting: Posting) -> PermanentError:
+    return PermanentError(
+        f"Visma cannot take a {posting.document!r} posting ({posting.marker}); it takes: {', '.join(DOCUMENTS)}"
+    )
