@@ -14,8 +14,14 @@ from django.db import transaction
 from django.utils import timezone
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 
-from connectors.errors import AuthenticationError, ConnectorError, PermanentError, TransientError
-from connectors.http import ApiSession, ConflictError
+from connectors.errors import (
+    AuthenticationError,
+    ConflictError,
+    ConnectorError,
+    PermanentError,
+    TransientError,
+)
+from connectors.http import ApiSession
 from connectors.models import Connection
 from connectors.services import connection_credentials
 

@@ -1,18 +1,15 @@
 """Documents written into Visma.net ERP from a Posting, each carrying its marker and found by it before a re-post."""
 from __future__ import annotations
 
-import json
-import re
-import secrets
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 from mappings.documents import Posting, PostingLine
 
-from .client import VismaClient, VismaTransientError, visma_datetime, visma_dto
+from .client import VismaClient, visma_datetime
 
 if TYPE_CHECKING:
     from audit.models import SyncRecord
@@ -36,46 +33,6 @@ class VismaDocumentError(ValueError):
 
 
 # --- the wire -------------------------------------------------------------------------------------------------
-
-
-def visma_json(document: Any) -> bytes:
-    """JSON for a Visma write: each Decimal as a number with exactly its own digits (96.60 is sent as 96.60,
-    never through a float), dates in ISO 8601."""
-    token = secrets.token_hex(8)
-    numbers: list[str] = []
-
-    def default(value):
-        if isinstance(value, Decimal):
-            if not value.is_finite():
-                raise VismaDocumentError(f"{value} is not an amount")
-            numbers.append(format(value, "f"))
-            return f"{token}:{len(numbers) - 1}"
-        if isinstance(value, (datetime, date)):
-            return value.isoformat()
-        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-    text = json.dumps(document, default=default, ensure_ascii=False)
-    # The stand-ins are strings json.dumps quoted; the number goes in without the quotes.
-    return re.sub(rf'"{token}:(\d+)"', lambda found: numbers[int(found[1])], text).encode("utf-8")
-
-
-def _create(client: VismaClient, path: str, fields: Mapping[str, Any], *, sync_record: SyncRecord | None) -> str:
-    """POST a document in Visma's write shape; its id is the last segment of the Location header.
-
-    Never repeated after a read timeout (the POST may have landed): the caller looks the document up by marker.
-    """
-    response = client.api.request(
-        "POST", client.url(path), data=visma_json(visma_dto(fields)), sync_record=sync_record,
-        headers={"Content-Type": "application/json"},
-    )
-    location = response.headers.get("Location", "")
-    resource_id = unquote(urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1]) if location else ""
-    if not resource_id:
-        raise VismaTransientError(
-            f"POST {path} answered {response.status_code} without a Location header: the document may exist, "
-            "look it up by its marker", status_code=response.status_code,
-        )
-    return resource_id
 
 
 def _date(day: date) -> str:
@@ -165,7 +122,7 @@ def visma_journal_fields(posting: Posting, *, marker: str | None = None) -> dict
 
 def visma_journal_post(client: VismaClient, posting: Posting, *, sync_record: SyncRecord | None = None) -> str:
     """Write the journal; returns its batch number."""
-    return _create(client, JOURNALS, visma_journal_fields(posting), sync_record=sync_record)
+    return client.create(JOURNALS, visma_journal_fields(posting), sync_record=sync_record)
 
 
 def _journal_batches(client: VismaClient, params: Mapping[str, str], *,
@@ -289,7 +246,7 @@ def visma_customer_invoice_fields(posting: Posting) -> dict:
 def visma_customer_invoice_post(client: VismaClient, posting: Posting, *,
                                 sync_record: SyncRecord | None = None) -> str:
     """Write the invoice; returns its reference number."""
-    return _create(client, CUSTOMER_INVOICE_CREATE, visma_customer_invoice_fields(posting), sync_record=sync_record)
+    return client.create(CUSTOMER_INVOICE_CREATE, visma_customer_invoice_fields(posting), sync_record=sync_record)
 
 
 def visma_customer_invoice_find(client: VismaClient, posting: Posting, *,
@@ -358,7 +315,7 @@ def visma_customer_payment_fields(posting: Posting, *, settings: Mapping[str, An
 def visma_customer_payment_post(client: VismaClient, posting: Posting, *, settings: Mapping[str, Any] | None = None,
                                 sync_record: SyncRecord | None = None) -> str:
     """Write the payment (not the fee journal); returns its reference number."""
-    return _create(client, CUSTOMER_PAYMENTS, visma_customer_payment_fields(posting, settings=settings),
+    return client.create(CUSTOMER_PAYMENTS, visma_customer_payment_fields(posting, settings=settings),
                    sync_record=sync_record)
 
 
@@ -442,7 +399,7 @@ def visma_supplier_invoice_fields(posting: Posting) -> dict:
 def visma_supplier_invoice_post(client: VismaClient, posting: Posting, *,
                                 sync_record: SyncRecord | None = None) -> str:
     """Write the supplier invoice; returns its reference number."""
-    return _create(client, SUPPLIER_INVOICES, visma_supplier_invoice_fields(posting), sync_record=sync_record)
+    return client.create(SUPPLIER_INVOICES, visma_supplier_invoice_fields(posting), sync_record=sync_record)
 
 
 def visma_supplier_invoice_find(client: VismaClient, posting: Posting, *, since: datetime | None,
@@ -479,7 +436,7 @@ def visma_supplier_payment_fields(posting: Posting, *, settings: Mapping[str, An
 def visma_supplier_payment_post(client: VismaClient, posting: Posting, *, settings: Mapping[str, Any] | None = None,
                                 sync_record: SyncRecord | None = None) -> str:
     """Write the supplier payment; returns its reference number."""
-    return _create(client, SUPPLIER_PAYMENTS, visma_supplier_payment_fields(posting, settings=settings),
+    return client.create(SUPPLIER_PAYMENTS, visma_supplier_payment_fields(posting, settings=settings),
                    sync_record=sync_record)
 
 
@@ -498,7 +455,7 @@ def visma_customer_create(client: VismaClient, fields: Mapping[str, Any], *,
                           sync_record: SyncRecord | None = None) -> str:
     """Create a customer from plain CustomerUpdateDto fields ({"name": ..., "mainContact": {"email": ...}});
     returns its number."""
-    return _create(client, CUSTOMERS, fields, sync_record=sync_record)
+    return client.create(CUSTOMERS, fields, sync_record=sync_record)
 
 
 def visma_customer_update(client: VismaClient, number: str, fields: Mapping[str, Any], *,
@@ -510,7 +467,7 @@ def visma_customer_update(client: VismaClient, number: str, fields: Mapping[str,
 def visma_supplier_create(client: VismaClient, fields: Mapping[str, Any], *,
                           sync_record: SyncRecord | None = None) -> str:
     """Create a supplier from plain SupplierUpdateDto fields; returns its number."""
-    return _create(client, SUPPLIERS, fields, sync_record=sync_record)
+    return client.create(SUPPLIERS, fields, sync_record=sync_record)
 
 
 def visma_supplier_update(client: VismaClient, number: str, fields: Mapping[str, Any], *,

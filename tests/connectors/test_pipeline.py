@@ -3,7 +3,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 
 from audit.models import AuditEntry, SyncRecord
 from audit.services import record_approve, record_reject, record_replay

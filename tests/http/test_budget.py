@@ -6,7 +6,8 @@ import responses
 import time_machine
 from django.db import connection as db_connection
 
-from connectors.http import ApiSession, RetryLater
+from connectors.errors import RetryLater
+from connectors.http import ApiSession
 from connectors.models import CallBudgetWindow
 from tests.factories import ConnectionFactory
 

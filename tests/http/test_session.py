@@ -10,8 +10,13 @@ import responses
 import time_machine
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from connectors.errors import AuthenticationError, PermanentError, TransientError
-from connectors.http import ApiSession, RetryLater, body_for_log, exchanges_for
+from connectors.errors import (
+    AuthenticationError,
+    PermanentError,
+    RetryLater,
+    TransientError,
+)
+from connectors.http import ApiSession, body_for_log, exchanges_for
 from connectors.models import HttpExchange
 from tests.factories import ConnectionFactory, SyncRecordFactory
 

@@ -8,10 +8,14 @@ import responses
 from responses import matchers
 
 from connectors import registry
-from connectors.errors import PermanentError, TransientError
-from connectors.http import ConflictError
+from connectors.errors import ConflictError, PermanentError, TransientError
 from connectors.visma.client import (
-    VismaClient, VismaConflictError, VismaPermanentError, VismaTransientError, visma_dto, visma_ping,
+    VismaClient,
+    VismaConflictError,
+    VismaPermanentError,
+    VismaTransientError,
+    visma_dto,
+    visma_ping,
 )
 from tests.factories import ConnectionFactory
 from tests.visma.conftest import API, payload, token_reply

@@ -5,16 +5,32 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from connectors.http import RetryLater
+from connectors.errors import RetryLater
 from connectors.models import Connection, HttpExchange
-from connectors.visma.client import VismaClient, VismaConflictError, VismaTransientError, visma_ping
+from connectors.visma.client import (
+    VismaClient,
+    VismaConflictError,
+    VismaTransientError,
+    visma_ping,
+)
 from mappings.models import Customer, DimensionValue, GLAccount
 from mappings.reference import reference_data_refresh
 from sandbox.services import (
-    VISMA_SANDBOX_CLIENT_ID, VISMA_SANDBOX_CLIENT_SECRET, VISMA_SANDBOX_COMPANY_ID, VISMA_SANDBOX_TENANT_ID,
-    visma_client_configure, visma_fault_fail, visma_fault_stale_puts, visma_sandbox_seed,
+    VISMA_SANDBOX_CLIENT_ID,
+    VISMA_SANDBOX_CLIENT_SECRET,
+    VISMA_SANDBOX_COMPANY_ID,
+    VISMA_SANDBOX_TENANT_ID,
+    visma_client_configure,
+    visma_fault_fail,
+    visma_fault_stale_puts,
+    visma_sandbox_seed,
 )
-from sandbox.visma_seed import ACCOUNTS, SUBACCOUNT_SEGMENTS, SUPPLIERS, VISMA_SANDBOX_CUSTOMER_COUNT
+from sandbox.visma_seed import (
+    ACCOUNTS,
+    SUBACCOUNT_SEGMENTS,
+    SUPPLIERS,
+    VISMA_SANDBOX_CUSTOMER_COUNT,
+)
 from tests.factories import ConnectionFactory, TenantFactory
 
 LATE_IN_THE_HOUR = datetime(2026, 3, 10, 10, 59, 58, tzinfo=UTC)

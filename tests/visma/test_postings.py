@@ -11,6 +11,7 @@ from responses import matchers
 
 from audit.models import AuditEntry, RecordStatus
 from connectors import registry
+from connectors.http import json_dumps
 from connectors.models import HttpExchange
 from connectors.pipeline import SourceObject, Stream, record_advance, record_ingest
 from connectors.visma import postings
@@ -87,23 +88,23 @@ def journal_row(batch_number: str, references: list[str], *, total: int, max_pag
 # --- the wire ------------------------------------------------------------------------------------------------
 
 
-def test_visma_json_writes_each_decimal_with_exactly_its_own_digits():
+def test_request_json_writes_each_decimal_with_exactly_its_own_digits():
     # given
     document = {"paid": Decimal("96.60"), "large": Decimal("12345678901234567.89"), "fee": [Decimal("-3.40")],
                 "day": date(2026, 3, 10), "text": "96.60"}
 
     # when
-    body = postings.visma_json(document)
+    body = json_dumps(document)
 
     # then
-    assert body == (b'{"paid": 96.60, "large": 12345678901234567.89, "fee": [-3.40], "day": "2026-03-10", '
-                    b'"text": "96.60"}')
+    assert body == ('{"paid": 96.60, "large": 12345678901234567.89, "fee": [-3.40], "day": "2026-03-10", '
+                    '"text": "96.60"}')
 
 
-def test_visma_json_refuses_an_amount_that_is_not_a_number():
+def test_request_json_refuses_an_amount_that_is_not_a_number():
     # when
-    with pytest.raises(postings.VismaDocumentError) as refused:
-        postings.visma_json({"amount": Decimal("NaN")})
+    with pytest.raises(ValueError) as refused:
+        json_dumps({"amount": Decimal("NaN")})
 
     # then
     assert str(refused.value) == "NaN is not an amount"
