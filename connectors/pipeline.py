@@ -18,7 +18,7 @@ from audit.models import RecordStatus as S
 from audit.models import SyncRecord
 from mappings.documents import Posting, posting_apply_correction
 from mappings.money import MoneyError
-from mappings.services import LiveCheck, posting_map, posting_validate
+from mappings.services import LiveCheck, MappingOutcome, posting_map, posting_validate
 
 from . import registry
 from .errors import PermanentError, TransientError, WaitFor
@@ -86,6 +86,14 @@ class Stream(abc.ABC):
     def live_check(self) -> LiveCheck | None:
         """How to re-check an unknown reference value live (the Visma side supplies one)."""
         return None
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        """GL accounts and dimensions by the tenant's mapping rules; a stream into a partner system overrides it."""
+        return posting_map(tenant=self.tenant, system=self.integration.kind, posting=posting)
+
+    def problems(self, posting: Posting) -> list[str]:
+        """What stops the posting from being written; by default checked against Visma's reference data."""
+        return posting_validate(tenant=self.tenant, posting=posting, live_check=self.live_check())
 
 
 def stream_for(integration: Integration, stream_name: str) -> Stream:
@@ -170,13 +178,13 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord:
         return record_services.record_flag(record, reasons=[
             f"{record.stream} {record.source_id}: could not be read as a posting: {type(exc).__name__}: {exc}"
         ])
-    outcome = posting_map(tenant=stream.tenant, system=record.integration.kind, posting=posting)
-    if outcome.rule is None:
+    outcome = stream.map(posting)
+    if outcome.rule is None and outcome.problems:
         return record_services.record_flag(
             record, reasons=outcome.problems, proposed_posting=posting.to_json(), posting_marker=posting.marker
         )
     try:
-        problems = posting_validate(tenant=stream.tenant, posting=posting, live_check=stream.live_check())
+        problems = stream.problems(posting)
     except TransientError as exc:
         return _retry_later(record, exc, error=f"could not check reference data: {exc}")
     # The rule's own gaps (no fee account...) say more than the validator's "line has no GL account".
@@ -193,7 +201,7 @@ def _post(record: SyncRecord, stream: Stream) -> SyncRecord:
     write → `posted`. A crash anywhere leaves the record in `posting`, where recovery looks before writing."""
     posting = posting_apply_correction(Posting.from_json(record.proposed_posting), record.corrected_posting)
     try:
-        problems = posting_validate(tenant=stream.tenant, posting=posting, live_check=stream.live_check())
+        problems = stream.problems(posting)
     except TransientError as exc:
         return _retry_later(record, exc, error=f"could not check reference data: {exc}")
     if problems:

@@ -725,3 +725,31 @@ def test_a_changed_source_object_sends_a_flagged_record_through_the_pipeline_aga
     record = SyncRecord.objects.get()
     assert (run.posted, run.skipped, record.status, record.target_id) == (1, 0, "posted", "JT-00001")
     assert record.amount == Decimal("100.0000")
+
+
+def test_a_stream_into_a_partner_system_brings_its_own_mapping_and_checks(payments_stream):
+    # given a stream whose target is not the ledger: no GL rule applies, its own check refuses SEK
+    from mappings.services import MappingOutcome
+
+    class PartnerInvoices(payments_stream.PaymentsStream):
+        def map(self, posting):
+            return MappingOutcome(posting, None, [])
+
+        def problems(self, posting):
+            return [f"{posting.currency} cannot be collected"] if posting.currency == "SEK" else []
+
+    integration = IntegrationFactory()
+    payments_stream.SOURCE.update({"I-1": {"amount": "80.00", "currency": "EUR"},
+                                   "I-2": {"amount": "90.00", "currency": "SEK"}})
+    stream = PartnerInvoices(integration)
+
+    # when
+    outcomes = {}
+    for source_id in ("I-1", "I-2"):
+        record, _ = record_ingest(integration, "payments", stream.read_one(source_id))
+        outcomes[source_id] = record_advance(record, stream=stream)
+
+    # then
+    assert (outcomes["I-1"].status, outcomes["I-1"].target_id) == ("posted", "JT-00001")
+    assert (outcomes["I-2"].status, outcomes["I-2"].reasons) == ("flagged", ["SEK cannot be collected"])
+    assert payments_stream.LEDGER.writes == 1
