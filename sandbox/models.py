@@ -133,3 +133,145 @@ class VismaGLBalance(models.Model):
     @property
     def balance(self) -> Decimal:
         return self.debit_total - self.credit_total
+
+
+# --- PayPal emulator -------------------------------------------------------------------------------------------
+# One emulated PayPal merchant account: REST apps (client credentials), the objects its API serves, the rows of
+# Transaction Search (published after a configurable lag), webhook subscriptions and the signing certificate.
+
+
+class PayPalApp(models.Model):
+    """A REST app of the emulated merchant: client credentials, token lifetime, reporting lag, search cap."""
+
+    client_id = models.CharField(max_length=100, unique=True)
+    client_secret = models.CharField(max_length=200)
+    app_id = models.CharField(max_length=40)
+    base_url = models.URLField(max_length=500, help_text="Where the emulator answers (links, certificate URL).")
+    token_lifetime_seconds = models.PositiveIntegerField(default=32400)
+    publication_delay_seconds = models.PositiveIntegerField(
+        default=0, help_text="How late a transaction appears in Transaction Search (PayPal: up to 3 hours)."
+    )
+    search_result_limit = models.PositiveIntegerField(
+        default=10000, help_text="More transactions than this in one search: RESULTSET_TOO_LARGE."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["client_id"]
+
+    def __str__(self) -> str:
+        return self.client_id
+
+
+class PayPalToken(models.Model):
+    """An access token the emulator issued; only its SHA-256 digest is kept."""
+
+    token_digest = models.CharField(max_length=64, unique=True)
+    app = models.ForeignKey(PayPalApp, on_delete=models.CASCADE, related_name="tokens")
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-issued_at"]
+
+    def __str__(self) -> str:
+        return f"token for {self.app.client_id} until {self.expires_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PayPalObject(models.Model):
+    """A capture, refund, order or invoice, as the PayPal API returns it (links relative to the emulator)."""
+
+    kind = models.CharField(max_length=20)
+    object_id = models.CharField(max_length=40)
+    body = models.JSONField()
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["kind", "created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["kind", "object_id"], name="one_paypal_object_per_id")]
+        indexes = [models.Index(fields=["kind", "created_at"], name="paypal_object_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_id}"
+
+
+class PayPalTransaction(models.Model):
+    """A balance-affecting row of Transaction Search; served only once `published_at` has passed."""
+
+    transaction_id = models.CharField(max_length=40)
+    event_code = models.CharField(max_length=8)
+    initiated_at = models.DateTimeField()
+    published_at = models.DateTimeField()
+    detail = models.JSONField(help_text="The transaction_detail: transaction_info, payer_info, cart_info...")
+
+    class Meta:
+        ordering = ["initiated_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["transaction_id", "event_code"], name="one_paypal_transaction_row"),
+        ]
+        indexes = [models.Index(fields=["initiated_at"], name="paypal_transaction_initiated")]
+
+    def __str__(self) -> str:
+        return f"{self.event_code} {self.transaction_id}"
+
+
+class PayPalIdempotentRequest(models.Model):
+    """The answer given to a PayPal-Request-Id, replayed when the same key is sent again."""
+
+    request_id = models.CharField(max_length=108)
+    operation = models.CharField(max_length=100)
+    status = models.PositiveSmallIntegerField()
+    body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request_id", "operation"], name="one_paypal_answer_per_request_id"),
+        ]
+
+
+class PayPalCertificate(models.Model):
+    """The self-signed certificate the webhook sender signs with, served at /sandbox/paypal/certs/<cert id>."""
+
+    cert_id = models.CharField(max_length=60, unique=True)
+    certificate_pem = models.TextField()
+    private_key_pem = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.cert_id
+
+
+class PayPalWebhook(models.Model):
+    """A webhook subscription: the listener URL and the webhook id deliveries are signed for."""
+
+    webhook_id = models.CharField(max_length=50, unique=True)
+    url = models.URLField(max_length=500)
+    event_types = models.JSONField(default=list, help_text='Event names, or ["*"] for all.')
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} → {self.url}"
+
+
+class PayPalWebhookEvent(models.Model):
+    """An event the emulated PayPal raised, and how many times it was delivered."""
+
+    event_id = models.CharField(max_length=60, unique=True)
+    event_type = models.CharField(max_length=60)
+    body = models.JSONField()
+    deliveries = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

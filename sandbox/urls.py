@@ -1,5 +1,5 @@
 """Vendor emulators, mounted under /sandbox/ when SANDBOX_ENABLED is on; Visma.net ERP lives under /sandbox/visma/."""
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -42,4 +42,5 @@ urlpatterns = [
     ),
     path("visma/_control/<str:switch>", views.VismaControlView.as_view(), name="visma-control"),
     path("visma/_state/balances", views.VismaBalancesView.as_view(), name="visma-balances"),
+    path("paypal/", include("sandbox.paypal_urls")),
 ]

@@ -23,13 +23,26 @@ def pytest_collection_modifyitems(config, items):
 def payments_stream():
     """Register the tests' payments stream and HMAC verifier on the paypal kind for one test."""
     spec = registry.kind_spec("paypal")
-    saved = (dict(spec.streams), spec.verifier)
-    spec.streams["payments"] = ledger_stream.PaymentsStream
+    saved = (spec.streams, spec.verifier)
+    spec.streams = {**saved[0], "payments": ledger_stream.PaymentsStream}
     spec.verifier = ledger_stream.TestHmacVerifier()
     ledger_stream.LEDGER.__init__()
     ledger_stream.SOURCE.reset()
     yield ledger_stream
-    spec.streams.clear()
-    spec.streams.update(saved[0])
-    spec.verifier = saved[1]
+    spec.streams, spec.verifier = saved
     ledger_stream.SOURCE.reset()
+
+
+@pytest.fixture
+def register_stream():
+    """Register a stream class on a kind for one test; the kind's streams are as they were afterwards."""
+    saved = {}
+
+    def register(kind: str, stream_class) -> None:
+        spec = registry.kind_spec(kind)
+        saved.setdefault(kind, spec.streams)
+        spec.streams = {**spec.streams, stream_class.name: stream_class}
+
+    yield register
+    for kind, streams in saved.items():
+        registry.kind_spec(kind).streams = streams

@@ -26,7 +26,9 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
     tenant = factory.SubFactory(TenantFactory)
     system = "visma"
     base_url = "https://api.finance.visma.net"
-    token_url = "https://connect.visma.com/connect/token"
+    token_url = factory.LazyAttribute(
+        lambda o: "https://connect.visma.com/connect/token" if o.system == "visma" else ""
+    )
     credentials = factory.LazyAttribute(
         lambda o: {
             "visma": {"client_id": "visma-client", "client_secret": "visma-secret-s3cr3t", "tenant_id": "t-1",

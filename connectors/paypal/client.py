@@ -64,6 +64,10 @@ class ResultSetTooLarge(PayPalPermanentError):
     """Transaction Search found more transactions in the window than it serves: the window must be split."""
 
 
+class NotYetPublished(PayPalTransientError):
+    """Transaction Search has not published the whole window yet (its data is later than usual): read it later."""
+
+
 _PAYPAL_CLASS: dict[type[ConnectorError], type[PayPalError]] = {
     TransientError: PayPalTransientError,
     PermanentError: PayPalPermanentError,
@@ -88,7 +92,8 @@ def paypal_error_for(base: type[ConnectorError], context: str, response: request
         f"{detail.get('field', '')} {detail.get('issue', '')}: {detail.get('description', '')}".strip()
         for detail in details if isinstance(detail, dict)
     )
-    said = " ".join(part for part in (name, message, f"({issues})" if issues else "") if part) or f"HTTP {response.status_code}"
+    said = " ".join(part for part in (name, message, f"({issues})" if issues else "") if part)
+    said = said or f"HTTP {response.status_code}"
     if name == "RESULTSET_TOO_LARGE":
         error_class = ResultSetTooLarge
     return error_class(f"{context}: {said}", status_code=response.status_code, system_message=said, name=name,
@@ -170,7 +175,8 @@ class PayPalClient:
         )
         self.api.session.headers.update({"Accept": "application/json"})
         self.identity = ApiSession(
-            connection, auth=requests.auth.HTTPBasicAuth(str(credentials["client_id"]), str(credentials["client_secret"])),
+            connection,
+            auth=requests.auth.HTTPBasicAuth(str(credentials["client_id"]), str(credentials["client_secret"])),
             error_for=_token_error_for, budget=False, sleep=sleep, **session_options,
         )
 
@@ -308,7 +314,8 @@ class PayPalClient:
         """Every transaction in [start, end], page by page, in windows of at most 31 days.
 
         A window PayPal finds too large (RESULTSET_TOO_LARGE) is split in two and each half read; nothing is
-        silently truncated: a window that cannot be split further raises.
+        silently truncated: a window that cannot be split further raises. A window that ends after PayPal's
+        last_refreshed_datetime raises NotYetPublished, so that no cursor moves past what PayPal has published.
         """
         windows = [(start, end)]
         while windows:
@@ -331,6 +338,11 @@ class PayPalClient:
         page = 1
         while True:
             result = self.transactions_page(start, end, page=page, page_size=page_size, **filters)
+            if page == 1 and result.last_refreshed is not None and result.last_refreshed < end:
+                raise NotYetPublished(
+                    f"PayPal has published transactions up to {result.last_refreshed:%Y-%m-%d %H:%M:%S} UTC only; "
+                    f"the window to {end:%Y-%m-%d %H:%M:%S} UTC is read again later"
+                )
             yield from result.transactions
             if page >= result.total_pages or not result.transactions:
                 return

@@ -12,7 +12,6 @@ import binascii
 import hashlib
 import ipaddress
 import json
-import logging
 import zlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -32,9 +31,7 @@ from connectors.http import ApiSession
 from connectors.models import InboundEvent, Integration
 from connectors.webhooks import ParsedEvent, Verdict, WebhookVerifier
 
-from .client import link_target_id, paypal_time
-
-log = logging.getLogger(__name__)
+from .client import paypal_time
 
 # Where PayPal serves its signing certificates (live, then PayPal's sandbox); an integration may list its own.
 PAYPAL_CERT_HOSTS = ("api.paypal.com", "api-m.paypal.com", "api.sandbox.paypal.com", "api-m.sandbox.paypal.com")
@@ -47,7 +44,7 @@ SIGNATURE_HASHES = {"SHA256withRSA": hashes.SHA256}
 DEFAULT_MAX_AGE_SECONDS = 300
 CERT_MAX_BYTES = 64 * 1024
 CERT_CACHE_SECONDS = 24 * 3600
-CERT_FETCH_TIMEOUT_RETRIES = 1
+CERT_FETCH_RETRIES = 1
 
 H_TRANSMISSION_ID = "paypal-transmission-id"
 H_TRANSMISSION_TIME = "paypal-transmission-time"
@@ -62,7 +59,6 @@ INVOICE_EVENTS = frozenset({
     "INVOICING.INVOICE.PAID", "INVOICING.INVOICE.CREATED", "INVOICING.INVOICE.UPDATED",
     "INVOICING.INVOICE.CANCELLED", "INVOICING.INVOICE.REFUNDED",
 })
-HANDLED_EVENTS = frozenset({CAPTURE_COMPLETED, CAPTURE_REFUNDED, CAPTURE_REVERSED, *INVOICE_EVENTS})
 
 
 # --- the pure steps -------------------------------------------------------------------------------------------
@@ -168,7 +164,7 @@ def paypal_certificate_load(url: str, *, integration: Integration) -> x509.Certi
     key = _cache_key(url)
     pem = cache.get(key)
     if pem is None:
-        session = ApiSession(integration.partner_connection, budget=False, max_retries=CERT_FETCH_TIMEOUT_RETRIES)
+        session = ApiSession(integration.partner_connection, budget=False, max_retries=CERT_FETCH_RETRIES)
         # A redirect could lead off the allowed hosts: refuse it instead of following.
         session.session.max_redirects = 0
         try:
@@ -282,10 +278,7 @@ def paypal_event_objects(document: Mapping) -> list[tuple[str, str]]:
         if resource_type == "capture" and resource.get("id"):
             # Some deliveries carry the capture itself; its refunds are found by the poll of the refunds stream.
             return [("captures", str(resource["id"]))]
-        if resource.get("id"):
-            touched = [(stream, str(resource["id"]))]
-            return touched
-        return []
+        return [(stream, str(resource["id"]))] if resource.get("id") else []
     if event_type in INVOICE_EVENTS:
         # Invoicing v2 wraps the invoice in "invoice"; older deliveries carry it bare.
         invoice = resource.get("invoice") if isinstance(resource.get("invoice"), Mapping) else resource
@@ -305,7 +298,7 @@ def paypal_event_objects(document: Mapping) -> list[tuple[str, str]]:
 
 
 __all__ = [
-    "PAYPAL_CERT_HOSTS", "PayPalWebhookVerifier", "link_target_id", "paypal_cert_url_problem",
+    "PAYPAL_CERT_HOSTS", "PayPalWebhookVerifier", "paypal_cert_url_problem",
     "paypal_certificate_load", "paypal_certificate_problem", "paypal_event_objects", "paypal_signature_problem",
     "paypal_signed_message",
 ]

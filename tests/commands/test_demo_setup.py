@@ -54,7 +54,7 @@ def test_demo_setup_creates_the_logins_and_the_sandbox_tenant(var_dir):
         ("stripe", f"{BASE_URL}/sandbox/stripe", ""),
         ("visma", f"{BASE_URL}/sandbox/visma", f"{BASE_URL}/sandbox/visma/connect/token"),
     ]
-    assert GLMappingRule.objects.count() == 4
+    assert GLMappingRule.objects.count() == 7
 
 
 def test_demo_setup_run_again_keeps_the_password_and_the_rows(var_dir):
@@ -70,7 +70,7 @@ def test_demo_setup_run_again_keeps_the_password_and_the_rows(var_dir):
     assert second == first
     assert sorted(Integration.objects.values_list("pk", flat=True)) == integration_ids
     assert (get_user_model().objects.count(), Tenant.objects.count(), Connection.objects.count(),
-            GLMappingRule.objects.count()) == (4, 1, 3, 4)
+            GLMappingRule.objects.count()) == (4, 1, 3, 7)
     assert get_user_model().objects.get(username="finance").first_name == "Kari"
 
 

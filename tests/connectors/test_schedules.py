@@ -20,12 +20,14 @@ class RefundsStream(PaymentsStream):
 
 
 @pytest.fixture
-def paypal_streams(payments_stream, monkeypatch):
+def paypal_streams(payments_stream):
     """The paypal kind with exactly two streams and one setting, whatever the vendor package registers."""
     spec = registry.kind_spec("paypal")
-    monkeypatch.setattr(spec, "streams", {"payments": PaymentsStream, "refunds": RefundsStream})
-    monkeypatch.setattr(spec, "settings_schema", {"fee_split": (bool, True)})
-    return spec
+    saved = spec.streams, spec.settings_schema
+    spec.streams = {"payments": PaymentsStream, "refunds": RefundsStream}
+    spec.settings_schema = {"fee_split": (bool, True)}
+    yield spec
+    spec.streams, spec.settings_schema = saved
 
 
 def poll_schedules(integration) -> dict[str, tuple]:
@@ -124,12 +126,12 @@ def test_an_inactive_tenant_has_no_schedules(paypal_streams):
     assert poll_schedules(integration) == {}
 
 
-def test_a_stream_gone_from_the_kind_loses_its_schedule(paypal_streams, monkeypatch):
+def test_a_stream_gone_from_the_kind_loses_its_schedule(paypal_streams):
     # given
     integration = integration_save(IntegrationFactory())
 
     # when
-    monkeypatch.setattr(paypal_streams, "streams", {"payments": PaymentsStream})
+    paypal_streams.streams.pop("refunds")
     integration_save(integration)
 
     # then

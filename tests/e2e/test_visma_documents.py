@@ -9,7 +9,6 @@ import requests
 import time_machine
 
 from audit.models import RecordStatus
-from connectors import registry
 from connectors.pipeline import SourceObject, records_advance_due, stream_poll
 from connectors.visma import postings
 from mappings.documents import MatchFacts, Posting, PostingLine
@@ -50,9 +49,9 @@ class VismaSales(VismaPayments):
 
 
 @pytest.fixture
-def sales(books):  # noqa: F811
+def sales(books, register_stream):  # noqa: F811
     """The books, the sales stream on the paypal kind, and a rule per document."""
-    registry.kind_spec("paypal").streams[VismaSales.name] = VismaSales
+    register_stream("paypal", VismaSales)
     for document, gl_account, fee_account, clearing_account in (
         ("customer_invoice", "3000", "", "1510"),
         ("customer_payment", "1510", "7770", "1580"),

@@ -11,7 +11,6 @@ import requests
 import time_machine
 
 from audit.models import AuditEntry, RecordStatus, SyncRecord
-from connectors import registry
 from connectors.models import Connection, HttpExchange, Integration, Tenant
 from connectors.pipeline import SourceObject, Stream, record_advance, records_advance_due, stream_poll
 from connectors.visma.client import VismaClient
@@ -127,7 +126,7 @@ def visma_connection_for(tenant, base_url: str) -> Connection:
 
 
 @pytest.fixture
-def books(transactional_db, live_server):
+def books(transactional_db, live_server, register_stream):
     """The sandbox company, a tenant whose Visma connection points at it, the test streams on the paypal kind,
     capture and bill rules, and the reference mirror refreshed."""
     visma_sandbox_seed()
@@ -141,15 +140,12 @@ def books(transactional_db, live_server):
                          gl_account="6540", fee_account="", clearing_account="2440")
     reference_data_refresh(tenant)
     HttpExchange.objects.all().delete()  # the refresh's calls are the fixture's, not the test's
-    spec = registry.kind_spec("paypal")
-    saved = dict(spec.streams)
-    spec.streams.update({VismaPayments.name: VismaPayments, VismaBills.name: VismaBills})
+    register_stream("paypal", VismaPayments)
+    register_stream("paypal", VismaBills)
     SOURCE.clear()
     BEFORE_READ.clear()
     CRASH_AFTER_WRITE.clear()
     yield Books(integration=integration, base_url=base_url, source=SOURCE)
-    spec.streams.clear()
-    spec.streams.update(saved)
     SOURCE.clear()
     BEFORE_READ.clear()
     CRASH_AFTER_WRITE.clear()

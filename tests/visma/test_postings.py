@@ -10,7 +10,6 @@ import time_machine
 from responses import matchers
 
 from audit.models import AuditEntry, RecordStatus
-from connectors import registry
 from connectors.http import json_dumps
 from connectors.models import HttpExchange
 from connectors.pipeline import SourceObject, Stream, record_advance, record_ingest
@@ -452,18 +451,16 @@ class Captures(VismaTarget, Stream):
 
 
 @pytest.fixture
-def captures(visma_connection, mocked):
+def captures(visma_connection, mocked, register_stream):
     """An integration on the Visma connection with a capture rule, its mirror, the Captures stream registered."""
     integration = IntegrationFactory(tenant=visma_connection.tenant, kind="paypal")
     for number in ("1580", "7770", "3000"):
         GLAccountFactory(tenant=integration.tenant, number=number)
     GLMappingRuleFactory(tenant=integration.tenant, name="PayPal captures", gl_account="3000", fee_account="7770",
                          clearing_account="1580")
-    streams = registry.kind_spec("paypal").streams
-    streams[Captures.name] = Captures
+    register_stream("paypal", Captures)
     token_reply(mocked)
-    yield integration
-    streams.pop(Captures.name)
+    return integration
 
 
 def advance(integration, source_id: str, **payload):

@@ -1,0 +1,610 @@
+"""What moves from PayPal to Visma: captures, refunds, reversals and invoices, read from PayPal and turned into
+postings (journal, customer payment, customer invoice) whose accounts the mapping rules choose.
+
+Reading: Transaction Search in windows of at most 31 days, never closer to now than PayPal publishes (3 hours), with
+an overlap; each object is then read from its own API (a webhook is a trigger, not the truth). Transforming: a
+PayPal object → a Posting, lines by role (account, fee, clearing); the payer becomes the Visma customer through an
+ExternalReference; a refund waits for its capture to be posted.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from itertools import islice
+
+from django.utils import timezone
+
+from audit.models import RecordStatus, SyncRecord
+from connectors.errors import WaitFor
+from connectors.pipeline import SourceDataError, SourceObject, Stream
+from connectors.visma.target import VismaTarget
+from mappings.documents import MatchFacts, Posting, PostingLine, posting_apply_correction
+from mappings.models import Customer, ExternalReference
+from mappings.money import MoneyError, is_exact, to_decimal
+from mappings.services import LiveCheck, MappingOutcome
+
+from .client import PayPalClient, link_target_id, paypal_time
+
+SYSTEM = "paypal"
+# Transaction event codes (PayPal's T-code table): T00nn are payments received; T1107 a refund the merchant made;
+# T1106 a reversal PayPal made and T1201 a chargeback (money taken back, the fee kept).
+PAYMENT_CODE_PREFIX = "T00"
+REFUND_CODES = frozenset({"T1107"})
+REVERSAL_CODES = frozenset({"T1106", "T1201"})
+# Statuses of a record that will not change any more: their stored payload is served instead of re-reading PayPal.
+FINAL_STATUSES = frozenset({RecordStatus.POSTED, RecordStatus.REJECTED})
+PUBLICATION_DELAY = timedelta(hours=3)
+BATCH = 100
+# An unmapped payer is carried as this "customer", which Visma cannot know: the posting is flagged with why.
+UNMAPPED_PAYER = "PayPal payer "
+UNMAPPED_RECIPIENT = "PayPal invoice recipient "
+# Invoicing v2 ids: "INV2-" and four groups of four (the invoice a capture pays may be one of ours).
+PAYPAL_INVOICE_ID = re.compile(r"^INV2(-[A-Z0-9]{4}){4}$")
+# Invoice statuses that owe nothing yet (not sent), and are therefore not receivables.
+INVOICE_NOT_SENT = frozenset({"DRAFT", "SCHEDULED"})
+
+
+# --- money and customers --------------------------------------------------------------------------------------
+
+
+def paypal_amount(document: Mapping | None, *, currency: str, field: str) -> Decimal:
+    """A PayPal money object as a Decimal in `currency`, with no more decimals than the currency has."""
+    if not document:
+        return Decimal("0")
+    if document.get("currency_code") != currency:
+        raise SourceDataError(f"{field} is in {document.get('currency_code')}, the transaction in {currency}")
+    amount = to_decimal(document.get("value"), field=field)
+    if not is_exact(amount, currency):
+        raise MoneyError(f"{field}: {amount} {currency} has more decimals than {currency} allows")
+    return amount
+
+
+def paypal_customer_for(tenant, *, payer_id: str = "", email: str = "") -> str:
+    """The Visma customer a PayPal payer stands for: by payer id, else by email; "" when neither is mapped."""
+    keys = [("payer", payer_id), ("payer_email", (email or "").strip().lower())]
+    for kind, external_id in keys:
+        if not external_id:
+            continue
+        found = ExternalReference.objects.filter(
+            tenant=tenant, system=SYSTEM, external_kind=kind, external_id=external_id, visma_kind="customer"
+        ).values_list("visma_id", flat=True).first()
+        if found:
+            return found
+    return ""
+
+
+def customer_group(tenant, customer: str) -> str:
+    """The customer's class in the Visma mirror: what a mapping rule's customer group matches."""
+    if not customer:
+        return ""
+    found = Customer.objects.filter(tenant=tenant, number=customer).values_list("customer_class", flat=True).first()
+    return found or ""
+
+
+def is_unresolved_customer(number: str) -> bool:
+    return number.startswith((UNMAPPED_PAYER, UNMAPPED_RECIPIENT))
+
+
+def _batches(items: Iterable, size: int = BATCH) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _day(moment: str | None, fallback: date) -> date:
+    parsed = paypal_time(moment)
+    return parsed.date() if parsed else fallback
+
+
+# --- the shared reading side ----------------------------------------------------------------------------------
+
+
+class PayPalSource(Stream):
+    """What every PayPal stream shares: the client, PayPal's publication delay, the dedupe against settled records."""
+
+    kind = SYSTEM
+    max_window = timedelta(days=31)
+    # PayPal: "It takes a maximum of three hours for executed transactions to appear" in Transaction Search.
+    publication_delay = PUBLICATION_DELAY
+    overlap = timedelta(hours=3)
+    initial_lookback = timedelta(days=7)
+    default_poll_minutes = 15
+
+    def __init__(self, integration):
+        super().__init__(integration)
+        minutes = (integration.settings or {}).get("publication_delay_minutes")
+        if minutes is not None and self.publication_delay:
+            self.publication_delay = timedelta(minutes=int(minutes))
+
+    @contextmanager
+    def paypal(self) -> Iterator[PayPalClient]:
+        """A PayPal client for one read, closed after it: no connection outlives the read (the token is kept on the
+        connection, so a new client does not mean a new token)."""
+        client = PayPalClient(self.integration.partner_connection)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def _final_payloads(self, source_ids: list[str]) -> dict[str, SyncRecord]:
+        """Records of these objects that will not change any more (posted, rejected): no need to ask PayPal again."""
+        return {
+            record.source_id: record
+            for record in SyncRecord.objects.filter(
+                integration=self.integration, stream=self.name, source_id__in=source_ids, status__in=FINAL_STATUSES
+            ).only("source_id", "source_payload", "source_updated_at", "amount", "currency")
+        }
+
+    @staticmethod
+    def _as_stored(record: SyncRecord) -> SourceObject:
+        return SourceObject(source_id=record.source_id, payload=record.source_payload,
+                            updated_at=record.source_updated_at, amount=record.amount, currency=record.currency)
+
+    @staticmethod
+    def _search_rows(paypal: PayPalClient, start: datetime, end: datetime, wanted) -> Iterator[dict]:
+        """Transaction Search rows in the window that `wanted(info)` keeps, each transaction once."""
+        seen: set[str] = set()
+        for row in paypal.transactions(start, end):
+            info = row.get("transaction_info") or {}
+            transaction_id = str(info.get("transaction_id") or "")
+            # Ids are not unique in reporting (a balance-affecting row and another); one object, one read.
+            if not transaction_id or transaction_id in seen or not wanted(info):
+                continue
+            seen.add(transaction_id)
+            yield row
+
+
+def _info_amount(info: Mapping) -> Decimal:
+    try:
+        return Decimal(str((info.get("transaction_amount") or {}).get("value") or "0"))
+    except ArithmeticError:
+        return Decimal("0")
+
+
+def _payer_from_search(row: Mapping) -> dict:
+    payer = row.get("payer_info") or {}
+    return {"payer_id": str(payer.get("account_id") or ""), "email_address": str(payer.get("email_address") or "")}
+
+
+def _payer_from_order(order: Mapping | None) -> dict:
+    payer = (order or {}).get("payer") or {}
+    return {"payer_id": str(payer.get("payer_id") or ""), "email_address": str(payer.get("email_address") or "")}
+
+
+# --- captures -------------------------------------------------------------------------------------------------
+
+
+class CaptureSource(PayPalSource):
+    """PayPal captures (money received) → a journal, or a customer payment applied to the Visma invoice it pays.
+
+    Looking that invoice up takes the Visma target's client (`visma_client`, from VismaTarget).
+    """
+
+    name = "captures"
+    target_kind = "journal"
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        def wanted(info: Mapping) -> bool:
+            code = str(info.get("transaction_event_code") or "")
+            return code.startswith(PAYMENT_CODE_PREFIX) and info.get("transaction_status") == "S" and \
+                _info_amount(info) > 0
+
+        with self.paypal() as paypal:
+            for rows in _batches(self._search_rows(paypal, start, end, wanted)):
+                ids = [row["transaction_info"]["transaction_id"] for row in rows]
+                final = self._final_payloads(ids)
+                for row, capture_id in zip(rows, ids):
+                    if capture_id in final:
+                        yield self._as_stored(final[capture_id])
+                        continue
+                    capture = paypal.capture_get(capture_id)
+                    if capture is not None:
+                        yield self.source_object(capture, _payer_from_search(row))
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        with self.paypal() as paypal:
+            capture = paypal.capture_get(source_id)
+            if capture is None:
+                return None
+            order_id = ((capture.get("supplementary_data") or {}).get("related_ids") or {}).get("order_id") \
+                or link_target_id(capture, "up")
+            # The capture does not name its payer; the order it belongs to does.
+            order = paypal.order_get(order_id) if order_id else None
+        return self.source_object(capture, _payer_from_order(order))
+
+    @staticmethod
+    def source_object(capture: dict, payer: dict) -> SourceObject:
+        amount = capture.get("amount") or {}
+        try:
+            value = Decimal(str(amount.get("value")))
+        except ArithmeticError:
+            value = None
+        return SourceObject(
+            source_id=str(capture["id"]), payload={"capture": capture, "payer": payer},
+            updated_at=paypal_time(capture.get("update_time")), amount=value,
+            currency=str(amount.get("currency_code") or "")[:3],
+        )
+
+    def transform(self, source: SourceObject) -> Posting:
+        capture = source.payload.get("capture") or {}
+        payer = source.payload.get("payer") or {}
+        capture_id = str(capture.get("id") or source.source_id)
+        status = str(capture.get("status") or "")
+        if status == "PENDING":
+            reason = (capture.get("status_details") or {}).get("reason") or "no reason given"
+            raise WaitFor(f"capture {capture_id} is pending at PayPal ({reason}); it is posted once completed")
+        if status not in ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED"):
+            raise SourceDataError(f"capture {capture_id} is {status or 'without status'}: no money was received")
+        currency = str((capture.get("amount") or {}).get("currency_code") or "")
+        breakdown = capture.get("seller_receivable_breakdown")
+        if not breakdown:
+            raise SourceDataError(f"capture {capture_id} has no seller_receivable_breakdown (gross, fee, net)")
+        gross = paypal_amount(breakdown.get("gross_amount") or capture.get("amount"), currency=currency,
+                              field="gross_amount")
+        fee = paypal_amount(breakdown.get("paypal_fee"), currency=currency, field="paypal_fee")
+        for index, platform_fee in enumerate(breakdown.get("platform_fees") or []):
+            fee += paypal_amount(platform_fee.get("amount"), currency=currency, field=f"platform_fees[{index}]")
+        net = paypal_amount(breakdown.get("net_amount"), currency=currency, field="net_amount") \
+            if breakdown.get("net_amount") else gross - fee
+        if gross <= 0 or net != gross - fee:
+            raise SourceDataError(f"capture {capture_id}: gross {gross} less fee {fee} is not net {net} {currency}")
+        customer = paypal_customer_for(self.tenant, payer_id=payer.get("payer_id", ""),
+                                       email=payer.get("email_address", ""))
+        invoice = self.visma_invoice_paid_by(capture, currency=currency)
+        if invoice is not None:
+            customer = invoice["customer"]
+        if not customer:
+            customer = UNMAPPED_PAYER + (payer.get("payer_id") or payer.get("email_address") or "unknown")
+        group = "" if is_unresolved_customer(customer) else customer_group(self.tenant, customer)
+        # The customer rides in the texts too: a journal line has no customer field in Visma.
+        party = f" · customer {customer}"
+        lines = [PostingLine(role="clearing", debit=net, description=f"PayPal {capture_id} net{party}")]
+        if fee:
+            lines.append(PostingLine(role="fee", debit=fee, description=f"PayPal {capture_id} fee{party}"))
+        lines.append(PostingLine(role="account", credit=gross, description=f"PayPal {capture_id}{party}"))
+        posting = Posting(
+            document="journal", marker=capture_id, currency=currency,
+            date=_day(capture.get("create_time"), timezone.now().date()),
+            description=f"PayPal capture {capture_id}" + (f" for invoice {invoice['number']}" if invoice else "")
+            + party,
+            facts=MatchFacts(transaction_type="invoice_payment" if invoice else "capture", amount=gross,
+                             currency=currency, customer_group=group),
+            lines=lines, customer=customer,
+            extra={"paypal_id": capture_id, "payer_id": payer.get("payer_id", ""), "gross": str(gross),
+                   "fee": str(fee), "net": str(net),
+                   **({"invoice_number": invoice["number"], "invoice_reference": invoice["reference"]}
+                      if invoice else {})},
+        )
+        return posting
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        """The rule's accounts; a payment of a known Visma invoice becomes a customer payment applied to it when the
+        rule says so (GLMappingRule.posting_document), else it stays a journal."""
+        outcome = super().map(posting)
+        if outcome.rule is not None and posting.extra.get("invoice_number"):
+            posting.document = "customer_payment" if outcome.rule.posting_document == "customer_payment" else "journal"
+        return outcome
+
+    def visma_invoice_paid_by(self, capture: Mapping, *, currency: str) -> dict | None:
+        """The Visma invoice this capture pays, by its invoice_id or custom_id, or None.
+
+        A PayPal invoice this integration syncs is known locally (its record's target id); the capture waits while
+        that invoice is on its way to Visma, or not yet read at all. Any other reference (a webshop order) is looked
+        up in Visma by externalReference.
+        """
+        references = list(dict.fromkeys(str(capture.get(key)) for key in ("invoice_id", "custom_id")
+                                        if capture.get(key)))
+        for reference in references:
+            record = SyncRecord.objects.filter(integration=self.integration, stream="invoices",
+                                               source_id=reference).first()
+            if record is None:
+                continue
+            if record.status == RecordStatus.POSTED:
+                invoice_posting = posting_apply_correction(Posting.from_json(record.proposed_posting),
+                                                           record.corrected_posting)
+                return {"number": record.target_id, "customer": invoice_posting.customer, "reference": reference}
+            if record.status != RecordStatus.REJECTED:
+                raise WaitFor(f"PayPal invoice {reference} is not in Visma yet ({record.status})")
+        for reference in references:
+            found = self.visma_invoice_by_reference(reference)
+            if found is not None:
+                if found["currency"] and found["currency"] != currency:
+                    raise SourceDataError(f"capture in {currency} cannot settle Visma invoice {found['number']} in "
+                                          f"{found['currency']}")
+                return {**found, "reference": reference}
+        for reference in references:
+            if PAYPAL_INVOICE_ID.match(reference):
+                # The invoices stream has not read it yet (its poll runs apart): the payment must not go without it.
+                raise WaitFor(f"PayPal invoice {reference} has not reached Visma yet")
+        return None
+
+    def visma_invoice_by_reference(self, reference: str) -> dict | None:
+        """The Visma customer invoice whose externalReference is `reference` (one Visma call, with the target's
+        client)."""
+        rows = self.visma_client.get_json("/v1/customerinvoice", params={"externalReference": reference}) or []
+        for row in rows:
+            if row.get("documentType", "Invoice") == "Invoice" and row.get("externalReference") == reference:
+                customer = (row.get("customer") or {}).get("number") or ""
+                return {"number": str(row.get("referenceNumber")), "customer": str(customer),
+                        "currency": str(row.get("currencyId") or "")}
+        return None
+
+
+# --- refunds and reversals ------------------------------------------------------------------------------------
+
+
+class RefundSource(PayPalSource):
+    """PayPal refunds → the reversal of the refunded part of their capture, posted only after the capture."""
+
+    name = "refunds"
+    target_kind = "journal"
+    transaction_type = "refund"
+    event_codes = REFUND_CODES
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        codes = self.event_codes
+
+        def wanted(info: Mapping) -> bool:
+            return info.get("transaction_event_code") in codes and info.get("transaction_status") == "S"
+
+        with self.paypal() as paypal:
+            for rows in _batches(self._search_rows(paypal, start, end, wanted)):
+                ids = [row["transaction_info"]["transaction_id"] for row in rows]
+                final = self._final_payloads(ids)
+                for row, refund_id in zip(rows, ids):
+                    if refund_id in final:
+                        yield self._as_stored(final[refund_id])
+                        continue
+                    refund = paypal.refund_get(refund_id)
+                    if refund is not None:
+                        reference = str(row["transaction_info"].get("paypal_reference_id") or "")
+                        yield self.source_object(refund, capture_id=link_target_id(refund, "up") or reference)
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        with self.paypal() as paypal:
+            refund = paypal.refund_get(source_id)
+        if refund is None:
+            return None
+        return self.source_object(refund, capture_id=link_target_id(refund, "up"))
+
+    @staticmethod
+    def source_object(refund: dict, *, capture_id: str) -> SourceObject:
+        amount = refund.get("amount") or {}
+        try:
+            value = Decimal(str(amount.get("value")))
+        except ArithmeticError:
+            value = None
+        return SourceObject(
+            source_id=str(refund["id"]), payload={"refund": refund, "capture_id": capture_id},
+            updated_at=paypal_time(refund.get("update_time")), amount=value,
+            currency=str(amount.get("currency_code") or "")[:3],
+        )
+
+    def transform(self, source: SourceObject) -> Posting:
+        refund = source.payload.get("refund") or {}
+        refund_id = str(refund.get("id") or source.source_id)
+        capture_id = str(source.payload.get("capture_id") or "")
+        status = str(refund.get("status") or "")
+        if status == "PENDING":
+            raise WaitFor(f"{self.transaction_type} {refund_id} is pending at PayPal")
+        if status != "COMPLETED":
+            raise SourceDataError(f"{self.transaction_type} {refund_id} is {status or 'without status'}: "
+                                  "no money went back")
+        if not capture_id:
+            raise SourceDataError(f"{self.transaction_type} {refund_id} names no capture (no 'up' link)")
+        capture_record = SyncRecord.objects.filter(integration=self.integration, stream="captures",
+                                                   source_id=capture_id).first()
+        if capture_record is not None and capture_record.status == RecordStatus.REJECTED:
+            raise SourceDataError(f"capture {capture_id} was rejected, so {self.transaction_type} {refund_id} has "
+                                  "nothing to reverse in Visma: reject it too, or book it by hand")
+        if capture_record is None or capture_record.status != RecordStatus.POSTED:
+            state = capture_record.status if capture_record else "not received yet"
+            raise WaitFor(f"capture {capture_id} is not posted yet ({state}); {self.transaction_type} {refund_id} "
+                          "is posted after it")
+        capture_posting = posting_apply_correction(Posting.from_json(capture_record.proposed_posting),
+                                                   capture_record.corrected_posting)
+        currency = str((refund.get("amount") or {}).get("currency_code") or "")
+        if currency != capture_posting.currency:
+            raise SourceDataError(f"{self.transaction_type} {refund_id} is in {currency}, its capture "
+                                  f"{capture_id} in {capture_posting.currency}")
+        breakdown = refund.get("seller_payable_breakdown") or {}
+        gross = paypal_amount(breakdown.get("gross_amount") or refund.get("amount"), currency=currency,
+                              field="gross_amount")
+        fee = paypal_amount(breakdown.get("paypal_fee"), currency=currency, field="paypal_fee")
+        for index, platform_fee in enumerate(breakdown.get("platform_fees") or []):
+            fee += paypal_amount(platform_fee.get("amount"), currency=currency, field=f"platform_fees[{index}]")
+        net = paypal_amount(breakdown.get("net_amount"), currency=currency, field="net_amount") \
+            if breakdown.get("net_amount") else gross - fee
+        captured = Decimal(capture_posting.extra.get("gross") or capture_posting.facts.amount)
+        refunded_to_date = paypal_amount(breakdown.get("total_refunded_amount"), currency=currency,
+                                         field="total_refunded_amount") if breakdown.get("total_refunded_amount") \
+            else gross
+        if gross <= 0 or net != gross - fee or refunded_to_date > captured or gross > captured:
+            raise SourceDataError(
+                f"{self.transaction_type} {refund_id}: {gross} {currency} (fee back {fee}, net {net}, "
+                f"{refunded_to_date} refunded to date) does not fit capture {capture_id} of {captured} {currency}"
+            )
+        party = f" · customer {capture_posting.customer}"
+        lines = [PostingLine(role="account", debit=gross,
+                             description=f"PayPal {self.transaction_type} {refund_id}{party}")]
+        if fee:
+            lines.append(PostingLine(role="fee", credit=fee, description=f"PayPal {refund_id} fee returned{party}"))
+        lines.append(PostingLine(role="clearing", credit=net, description=f"PayPal {refund_id} net{party}"))
+        return Posting(
+            document="journal", marker=refund_id, currency=currency,
+            date=_day(refund.get("create_time"), capture_posting.date),
+            description=f"PayPal {self.transaction_type} {refund_id} of capture {capture_id}{party}",
+            facts=MatchFacts(transaction_type=self.transaction_type, amount=gross, currency=currency,
+                             customer_group=capture_posting.facts.customer_group),
+            lines=lines, customer=capture_posting.customer,
+            extra={"paypal_id": refund_id, "capture_id": capture_id, "capture_target_id": capture_record.target_id,
+                   "gross": str(gross), "fee": str(fee), "net": str(net)},
+        )
+
+
+class ReversalSource(RefundSource):
+    """Money PayPal took back (a reversal, a chargeback): posted like a refund, matched by its own rules."""
+
+    name = "reversals"
+    transaction_type = "reversal"
+    event_codes = REVERSAL_CODES
+
+
+# --- invoices -------------------------------------------------------------------------------------------------
+
+
+class InvoiceSource(PayPalSource):
+    """PayPal invoices (sent, so owed) → Visma customer invoices whose externalReference is the PayPal invoice id."""
+
+    name = "invoices"
+    target_kind = "customer_invoice"
+    publication_delay = timedelta(0)
+    # An invoice is found by when it was created; one sent days later must still be inside the next windows.
+    overlap = timedelta(days=14)
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        with self.paypal() as paypal:
+            for invoices in _batches(paypal.invoices_created(start, end)):
+                final = self._final_payloads([str(invoice.get("id")) for invoice in invoices])
+                for invoice in invoices:
+                    if str(invoice.get("id")) in final:
+                        yield self._as_stored(final[str(invoice["id"])])
+                    elif invoice.get("status") not in INVOICE_NOT_SENT:
+                        yield self.source_object(invoice)
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        with self.paypal() as paypal:
+            invoice = paypal.invoice_get(source_id)
+        if invoice is None or invoice.get("status") in INVOICE_NOT_SENT:
+            return None
+        return self.source_object(invoice)
+
+    @staticmethod
+    def source_object(invoice: dict) -> SourceObject:
+        amount = invoice.get("amount") or {}
+        try:
+            value = Decimal(str(amount.get("value")))
+        except ArithmeticError:
+            value = None
+        metadata = (invoice.get("detail") or {}).get("metadata") or {}
+        return SourceObject(
+            source_id=str(invoice["id"]), payload={"invoice": invoice},
+            updated_at=paypal_time(metadata.get("last_update_time")), amount=value,
+            currency=str(amount.get("currency_code") or (invoice.get("detail") or {}).get("currency_code") or "")[:3],
+        )
+
+    def transform(self, source: SourceObject) -> Posting:
+        invoice = source.payload.get("invoice") or {}
+        invoice_id = str(invoice.get("id") or source.source_id)
+        status = str(invoice.get("status") or "")
+        if status in INVOICE_NOT_SENT:
+            raise WaitFor(f"PayPal invoice {invoice_id} is {status}: not owed until it is sent")
+        if status in ("CANCELLED",):
+            raise SourceDataError(f"PayPal invoice {invoice_id} was cancelled before it reached Visma: reject it")
+        detail = invoice.get("detail") or {}
+        currency = str(detail.get("currency_code") or (invoice.get("amount") or {}).get("currency_code") or "")
+        document_lines, lines = [], []
+        for index, item in enumerate(invoice.get("items") or []):
+            if (item.get("tax") or {}).get("percent") or (item.get("tax") or {}).get("amount"):
+                raise SourceDataError(f"PayPal invoice {invoice_id} line {index + 1} carries PayPal tax; Visma "
+                                      "calculates VAT itself: issue it without tax in PayPal, or book it by hand")
+            quantity = to_decimal(item.get("quantity") or "1", field=f"items[{index}].quantity")
+            unit_price = paypal_amount(item.get("unit_amount"), currency=currency, field=f"items[{index}].unit_amount")
+            discount = paypal_amount((item.get("discount") or {}).get("amount"), currency=currency,
+                                     field=f"items[{index}].discount")
+            amount = quantity * unit_price - discount
+            if not is_exact(amount, currency):
+                raise MoneyError(f"items[{index}]: {quantity} × {unit_price} less {discount} is not a whole "
+                                 f"amount of {currency}")
+            description = str(item.get("name") or f"Line {index + 1}")[:255]
+            # A discounted line goes as its total, so Visma does not recompute it from the unit price.
+            document_lines.append({"description": description, "quantity": str(quantity),
+                                   **({"amount": str(amount)} if discount else {"unit_price": str(unit_price)})})
+            lines.append(PostingLine(role="account", credit=amount, description=description))
+        breakdown = (invoice.get("amount") or {}).get("breakdown") or {}
+        for label, value in (("Shipping", (breakdown.get("shipping") or {}).get("amount")),
+                             ((breakdown.get("custom") or {}).get("label") or "Other",
+                              (breakdown.get("custom") or {}).get("amount"))):
+            extra_amount = paypal_amount(value, currency=currency, field=label)
+            if extra_amount:
+                document_lines.append({"description": label, "quantity": "1", "unit_price": str(extra_amount)})
+                lines.append(PostingLine(role="account", credit=extra_amount, description=label))
+        if not lines:
+            raise SourceDataError(f"PayPal invoice {invoice_id} has no items")
+        total = sum((line.credit for line in lines), Decimal("0"))
+        invoice_discount = (breakdown.get("discount") or {}).get("invoice_discount") or {}
+        if invoice_discount.get("amount") or invoice_discount.get("percent"):
+            raise SourceDataError(f"PayPal invoice {invoice_id} has an invoice-level discount; give discounts per "
+                                  "line")
+        stated = paypal_amount(invoice.get("amount"), currency=currency, field="amount") if \
+            (invoice.get("amount") or {}).get("value") is not None else total
+        if stated != total:
+            raise SourceDataError(f"PayPal invoice {invoice_id}: lines add up to {total}, the invoice says "
+                                  f"{stated} {currency}")
+        recipient = ((invoice.get("primary_recipients") or [{}])[0].get("billing_info") or {})
+        email = str(recipient.get("email_address") or "")
+        customer = paypal_customer_for(self.tenant, email=email) or UNMAPPED_RECIPIENT + (email or "without email")
+        group = "" if is_unresolved_customer(customer) else customer_group(self.tenant, customer)
+        invoice_date = date.fromisoformat(detail["invoice_date"]) if detail.get("invoice_date") else \
+            timezone.now().date()
+        due = (detail.get("payment_term") or {}).get("due_date")
+        return Posting(
+            document="customer_invoice", marker=invoice_id, currency=currency, date=invoice_date,
+            description=f"PayPal invoice {detail.get('invoice_number') or invoice_id}",
+            facts=MatchFacts(transaction_type="invoice", amount=total, currency=currency, customer_group=group),
+            lines=lines, customer=customer,
+            extra={"external_reference": invoice_id, "paypal_id": invoice_id,
+                   "paypal_invoice_number": str(detail.get("invoice_number") or ""), "lines": document_lines,
+                   "due_date": due or "", "note": str(detail.get("note") or "")[:500]},
+        )
+
+
+# --- the streams: PayPal read, Visma written ----------------------------------------------------------------------
+
+
+class PayPalToVisma(VismaTarget):
+    """The Visma side shared by the PayPal streams: the record names the document actually written (a capture may
+    be a journal or a customer payment), and an unmapped payer is flagged without asking Visma about it."""
+
+    def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
+        self.target_kind = posting.document
+        return super().find_posted(posting, record)
+
+    def write(self, posting: Posting, record: SyncRecord) -> str:
+        self.target_kind = posting.document
+        return super().write(posting, record)
+
+    def live_check(self) -> LiveCheck:
+        visma_has = super().live_check()
+
+        def check(kind: str, key: str) -> bool:
+            if kind == "customer" and is_unresolved_customer(key):
+                return False
+            return visma_has(kind, key)
+
+        return check
+
+
+class CapturesStream(PayPalToVisma, CaptureSource):
+    """PayPal captures → Visma journals (gross, fee, net) or customer payments of the invoices they pay."""
+
+
+class RefundsStream(PayPalToVisma, RefundSource):
+    """PayPal refunds → Visma journals reversing the refunded part of the capture."""
+
+
+class ReversalsStream(PayPalToVisma, ReversalSource):
+    """PayPal reversals and chargebacks → Visma journals reversing the capture's part taken back."""
+
+
+class InvoicesStream(PayPalToVisma, InvoiceSource):
+    """PayPal invoices → Visma customer invoices (externalReference: the PayPal invoice id)."""
+
+
+# Invoices first: `sync` and a backfill run the streams in this order, and a capture may wait for its invoice.
+STREAMS: dict[str, type[Stream]] = {
+    stream.name: stream for stream in (InvoicesStream, CapturesStream, RefundsStream, ReversalsStream)
+}

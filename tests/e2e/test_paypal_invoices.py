@@ -1,0 +1,94 @@
+"""PayPal invoices and payments of invoices over real HTTP: a sent PayPal invoice becomes a Visma customer invoice
+(externalReference = the PayPal invoice id), and the capture that pays it, or pays a webshop invoice known in Visma
+by its reference, becomes a customer payment applied to that invoice, the fee journaled apart."""
+from decimal import Decimal
+
+from sandbox.paypal import paypal_capture_create, paypal_invoice_create, paypal_invoice_pay, paypal_invoice_send
+from tests.paypal.world import ANNA, MIKKO, hours_ago, journal_lines, world  # noqa: F401
+
+
+def test_a_sent_paypal_invoice_becomes_a_visma_customer_invoice_and_its_payment_settles_it(world):
+    # given
+    invoice = paypal_invoice_create({
+        "detail": {"currency_code": "EUR", "invoice_number": "PP-2026-0007",
+                   "payment_term": {"term_type": "DUE_ON_DATE_SPECIFIED", "due_date": "2026-12-31"}},
+        "primary_recipients": [{"billing_info": {"email_address": MIKKO.email}}],
+        "items": [
+            {"name": "Guided trail day", "quantity": "2", "unit_amount": {"currency_code": "EUR", "value": "85.00"}},
+            {"name": "Trail map set", "quantity": "1", "unit_amount": {"currency_code": "EUR", "value": "24.50"},
+             "discount": {"amount": {"currency_code": "EUR", "value": "4.50"}}},
+        ],
+    })
+    world.process_inbox()
+
+    # when
+    paypal_invoice_send(invoice.object_id)
+    world.process_inbox()
+    invoice_record = world.record("invoices", invoice.object_id)
+    paypal_invoice_pay(invoice.object_id, payer=MIKKO)
+    world.process_inbox()
+
+    # then
+    assert (invoice_record.status, invoice_record.target_kind) == ("posted", "customer_invoice")
+    visma_invoice = world.customer_invoice(invoice_record.target_id)
+    assert (visma_invoice["externalReference"], visma_invoice["customer"]["number"], visma_invoice["currencyId"],
+            visma_invoice["amountInCurrency"]) == (invoice.object_id, "10004", "EUR", 190.0)
+    assert [(line["description"], line["amountInCurrency"]) for line in visma_invoice["invoiceLines"]] == [
+        ("Guided trail day", 170.0), ("Trail map set", 20.0),
+    ]
+    assert visma_invoice["documentDueDate"] == "2026-12-31T00:00:00"
+    [capture_record] = world.records("captures")
+    assert (capture_record.status, capture_record.target_kind) == ("posted", "customer_payment")
+    [payment] = world.customer_payments()
+    assert (payment["paymentRef"], payment["customer"]["number"], payment["paymentAmount"], payment["cashAccount"]) \
+        == (capture_record.source_id, "10004", 190.0, "1580")
+    assert [(line["refNbr"], line["amountPaid"]) for line in payment["paymentLines"]] == [
+        (invoice_record.target_id, 190.0)]
+    [fee_journal] = world.journal_with(f"{capture_record.source_id}:fee")
+    assert journal_lines(fee_journal) == [("7770", "7.02", "0.00"), ("1580", "0.00", "7.02")]
+    assert capture_record.target_id == f"payment {payment['refNbr']} + journal {fee_journal['batchNumber']}"
+
+
+def test_a_capture_for_a_webshop_invoice_known_in_visma_is_applied_to_it(world):
+    # given: Visma invoice 100002 (customer 10004, 120.00 EUR) has externalReference WEB-1002
+    capture = paypal_capture_create(amount=Decimal("120.00"), currency="EUR", payer=MIKKO, invoice_id="WEB-1002",
+                                    at=hours_ago(0))
+
+    # when
+    world.process_inbox()
+
+    # then
+    record = world.record("captures", capture.object_id)
+    assert (record.status, record.target_kind) == ("posted", "customer_payment")
+    assert record.proposed_posting["facts"]["transaction_type"] == "invoice_payment"
+    [payment] = world.customer_payments()
+    assert [(line["refNbr"], line["amountPaid"]) for line in payment["paymentLines"]] == [("100002", 120.0)]
+    assert (payment["paymentRef"], payment["currency"]) == (capture.object_id, "EUR")
+
+
+def test_a_capture_for_a_reference_visma_does_not_know_is_an_ordinary_journal(world):
+    # given
+    capture = paypal_capture_create(amount=Decimal("30.00"), currency="EUR", payer=MIKKO, invoice_id="WEB-9999",
+                                    at=hours_ago(0))
+
+    # when
+    world.process_inbox()
+
+    # then
+    record = world.record("captures", capture.object_id)
+    assert (record.status, record.target_kind) == ("posted", "journal")
+    assert world.customer_payments() == []
+
+
+def test_a_norwegian_crown_capture_is_posted_in_nok(world):
+    # given
+    capture = paypal_capture_create(amount=Decimal("1250.00"), currency="NOK", payer=ANNA, at=hours_ago(0))
+
+    # when
+    world.process_inbox()
+
+    # then
+    [journal] = world.journal_with(capture.object_id)
+    assert journal["currencyId"] == "NOK"
+    assert journal_lines(journal) == [("1580", "1202.47", "0.00"), ("7770", "47.53", "0.00"),
+                                      ("3000", "0.00", "1250.00")]

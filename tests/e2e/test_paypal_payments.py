@@ -1,0 +1,259 @@
+"""PayPal → Visma over real HTTP: captures, refunds, duplicates, missed and racing webhooks, both emulators live."""
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from audit.models import AuditEntry
+from connectors.models import InboundEvent
+from sandbox.paypal import paypal_capture_create
+from tests.paypal.world import ANNA, MIKKO, hours_ago, journal_lines, world  # noqa: F401
+
+
+def test_a_capture_webhook_posts_a_balanced_journal_with_the_fee_split(world):
+    # given
+    capture = paypal_capture_create(amount=Decimal("100.00"), currency="EUR", payer=MIKKO, at=hours_ago(0),
+                                    notify=False)
+
+    # when
+    status = world.deliver(world.last_event("PAYMENT.CAPTURE.COMPLETED"))
+    processed = world.process_inbox()
+
+    # then
+    assert (status, processed) == (200, 1)
+    record = world.record("captures", capture.object_id)
+    assert (record.status, record.target_kind) == ("posted", "journal")
+    [journal] = world.journal_with(capture.object_id)
+    assert record.target_id == journal["batchNumber"]
+    assert journal["currencyId"] == "EUR"
+    assert journal_lines(journal) == [("1580", "96.12", "0.00"), ("7770", "3.88", "0.00"), ("3000", "0.00", "100.00")]
+    assert {line["subaccount"]["subaccountNumber"] for line in journal["journalTransactionLines"]} == {"100"}
+    assert journal["description"] == f"PayPal capture {capture.object_id} · customer 10004"
+    assert {line["referenceNumber"] for line in journal["journalTransactionLines"]} == {capture.object_id}
+    # traceable by both ids in the export
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    exported = StringIO()
+    call_command("export_records", "nordlys", "--format", "json", stdout=exported)
+    [row] = json.loads(exported.getvalue())
+    assert (row["stream"], row["source_id"], row["target_id"], row["status"]) == (
+        "captures", capture.object_id, journal["batchNumber"], "posted")
+
+
+def _sums(journals: list[dict]) -> dict[str, Decimal]:
+    """Debit less credit per account over several journals, in the transaction currency."""
+    totals: dict[str, Decimal] = {}
+    for journal in journals:
+        for account, debit, credit in journal_lines(journal):
+            totals[account] = totals.get(account, Decimal("0")) + Decimal(debit) - Decimal(credit)
+    return totals
+
+
+def test_a_partial_then_a_full_refund_each_reverse_their_part_and_net_the_capture_to_zero(world):
+    # given
+    capture = paypal_capture_create(amount=Decimal("100.00"), currency="EUR", payer=MIKKO, at=hours_ago(0))
+    world.process_inbox()
+    from sandbox.paypal import paypal_refund_create
+
+    # when
+    partial = paypal_refund_create(capture.object_id, amount=Decimal("40.00"))
+    world.process_inbox()
+    rest = paypal_refund_create(capture.object_id)
+    world.process_inbox()
+
+    # then
+    assert [world.record("refunds", refund.object_id).status for refund in (partial, rest)] == ["posted", "posted"]
+    [first] = world.journal_with(partial.object_id)
+    [second] = world.journal_with(rest.object_id)
+    assert journal_lines(first) == [("3000", "40.00", "0.00"), ("7770", "0.00", "1.55"), ("1580", "0.00", "38.45")]
+    assert journal_lines(second) == [("3000", "60.00", "0.00"), ("7770", "0.00", "2.33"), ("1580", "0.00", "57.67")]
+    assert _sums(world.journals()) == {"1580": Decimal("0.00"), "7770": Decimal("0.00"), "3000": Decimal("0.00")}
+    refund_record = world.record("refunds", partial.object_id)
+    assert refund_record.proposed_posting["extra"]["capture_id"] == capture.object_id
+    assert refund_record.proposed_posting["customer"] == "10004"
+
+
+def test_a_refund_that_arrives_before_its_capture_waits_and_is_posted_after_it(world):
+    # given: the capture's webhook is late; the refund's comes first
+    import time_machine
+    from django.utils import timezone
+
+    from connectors.pipeline import records_advance_due
+    from sandbox.paypal import paypal_refund_create
+
+    capture = paypal_capture_create(amount=Decimal("250.00"), currency="EUR", payer=MIKKO, at=hours_ago(0),
+                                    notify=False)
+    capture_event = world.last_event("PAYMENT.CAPTURE.COMPLETED")
+    refund = paypal_refund_create(capture.object_id, amount=Decimal("50.00"))
+
+    # when
+    world.process_inbox()
+    waiting = world.record("refunds", refund.object_id)
+    world.deliver(capture_event)
+    world.process_inbox()
+    with time_machine.travel(timezone.now() + timedelta(minutes=10)):
+        records_advance_due()
+
+    # then
+    assert waiting.status == "retrying"
+    assert waiting.last_error.startswith(f"waiting: capture {capture.object_id} is not posted yet")
+    assert world.record("captures", capture.object_id).status == "posted"
+    refund_record = world.record("refunds", refund.object_id)
+    assert refund_record.status == "posted"
+    assert [journal["batchNumber"] for journal in world.journals()] == [
+        world.record("captures", capture.object_id).target_id, refund_record.target_id,
+    ]
+    assert list(AuditEntry.objects.filter(sync_record=refund_record).order_by("id").values_list(
+        "from_status", "to_status")) == [("", "received"), ("received", "retrying"), ("retrying", "ready"),
+                                         ("ready", "posting"), ("posting", "posted")]
+
+
+def test_the_same_webhook_delivered_three_times_posts_once(world):
+    # given
+    capture = paypal_capture_create(amount=Decimal("80.00"), currency="EUR", payer=MIKKO, at=hours_ago(0),
+                                    notify=False)
+    event = world.last_event("PAYMENT.CAPTURE.COMPLETED")
+
+    # when
+    statuses = [world.deliver(event) for _ in range(3)]
+    world.process_inbox()
+
+    # then
+    assert statuses == [200, 200, 200]
+    assert InboundEvent.objects.filter(integration=world.integration).count() == 1
+    assert world.records("captures").count() == 1
+    assert len(world.journal_with(capture.object_id)) == 1
+
+
+def test_a_webhook_that_never_came_is_caught_by_the_next_poll(world):
+    # given: PayPal published the capture (older than its 3-hour lag) but its webhook was lost
+    from connectors.pipeline import stream_poll
+
+    capture = paypal_capture_create(amount=Decimal("42.50"), currency="EUR", payer=ANNA, at=hours_ago(4),
+                                    notify=False)
+
+    # when
+    run = stream_poll(world.integration, "captures")
+
+    # then
+    assert (run.status, run.fetched, run.posted) == ("completed", 1, 1)
+    assert InboundEvent.objects.count() == 0
+    record = world.record("captures", capture.object_id)
+    assert (record.status, record.proposed_posting["customer"]) == ("posted", "10001")
+    [journal] = world.journal_with(capture.object_id)
+    assert journal_lines(journal) == [("1580", "40.63", "0.00"), ("7770", "1.87", "0.00"), ("3000", "0.00", "42.50")]
+    assert timezone_now_minus(run.window_end, hours=3)
+
+
+def timezone_now_minus(moment, *, hours: int) -> bool:
+    """The window ended no later than `hours` before now (what PayPal has published)."""
+    from django.utils import timezone
+
+    return moment <= timezone.now() - timedelta(hours=hours)
+
+
+@pytest.mark.parametrize("first", ["webhook", "poll"])
+def test_a_webhook_and_a_poll_for_the_same_capture_make_one_record_and_one_journal(world, first):
+    # given
+    from connectors.pipeline import stream_poll
+
+    capture = paypal_capture_create(amount=Decimal("60.00"), currency="EUR", payer=ANNA, at=hours_ago(4),
+                                    notify=False)
+    event = world.last_event("PAYMENT.CAPTURE.COMPLETED")
+    steps = {"webhook": lambda: (world.deliver(event), world.process_inbox()),
+             "poll": lambda: stream_poll(world.integration, "captures")}
+
+    # when
+    steps[first]()
+    steps["poll" if first == "webhook" else "webhook"]()
+
+    # then
+    assert world.records().count() == 1
+    assert world.record("captures", capture.object_id).status == "posted"
+    assert len(world.journal_with(capture.object_id)) == 1
+
+
+def test_a_poll_never_moves_the_cursor_past_what_paypal_has_published(world):
+    # given: PayPal is later than its usual three hours today
+    from connectors.models import SyncCursor, SyncRun
+    from connectors.pipeline import stream_poll
+    from sandbox.paypal import paypal_sandbox_configure
+
+    paypal_sandbox_configure(publication_delay=timedelta(hours=4))
+    capture = paypal_capture_create(amount=Decimal("70.00"), currency="EUR", payer=ANNA, at=hours_ago(5),
+                                    notify=False)
+
+    # when
+    with pytest.raises(Exception) as raised:
+        stream_poll(world.integration, "captures")
+
+    # then
+    assert type(raised.value).__name__ == "NotYetPublished"
+    run = SyncRun.objects.get(stream="captures")
+    assert (run.status, run.fetched) == ("failed", 0)
+    assert run.error.startswith("NotYetPublished: PayPal has published transactions up to ")
+    assert SyncCursor.objects.get(integration=world.integration, stream="captures").position is None
+    assert world.records().count() == 0
+    # once the integration allows for the lag, the same capture is read
+    world.integration.settings = {**world.integration.settings, "publication_delay_minutes": 250}
+    world.integration.save()
+    assert stream_poll(world.integration, "captures").posted == 1
+    assert world.record("captures", capture.object_id).status == "posted"
+
+
+@pytest.mark.postgres
+def test_a_webhook_and_a_poll_racing_on_one_capture_post_it_once(world):
+    # given: both start at once; Visma answers the first write slowly, so they overlap
+    import threading
+
+    from django.db import connection
+
+    from connectors.pipeline import stream_poll
+    from sandbox.services import visma_fault_delay
+
+    capture = paypal_capture_create(amount=Decimal("75.00"), currency="EUR", payer=ANNA, at=hours_ago(4),
+                                    notify=False)
+    event = world.last_event("PAYMENT.CAPTURE.COMPLETED")
+    world.deliver(event)
+    visma_fault_delay(1, seconds=0.5)
+    barrier = threading.Barrier(2)
+    outcomes = {}
+
+    def run(name, work):
+        try:
+            barrier.wait(timeout=10)
+            outcomes[name] = work()
+        except Exception as exc:  # noqa: BLE001 — the test asserts on what each side raised
+            outcomes[name] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=("webhook", world.process_inbox)),
+               threading.Thread(target=run, args=("poll", lambda: stream_poll(world.integration, "captures")))]
+
+    # when
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # then
+    assert not any(isinstance(outcome, Exception) for outcome in outcomes.values()), outcomes
+    assert world.records().count() == 1
+    assert world.record("captures", capture.object_id).status == "posted"
+    assert len(world.journal_with(capture.object_id)) == 1
+
+
+def test_ping_checks_the_paypal_credentials_end_to_end(world):
+    # given
+    from connectors.paypal.client import paypal_ping
+
+    # when
+    said = paypal_ping(world.integration.partner_connection)
+
+    # then
+    assert said.startswith("token OK, Transaction Search OK, data complete to ")
+    assert said.endswith(f"({world.paypal_url})")
