@@ -21,6 +21,7 @@ from sandbox.services import (
     VISMA_SANDBOX_COMPANY_ID,
     VISMA_SANDBOX_TENANT_ID,
     visma_client_configure,
+    visma_fault_concurrent_edit,
     visma_fault_fail,
     visma_fault_stale_puts,
     visma_sandbox_seed,
@@ -274,3 +275,24 @@ def test_a_500_storm_longer_than_the_retries_is_transient_with_visma_s_message(c
     # then
     assert raised.value.system_message == "An error has occurred."
     assert _statuses("/v1/account") == [500, 500, 500]
+
+
+def test_a_delta_read_reaches_back_by_the_overlap_and_serves_each_customer_once(connection, new_client):
+    # given the sandbox's customers and when each last changed
+    client = new_client(connection)
+    stamps = {
+        row["number"]: datetime.fromisoformat(row["lastModifiedDateTime"]).replace(tzinfo=UTC)
+        for row in client.items("/v1/customer")
+    }
+    since = sorted(stamps.values())[-20]
+
+    # when the delta since then is read in small pages, and the first customer served is saved again meanwhile
+    rows = client.changed("/v1/customer", since=since, key="number", page_size=5)
+    first = next(rows)
+    visma_fault_concurrent_edit("customer", first["number"])
+    numbers = [first["number"], *(row["number"] for row in rows)]
+
+    # then everything changed since three hours (the overlap) before `since` comes, each customer once
+    expected = {number for number, stamp in stamps.items() if stamp >= since - timedelta(hours=3)}
+    assert len(expected) == 21
+    assert sorted(numbers) == sorted(expected)
