@@ -275,3 +275,61 @@ class PayPalWebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+# --- Stripe emulator -------------------------------------------------------------------------------------------
+# Owned by the Stripe work (issue 5): an account per secret key, every API object as Stripe's JSON, and the
+# Idempotency-Key replays.
+
+
+class StripeAccount(models.Model):
+    """A Stripe account the emulator knows: its secret key, and where its webhook endpoint sends events."""
+
+    secret_key = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    default_currency = models.CharField(max_length=3, default="nok")
+    webhook_url = models.URLField(max_length=500, blank=True)
+    webhook_secret = models.CharField(max_length=200, blank=True, help_text="The endpoint's whsec_… signing secret.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["secret_key"]
+
+    def __str__(self) -> str:
+        return self.name or f"account {self.pk}"
+
+
+class StripeObject(models.Model):
+    """One API object (customer, invoice, charge, dispute, event...) of one account, as the JSON Stripe returns."""
+
+    account = models.ForeignKey(StripeAccount, on_delete=models.CASCADE, related_name="stripe_objects")
+    object_type = models.CharField(max_length=40)
+    stripe_id = models.CharField(max_length=80, unique=True)
+    body = models.JSONField()
+    created = models.BigIntegerField(help_text="Unix seconds, as Stripe's `created`.")
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="Events: when the webhook sender sent it.")
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [models.Index(fields=["account", "object_type", "created"], name="stripe_object_created")]
+
+    def __str__(self) -> str:
+        return self.stripe_id
+
+
+class StripeIdempotentRequest(models.Model):
+    """A POST answered under an Idempotency-Key: the same key gets the same answer (Stripe keeps them 24 h)."""
+
+    account = models.ForeignKey(StripeAccount, on_delete=models.CASCADE, related_name="idempotent_requests")
+    key = models.CharField(max_length=255)
+    path = models.CharField(max_length=300)
+    params_digest = models.CharField(max_length=64)
+    status = models.PositiveSmallIntegerField()
+    body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "key"], name="one_stripe_answer_per_key")]
+
+    def __str__(self) -> str:
+        return self.key

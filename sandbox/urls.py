@@ -43,4 +43,5 @@ urlpatterns = [
     path("visma/_control/<str:switch>", views.VismaControlView.as_view(), name="visma-control"),
     path("visma/_state/balances", views.VismaBalancesView.as_view(), name="visma-balances"),
     path("paypal/", include("sandbox.paypal_urls")),
+    path("stripe/", include("sandbox.stripe_urls")),
 ]

@@ -1,0 +1,111 @@
+"""Visma → Stripe over real HTTP, both emulators live: a released Visma invoice marked for Stripe becomes one Stripe
+invoice (customer found or created, finalized, sent), a retry never makes a second one, and an invoice in a currency
+the account does not collect is flagged."""
+import pytest
+
+from connectors.pipeline import stream_for, stream_poll
+from connectors.services import integration_save
+from mappings.documents import Posting
+from sandbox.models import StripeObject, VismaDocument
+from sandbox.services import VISMA_SANDBOX_COMPANY_ID
+from sandbox.stripe_api import customer_create
+from sandbox.visma_erp import customer_invoice_create
+from tests.e2e.test_stripe_payments import world  # noqa: F401
+
+
+def _visma_invoice(number: str, customer: str, currency: str, lines: list[tuple[str, str]], *, marker="STRIPE"):
+    document = customer_invoice_create(VISMA_SANDBOX_COMPANY_ID, {
+        "overrideNumberSeries": {"value": True}, "referenceNumber": {"value": number},
+        "customerNumber": {"value": customer}, "currencyId": {"value": currency},
+        "customerRefNumber": {"value": marker}, "invoiceText": {"value": f"Order {number}"},
+        "invoiceLines": [{"operation": "Insert", "accountNumber": {"value": "3000"}, "description": {"value": text},
+                          "quantity": {"value": 1}, "unitPriceInCurrency": {"value": float(amount)}}
+                         for text, amount in lines],
+    })
+    document.body["status"] = "Open"
+    document.save(update_fields=["body"])
+    return document
+
+
+@pytest.fixture
+def collecting(world):  # noqa: F811
+    world.integration.settings = {**world.integration.settings, "collect_field": "customerRefNumber",
+                                  "collect_currencies": ["EUR", "NOK", "SEK"]}
+    integration_save(world.integration)
+    return world
+
+
+def _stripe(object_type):
+    return [row.body for row in StripeObject.objects.filter(object_type=object_type).order_by("pk")]
+
+
+def test_a_marked_visma_invoice_becomes_one_sent_stripe_invoice(collecting):
+    # given
+    _visma_invoice("200001", "10004", "EUR", [("Tent", "120.00"), ("Pegs", "9.90")])
+    _visma_invoice("200002", "10004", "EUR", [("Stove", "45.00")], marker="")
+
+    # when
+    run = stream_poll(collecting.integration, "visma_invoices")
+
+    # then
+    assert run.status == "completed"
+    record = collecting.record("visma_invoices", "200001")
+    [invoice] = _stripe("invoice")
+    assert (record.status, record.target_id) == ("posted", invoice["id"])
+    assert (invoice["status"], invoice["currency"], invoice["amount_due"], invoice["metadata"]) == (
+        "open", "eur", 12990, {"visma_invoice": "200001", "visma_customer": "10004"})
+    assert [(line["description"], line["amount"]) for line in invoice["lines"]["data"]] == [
+        ("Tent", 12000), ("Pegs", 990)]
+    [customer] = _stripe("customer")
+    assert (invoice["customer"], customer["metadata"]) == (customer["id"], {"visma_customer": "10004"})
+    assert [event["type"] for event in _stripe("event")] == ["customer.created", "invoice.created",
+                                                             "invoice.finalized", "invoice.sent"]
+
+
+def test_the_stripe_customer_is_found_by_its_visma_number_not_created_again(collecting):
+    # given
+    existing = customer_create(collecting.account, {"name": "Helsinki Trail Oy",
+                                                    "metadata": {"visma_customer": "10004"}})
+    _visma_invoice("200003", "10004", "EUR", [("Tent", "120.00")])
+
+    # when
+    stream_poll(collecting.integration, "visma_invoices")
+
+    # then
+    [invoice] = _stripe("invoice")
+    assert invoice["customer"] == existing["id"]
+    assert len(_stripe("customer")) == 1
+
+
+def test_a_retried_write_never_makes_a_second_stripe_invoice(collecting):
+    # given: the invoice was written, then the record is read and written again (a crash before it was marked)
+    _visma_invoice("200004", "10004", "EUR", [("Tent", "120.00")])
+    stream_poll(collecting.integration, "visma_invoices")
+    record = collecting.record("visma_invoices", "200004")
+    stream = stream_for(collecting.integration, "visma_invoices")
+
+    # when
+    again = stream.write(Posting.from_json(record.proposed_posting), record)
+
+    # then
+    assert again == record.target_id
+    assert len(_stripe("invoice")) == 1
+    assert len(_stripe("invoiceitem")) == 1
+    assert stream.find_posted(Posting.from_json(record.proposed_posting), record) == record.target_id
+
+
+def test_an_invoice_in_a_currency_the_account_does_not_collect_is_flagged(collecting):
+    # given: 10001 is a SEK customer; the account collects EUR, NOK and SEK only
+    collecting.integration.settings = {**collecting.integration.settings, "collect_currencies": ["EUR"]}
+    integration_save(collecting.integration)
+    _visma_invoice("200005", "10001", "SEK", [("Boots", "500.00")])
+
+    # when
+    stream_poll(collecting.integration, "visma_invoices")
+
+    # then
+    record = collecting.record("visma_invoices", "200005")
+    assert record.status == "flagged"
+    assert record.reasons == ["Visma invoice 200005 is in SEK; this Stripe account collects EUR"]
+    assert _stripe("invoice") == []
+    assert VismaDocument.objects.filter(collection="customer_invoice", key="200005").count() == 1

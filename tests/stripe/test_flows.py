@@ -1,0 +1,50 @@
+"""The pure parts of the Stripe streams: Stripe's smallest-unit amounts, Visma field text, the collection criterion."""
+from decimal import Decimal
+
+import pytest
+
+from connectors.pipeline import SourceDataError
+from connectors.stripe.flows import VismaInvoicesStream, stripe_amount, visma_field_text
+from tests.factories import IntegrationFactory
+
+
+@pytest.mark.parametrize("minor, currency, amount", [
+    (5000, "JPY", Decimal("5000")),
+    (125000, "NOK", Decimal("1250.00")),
+    (1, "EUR", Decimal("0.01")),
+    (1234, "KWD", Decimal("1.234")),
+])
+def test_stripe_amounts_are_in_the_currencys_smallest_unit(minor, currency, amount):
+    # then
+    assert stripe_amount(minor, currency, field="amount") == amount
+
+
+@pytest.mark.parametrize("minor", ["5000", 50.0, True, None])
+def test_an_amount_that_is_not_an_integer_is_refused(minor):
+    # when
+    with pytest.raises(SourceDataError) as raised:
+        stripe_amount(minor, "NOK", field="amount")
+
+    # then
+    assert str(raised.value) == f"amount {minor!r} is not an integer amount"
+
+
+def test_a_visma_reference_reads_as_its_id_and_plain_values_as_text():
+    # then
+    assert visma_field_text({"id": "STRIPE", "description": "Card via Stripe"}) == "STRIPE"
+    assert visma_field_text("stripe-card") == "stripe-card"
+    assert visma_field_text(None) == ""
+
+
+@pytest.mark.parametrize("settings, invoice, collected", [
+    ({}, {"paymentMethod": {"id": "STRIPE"}}, True),
+    ({}, {"paymentMethod": {"id": "GIRO"}}, False),
+    ({"collect_field": "customerRefNumber", "collect_value": "stripe"}, {"customerRefNumber": "STRIPE-42"}, True),
+    ({"collect_field": "customerRefNumber", "collect_value": "stripe"}, {"customerRefNumber": None}, False),
+])
+def test_the_collection_criterion_is_configurable(db, settings, invoice, collected):
+    # given
+    integration = IntegrationFactory(kind="stripe", settings=settings)
+
+    # then
+    assert VismaInvoicesStream(integration).is_for_stripe(invoice) is collected
