@@ -21,3 +21,26 @@ def test_seeding_twice_makes_one_account_and_two_customers(db):
     assert customers == [("Fjordline Sport AS", "10002"), ("Nordic Outdoor AB", "10001")]
     assert "2 demo customer(s) created" in first.getvalue()
     assert "0 demo customer(s) created" in second.getvalue()
+
+
+def test_seeding_for_a_tenant_takes_its_stripe_key_and_sends_events_to_its_integration(db):
+    # given a tenant whose Stripe connection points at the sandbox
+    from tests.factories import ConnectionFactory, IntegrationFactory
+
+    partner = ConnectionFactory(system="stripe", base_url="http://127.0.0.1:8000/sandbox/stripe",
+                                credentials={"secret_key": "sk_test_tenant_key_9876",
+                                             "webhook_secrets": ["whsec_tenant_new", "whsec_tenant_old"]})
+    integration = IntegrationFactory(tenant=partner.tenant, kind="stripe", partner_connection=partner)
+    out = StringIO()
+
+    # when
+    call_command("stripe_sandbox_seed", "--tenant", partner.tenant.slug, "--base-url", "http://127.0.0.1:8000",
+                 stdout=out)
+
+    # then
+    account = StripeAccount.objects.get()
+    assert (account.secret_key, account.webhook_secret, account.webhook_url) == (
+        "sk_test_tenant_key_9876", "whsec_tenant_new", f"http://127.0.0.1:8000/webhooks/stripe/{integration.pk}/"
+    )
+    assert "sk_test_tenant_key_9876" not in out.getvalue()
+    assert "…9876" in out.getvalue()
