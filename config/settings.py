@@ -196,5 +196,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "stripe": {"level": "WARNING"},  # the library logs every request at INFO
     },
 }
