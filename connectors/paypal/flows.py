@@ -102,6 +102,19 @@ def _day(moment: str | None, fallback: date) -> date:
 # --- the shared reading side ----------------------------------------------------------------------------------
 
 
+
+def _money_object(movement: dict, payload: dict) -> SourceObject:
+    """A capture or refund as the pipeline keeps it: its amount for the record (None when PayPal sent no number)."""
+    amount = movement.get("amount") or {}
+    try:
+        value = Decimal(str(amount.get("value")))
+    except ArithmeticError:
+        value = None
+    return SourceObject(
+        source_id=str(movement["id"]), payload=payload, updated_at=paypal_time(movement.get("update_time")),
+        amount=value, currency=str(amount.get("currency_code") or "")[:3],
+    )
+
 class PayPalSource(Stream):
     """What every PayPal stream shares: the client, PayPal's publication delay, the dedupe against settled records."""
 
@@ -217,16 +230,7 @@ class CaptureSource(PayPalSource):
 
     @staticmethod
     def source_object(capture: dict, payer: dict) -> SourceObject:
-        amount = capture.get("amount") or {}
-        try:
-            value = Decimal(str(amount.get("value")))
-        except ArithmeticError:
-            value = None
-        return SourceObject(
-            source_id=str(capture["id"]), payload={"capture": capture, "payer": payer},
-            updated_at=paypal_time(capture.get("update_time")), amount=value,
-            currency=str(amount.get("currency_code") or "")[:3],
-        )
+        return _money_object(capture, {"capture": capture, "payer": payer})
 
     def transform(self, source: SourceObject) -> Posting:
         capture = source.payload.get("capture") or {}
@@ -372,16 +376,7 @@ class RefundSource(PayPalSource):
 
     @staticmethod
     def source_object(refund: dict, *, capture_id: str) -> SourceObject:
-        amount = refund.get("amount") or {}
-        try:
-            value = Decimal(str(amount.get("value")))
-        except ArithmeticError:
-            value = None
-        return SourceObject(
-            source_id=str(refund["id"]), payload={"refund": refund, "capture_id": capture_id},
-            updated_at=paypal_time(refund.get("update_time")), amount=value,
-            currency=str(amount.get("currency_code") or "")[:3],
-        )
+        return _money_object(refund, {"refund": refund, "capture_id": capture_id})
 
     def transform(self, source: SourceObject) -> Posting:
         refund = source.payload.get("refund") or {}
