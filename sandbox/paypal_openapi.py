@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import copy
-import json
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from openapi_schema_validator import OAS30Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
 
-from .openapi import FORMAT_CHECKER, HTTP_METHODS, OpenApiDocument, Operation, _error_describe
+from .openapi_index import (
+    FORMAT_CHECKER,
+    OpenApiIndex,
+    openapi_index_cached,
+    pointer_resolve,
+)
 
 PAYPAL_SPECS = {
     "payments": ("specs/paypal/payments_payment_v2.json", "PayPal Payments v2", "/v2/payments/"),
@@ -22,13 +22,6 @@ PAYPAL_SPECS = {
     "reporting": ("specs/paypal/reporting_transactions_v1.json", "PayPal Transaction Search v1", "/v1/reporting/"),
     "invoicing": ("specs/paypal/invoicing_v2.json", "PayPal Invoicing v2", "/v2/invoicing/"),
 }
-
-
-def _resolve(document: dict, reference: str) -> dict:
-    node: Any = document
-    for part in reference.lstrip("#/").split("/"):
-        node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
 
 
 def _flatten(document: dict, schema: Any, memo: dict[int, dict], seen: set[int]) -> Any:
@@ -46,7 +39,7 @@ def _flatten(document: dict, schema: Any, memo: dict[int, dict], seen: set[int])
         required: list[str] = list(schema.get("required", []))
         for part in schema["allOf"]:
             if isinstance(part, dict) and "$ref" in part:
-                target = _resolve(document, part["$ref"])
+                target = pointer_resolve(document, part["$ref"])
                 if id(target) in seen:
                     continue
                 seen.add(id(target))
@@ -89,76 +82,39 @@ def _close(schema: Any, seen: set[int]) -> None:
         _close(value, seen)
 
 
-class PayPalOpenApiDocument(OpenApiDocument):
+class PayPalOpenApiDocument(OpenApiIndex):
     """A PayPal OpenAPI 3.0 document: allOf flattened, objects closed, query parameters checked by their schema."""
 
-    def __init__(self, path: Path, *, title: str):
-        started = time.perf_counter()
-        self.path = path
-        self.title = title
-        with path.open("rb") as spec_file:
-            original = json.load(spec_file)
-        components = original.get("components", {})
+    problems_deduplicated = True
+
+    def document_prepare(self, document: dict) -> dict:
+        components = document.get("components", {})
         memo: dict[int, dict] = {}
-        flattened = copy.copy(original)
+        flattened = copy.copy(document)
         flattened["components"] = {
-            **components, "schemas": {name: _flatten(original, schema, memo, set())
+            **components, "schemas": {name: _flatten(document, schema, memo, set())
                                       for name, schema in components.get("schemas", {}).items()}
         }
-        flattened["paths"] = _flatten(original, original.get("paths", {}), memo, set())
+        flattened["paths"] = _flatten(document, document.get("paths", {}), memo, set())
         _close(flattened["components"]["schemas"], set())
         _close(flattened["paths"], set())
-        self.document = flattened
-        self.base_uri = f"urn:openapi:{path.name}"
-        self.registry = Registry().with_resource(
-            self.base_uri, Resource.from_contents(self.document, default_specification=DRAFT4)
-        )
-        self.operations: dict[str, dict[int, list[Operation]]] = {}
-        for template, path_item in self.document.get("paths", {}).items():
-            shared_parameters = path_item.get("parameters", [])
-            for method in HTTP_METHODS:
-                if method not in path_item:
-                    continue
-                operation = self._operation_build(method, template, path_item[method], shared_parameters)
-                self.operations.setdefault(method, {}).setdefault(len(operation.segments), []).append(operation)
-        self._validators: dict[str, Any] = {}
-        self.load_seconds = time.perf_counter() - started
+        return flattened
 
-    def query_problems(self, operation: Operation, query: Mapping[str, Any]) -> list[str]:
-        """Unknown names, missing required parameters, and values their schema refuses (type, pattern, range)."""
-        problems = []
-        declared = operation.query_parameters
-        for name, raw in query.items():
-            parameter = declared.get(name)
-            if parameter is None:
-                problems.append(f"{name}: query parameter not declared for {operation.method.upper()} "
-                                f"{operation.template}")
-                continue
-            schema = parameter.get("schema", {})
-            for value in raw if isinstance(raw, (list, tuple)) else [raw]:
-                coerced = _coerce(str(value), schema.get("type"))
-                if coerced is None:
-                    problems.append(f"{name}: '{value}' is not of type {schema.get('type')}")
-                    continue
-                validator = OAS30Validator(schema, format_checker=FORMAT_CHECKER)
-                for error in validator.iter_errors(coerced):
-                    problems.append(f"{name}: '{value}' {error.message.split(' ', 1)[-1]}"
-                                    if error.validator == "pattern" else f"{name}: {error.message}")
-        for name, parameter in declared.items():
-            if parameter.get("required") and name not in query:
-                problems.append(f"{name}: required query parameter is missing")
-        return problems
+    def query_value_problems(self, name: str, schema: dict, value: Any) -> list[str]:
+        """Values their schema refuses (type, pattern, range)."""
+        coerced = _coerce(str(value), schema.get("type"))
+        if coerced is None:
+            return [f"{name}: '{value}' is not of type {schema.get('type')}"]
+        validator = OAS30Validator(schema, format_checker=FORMAT_CHECKER)
+        return [
+            f"{name}: '{value}' {error.message.split(' ', 1)[-1]}" if error.validator == "pattern"
+            else f"{name}: {error.message}"
+            for error in validator.iter_errors(coerced)
+        ]
 
-    def body_problems(self, operation: Operation, body: Any) -> list[str]:
-        if body is None:
-            return ["request body is required"] if operation.body_required else []
-        if operation.body_schema is None:
-            return [f"{operation.method.upper()} {operation.template} takes no JSON request body"]
-        problems = []
-        errors = self.schema_validator(operation.body_schema).iter_errors(body)
-        for error in sorted(errors, key=lambda error: [str(part) for part in error.absolute_path]):
-            problems.extend(_error_describe(error))
-        return list(dict.fromkeys(problems))
+    def query_combination_problems(self, declared: Mapping[str, dict], query: Mapping[str, Any]) -> list[str]:
+        return [f"{name}: required query parameter is missing"
+                for name, parameter in declared.items() if parameter.get("required") and name not in query]
 
 
 def _coerce(text: str, kind: str | None):
@@ -177,21 +133,12 @@ def _coerce(text: str, kind: str | None):
     return text
 
 
-_documents: dict[str, PayPalOpenApiDocument] = {}
-_lock = threading.Lock()
-
-
 def paypal_openapi(name: str) -> PayPalOpenApiDocument:
     """One of PayPal's documents (payments, orders, reporting, invoicing), loaded on first use."""
-    document = _documents.get(name)
-    if document is None:
-        with _lock:
-            document = _documents.get(name)
-            if document is None:
-                relative, title, _prefix = PAYPAL_SPECS[name]
-                document = PayPalOpenApiDocument(Path(settings.SHARED_DIR) / relative, title=title)
-                _documents[name] = document
-    return document
+    relative, title, _prefix = PAYPAL_SPECS[name]
+    return openapi_index_cached(
+        f"paypal:{name}", lambda: PayPalOpenApiDocument(Path(settings.SHARED_DIR) / relative, title=title)
+    )
 
 
 def paypal_document_for(api_path: str) -> PayPalOpenApiDocument | None:
@@ -206,11 +153,7 @@ def paypal_request_problems(method: str, api_path: str, body: Any, query: Mappin
     document = paypal_document_for(api_path)
     if document is None:
         return [f"{method.upper()} {api_path} is not in any PayPal OpenAPI file the emulator knows"]
-    found = document.operation_find(method, api_path)
-    if found is None:
-        return [f"{method.upper()} {api_path} is not an operation of {document.title}"]
-    operation, _ = found
-    return [*document.query_problems(operation, query), *document.body_problems(operation, body)]
+    return document.request_problems(method, api_path, body, query)
 
 
 def paypal_response_problems(method: str, api_path: str, status: int, body: Any) -> list[str]:
@@ -218,7 +161,4 @@ def paypal_response_problems(method: str, api_path: str, status: int, body: Any)
     document = paypal_document_for(api_path)
     if document is None:
         return [f"{api_path} is not in any PayPal OpenAPI file the emulator knows"]
-    found = document.operation_find(method, api_path)
-    if found is None:
-        return [f"{method.upper()} {api_path} is not an operation of {document.title}"]
-    return document.response_problems(found[0], status, body)
+    return document.response_problems_at(method, api_path, status, body)

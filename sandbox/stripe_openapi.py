@@ -2,45 +2,49 @@
 each request: the path and method exist, and every top-level parameter is one Stripe documents for it."""
 from __future__ import annotations
 
-import re
-import threading
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 import yaml
 from django.conf import settings
 
+from .openapi_index import OpenApiIndex, Operation, openapi_index_cached
+
 STRIPE_SPEC_RELATIVE_PATH = "specs/stripe/spec3.yaml"
-_lock = threading.Lock()
 
 
-@cache
-def _operations() -> list[tuple[re.Pattern, str, frozenset[str]]]:
-    """(path pattern, method, parameter names) of every operation in the file; read once (about 2 s)."""
-    with _lock, open(Path(settings.SHARED_DIR) / STRIPE_SPEC_RELATIVE_PATH, encoding="utf-8") as spec_file:
-        document = yaml.load(spec_file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    operations = []
-    for template, methods in document["paths"].items():
-        pattern = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$")
-        for method, operation in methods.items():
-            if method not in ("get", "post", "delete"):
-                continue
-            names = {parameter["name"] for parameter in operation.get("parameters") or []
-                     if parameter.get("in") == "query"}
-            form = ((operation.get("requestBody") or {}).get("content") or {}).get(
-                "application/x-www-form-urlencoded") or {}
-            names |= set((form.get("schema") or {}).get("properties") or {})
-            # A literal path (/v1/customers/search) must win over a template (/v1/customers/{customer}).
-            operations.append((pattern, method, frozenset(names), template.count("{")))
-    operations.sort(key=lambda operation: operation[3])
-    return [(pattern, method, names) for pattern, method, names, _ in operations]
+class StripeOpenApiIndex(OpenApiIndex):
+    """Stripe's document: YAML, paths matched as spelt, parameters in the query or in a form-encoded body."""
+
+    literals_case_sensitive = True
+
+    def document_read(self, spec_file: BinaryIO) -> dict:
+        return yaml.load(spec_file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+    def parameter_names(self, operation: Operation) -> frozenset[str]:
+        """The query parameters and form-encoded body fields Stripe documents for `operation`."""
+        spec = self.document["paths"][operation.template][operation.method]
+        form = ((spec.get("requestBody") or {}).get("content") or {}).get("application/x-www-form-urlencoded") or {}
+        return frozenset(operation.query_parameters) | frozenset((form.get("schema") or {}).get("properties") or {})
+
+
+def stripe_openapi() -> StripeOpenApiIndex:
+    """Stripe's document, loaded on first use (about 2 s) and kept for the life of the process."""
+    return openapi_index_cached(
+        "stripe", lambda: StripeOpenApiIndex(Path(settings.SHARED_DIR) / STRIPE_SPEC_RELATIVE_PATH, title="Stripe API")
+    )
 
 
 def stripe_request_problems(method: str, path: str, params: Mapping[str, object]) -> list[str]:
     """What in this request Stripe's OpenAPI file does not allow; empty when it is a documented call."""
-    method = method.lower()
-    for pattern, operation_method, names in _operations():
-        if operation_method == method and pattern.match(path):
-            return [f"Received unknown parameter: {name}" for name in params if name not in names]
-    return [f"Unrecognized request URL ({method.upper()}: {path})."]
+    unrecognized = [f"Unrecognized request URL ({method.upper()}: {path})."]
+    # The index reads /v1/customers/ as /v1/customers; Stripe knows no path with an empty segment.
+    if not path.startswith("/") or "" in path.split("/")[1:]:
+        return unrecognized
+    document = stripe_openapi()
+    found = document.operation_find(method, path)
+    if found is None:
+        return unrecognized
+    names = document.parameter_names(found[0])
+    return [f"Received unknown parameter: {name}" for name in params if name not in names]
