@@ -73,6 +73,10 @@ class StripeApi:
         with stripe_errors():
             return self.client.v1.disputes.retrieve(dispute_id)
 
+    def refund(self, refund_id: str) -> stripe.Refund:
+        with stripe_errors():
+            return self.client.v1.refunds.retrieve(refund_id)
+
     def invoice(self, invoice_id: str) -> stripe.Invoice:
         with stripe_errors():
             return self.client.v1.invoices.retrieve(invoice_id)

@@ -1,9 +1,12 @@
 """Stripe ↔ Visma streams. Stripe → Visma: charges that pay Visma invoices become customer payments applied to them
-(the Stripe fee in its own journal), failed charges and disputes become notes on the Visma invoice (If-Match); each
-object is re-read from the API, and Stripe's /v1/events list is the poll fallback for missed webhooks.
-Visma → Stripe: released Visma invoices marked for Stripe collection become sent Stripe invoices."""
+(the Stripe fee in its own journal), their refunds journals, failed charges and disputes notes on the Visma invoice
+(If-Match); each object is re-read from the API, and Stripe's /v1/events list is the poll fallback for missed
+webhooks. Visma → Stripe: released Visma invoices marked for Stripe collection become sent Stripe invoices; one
+changed in Visma after it was sent is flagged, never re-sent."""
 from __future__ import annotations
 
+import hashlib
+import json
 import weakref
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -11,13 +14,14 @@ from decimal import Decimal
 from functools import cached_property
 from urllib.parse import quote
 
-from audit.models import SyncRecord
+from audit.models import RecordStatus, SyncRecord
+from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.postings import CUSTOMER_INVOICES
 from connectors.visma.target import VismaTarget, _visma_outcome
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.models import Customer
-from mappings.money import from_minor, minor_units
+from mappings.money import MoneyError, from_minor, minor_units
 from mappings.services import MappingOutcome
 
 from .client import StripeApi
@@ -251,7 +255,61 @@ class DisputesStream(StripeToVisma, StripeSource):
         )
 
 
-STREAMS: dict[str, type[Stream]] = {stream.name: stream for stream in (ChargesStream, DisputesStream)}
+class RefundsStream(StripeToVisma, StripeSource):
+    """Stripe refunds of a charge that paid a Visma invoice → a journal each (debit the receivable side, credit the
+    Stripe clearing account), marked with the refund id; a refund waits until its charge is posted."""
+
+    name = "refunds"
+    target_kind = "journal"
+    event_types = ("charge.refunded", "refund.created", "refund.updated")
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        refund = self.stripe.refund(source_id).to_dict()
+        charge, invoice = self._charge_with_invoice(str(refund["charge"]))
+        return SourceObject(source_id=refund["id"], payload={"refund": refund, "charge": charge, "invoice": invoice},
+                            updated_at=_moment(refund.get("created")),
+                            amount=stripe_amount(refund.get("amount"), refund["currency"], field="amount"),
+                            currency=str(refund["currency"]).upper())
+
+    def transform(self, source: SourceObject) -> Posting:
+        refund = source.payload["refund"]
+        charge = source.payload["charge"]
+        invoice = source.payload.get("invoice")
+        refund_id, charge_id = refund["id"], charge["id"]
+        currency = str(refund.get("currency") or "").upper()
+        amount = stripe_amount(refund.get("amount"), currency, field="amount")
+        if refund.get("status") in ("pending", "requires_action"):
+            raise WaitFor(f"refund {refund_id} is {refund.get('status')} at Stripe")
+        if refund.get("status") != "succeeded":
+            raise SourceDataError(f"refund {refund_id} is {refund.get('status')}: no money was returned")
+        if str(charge.get("currency") or "").upper() != currency:
+            raise SourceDataError(f"refund {refund_id} is in {currency}; its charge {charge_id} is in "
+                                  f"{str(charge.get('currency')).upper()}")
+        if amount <= 0 or amount > stripe_amount(charge.get("amount"), currency, field="amount"):
+            raise SourceDataError(f"refund {refund_id} of {amount} {currency} is not within its charge {charge_id}")
+        paid = SyncRecord.objects.filter(integration=self.integration, stream=ChargesStream.name,
+                                         source_id=charge_id).values_list("status", flat=True).first()
+        if paid != RecordStatus.POSTED:
+            raise WaitFor(f"refund {refund_id} waits for its charge {charge_id} to be posted "
+                          f"(charge record: {paid or 'not received yet'})")
+        visma = self.visma_invoice([charge, *([invoice] if invoice else [])], currency=currency,
+                                   what=f"refund {refund_id}")
+        customer = visma["customer"]
+        return Posting(
+            document="journal", marker=refund_id, currency=currency, date=_day(refund.get("created")),
+            description=f"Stripe refund {refund_id} of charge {charge_id} for invoice {visma['number']}",
+            facts=MatchFacts(transaction_type="refund", amount=amount, currency=currency,
+                             customer_group=customer_group(self.tenant, customer)),
+            lines=[PostingLine(role="account", debit=amount,
+                               description=f"Stripe refund {refund_id} · invoice {visma['number']} · "
+                                           f"customer {customer}"),
+                   PostingLine(role="clearing", credit=amount, description=f"Stripe refund {refund_id}")],
+            customer=customer,
+            extra={"invoice_number": visma["number"], "stripe_id": refund_id, "charge": charge_id},
+        )
+
+
+STREAMS: dict[str, type[Stream]] = {stream.name: stream for stream in (ChargesStream, DisputesStream, RefundsStream)}
 
 
 
@@ -272,6 +330,42 @@ def visma_money(value: object, currency: str, *, field: str) -> Decimal:
     except ArithmeticError:
         raise SourceDataError(f"{field} {value!r} is not an amount") from None
     return amount.quantize(Decimal(1).scaleb(-minor_units(currency)))
+
+
+def visma_billed_terms(invoice: Mapping) -> dict:
+    """What Stripe bills from a Visma invoice: amount, currency, due date and lines; a change to any is a change to
+    a sent invoice (its balance, status or notes are not)."""
+    currency = str(invoice.get("currencyId") or "").upper()
+    try:
+        places = Decimal(1).scaleb(-minor_units(currency))
+    except MoneyError:
+        places = Decimal("0.01")
+
+    def money(value: object) -> str:
+        try:
+            return str(Decimal(str(value)).quantize(places)) if value is not None else ""
+        except ArithmeticError:
+            return str(value)
+
+    return {
+        "amount": money(invoice.get("amountInCurrency")),
+        "vat": money(invoice.get("vatTotalInCurrency") or 0),
+        "currency": currency,
+        "due_date": str(invoice.get("documentDueDate") or "")[:10],
+        "lines": [[str(line.get("description") or ""), money(line.get("amountInCurrency"))]
+                  for line in invoice.get("invoiceLines") or []],
+    }
+
+
+def visma_billed_changes(before: Mapping, now: Mapping) -> list[str]:
+    """Each billed term that differs, in words: "amount 129.90 → 174.90", "due date 2026-06-30 → 2026-07-31"."""
+    changes = []
+    for term, label in (("amount", "amount"), ("vat", "VAT"), ("currency", "currency"), ("due_date", "due date")):
+        if before.get(term) != now.get(term):
+            changes.append(f"{label} {before.get(term) or 'none'} → {now.get(term) or 'none'}")
+    if before.get("lines") != now.get("lines"):
+        changes.append(f"lines changed ({len(before.get('lines') or [])} → {len(now.get('lines') or [])} lines)")
+    return changes
 
 
 class VismaInvoicesStream(StripeSource):
@@ -303,9 +397,21 @@ class VismaInvoicesStream(StripeSource):
         return bool(wanted) and wanted in found
 
     def _source(self, invoice: dict) -> SourceObject:
+        """The invoice as a source object; once it was sent to Stripe and what Stripe bills changed since, a source
+        of its own per change (`<number>:changed:<digest>`), which transform flags: a sent invoice is never re-sent."""
+        number = str(invoice["referenceNumber"])
         currency = str(invoice.get("currencyId") or "")
-        return SourceObject(source_id=str(invoice["referenceNumber"]), payload={"invoice": invoice},
-                            updated_at=None, amount=Decimal(str(invoice.get("amountInCurrency") or 0)),
+        amount = Decimal(str(invoice.get("amountInCurrency") or 0))
+        sent = SyncRecord.objects.filter(integration=self.integration, stream=self.name, source_id=number,
+                                         status=RecordStatus.POSTED).values("source_payload", "target_id").first()
+        if sent is not None:
+            before, now = visma_billed_terms(sent["source_payload"]["invoice"]), visma_billed_terms(invoice)
+            if before != now:
+                digest = hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()[:12]
+                return SourceObject(source_id=f"{number}:changed:{digest}",
+                                    payload={"invoice": invoice, "sent": before, "stripe_invoice": sent["target_id"]},
+                                    updated_at=None, amount=amount, currency=currency)
+        return SourceObject(source_id=number, payload={"invoice": invoice}, updated_at=None, amount=amount,
                             currency=currency)
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
@@ -317,11 +423,18 @@ class VismaInvoicesStream(StripeSource):
                 yield self._source(invoice)
 
     def read_one(self, source_id: str) -> SourceObject | None:
-        invoice = self.visma_client.get_one(f"{CUSTOMER_INVOICES}/{quote(source_id, safe='')}")
+        number = source_id.split(":")[0]
+        invoice = self.visma_client.get_one(f"{CUSTOMER_INVOICES}/{quote(number, safe='')}")
         return self._source(invoice) if invoice and self.is_for_stripe(invoice) else None
 
     def transform(self, source: SourceObject) -> Posting:
         invoice = source.payload["invoice"]
+        if "sent" in source.payload:
+            changes = visma_billed_changes(source.payload["sent"], visma_billed_terms(invoice))
+            raise SourceDataError(
+                f"Visma invoice {invoice['referenceNumber']} changed after it was sent to Stripe as "
+                f"{source.payload['stripe_invoice']} ({'; '.join(changes)}): not re-sent; correct the Stripe invoice "
+                "by hand (void and send a new one) or undo the change in Visma")
         number = str(invoice["referenceNumber"])
         currency = str(invoice.get("currencyId") or "").upper()
         if not currency:
@@ -428,4 +541,4 @@ class VismaInvoicesStream(StripeSource):
 
 STREAMS[VismaInvoicesStream.name] = VismaInvoicesStream
 
-__all__ = ["STREAMS", "ChargesStream", "DisputesStream", "VismaInvoicesStream", "stripe_amount"]
+__all__ = ["STREAMS", "ChargesStream", "DisputesStream", "RefundsStream", "VismaInvoicesStream", "stripe_amount"]

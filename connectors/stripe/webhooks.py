@@ -20,7 +20,8 @@ SIGNATURE_HEADER = "stripe-signature"
 DEFAULT_TOLERANCE_SECONDS = 300
 
 # Event type → the stream whose object the event names (data.object is that object).
-CHARGE_EVENTS = frozenset({"charge.succeeded", "charge.failed", "charge.refunded"})
+CHARGE_EVENTS = frozenset({"charge.succeeded", "charge.failed"})
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated"})
 DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"})
 INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
 
@@ -83,6 +84,13 @@ def stripe_event_objects(document: Mapping) -> list[tuple[str, str]]:
         return []
     if event_type in CHARGE_EVENTS:
         return [("charges", object_id)]
+    if event_type == "charge.refunded":
+        # Each refund of the charge is its own journal; the charge itself was carried by charge.succeeded.
+        refunds = obj.get("refunds") if isinstance(obj.get("refunds"), Mapping) else {}
+        return [("refunds", str(refund["id"])) for refund in refunds.get("data") or []
+                if isinstance(refund, Mapping) and refund.get("id")]
+    if event_type in REFUND_EVENTS:
+        return [("refunds", object_id)]
     if event_type in DISPUTE_EVENTS:
         return [("disputes", object_id)]
     if event_type in INVOICE_EVENTS:

@@ -1,15 +1,17 @@
 """Visma → Stripe over real HTTP, both emulators live: a released Visma invoice marked for Stripe becomes one Stripe
-invoice (customer found or created, finalized, sent), a retry never makes a second one, and an invoice in a currency
-the account does not collect is flagged."""
+invoice (customer found or created, finalized, sent), a retry never makes a second one, an invoice in a currency
+the account does not collect is flagged, and a sent invoice whose billed terms change in Visma is flagged, not
+re-sent."""
 import pytest
 
+from audit.models import SyncRecord
 from connectors.pipeline import stream_for, stream_poll
 from connectors.services import integration_save
 from mappings.documents import Posting
 from sandbox.models import StripeObject, VismaDocument
 from sandbox.services import VISMA_SANDBOX_COMPANY_ID
 from sandbox.stripe_api import customer_create
-from sandbox.visma_erp import customer_invoice_create
+from sandbox.visma_erp import customer_invoice_create, customer_invoice_update
 from tests.e2e.test_stripe_payments import world  # noqa: F401
 
 
@@ -109,3 +111,68 @@ def test_an_invoice_in_a_currency_the_account_does_not_collect_is_flagged(collec
     assert record.reasons == ["Visma invoice 200005 is in SEK; this Stripe account collects EUR"]
     assert _stripe("invoice") == []
     assert VismaDocument.objects.filter(collection="customer_invoice", key="200005").count() == 1
+
+
+def _visma_invoice_change(number: str, dto: dict) -> None:
+    customer_invoice_update(VISMA_SANDBOX_COMPANY_ID, number, dto, if_match=None)
+
+
+def test_a_sent_invoice_whose_lines_change_in_visma_is_flagged_naming_the_change_not_re_sent(collecting):
+    # given: 200006 was sent to Stripe, then a line is added in Visma
+    _visma_invoice("200006", "10004", "EUR", [("Tent", "120.00"), ("Pegs", "9.90")])
+    stream_poll(collecting.integration, "visma_invoices")
+    sent = collecting.record("visma_invoices", "200006")
+    _visma_invoice_change("200006", {"invoiceLines": [
+        {"operation": "Insert", "accountNumber": {"value": "3000"}, "description": {"value": "Stove"},
+         "quantity": {"value": 1}, "unitPriceInCurrency": {"value": 45.0}}]})
+
+    # when
+    run = stream_poll(collecting.integration, "visma_invoices")
+    again = stream_poll(collecting.integration, "visma_invoices")
+
+    # then
+    [changed] = SyncRecord.objects.filter(integration=collecting.integration, stream="visma_invoices",
+                                          source_id__startswith="200006:changed:")
+    assert changed.status == "flagged"
+    assert changed.reasons == [
+        (f"visma_invoices {changed.source_id}: Visma invoice 200006 changed after it was sent to Stripe as "
+         f"{sent.target_id} (amount 129.90 → 174.90; lines changed (2 → 3 lines)): not re-sent; correct the Stripe "
+         "invoice by hand (void and send a new one) or undo the change in Visma")]
+    assert (run.flagged, again.flagged, again.skipped) == (1, 0, 1)
+    assert collecting.record("visma_invoices", "200006").status == "posted"
+    [invoice] = _stripe("invoice")
+    assert (invoice["id"], invoice["amount_due"]) == (sent.target_id, 12990)
+    assert [event["type"] for event in _stripe("event")].count("invoice.sent") == 1
+
+
+def test_a_sent_invoice_whose_due_date_changes_in_visma_is_flagged_naming_the_dates(collecting):
+    # given
+    document = _visma_invoice("200007", "10004", "EUR", [("Tent", "120.00")])
+    due_before = document.body["documentDueDate"][:10]
+    stream_poll(collecting.integration, "visma_invoices")
+    _visma_invoice_change("200007", {"documentDueDate": {"value": "2031-01-31T00:00:00"}})
+
+    # when
+    stream_poll(collecting.integration, "visma_invoices")
+
+    # then
+    [changed] = SyncRecord.objects.filter(integration=collecting.integration, source_id__startswith="200007:changed:")
+    assert changed.status == "flagged"
+    assert f"(due date {due_before} → 2031-01-31)" in changed.reasons[0]
+    assert len(_stripe("invoice")) == 1
+
+
+def test_a_sent_invoice_re_read_with_only_its_note_changed_is_skipped(collecting):
+    # given
+    _visma_invoice("200008", "10004", "EUR", [("Tent", "120.00")])
+    stream_poll(collecting.integration, "visma_invoices")
+    _visma_invoice_change("200008", {"note": {"value": "Customer asked for a copy"}})
+
+    # when
+    run = stream_poll(collecting.integration, "visma_invoices")
+
+    # then
+    assert (run.fetched, run.skipped, run.flagged, run.posted) == (1, 1, 0, 0)
+    assert list(SyncRecord.objects.filter(integration=collecting.integration).values_list("source_id", "status")) == [
+        ("200008", "posted")]
+    assert len(_stripe("invoice")) == 1

@@ -1,10 +1,17 @@
-"""The pure parts of the Stripe streams: Stripe's smallest-unit amounts, Visma field text, the collection criterion."""
+"""The pure parts of the Stripe streams: Stripe's smallest-unit amounts, Visma field text, the collection criterion,
+what counts as a change to a Visma invoice already sent to Stripe."""
 from decimal import Decimal
 
 import pytest
 
 from connectors.pipeline import SourceDataError
-from connectors.stripe.flows import VismaInvoicesStream, stripe_amount, visma_field_text
+from connectors.stripe.flows import (
+    VismaInvoicesStream,
+    stripe_amount,
+    visma_billed_changes,
+    visma_billed_terms,
+    visma_field_text,
+)
 from tests.factories import IntegrationFactory
 
 
@@ -48,3 +55,30 @@ def test_the_collection_criterion_is_configurable(db, settings, invoice, collect
 
     # then
     assert VismaInvoicesStream(integration).is_for_stripe(invoice) is collected
+
+
+SENT = {"referenceNumber": "200001", "currencyId": "EUR", "amountInCurrency": 129.9, "vatTotalInCurrency": 0.0,
+        "documentDueDate": "2026-06-30T00:00:00", "balanceInCurrency": 129.9, "status": "Open", "note": None,
+        "invoiceLines": [{"description": "Tent", "amountInCurrency": 120.0},
+                         {"description": "Pegs", "amountInCurrency": 9.9}]}
+
+
+def test_balance_status_and_note_are_not_billed_terms():
+    # given
+    paid_in_part = {**SENT, "balanceInCurrency": 29.9, "status": "Closed", "note": "Called",
+                    "amountInCurrency": "129.90"}
+
+    # then
+    assert visma_billed_terms(paid_in_part) == visma_billed_terms(SENT)
+    assert visma_billed_changes(visma_billed_terms(SENT), visma_billed_terms(paid_in_part)) == []
+
+
+def test_each_changed_billed_term_is_named_with_before_and_after():
+    # given
+    changed = {**SENT, "currencyId": "SEK", "documentDueDate": "2026-07-31T00:00:00",
+               "invoiceLines": [{"description": "Tent (green)", "amountInCurrency": 120.0},
+                                {"description": "Pegs", "amountInCurrency": 9.9}]}
+
+    # then
+    assert visma_billed_changes(visma_billed_terms(SENT), visma_billed_terms(changed)) == [
+        "currency EUR → SEK", "due date 2026-06-30 → 2026-07-31", "lines changed (2 → 2 lines)"]

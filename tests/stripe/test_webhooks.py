@@ -212,7 +212,8 @@ def test_parse_refuses_a_malformed_body_naming_the_problem(body, message):
 @pytest.mark.parametrize("event_type, object_id, touched", [
     ("charge.succeeded", "ch_1", [("charges", "ch_1")]),
     ("charge.failed", "ch_2", [("charges", "ch_2")]),
-    ("charge.refunded", "ch_3", [("charges", "ch_3")]),
+    ("charge.refunded", "ch_3", []),
+    ("refund.created", "re_1", [("refunds", "re_1")]),
     ("charge.dispute.created", "dp_1", [("disputes", "dp_1")]),
     ("charge.dispute.updated", "dp_2", [("disputes", "dp_2")]),
     ("charge.dispute.closed", "dp_3", [("disputes", "dp_3")]),
@@ -225,6 +226,17 @@ def test_each_event_type_names_the_object_to_re_read(event_type, object_id, touc
 
     # then
     assert stripe_event_objects(document) == touched
+
+
+def test_a_charge_refunded_event_names_each_refund_of_the_charge():
+    # given
+    document = {"object": "event", "id": "evt_1", "type": "charge.refunded",
+                "data": {"object": {"id": "ch_4", "object": "charge", "amount_refunded": 12000, "refunds": {
+                    "object": "list", "data": [{"id": "re_2", "object": "refund", "amount": 9000},
+                                               {"id": "re_1", "object": "refund", "amount": 3000}]}}}}
+
+    # then
+    assert stripe_event_objects(document) == [("refunds", "re_2"), ("refunds", "re_1")]
 
 
 @pytest.mark.parametrize("event_type", ["invoice.paid", "invoice.payment_failed"])
@@ -260,7 +272,8 @@ def test_the_stripe_kind_carries_the_verifier_ping_and_tolerance_setting():
     assert sorted(spec.settings_schema) == ["cash_account", "collect_currencies", "collect_field", "collect_value",
                                             "days_until_due", "payment_method", "webhook_tolerance_seconds"]
     assert {name: stream.__name__ for name, stream in spec.streams.items()} == {
-        "charges": "ChargesStream", "disputes": "DisputesStream", "visma_invoices": "VismaInvoicesStream"}
+        "charges": "ChargesStream", "disputes": "DisputesStream", "refunds": "RefundsStream",
+        "visma_invoices": "VismaInvoicesStream"}
 
 
 def test_a_genuine_delivery_is_stored_once_and_a_forged_one_not_at_all(db):
