@@ -182,6 +182,8 @@ HTTP_LOG_EXCHANGES = env.bool("HTTP_LOG_EXCHANGES", default=True)
 SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=8)
 SYNC_RETRY_BASE_SECONDS = env.int("SYNC_RETRY_BASE_SECONDS", default=60)
 SYNC_RETRY_MAX_SECONDS = env.int("SYNC_RETRY_MAX_SECONDS", default=6 * 3600)
+# A record waiting on another (a refund on its capture) is looked at again this often.
+SYNC_WAIT_SECONDS = env.int("SYNC_WAIT_SECONDS", default=120)
 # A record left in `posting` longer than this is checked against the target by its marker.
 SYNC_POSTING_LEASE_SECONDS = env.int("SYNC_POSTING_LEASE_SECONDS", default=600)
 

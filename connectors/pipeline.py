@@ -166,7 +166,11 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord:
     try:
         posting = stream.transform(source)
     except WaitFor as waiting:
-        return record_services.record_schedule_retry(record, error=f"waiting: {waiting}")
+        # Waiting on another record is not this record's failure: it is looked at again, without spending attempts.
+        return record_services.record_schedule_retry(
+            record, error=f"waiting: {waiting}",
+            not_before=timezone.now() + timedelta(seconds=settings.SYNC_WAIT_SECONDS),
+        )
     except TransientError as exc:
         return _retry_later(record, exc, error=str(exc))
     except (SourceDataError, MoneyError, PermanentError) as exc:

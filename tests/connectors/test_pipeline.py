@@ -384,7 +384,8 @@ def test_a_refund_waits_for_its_capture_then_is_posted(payments_stream, time_mac
                      waits_for="P-1")
 
     # then
-    assert (refund.status, refund.attempts, refund.proposed_posting) == ("retrying", 1, None)
+    assert (refund.status, refund.attempts, refund.proposed_posting) == ("retrying", 0, None)
+    assert refund.next_attempt_at == NOON + timedelta(seconds=120)
     assert refund.last_error == "waiting: original payment P-1 is not posted yet"
     assert payments_stream.LEDGER.writes == 0
 
