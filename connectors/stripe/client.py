@@ -27,6 +27,11 @@ def stripe_idempotency_key(*parts: object) -> str:
     return "ml-" + hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()[:48]
 
 
+def stripe_search_text(value: str) -> str:
+    """A value quoted for Stripe's search query language (backslash and quote escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 @contextmanager
 def stripe_errors() -> Iterator[None]:
     """Turn the library's errors into ours: transient (retry later) or permanent (a person looks)."""
@@ -96,10 +101,13 @@ class StripeApi:
 
     def customer_find(self, *, metadata_key: str, value: str) -> stripe.Customer | None:
         """The customer whose metadata[`metadata_key`] is `value` (Stripe's search), or None."""
-        escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+        found = self.customers_search(f"metadata['{metadata_key}']:{stripe_search_text(value)}", limit=1)
+        return found[0] if found else None
+
+    def customers_search(self, query: str, *, limit: int = 10) -> list[stripe.Customer]:
+        """The customers Stripe's search query language finds (newest first), at most `limit`."""
         with stripe_errors():
-            found = self.client.v1.customers.search({"query": f"metadata['{metadata_key}']:'{escaped}'", "limit": 1})
-        return found.data[0] if found.data else None
+            return list(self.client.v1.customers.search({"query": query, "limit": limit}).data)
 
     # --- writes (each with an idempotency key) -----------------------------------------------------------------
 
@@ -136,4 +144,5 @@ def stripe_ping(connection: Connection) -> str:
     return f"key OK, balance readable (currencies: {currencies}) ({api.base_url})"
 
 
-__all__ = ["ConnectorError", "StripeApi", "stripe_errors", "stripe_idempotency_key", "stripe_ping"]
+__all__ = ["ConnectorError", "StripeApi", "stripe_errors", "stripe_idempotency_key", "stripe_ping",
+           "stripe_search_text"]

@@ -9,13 +9,16 @@ import hashlib
 import json
 import weakref
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from urllib.parse import quote
 
+import stripe
+
 from audit.models import RecordStatus, SyncRecord
-from connectors.errors import WaitFor
+from connectors.errors import PermanentError, WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.postings import CUSTOMER_INVOICES
 from connectors.visma.target import VismaTarget, _visma_outcome
@@ -24,7 +27,7 @@ from mappings.models import Customer
 from mappings.money import MoneyError, from_minor, minor_units
 from mappings.services import MappingOutcome
 
-from .client import StripeApi
+from .client import StripeApi, stripe_search_text
 from .webhooks import stripe_event_objects
 
 SYSTEM = "stripe"
@@ -368,9 +371,30 @@ def visma_billed_changes(before: Mapping, now: Mapping) -> list[str]:
     return changes
 
 
+@dataclass(frozen=True)
+class StripeCustomerMatch:
+    """How the Stripe customer of a Visma customer is looked for: Stripe's search query and, in words, by what."""
+
+    query: str
+    how: str
+
+
+def stripe_customer_match(settings: Mapping, *, number: str, name: str) -> StripeCustomerMatch:
+    """The tenant's `customer_match`: the Visma customer number in a metadata key, or its name as the description."""
+    match = settings.get("customer_match") or "metadata"
+    if match == "description":
+        return StripeCustomerMatch(query=f"description:{stripe_search_text(name)}", how="description")
+    if match == "metadata":
+        key = str(settings.get("customer_metadata_key") or VISMA_CUSTOMER_KEY)
+        return StripeCustomerMatch(query=f"metadata[{stripe_search_text(key)}]:{stripe_search_text(number)}",
+                                   how=f"metadata {key}")
+    raise ValueError(f"customer_match {match!r} is neither metadata nor description")
+
+
 class VismaInvoicesStream(StripeSource):
-    """Visma customer invoices marked for Stripe collection → Stripe invoices (customer found or created, invoice
-    created under a key derived from the Visma invoice so a retry never makes a second one, finalized and sent)."""
+    """Visma customer invoices marked for Stripe collection → Stripe invoices (customer matched, or created when the
+    tenant allows; invoice created under a key derived from the Visma invoice so a retry never makes a second one,
+    finalized and sent)."""
 
     name = "visma_invoices"
     target_kind = "stripe_invoice"
@@ -480,6 +504,11 @@ class VismaInvoicesStream(StripeSource):
             problems.append(f"Visma invoice {posting.extra['invoice_number']} has no customer")
         if posting.facts.amount <= 0:
             problems.append(f"Visma invoice {posting.extra['invoice_number']} has nothing to collect")
+        if not problems:
+            try:
+                problems.extend(self._stripe_customer_found(posting)[1])
+            except PermanentError as exc:
+                problems.append(f"Stripe refused the customer search: {exc.system_message}")
         return problems
 
     def _key(self, *parts: object) -> str:
@@ -487,27 +516,68 @@ class VismaInvoicesStream(StripeSource):
 
         return stripe_idempotency_key(self.integration.pk, *parts)
 
+    def _stripe_customer_found(self, posting: Posting) -> tuple[stripe.Customer | None, list[str]]:
+        """The one Stripe customer matching the invoice's Visma customer (None: none, and the tenant lets us create
+        it), or why the invoice cannot be sent: no match, several, or a customer billed in another currency."""
+        settings = self._settings()
+        name = str(posting.extra.get("customer_name") or "")
+        who = f"Visma customer {posting.customer} {name}".rstrip()
+        try:
+            match = stripe_customer_match(settings, number=posting.customer, name=name)
+        except ValueError as exc:
+            return None, [str(exc)]
+        if match.how == "description" and not name:
+            return None, [f"{who} has no name to match a Stripe customer's description"]
+        found = self.stripe.customers_search(match.query)
+        if len(found) > 1:
+            ids = ", ".join(customer.id for customer in found)
+            several = f"{len(found)} Stripe customers match {who} by {match.how} ({ids}): keep one, or match another way"
+            return None, [several]
+        if not found:
+            if settings.get("create_customers"):
+                return None, []
+            return None, [f"no Stripe customer matches {who} by {match.how}: create it in Stripe or allow creation"]
+        [customer] = found
+        # Stripe fixes a customer's currency at its first invoice or charge; an invoice in another is refused there.
+        billed_in = str(customer.to_dict().get("currency") or "").upper()
+        if billed_in and billed_in != posting.currency:
+            invoice = posting.extra["invoice_number"]
+            differs = f"Stripe customer {customer.id} of {who} is billed in {billed_in}; Visma invoice {invoice} is in " \
+                f"{posting.currency}"
+            return customer, [differs]
+        return customer, []
+
     def _stripe_customer(self, posting: Posting) -> str:
-        found = self.stripe.customer_find(metadata_key=VISMA_CUSTOMER_KEY, value=posting.customer)
-        if found is not None:
-            return found.id
+        """The matched Stripe customer's id, or a new customer's (created only when the tenant allows)."""
+        customer, problems = self._stripe_customer_found(posting)
+        if problems:
+            raise PermanentError("; ".join(problems))
+        if customer is not None:
+            return customer.id
+        settings = self._settings()
         visma = self.visma_client.get_one(f"/v1/customer/{quote(posting.customer, safe='')}") or {}
         email = ((visma.get("mainContact") or {}).get("email")) or None
-        params = {"name": visma.get("name") or posting.extra.get("customer_name") or posting.customer,
-                  "description": f"Visma customer {posting.customer}",
-                  "metadata": {VISMA_CUSTOMER_KEY: posting.customer}}
+        name = visma.get("name") or posting.extra.get("customer_name") or posting.customer
+        key = str(settings.get("customer_metadata_key") or VISMA_CUSTOMER_KEY)
+        # Created so that the next invoice's search finds it again, whichever way the tenant matches.
+        description = (posting.extra.get("customer_name") or name) if settings.get("customer_match") == "description" \
+            else f"Visma customer {posting.customer}"
+        params = {"name": name, "description": description, "metadata": {key: posting.customer}}
         if email:
             params["email"] = email
         return self.stripe.customer_create(params, idempotency_key=self._key("customer", posting.customer)).id
 
     def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
-        customer = self.stripe.customer_find(metadata_key=VISMA_CUSTOMER_KEY, value=posting.customer)
-        if customer is None:
+        name = str(posting.extra.get("customer_name") or "")
+        try:
+            match = stripe_customer_match(self._settings(), number=posting.customer, name=name)
+        except ValueError:
             return None
-        for invoice in self.stripe.invoices_of(customer.id):
-            metadata = invoice.to_dict().get("metadata") or {}
-            if metadata.get(VISMA_INVOICE_KEY) == posting.extra["invoice_number"] and invoice.status != "draft":
-                return invoice.id
+        for customer in self.stripe.customers_search(match.query):
+            for invoice in self.stripe.invoices_of(customer.id):
+                metadata = invoice.to_dict().get("metadata") or {}
+                if metadata.get(VISMA_INVOICE_KEY) == posting.extra["invoice_number"] and invoice.status != "draft":
+                    return invoice.id
         return None
 
     def write(self, posting: Posting, record: SyncRecord) -> str:
@@ -541,4 +611,5 @@ class VismaInvoicesStream(StripeSource):
 
 STREAMS[VismaInvoicesStream.name] = VismaInvoicesStream
 
-__all__ = ["STREAMS", "ChargesStream", "DisputesStream", "RefundsStream", "VismaInvoicesStream", "stripe_amount"]
+__all__ = ["STREAMS", "ChargesStream", "DisputesStream", "RefundsStream", "StripeCustomerMatch", "VismaInvoicesStream",
+           "stripe_amount", "stripe_customer_match"]

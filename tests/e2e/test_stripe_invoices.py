@@ -1,7 +1,8 @@
 """Visma → Stripe over real HTTP, both emulators live: a released Visma invoice marked for Stripe becomes one Stripe
-invoice (customer found or created, finalized, sent), a retry never makes a second one, an invoice in a currency
-the account does not collect is flagged, and a sent invoice whose billed terms change in Visma is flagged, not
-re-sent."""
+invoice (customer matched by metadata or description, or created when the tenant allows; finalized, sent), no match,
+two matches or a customer billed in another currency is flagged with nothing created, a retry never makes a second
+one, an invoice in a currency the account does not collect is flagged, and a sent invoice whose billed terms
+change in Visma is flagged, not re-sent."""
 import pytest
 
 from audit.models import SyncRecord
@@ -32,7 +33,7 @@ def _visma_invoice(number: str, customer: str, currency: str, lines: list[tuple[
 @pytest.fixture
 def collecting(world):  # noqa: F811
     world.integration.settings = {**world.integration.settings, "collect_field": "customerRefNumber",
-                                  "collect_currencies": ["EUR", "NOK", "SEK"]}
+                                  "collect_currencies": ["EUR", "NOK", "SEK"], "create_customers": True}
     integration_save(world.integration)
     return world
 
@@ -176,3 +177,120 @@ def test_a_sent_invoice_re_read_with_only_its_note_changed_is_skipped(collecting
     assert list(SyncRecord.objects.filter(integration=collecting.integration).values_list("source_id", "status")) == [
         ("200008", "posted")]
     assert len(_stripe("invoice")) == 1
+
+
+@pytest.fixture
+def matching(collecting):
+    collecting.integration.settings = {**collecting.integration.settings, "create_customers": False}
+    integration_save(collecting.integration)
+    return collecting
+
+
+def _settings_change(invoicing, **changes) -> None:
+    invoicing.integration.settings = {**invoicing.integration.settings, **changes}
+    integration_save(invoicing.integration)
+
+
+def test_the_stripe_customer_is_found_by_its_description_being_the_visma_customers_name(matching):
+    # given: the Stripe customer carries no Visma number, only the name as its description
+    _settings_change(matching, customer_match="description")
+    customer_create(matching.account, {"name": "Helsinki Trail", "description": "Helsinki Trail Oyj"})
+    existing = customer_create(matching.account, {"name": "Helsinki Trail", "description": "Helsinki Trail Oy"})
+    _visma_invoice("200101", "10004", "EUR", [("Tent", "120.00")])
+
+    # when
+    stream_poll(matching.integration, "visma_invoices")
+
+    # then
+    assert matching.record("visma_invoices", "200101").status == "posted"
+    [invoice] = _stripe("invoice")
+    assert invoice["customer"] == existing["id"]
+    assert len(_stripe("customer")) == 2
+
+
+def test_the_stripe_customer_is_found_by_the_configured_metadata_key(matching):
+    # given
+    _settings_change(matching, customer_metadata_key="erp_number")
+    customer_create(matching.account, {"name": "Other", "metadata": {"visma_customer": "10004"}})
+    existing = customer_create(matching.account, {"name": "Helsinki Trail", "metadata": {"erp_number": "10004"}})
+    _visma_invoice("200102", "10004", "EUR", [("Tent", "120.00")])
+
+    # when
+    stream_poll(matching.integration, "visma_invoices")
+
+    # then
+    [invoice] = _stripe("invoice")
+    assert (matching.record("visma_invoices", "200102").status, invoice["customer"]) == ("posted", existing["id"])
+    assert len(_stripe("customer")) == 2
+
+
+def test_no_matching_stripe_customer_is_flagged_and_none_created_when_creation_is_not_allowed(matching):
+    # given
+    _settings_change(matching, customer_match="description")
+    customer_create(matching.account, {"name": "Helsinki Trail Oy", "description": "Visma customer 10004"})
+    _visma_invoice("200103", "10004", "EUR", [("Tent", "120.00")])
+
+    # when
+    run = stream_poll(matching.integration, "visma_invoices")
+
+    # then
+    record = matching.record("visma_invoices", "200103")
+    assert (record.status, run.flagged) == ("flagged", 1)
+    assert record.reasons == [("no Stripe customer matches Visma customer 10004 Helsinki Trail Oy by description: "
+                               "create it in Stripe or allow creation")]
+    assert len(_stripe("customer")) == 1
+    assert _stripe("invoice") == []
+
+
+def test_no_matching_stripe_customer_is_created_once_and_reused_by_the_next_invoice_when_allowed(collecting):
+    # given
+    _visma_invoice("200104", "10004", "EUR", [("Tent", "120.00")])
+    _visma_invoice("200105", "10004", "EUR", [("Stove", "45.00")])
+
+    # when
+    run = stream_poll(collecting.integration, "visma_invoices")
+
+    # then
+    assert run.posted == 2
+    [customer] = _stripe("customer")
+    assert (customer["name"], customer["metadata"]) == ("Helsinki Trail Oy", {"visma_customer": "10004"})
+    assert [invoice["customer"] for invoice in _stripe("invoice")] == [customer["id"], customer["id"]]
+
+
+def test_two_matching_stripe_customers_are_flagged_naming_both(matching):
+    # given
+    first = customer_create(matching.account, {"name": "Helsinki Trail Oy", "metadata": {"visma_customer": "10004"}})
+    second = customer_create(matching.account, {"name": "Helsinki Trail", "metadata": {"visma_customer": "10004"}})
+    _visma_invoice("200106", "10004", "EUR", [("Tent", "120.00")])
+
+    # when
+    stream_poll(matching.integration, "visma_invoices")
+
+    # then
+    record = matching.record("visma_invoices", "200106")
+    assert record.status == "flagged"
+    assert record.reasons == [(f"2 Stripe customers match Visma customer 10004 Helsinki Trail Oy by metadata "
+                               f"visma_customer ({second['id']}, {first['id']}): keep one, or match another way")]
+    assert _stripe("invoice") == []
+    assert len(_stripe("customer")) == 2
+
+
+def test_a_stripe_customer_billed_in_another_currency_is_flagged_and_no_invoice_created(matching):
+    # given: Stripe fixed the customer's currency at an earlier SEK invoice
+    existing = customer_create(matching.account, {"name": "Helsinki Trail Oy", "metadata": {"visma_customer": "10004"}})
+    row = StripeObject.objects.get(stripe_id=existing["id"])
+    row.body["currency"] = "sek"
+    row.save(update_fields=["body"])
+    _visma_invoice("200107", "10004", "EUR", [("Tent", "120.00")])
+
+    # when
+    stream_poll(matching.integration, "visma_invoices")
+
+    # then
+    record = matching.record("visma_invoices", "200107")
+    assert record.status == "flagged"
+    assert record.reasons == [(f"Stripe customer {existing['id']} of Visma customer 10004 Helsinki Trail Oy is "
+                               "billed in SEK; Visma invoice 200107 is in EUR")]
+    assert _stripe("invoice") == []
+    assert _stripe("invoiceitem") == []
+    assert len(_stripe("customer")) == 1

@@ -1,17 +1,23 @@
 """The pure parts of the Stripe streams: Stripe's smallest-unit amounts, Visma field text, the collection criterion,
-what counts as a change to a Visma invoice already sent to Stripe."""
+what counts as a change to a Visma invoice already sent to Stripe, how the Stripe customer of a Visma invoice is
+matched."""
+from datetime import date
 from decimal import Decimal
 
 import pytest
+import stripe
 
+from connectors.errors import PermanentError
 from connectors.pipeline import SourceDataError
 from connectors.stripe.flows import (
     VismaInvoicesStream,
     stripe_amount,
+    stripe_customer_match,
     visma_billed_changes,
     visma_billed_terms,
     visma_field_text,
 )
+from mappings.documents import MatchFacts, Posting
 from tests.factories import IntegrationFactory
 
 
@@ -82,3 +88,146 @@ def test_each_changed_billed_term_is_named_with_before_and_after():
     # then
     assert visma_billed_changes(visma_billed_terms(SENT), visma_billed_terms(changed)) == [
         "currency EUR → SEK", "due date 2026-06-30 → 2026-07-31", "lines changed (2 → 2 lines)"]
+
+
+class StripeCustomers:
+    """The customer calls of StripeApi over a fixed list; every search and create is kept."""
+
+    def __init__(self, *customers: dict):
+        self.customers = [stripe.Customer.construct_from(customer, "sk_test") for customer in customers]
+        self.queries: list[str] = []
+        self.created: list[dict] = []
+
+    def customers_search(self, query: str) -> list[stripe.Customer]:
+        self.queries.append(query)
+        return list(self.customers)
+
+    def customer_create(self, params: dict, *, idempotency_key: str) -> stripe.Customer:
+        self.created.append(params)
+        return stripe.Customer.construct_from({"id": "cus_new", **params}, "sk_test")
+
+
+def _invoice_stream(settings: dict, *customers: dict) -> tuple[VismaInvoicesStream, StripeCustomers]:
+    stream = VismaInvoicesStream(IntegrationFactory(kind="stripe", settings=settings))
+    api = StripeCustomers(*customers)
+    stream.__dict__["stripe"] = api
+    return stream, api
+
+
+INVOICE = Posting(document="stripe_invoice", marker="visma-invoice-200001", currency="EUR", date=date(2026, 6, 1),
+                  description="Order 200001", customer="10004",
+                  facts=MatchFacts(transaction_type="invoice", amount=Decimal("129.90"), currency="EUR"),
+                  extra={"invoice_number": "200001", "lines": [], "customer_name": "Helsinki Trail Oy",
+                         "due_date": "2026-06-30"})
+
+
+@pytest.mark.parametrize("settings, query, how", [
+    ({}, "metadata['visma_customer']:'10004'", "metadata visma_customer"),
+    ({"customer_match": "metadata", "customer_metadata_key": "erp"}, "metadata['erp']:'10004'", "metadata erp"),
+    ({"customer_match": "description"}, "description:'O\\'Neill \\\\ Sons'", "description"),
+])
+def test_the_stripe_customer_search_follows_the_configured_match(settings, query, how):
+    # when
+    match = stripe_customer_match(settings, number="10004", name="O'Neill \\ Sons")
+
+    # then
+    assert (match.query, match.how) == (query, how)
+
+
+def test_an_unknown_customer_match_is_refused_naming_it():
+    # when
+    with pytest.raises(ValueError) as raised:
+        stripe_customer_match({"customer_match": "email"}, number="10004", name="Helsinki Trail Oy")
+
+    # then
+    assert str(raised.value) == "customer_match 'email' is neither metadata nor description"
+
+
+def test_a_customer_matched_by_description_is_used(db):
+    # given
+    stream, api = _invoice_stream({"customer_match": "description"},
+                                  {"id": "cus_A", "description": "Helsinki Trail Oy", "currency": "eur"})
+
+    # when
+    problems = stream.problems(INVOICE)
+    customer = stream._stripe_customer(INVOICE)
+
+    # then
+    assert (problems, customer) == ([], "cus_A")
+    assert api.queries == ["description:'Helsinki Trail Oy'"] * 2
+    assert api.created == []
+
+
+def test_a_customer_matched_by_metadata_is_used(db):
+    # given
+    stream, api = _invoice_stream({}, {"id": "cus_A", "metadata": {"visma_customer": "10004"}, "currency": None})
+
+    # when
+    problems = stream.problems(INVOICE)
+    customer = stream._stripe_customer(INVOICE)
+
+    # then
+    assert (problems, customer) == ([], "cus_A")
+    assert api.queries == ["metadata['visma_customer']:'10004'"] * 2
+    assert api.created == []
+
+
+def test_no_match_is_flagged_and_nothing_created_when_creation_is_not_allowed(db):
+    # given
+    stream, api = _invoice_stream({"customer_match": "description", "create_customers": False})
+
+    # when
+    problems = stream.problems(INVOICE)
+    with pytest.raises(PermanentError) as raised:
+        stream._stripe_customer(INVOICE)
+
+    # then
+    expected = ("no Stripe customer matches Visma customer 10004 Helsinki Trail Oy by description: create it in "
+                "Stripe or allow creation")
+    assert problems == [expected]
+    assert str(raised.value) == expected
+    assert api.created == []
+
+
+def test_no_match_creates_the_customer_with_the_metadata_key_when_creation_is_allowed(db):
+    # given
+    stream, api = _invoice_stream({"create_customers": True, "customer_metadata_key": "erp"})
+    stream.__dict__["visma_client"] = type("Visma", (), {"get_one": lambda self, path: {
+        "name": "Helsinki Trail Oy", "mainContact": {"email": "info@helsinki-trail.example"}}})()
+
+    # when
+    problems = stream.problems(INVOICE)
+    customer = stream._stripe_customer(INVOICE)
+
+    # then
+    assert (problems, customer) == ([], "cus_new")
+    assert api.created == [{"name": "Helsinki Trail Oy", "description": "Visma customer 10004",
+                            "metadata": {"erp": "10004"}, "email": "info@helsinki-trail.example"}]
+
+
+def test_two_matches_are_flagged_naming_both(db):
+    # given
+    stream, api = _invoice_stream({"create_customers": True}, {"id": "cus_B"}, {"id": "cus_A"})
+
+    # when
+    problems = stream.problems(INVOICE)
+
+    # then
+    assert problems == [("2 Stripe customers match Visma customer 10004 Helsinki Trail Oy by metadata visma_customer "
+                         "(cus_B, cus_A): keep one, or match another way")]
+    assert api.created == []
+
+
+def test_a_customer_billed_in_another_currency_is_flagged_naming_both(db):
+    # given
+    stream, api = _invoice_stream({}, {"id": "cus_A", "currency": "sek"})
+
+    # when
+    problems = stream.problems(INVOICE)
+    with pytest.raises(PermanentError):
+        stream._stripe_customer(INVOICE)
+
+    # then
+    assert problems == [("Stripe customer cus_A of Visma customer 10004 Helsinki Trail Oy is billed in SEK; Visma "
+                         "invoice 200001 is in EUR")]
+    assert api.created == []

@@ -270,6 +270,7 @@ def test_the_stripe_kind_carries_the_verifier_ping_and_tolerance_setting():
     assert spec.ping is stripe_ping
     assert spec.settings_schema["webhook_tolerance_seconds"] == (int, 300)
     assert sorted(spec.settings_schema) == ["cash_account", "collect_currencies", "collect_field", "collect_value",
+                                            "create_customers", "customer_match", "customer_metadata_key",
                                             "days_until_due", "payment_method", "webhook_tolerance_seconds"]
     assert {name: stream.__name__ for name, stream in spec.streams.items()} == {
         "charges": "ChargesStream", "disputes": "DisputesStream", "refunds": "RefundsStream",
