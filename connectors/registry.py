@@ -19,8 +19,8 @@ class KindSpec:
     required_credentials: tuple[str, ...] = ()
     # Further keys a connection may carry (webhook secrets, other auth schemes); anything else is refused.
     optional_credentials: tuple[str, ...] = ()
-    # Setting name → (type, default); anything else in an integration's settings is refused.
-    settings_schema: dict[str, tuple[type, object]] = field(default_factory=dict)
+    # Setting name → (type, default) or (type, default, allowed values); anything else is refused.
+    settings_schema: dict[str, tuple] = field(default_factory=dict)
     streams: dict[str, type[Stream]] = field(default_factory=dict)
     verifier: WebhookVerifier | None = None
     ping: Callable[[Connection], str] | None = None

@@ -122,10 +122,14 @@ def integration_settings_clean(kind: str, raw: dict | None) -> dict:
             {"settings": f"unknown {kind} setting(s): {', '.join(unknown)}; known: {', '.join(sorted(schema)) or 'none'}"}
         )
     cleaned = {}
-    for key, (kind_type, default) in schema.items():
+    for key, (kind_type, default, *allowed) in schema.items():
         value = raw.get(key, default)
         if value is not None and not isinstance(value, kind_type):
             raise ValidationError({"settings": f"{key} must be {kind_type.__name__}, got {json.dumps(value)}"})
+        if allowed and value not in allowed[0]:
+            raise ValidationError(
+                {"settings": f"{key} must be one of {', '.join(map(str, allowed[0]))}, got {json.dumps(value)}"}
+            )
         cleaned[key] = value
     return cleaned
 

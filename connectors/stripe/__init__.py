@@ -20,7 +20,7 @@ SETTINGS_SCHEMA: dict[str, tuple[type, object]] = {
     "days_until_due": (int, 14),
     # How the Stripe customer of a Visma customer is found: "metadata" (metadata[`customer_metadata_key`] is the
     # Visma customer number) or "description" (the Stripe customer's description is the Visma customer's name).
-    "customer_match": (str, "metadata"),
+    "customer_match": (str, "metadata", ("metadata", "description")),
     "customer_metadata_key": (str, "visma_customer"),
     # No Stripe customer matches: create one (True) or flag the invoice for a person (False).
     "create_customers": (bool, False),

@@ -198,3 +198,18 @@ def test_the_platform_schedules_exist_after_migrate():
         "reference data: delta refresh of every tenant": ("connectors.tasks.reference_data_refresh_all", "I", 60, -1),
         "reference data: full refresh of every tenant": ("connectors.tasks.reference_data_refresh_all", "D", None, -1),
     }
+
+
+def test_a_setting_outside_its_allowed_values_is_refused_when_the_integration_is_saved():
+    # given
+    from connectors.services import integration_settings_clean
+
+    # when
+    with pytest.raises(ValidationError) as refused:
+        integration_settings_clean("stripe", {"customer_match": "email"})
+
+    # then
+    assert refused.value.message_dict == {
+        "settings": ['customer_match must be one of metadata, description, got "email"'],
+    }
+    assert integration_settings_clean("stripe", {"customer_match": "description"})["customer_match"] == "description"
