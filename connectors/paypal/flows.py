@@ -156,6 +156,21 @@ class PayPalSource(Stream):
         return SourceObject(source_id=record.source_id, payload=record.source_payload,
                             updated_at=record.source_updated_at, amount=record.amount, currency=record.currency)
 
+    def _window_read(self, start: datetime, end: datetime, wanted, fetch) -> Iterator[SourceObject]:
+        """The objects Transaction Search lists in the window: a settled one as stored, the others read by
+        `fetch(paypal, row, transaction id)`, in batches."""
+        with self.paypal() as paypal:
+            for rows in _batches(self._search_rows(paypal, start, end, wanted)):
+                ids = [row["transaction_info"]["transaction_id"] for row in rows]
+                final = self._final_payloads(ids)
+                for row, transaction_id in zip(rows, ids):
+                    if transaction_id in final:
+                        yield self._as_stored(final[transaction_id])
+                        continue
+                    source = fetch(paypal, row, transaction_id)
+                    if source is not None:
+                        yield source
+
     @staticmethod
     def _search_rows(paypal: PayPalClient, start: datetime, end: datetime, wanted) -> Iterator[dict]:
         """Transaction Search rows in the window that `wanted(info)` keeps, each transaction once."""
@@ -205,17 +220,11 @@ class CaptureSource(PayPalSource):
             return code.startswith(PAYMENT_CODE_PREFIX) and info.get("transaction_status") == "S" and \
                 _info_amount(info) > 0
 
-        with self.paypal() as paypal:
-            for rows in _batches(self._search_rows(paypal, start, end, wanted)):
-                ids = [row["transaction_info"]["transaction_id"] for row in rows]
-                final = self._final_payloads(ids)
-                for row, capture_id in zip(rows, ids):
-                    if capture_id in final:
-                        yield self._as_stored(final[capture_id])
-                        continue
-                    capture = paypal.capture_get(capture_id)
-                    if capture is not None:
-                        yield self.source_object(capture, _payer_from_search(row))
+        def fetch(paypal: PayPalClient, row: Mapping, capture_id: str) -> SourceObject | None:
+            capture = paypal.capture_get(capture_id)
+            return self.source_object(capture, _payer_from_search(row)) if capture is not None else None
+
+        return self._window_read(start, end, wanted, fetch)
 
     def read_one(self, source_id: str) -> SourceObject | None:
         with self.paypal() as paypal:
@@ -354,18 +363,14 @@ class RefundSource(PayPalSource):
         def wanted(info: Mapping) -> bool:
             return info.get("transaction_event_code") in codes and info.get("transaction_status") == "S"
 
-        with self.paypal() as paypal:
-            for rows in _batches(self._search_rows(paypal, start, end, wanted)):
-                ids = [row["transaction_info"]["transaction_id"] for row in rows]
-                final = self._final_payloads(ids)
-                for row, refund_id in zip(rows, ids):
-                    if refund_id in final:
-                        yield self._as_stored(final[refund_id])
-                        continue
-                    refund = paypal.refund_get(refund_id)
-                    if refund is not None:
-                        reference = str(row["transaction_info"].get("paypal_reference_id") or "")
-                        yield self.source_object(refund, capture_id=link_target_id(refund, "up") or reference)
+        def fetch(paypal: PayPalClient, row: Mapping, refund_id: str) -> SourceObject | None:
+            refund = paypal.refund_get(refund_id)
+            if refund is None:
+                return None
+            reference = str(row["transaction_info"].get("paypal_reference_id") or "")
+            return self.source_object(refund, capture_id=link_target_id(refund, "up") or reference)
+
+        return self._window_read(start, end, wanted, fetch)
 
     def read_one(self, source_id: str) -> SourceObject | None:
         with self.paypal() as paypal:

@@ -290,21 +290,18 @@ def _cash_account_and_method(posting: Posting, settings: Mapping[str, Any], docu
     return fields
 
 
-def visma_customer_payment_fields(posting: Posting, *, settings: Mapping[str, Any] | None = None) -> dict:
-    """POST /v1/customerPayment (PaymentUpdateDto), the marker in paymentRef, applied to extra["invoice_number"]."""
-    if not posting.customer:
-        raise VismaDocumentError(f"customer payment {posting.marker} has no customer")
+def _payment_fields(posting: Posting, settings: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    """What customer and supplier payments share: the marker in paymentRef, the settled amount, the cash account
+    and method, applied to extra["invoice_number"] when there is one."""
     amount = _settled_amount(posting)
     fields: dict[str, Any] = {
         "type": "Payment",
-        "customer": posting.customer,
         "applicationDate": _date(posting.date),
         "applicationPeriod": _period(posting.date),
         "paymentRef": posting.marker,
-        **_cash_account_and_method(posting, settings or {}, "customer payment"),
+        **_cash_account_and_method(posting, settings or {}, what),
         "currency": posting.currency,
         "paymentAmount": amount,
-        "invoiceText": posting.description,
     }
     if posting.extra.get("invoice_number"):
         fields["paymentLines"] = [{"operation": "Insert", "documentType": "Invoice",
@@ -312,11 +309,19 @@ def visma_customer_payment_fields(posting: Posting, *, settings: Mapping[str, An
     return fields
 
 
+def visma_customer_payment_fields(posting: Posting, *, settings: Mapping[str, Any] | None = None) -> dict:
+    """POST /v1/customerPayment (PaymentUpdateDto), the marker in paymentRef, applied to extra["invoice_number"]."""
+    if not posting.customer:
+        raise VismaDocumentError(f"customer payment {posting.marker} has no customer")
+    return {"customer": posting.customer, "invoiceText": posting.description,
+            **_payment_fields(posting, settings, "customer payment")}
+
+
 def visma_customer_payment_post(client: VismaClient, posting: Posting, *, settings: Mapping[str, Any] | None = None,
                                 sync_record: SyncRecord | None = None) -> str:
     """Write the payment (not the fee journal); returns its reference number."""
     return client.create(CUSTOMER_PAYMENTS, visma_customer_payment_fields(posting, settings=settings),
-                   sync_record=sync_record)
+                         sync_record=sync_record)
 
 
 def _listed(client: VismaClient, path: str, params: Mapping[str, str], field: str, marker: str, key: str, *,
@@ -415,29 +420,15 @@ def visma_supplier_payment_fields(posting: Posting, *, settings: Mapping[str, An
     extra["invoice_number"]."""
     if not posting.supplier:
         raise VismaDocumentError(f"supplier payment {posting.marker} has no supplier")
-    amount = _settled_amount(posting)
-    fields: dict[str, Any] = {
-        "type": "Payment",
-        "supplier": posting.supplier,
-        "applicationDate": _date(posting.date),
-        "applicationPeriod": _period(posting.date),
-        "paymentRef": posting.marker,
-        **_cash_account_and_method(posting, settings or {}, "supplier payment"),
-        "currency": posting.currency,
-        "description": posting.description,
-        "paymentAmount": amount,
-    }
-    if posting.extra.get("invoice_number"):
-        fields["paymentLines"] = [{"operation": "Insert", "documentType": "Invoice",
-                                   "refNbr": str(posting.extra["invoice_number"]), "amountPaid": amount}]
-    return fields
+    return {"supplier": posting.supplier, "description": posting.description,
+            **_payment_fields(posting, settings, "supplier payment")}
 
 
 def visma_supplier_payment_post(client: VismaClient, posting: Posting, *, settings: Mapping[str, Any] | None = None,
                                 sync_record: SyncRecord | None = None) -> str:
     """Write the supplier payment; returns its reference number."""
     return client.create(SUPPLIER_PAYMENTS, visma_supplier_payment_fields(posting, settings=settings),
-                   sync_record=sync_record)
+                         sync_record=sync_record)
 
 
 def visma_supplier_payment_find(client: VismaClient, posting: Posting, *, since: datetime | None,
