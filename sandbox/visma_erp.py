@@ -273,27 +273,31 @@ def customer_body(dto: dict, *, number: str, internal_id: int, created: datetime
         "attributes": [],
         "createdDateTime": visma_datetime_format(created),
     }
+    return _customer_apply(body, dto)
+
+
+def _customer_apply(body: dict, dto: dict) -> dict:
     if _given(dto, "customerClassId"):
         body["customerClass"] = _coded(_value(dto, "customerClassId"), {})
     return _party_apply(body, dto, CUSTOMER_SCALARS)
 
 
-def customer_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+def _party_create(company_id: str, collection: str, label: str, dto: dict, body_for, at: datetime | None):
+    """A customer or supplier: the number given (overrideNumberSeries) or the next of its series."""
     moment = at or visma_now()
-    number = _value(dto, "number")
-    if not number:
-        number = _number_new(company_id, "customer", "customer")
-    body = customer_body(dto, number=number, internal_id=_internal_id(company_id), created=moment)
-    return visma_document_create(company_id, "customer", number, body, label="Customer", at=moment)
+    number = _value(dto, "number") or _number_new(company_id, collection, collection)
+    body = body_for(dto, number=number, internal_id=_internal_id(company_id), created=moment)
+    return visma_document_create(company_id, collection, number, body, label=label, at=moment)
+
+
+def customer_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    return _party_create(company_id, "customer", "Customer", dto, customer_body, at)
 
 
 def customer_update(company_id: str, number: str, dto: dict, *, if_match: str | None) -> VismaDocument:
-    def change(body: dict) -> dict:
-        if _given(dto, "customerClassId"):
-            body["customerClass"] = _coded(_value(dto, "customerClassId"), {})
-        return _party_apply(body, dto, CUSTOMER_SCALARS)
-
-    return visma_document_update(company_id, "customer", number, change, label="Customer", if_match=if_match)
+    return visma_document_update(
+        company_id, "customer", number, lambda body: _customer_apply(body, dto), label="Customer", if_match=if_match
+    )
 
 
 SUPPLIER_SCALARS = CUSTOMER_SCALARS + ("cashAccount", "note")
@@ -330,12 +334,7 @@ def _supplier_apply(body: dict, dto: dict) -> dict:
 
 
 def supplier_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
-    moment = at or visma_now()
-    number = _value(dto, "number")
-    if not number:
-        number = _number_new(company_id, "supplier", "supplier")
-    body = supplier_body(dto, number=number, internal_id=_internal_id(company_id), created=moment)
-    return visma_document_create(company_id, "supplier", number, body, label="Supplier", at=moment)
+    return _party_create(company_id, "supplier", "Supplier", dto, supplier_body, at)
 
 
 def supplier_update(company_id: str, number: str, dto: dict, *, if_match: str | None) -> VismaDocument:
