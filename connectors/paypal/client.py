@@ -9,14 +9,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from django.db import transaction
 from django.utils import timezone
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 
-from connectors.errors import AuthenticationError, ConnectorError, PermanentError, TransientError
+from connectors.errors import (
+    AuthenticationError,
+    ConnectorError,
+    PermanentError,
+    TransientError,
+)
 from connectors.http import ApiSession
 from connectors.models import Connection
 from connectors.services import connection_credentials
+from connectors.tokens import connection_token, connection_token_renew
 
 if TYPE_CHECKING:
     from audit.models import SyncRecord
@@ -31,7 +36,6 @@ SEARCH_PAGE_SIZE = 500
 SEARCH_SMALLEST_SPLIT = timedelta(minutes=1)
 INVOICE_PAGE_SIZE = 100
 # Renew this long before expires_in runs out (PayPal's tokens live 15 minutes to 9 hours).
-TOKEN_RENEW_MARGIN = timedelta(minutes=5)
 
 
 # --- errors ---------------------------------------------------------------------------------------------------
@@ -186,42 +190,15 @@ class PayPalClient:
 
     # -- token -----------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _token_fresh(connection: Connection, refused: str | None = None) -> bool:
-        if not connection.access_token or not connection.token_expires_at or connection.access_token == refused:
-            return False
-        return connection.token_expires_at - TOKEN_RENEW_MARGIN > timezone.now()
-
     def token(self) -> str:
         """The connection's access token; a new one only when it is missing or about to expire."""
-        if self._token_fresh(self.connection):
-            return self.connection.access_token
-        return self.token_renew()
+        return connection_token(self.connection, self._token_fetch)
 
     def _token_refused(self) -> None:
         self.token_renew(refused=self.connection.access_token)
 
     def token_renew(self, *, refused: str | None = None) -> str:
-        """Fetch a new token outside any transaction, then lock the connection row only to store it.
-
-        SQLite has one writer: holding a lock across an HTTP call would stall every other worker. Another worker
-        may have stored a token meanwhile; then the fresher of the two is kept.
-        """
-        stored = Connection.objects.only("pk", "access_token", "token_expires_at").get(pk=self.connection.pk)
-        if self._token_fresh(stored, refused):
-            token, expires_at = stored.access_token, stored.token_expires_at
-        else:
-            token, expires_at = self._token_fetch()
-            with transaction.atomic():
-                row = Connection.objects.select_for_update().only("pk", "access_token", "token_expires_at").get(
-                    pk=self.connection.pk
-                )
-                if self._token_fresh(row, refused) and row.token_expires_at >= expires_at:
-                    token, expires_at = row.access_token, row.token_expires_at
-                else:
-                    Connection.objects.filter(pk=row.pk).update(access_token=token, token_expires_at=expires_at)
-        self.connection.access_token, self.connection.token_expires_at = token, expires_at
-        return token
+        return connection_token_renew(self.connection, self._token_fetch, refused=refused)
 
     def _token_fetch(self) -> tuple[str, datetime]:
         """POST /v1/oauth2/token (Basic client id:secret, grant_type=client_credentials): the token and its expiry."""

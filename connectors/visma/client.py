@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import requests
-from django.db import connection as db_connection
-from django.db import transaction
 from django.utils import timezone
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 
@@ -24,6 +22,7 @@ from connectors.errors import (
 from connectors.http import ApiSession
 from connectors.models import Connection
 from connectors.services import connection_credentials
+from connectors.tokens import connection_token, connection_token_renew
 
 if TYPE_CHECKING:
     from audit.models import SyncRecord
@@ -36,7 +35,6 @@ CANONICAL_BASE_URL = "https://api.finance.visma.net"
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"
 DEPRECATED_HOST = "integration.visma.net"
 # No refresh token for client credentials: a new token is fetched this long before the old one expires.
-TOKEN_RENEW_MARGIN = timedelta(minutes=5)
 # Used when the token response has no expires_in (Visma's documented sample says 3600).
 DEFAULT_TOKEN_LIFETIME = timedelta(hours=1)
 # Visma silently caps a larger pageSize at the endpoint's metadata.maxPageSize.
@@ -215,58 +213,15 @@ class VismaClient:
 
     # -- token -----------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _token_fresh(connection: Connection) -> bool:
-        return bool(
-            connection.access_token and connection.token_expires_at
-            and connection.token_expires_at - TOKEN_RENEW_MARGIN > timezone.now()
-        )
-
     def token(self) -> str:
         """The connection's access token, fetched anew when it is missing or close to expiry."""
-        if self._token_fresh(self.connection):
-            return self.connection.access_token
-        return self.token_renew()
+        return connection_token(self.connection, self._token_fetch)
 
     def _token_refused(self) -> None:
         self.token_renew(refused=self.connection.access_token)
 
     def token_renew(self, *, refused: str | None = None) -> str:
-        """Fetch a new token under a row lock on the connection, so that workers share one fetch."""
-        if not db_connection.features.has_select_for_update:
-            return self._token_renew_unlocked(refused=refused)
-        refusal = None
-        with transaction.atomic():
-            row = Connection.objects.select_for_update().only("pk", "access_token", "token_expires_at").get(
-                pk=self.connection.pk
-            )
-            # Another worker may have renewed it while this one waited for the lock.
-            if self._token_fresh(row) and row.access_token != refused:
-                token, expires_at = row.access_token, row.token_expires_at
-            else:
-                try:
-                    token, expires_at = self._token_fetch()
-                except ConnectorError as exc:
-                    # Raised after the block, so the logged exchange of the failed fetch is kept.
-                    refusal = exc
-                else:
-                    Connection.objects.filter(pk=row.pk).update(access_token=token, token_expires_at=expires_at)
-        if refusal is not None:
-            raise refusal
-        self.connection.access_token, self.connection.token_expires_at = token, expires_at
-        return token
-
-    def _token_renew_unlocked(self, *, refused: str | None) -> str:
-        # SQLite has no row locks, only one writer: holding it across the HTTP call would stall every other
-        # writer (the sandbox's token endpoint too). Two workers may both fetch here; either token is valid.
-        row = Connection.objects.only("pk", "access_token", "token_expires_at").get(pk=self.connection.pk)
-        if self._token_fresh(row) and row.access_token != refused:
-            token, expires_at = row.access_token, row.token_expires_at
-        else:
-            token, expires_at = self._token_fetch()
-            Connection.objects.filter(pk=row.pk).update(access_token=token, token_expires_at=expires_at)
-        self.connection.access_token, self.connection.token_expires_at = token, expires_at
-        return token
+        return connection_token_renew(self.connection, self._token_fetch, refused=refused)
 
     def _token_fetch(self) -> tuple[str, datetime]:
         # oauthlib builds the client-credentials body and checks the answer; the POST itself goes through our
