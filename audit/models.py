@@ -12,6 +12,7 @@ class RecordStatus(models.TextChoices):
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
     RETRYING = "retrying", "Retrying"
+    WAITING = "waiting", "Waiting for another record"
     FAILED = "failed", "Failed"
 
 
@@ -43,6 +44,21 @@ class SyncRecord(models.Model):
     write_attempted = models.BooleanField(
         default=False, help_text="A write may have reached the target: look it up by marker before writing again."
     )
+    # Every change bumps it; a change made from a stale copy (another worker moved the record, or claimed its
+    # write) is refused. The write's claim is the version it moved the record into `posting` with.
+    version = models.PositiveIntegerField(default=0)
+    # The sweep's claim on a batch: not picked again by another sweep before this time.
+    sweep_claimed_until = models.DateTimeField(null=True, blank=True)
+
+    waiting_on_stream = models.CharField(max_length=64, blank=True, help_text="The stream of the awaited record.")
+    waiting_on_source_id = models.CharField(max_length=255, blank=True, help_text="The source id it waits for.")
+    waiting_since = models.DateTimeField(null=True, blank=True)
+
+    duplicate_targets = models.JSONField(
+        default=list, blank=True,
+        help_text="Documents in the target that carry this record's marker besides the one it posted: a person "
+                  "checks them.",
+    )
     target_kind = models.CharField(max_length=64, blank=True)
     target_id = models.CharField(max_length=255, blank=True)
 
@@ -61,6 +77,7 @@ class SyncRecord(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"]),
             models.Index(fields=["status", "posting_started_at"]),
+            models.Index(fields=["integration", "waiting_on_stream", "waiting_on_source_id"], name="record_waiting_on"),
         ]
         permissions = [
             ("review_syncrecord", "Can approve, correct and reject flagged records"),
@@ -88,6 +105,8 @@ class AuditEntry(models.Model):
         WEBHOOK_REJECTED = "webhook_rejected", "Webhook rejected"
         CORRECTED = "corrected", "Posting corrected"
         CONFIGURATION = "configuration", "Configuration"
+        POSSIBLE_DUPLICATE = "possible_duplicate", "Possible duplicate in the target"
+        DUPLICATE_RESOLVED = "duplicate_resolved", "Duplicate checked"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.CharField(max_length=150, help_text='"system" or the user name.')

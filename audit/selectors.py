@@ -222,3 +222,25 @@ def dashboard_for(user) -> Dashboard:
         latest_failed_events=latest_failed,
         last_sync_runs=sync_runs_last_per_stream() if user.has_perm("connectors.view_syncrun") else None,
     )
+
+
+# --- what streams read of other records -----------------------------------------------------------------------
+
+
+def record_of(integration, stream: str, source_id: str) -> SyncRecord | None:
+    """The record of one source object of an integration's stream, if it was received."""
+    return SyncRecord.objects.filter(integration=integration, stream=stream, source_id=source_id).first()
+
+
+def records_final(integration, stream: str, source_ids: list[str]) -> dict[str, SyncRecord]:
+    """Records of these source objects that will not change any more (posted, rejected), by source id."""
+    records = SyncRecord.objects.filter(
+        integration=integration, stream=stream, source_id__in=source_ids,
+        status__in=[RecordStatus.POSTED, RecordStatus.REJECTED],
+    ).only("source_id", "source_payload", "source_updated_at", "amount", "currency", "status", "target_id")
+    return {record.source_id: record for record in records}
+
+
+def record_posting(record: SyncRecord) -> Posting:
+    """The posting a record was (or will be) written as: the proposed one with a person's corrections."""
+    return posting_apply_correction(Posting.from_json(record.proposed_posting), record.corrected_posting)

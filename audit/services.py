@@ -1,6 +1,7 @@
 """The only way a SyncRecord changes state: each transition is checked and audited in one transaction."""
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,18 +17,23 @@ from .models import AuditEntry, RecordStatus, SyncRecord
 S = RecordStatus
 
 # from-status → the statuses it may move to. `posted` and `rejected` are final.
-# Every write goes through `posting` (the claim), so `posted` is reached only from there.
+# Every write goes through `posting` (the claim), so `posted` is reached only from there; `posting` → `posting` is
+# a recovery re-claiming a write whose worker's lease ran out.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.RECEIVED: frozenset({S.READY, S.FLAGGED, S.RETRYING, S.FAILED}),
+    S.RECEIVED: frozenset({S.READY, S.FLAGGED, S.RETRYING, S.WAITING, S.FAILED}),
     S.READY: frozenset({S.POSTING, S.FLAGGED, S.RETRYING, S.FAILED}),
-    S.POSTING: frozenset({S.POSTED, S.FLAGGED, S.RETRYING, S.FAILED}),
-    S.RETRYING: frozenset({S.READY, S.POSTING, S.FLAGGED, S.RETRYING, S.FAILED}),
+    S.POSTING: frozenset({S.POSTED, S.FLAGGED, S.RETRYING, S.FAILED, S.POSTING}),
+    S.RETRYING: frozenset({S.READY, S.POSTING, S.FLAGGED, S.RETRYING, S.WAITING, S.FAILED}),
+    S.WAITING: frozenset({S.READY, S.FLAGGED, S.RETRYING, S.WAITING, S.FAILED}),
     S.FLAGGED: frozenset({S.RECEIVED, S.APPROVED, S.REJECTED}),
     S.APPROVED: frozenset({S.POSTING, S.FLAGGED, S.RETRYING, S.FAILED}),
     S.FAILED: frozenset({S.RECEIVED}),
     S.POSTED: frozenset(),
     S.REJECTED: frozenset(),
 }
+# Where a record may keep what it waits for: while waiting, and flagged because of the wait (revived when the
+# awaited record posts).
+KEEPS_WAITING_ON = frozenset({S.WAITING, S.FLAGGED})
 
 
 class TransitionRefused(Exception):
@@ -49,9 +55,9 @@ class Actor:
 SYSTEM = Actor()
 
 
-def _audit(record: SyncRecord, *, actor: Actor, from_status: str, to_status: str, reason: str,
-           action: str = AuditEntry.Action.TRANSITION, details: dict | None = None) -> AuditEntry:
-    return AuditEntry.objects.create(
+def _audit_entry(record: SyncRecord, *, actor: Actor, from_status: str, to_status: str, reason: str,
+                 action: str = AuditEntry.Action.TRANSITION, details: dict | None = None) -> AuditEntry:
+    return AuditEntry(
         actor=actor.name,
         user=actor.user,
         action=action,
@@ -67,38 +73,77 @@ def _audit(record: SyncRecord, *, actor: Actor, from_status: str, to_status: str
     )
 
 
+def _audit(record: SyncRecord, **entry) -> AuditEntry:
+    audit_entry = _audit_entry(record, **entry)
+    audit_entry.save()
+    return audit_entry
+
+
 def _locked(record: SyncRecord) -> SyncRecord:
     return SyncRecord.objects.select_for_update().select_related("integration").get(pk=record.pk)
 
 
-def record_transition(record: SyncRecord, to_status: str, *, actor: Actor = SYSTEM, reason: str = "",
-                      details: dict | None = None, expected: frozenset[str] | set[str] | None = None,
-                      expected_claim: datetime | None = None, **changes) -> SyncRecord:
-    """Move a record to `to_status` under a row lock, apply `changes`, and audit it; refuse a wrong state.
+def _refused(record: SyncRecord, to_status: str) -> TransitionRefused:
+    """Why a change made from `record` (a copy) did not apply: the stored record moved on meanwhile."""
+    current = SyncRecord.objects.filter(pk=record.pk).values("status", "posting_started_at").first() or {}
+    now = current.get("status", "gone")
+    if now == S.POSTING and record.status == S.POSTING:
+        claimed = current.get("posting_started_at")
+        when = f"{claimed:%Y-%m-%d %H:%M:%S} UTC" if claimed else "since"
+        return TransitionRefused(
+            f"Cannot move record {record.stream}/{record.source_id} from posting to {to_status}: another worker "
+            f"claimed the write at {when}"
+        )
+    return TransitionRefused(
+        f"Cannot move record {record.stream}/{record.source_id} from {record.status} to {to_status}: it was "
+        f"changed meanwhile (status: {now})"
+    )
 
-    `expected`: the statuses the caller saw; if another worker moved the record meanwhile, refuse.
-    `expected_claim`: the `posting_started_at` the caller saw; if another worker claimed the write since, refuse.
+
+def _move(record: SyncRecord, path: list[tuple[str, str]], *, actor: Actor = SYSTEM, details: dict | None = None,
+          changes: dict | None = None) -> SyncRecord:
+    """Move `record` along `path` ((status, reason) steps, each allowed from the one before) in one UPDATE that
+    applies only if the stored record is still the version this copy was read at, with one audit entry per step.
+
+    Returns the moved copy. Only the changed fields are written.
     """
+    changes = dict(changes or {})
+    from_status = record.status
+    steps = []
+    for to_status, reason in path:
+        if to_status not in ALLOWED_TRANSITIONS[from_status]:
+            raise TransitionRefused(
+                f"Cannot move record {record.stream}/{record.source_id} from {from_status} to {to_status} "
+                f"(status: {record.status})"
+            )
+        steps.append((from_status, to_status, reason))
+        from_status = to_status
+    final = path[-1][0]
+    if final not in KEEPS_WAITING_ON and (record.waiting_on_stream or record.waiting_since):
+        changes.setdefault("waiting_on_stream", "")
+        changes.setdefault("waiting_on_source_id", "")
+        changes.setdefault("waiting_since", None)
+    values = {**changes, "status": final, "version": record.version + 1, "updated_at": timezone.now()}
     with transaction.atomic():
-        locked = _locked(record)
-        from_status = locked.status
-        if to_status not in ALLOWED_TRANSITIONS[from_status] or (expected is not None and from_status not in expected):
-            raise TransitionRefused(
-                f"Cannot move record {locked.stream}/{locked.source_id} from {from_status} to {to_status} "
-                f"(status: {from_status})"
-            )
-        if expected_claim is not None and locked.posting_started_at != expected_claim:
-            claimed = f"{locked.posting_started_at:%Y-%m-%d %H:%M:%S} UTC" if locked.posting_started_at else "since"
-            raise TransitionRefused(
-                f"Cannot move record {locked.stream}/{locked.source_id} from {from_status} to {to_status}: "
-                f"another worker claimed the write at {claimed}"
-            )
-        for field, value in changes.items():
-            setattr(locked, field, value)
-        locked.status = to_status
-        locked.save()
-        _audit(locked, actor=actor, from_status=from_status, to_status=to_status, reason=reason, details=details)
-    return locked
+        if not SyncRecord.objects.filter(pk=record.pk, version=record.version).update(**values):
+            raise _refused(record, final)
+        moved = copy.copy(record)
+        for name, value in values.items():
+            setattr(moved, name, value)
+        AuditEntry.objects.bulk_create([
+            _audit_entry(moved, actor=actor, from_status=before, to_status=after, reason=reason, details=details)
+            for before, after, reason in steps
+        ])
+        if final in (S.FLAGGED, S.REJECTED):
+            _waiters_flag(moved)
+    return moved
+
+
+def record_transition(record: SyncRecord, to_status: str, *, actor: Actor = SYSTEM, reason: str = "",
+                      details: dict | None = None, **changes) -> SyncRecord:
+    """Move a record to `to_status`, apply `changes`, and audit it; refuse a wrong state, and refuse a change made
+    from a stale copy (another worker moved the record, or claimed its write, since this copy was read)."""
+    return _move(record, [(to_status, reason)], actor=actor, details=details, changes=changes)
 
 
 # --- intake -----------------------------------------------------------------------------------------------
@@ -129,20 +174,23 @@ def record_upsert(*, integration, stream: str, source_id: str, payload: dict, so
             source_updated_at >= record.source_updated_at
         )
         # A posted, rejected, approved or in-flight (ready, posting) record keeps the payload it was decided on.
-        if not is_newer or record.status not in (S.RECEIVED, S.FLAGGED, S.RETRYING, S.FAILED):
+        if not is_newer or record.status not in (S.RECEIVED, S.FLAGGED, S.RETRYING, S.WAITING, S.FAILED):
             return record, False
         changed = (payload, amount, currency) != (record.source_payload, record.amount, record.currency)
+        if not changed and source_updated_at == record.source_updated_at:
+            return record, False
         if changed and record.status == S.FLAGGED:
             # The review was about the old object: map the new one again rather than let it be approved.
             record = record_transition(
                 record, S.RECEIVED, actor=actor, reason="the source object changed: mapped again",
-                expected={S.FLAGGED}, proposed_posting=None, corrected_posting=None, **defaults,
+                proposed_posting=None, corrected_posting=None, **defaults,
             )
             return record, False
         for field, value in defaults.items():
             setattr(record, field, value)
-        update_fields = [*defaults, "updated_at"]
-        if changed and record.status == S.RETRYING:
+        update_fields = [*defaults, "updated_at", "version"]
+        record.version += 1
+        if changed and record.status in (S.RETRYING, S.WAITING):
             record.proposed_posting = None  # re-mapped from the new payload at the next attempt
             update_fields.append("proposed_posting")
         record.save(update_fields=update_fields)
@@ -154,33 +202,51 @@ def record_upsert(*, integration, stream: str, source_id: str, payload: dict, so
 
 def record_mark_ready(record: SyncRecord, *, proposed_posting: dict, posting_marker: str) -> SyncRecord:
     return record_transition(
-        record, S.READY, reason="mapped and validated", expected={record.status},
-        proposed_posting=proposed_posting, posting_marker=posting_marker, reasons=[],
+        record, S.READY, reason="mapped and validated", proposed_posting=proposed_posting,
+        posting_marker=posting_marker, reasons=[],
     )
 
 
 def record_flag(record: SyncRecord, *, reasons: list[str], proposed_posting: dict | None = None,
-                posting_marker: str | None = None, actor: Actor = SYSTEM) -> SyncRecord:
+                posting_marker: str | None = None, actor: Actor = SYSTEM, keep_waiting: bool = False) -> SyncRecord:
+    """Stop for a person, with the reasons. `keep_waiting`: flagged because of what it waits for, and revived
+    (mapped again) by itself once that record posts."""
     changes: dict[str, Any] = {"reasons": reasons, "next_attempt_at": None}
     if proposed_posting is not None:
         changes["proposed_posting"] = proposed_posting
     if posting_marker is not None:
         changes["posting_marker"] = posting_marker
-    return record_transition(
-        record, S.FLAGGED, actor=actor, reason="; ".join(reasons), expected={record.status}, **changes
-    )
+    if not keep_waiting:
+        changes.update(waiting_on_stream="", waiting_on_source_id="", waiting_since=None)
+    return record_transition(record, S.FLAGGED, actor=actor, reason="; ".join(reasons), **changes)
 
 
-def record_start_posting(record: SyncRecord) -> SyncRecord:
-    """Claim the write: only one worker gets a record into `posting`; the marker is stored before the write."""
-    return record_transition(
-        record, S.POSTING, reason=f"writing to target with marker {record.posting_marker}",
-        expected={record.status}, posting_started_at=timezone.now(), write_attempted=True,
-    )
+def record_claim_write(record: SyncRecord, *, proposed_posting: dict | None = None,
+                       posting_marker: str | None = None) -> tuple[SyncRecord, bool]:
+    """Claim the write: only one worker gets a record into `posting`; the marker is stored before the write.
+
+    Returns the claimed record (its version is the claim: only it may finish the write) and whether a write may
+    already have landed (an earlier claim wrote, or may have) — read from the stored record the claim was taken on,
+    never from an older copy. With `proposed_posting` the record was just mapped and validated: `ready` and the
+    claim are one change (two audit entries). From `posting` it re-claims a write whose worker's lease ran out.
+    """
+    marker = posting_marker or record.posting_marker
+    claim = (S.POSTING, f"writing to target with marker {marker}")
+    changes: dict[str, Any] = {"posting_started_at": timezone.now(), "write_attempted": True,
+                               "sweep_claimed_until": None, "next_attempt_at": None}
+    path = [claim]
+    if proposed_posting is not None:
+        changes.update(proposed_posting=proposed_posting, posting_marker=marker, reasons=[])
+        path = [(S.READY, "mapped and validated"), claim]
+    elif record.status == S.POSTING:
+        path = [(S.POSTING, f"the write's lease ran out: looked up by marker {marker} before anything is written")]
+    may_have_landed = record.write_attempted
+    return _move(record, path, changes=changes), may_have_landed
 
 
 def record_mark_posted(record: SyncRecord, *, target_id: str, target_kind: str = "", reason: str = "posted",
                        actor: Actor = SYSTEM) -> SyncRecord:
+    """The write is done; refused unless `record` is the claim that wrote (no other worker moved it since)."""
     return record_transition(
         record, S.POSTED, actor=actor, reason=reason, target_id=target_id, target_kind=target_kind,
         next_attempt_at=None, last_error="", reasons=[],
@@ -194,11 +260,13 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
-def record_schedule_retry(record: SyncRecord, *, error: str, not_before: datetime | None = None) -> SyncRecord:
+def record_schedule_retry(record: SyncRecord, *, error: str, not_before: datetime | None = None,
+                          settle_until: datetime | None = None) -> SyncRecord:
     """A transient failure: try again later, or give up (`failed`, replayable) after the last attempt.
 
     `not_before`: the system said when it will take calls again (call budget spent, a long Retry-After); that
-    wait is not the record's failure, so it costs no attempt.
+    wait is not the record's failure, so it costs no attempt. `settle_until`: a write whose answer was lost may
+    still commit in the target until then; the next attempt, which looks it up first, waits at least that long.
     """
     if not_before is not None:
         return record_transition(
@@ -212,6 +280,8 @@ def record_schedule_retry(record: SyncRecord, *, error: str, not_before: datetim
             last_error=error, next_attempt_at=None, reasons=[error],
         )
     next_attempt_at = timezone.now() + retry_delay(attempts)
+    if settle_until is not None and settle_until > next_attempt_at:
+        next_attempt_at = settle_until
     return record_transition(
         record, S.RETRYING, reason=f"attempt {attempts} failed, next at {next_attempt_at:%Y-%m-%d %H:%M:%S} UTC: {error}",
         attempts=attempts, last_error=error, next_attempt_at=next_attempt_at,
@@ -220,6 +290,142 @@ def record_schedule_retry(record: SyncRecord, *, error: str, not_before: datetim
 
 def record_fail(record: SyncRecord, *, error: str) -> SyncRecord:
     return record_transition(record, S.FAILED, reason=error, last_error=error, next_attempt_at=None, reasons=[error])
+
+
+# --- waiting on another record ----------------------------------------------------------------------------
+
+
+def record_wait(record: SyncRecord, *, reason: str, on: tuple[str, str] | None = None) -> SyncRecord:
+    """The record needs another one first (a refund its capture) or the source to finish (a pending capture): it
+    waits, without spending attempts, and is looked at again every SYNC_WAIT_SECONDS, at once when the awaited record
+    posts, and is flagged when that one is flagged or rejected, or after SYNC_MAX_WAIT_SECONDS.
+
+    Still waiting for the same thing is no change of state: only the next look is scheduled (no audit entry).
+    """
+    now = timezone.now()
+    on_stream, on_source_id = on or ("", "")
+    if on is not None:
+        awaited = SyncRecord.objects.filter(integration_id=record.integration_id, stream=on_stream,
+                                            source_id=on_source_id).first()
+        if awaited is not None and awaited.status in (S.FLAGGED, S.REJECTED):
+            # Waiting on a record that itself waits for a person would only end in the longest wait.
+            already = record.status == S.WAITING and (record.waiting_on_stream, record.waiting_on_source_id) == on
+            waiting = record if already else record_transition(
+                record, S.WAITING, reason=reason, last_error=reason, waiting_on_stream=on_stream,
+                waiting_on_source_id=on_source_id, waiting_since=now)
+            awaited.integration = record.integration
+            _waiters_flag(awaited)
+            return SyncRecord.objects.select_related("integration__tenant").get(pk=waiting.pk)
+    next_look = now + timedelta(seconds=settings.SYNC_WAIT_SECONDS)
+    same = (record.status == S.WAITING and (record.waiting_on_stream, record.waiting_on_source_id) == (on_stream,
+            on_source_id) and record.last_error == reason)
+    if same:
+        values = {"next_attempt_at": next_look, "version": record.version + 1, "updated_at": now}
+        if not SyncRecord.objects.filter(pk=record.pk, version=record.version).update(**values):
+            raise _refused(record, S.WAITING)
+        waited = copy.copy(record)
+        for name, value in values.items():
+            setattr(waited, name, value)
+        return waited
+    return record_transition(
+        record, S.WAITING, reason=reason, last_error=reason, next_attempt_at=next_look,
+        waiting_on_stream=on_stream, waiting_on_source_id=on_source_id,
+        waiting_since=record.waiting_since if record.status == S.WAITING and record.waiting_since else now,
+    )
+
+
+def _waiting_on(record: SyncRecord):
+    return SyncRecord.objects.filter(
+        integration_id=record.integration_id, waiting_on_stream=record.stream, waiting_on_source_id=record.source_id,
+        status__in=KEEPS_WAITING_ON,
+    ).select_related("integration")
+
+
+def _awaited(record: SyncRecord) -> str:
+    return f"{record.stream} {record.source_id}"
+
+
+def _waiters_flag(awaited: SyncRecord) -> None:
+    """The awaited record stopped for a person (flagged) or for good (rejected): who waits on it stops too."""
+    why = "; ".join(str(reason) for reason in awaited.reasons or []) if awaited.status == S.FLAGGED else ""
+    for waiter in _waiting_on(awaited).filter(status=S.WAITING):
+        state = "was rejected" if awaited.status == S.REJECTED else "is flagged for review"
+        reason = f"{_awaited(awaited)}, which this record waits for, {state}" + (f" ({why})" if why else "")
+        if awaited.status == S.FLAGGED:
+            reason += "; this record is mapped again by itself once that one is posted"
+        else:
+            reason += ": reject this record too, or book it by hand"
+        record_flag(waiter, reasons=[reason], keep_waiting=awaited.status == S.FLAGGED)
+
+
+def records_wake(awaited: SyncRecord) -> list[SyncRecord]:
+    """The awaited record is posted: records waiting on it are due now, and those flagged only because of it are
+    mapped again. Returns them, for the caller to advance at once."""
+    woken = []
+    for waiter in _waiting_on(awaited):
+        reason = f"{_awaited(awaited)}, which this record waited for, is posted"
+        if waiter.status == S.FLAGGED:
+            woken.append(record_transition(
+                waiter, S.RECEIVED, reason=f"{reason}: mapped again", proposed_posting=None, corrected_posting=None,
+                next_attempt_at=None,
+            ))
+        else:
+            moved = SyncRecord.objects.filter(pk=waiter.pk, version=waiter.version).update(
+                next_attempt_at=timezone.now(), version=waiter.version + 1)
+            if moved:
+                waiter.version += 1
+                woken.append(waiter)
+    return woken
+
+
+def record_wait_expire(record: SyncRecord) -> SyncRecord:
+    """A record waited longer than SYNC_MAX_WAIT_SECONDS: a person looks (revived by itself if the awaited record
+    still posts)."""
+    hours = settings.SYNC_MAX_WAIT_SECONDS / 3600
+    since = f"{record.waiting_since:%Y-%m-%d %H:%M} UTC" if record.waiting_since else "long"
+    awaited = f" for {record.waiting_on_stream} {record.waiting_on_source_id}" if record.waiting_on_stream else ""
+    return record_flag(record, keep_waiting=True, reasons=[
+        f"waited{awaited} since {since}, longer than the longest wait ({hours:g} h): {record.last_error}"
+    ])
+
+
+# --- a write that may have landed twice -------------------------------------------------------------------
+
+
+def record_possible_duplicate(record: SyncRecord, *, target_ids: list[str], reason: str,
+                              details: dict | None = None) -> SyncRecord:
+    """Documents in the target carry this record's marker besides the one it posted (a write that lost its claim,
+    or found by the duplicate check): audited with both systems' ids and shown to finance until checked."""
+    with transaction.atomic():
+        locked = _locked(record)
+        known = list(locked.duplicate_targets or [])
+        new = [target for target in target_ids if target and target not in known and target != locked.target_id]
+        if not new:
+            return locked
+        locked.duplicate_targets = known + new
+        locked.version += 1
+        locked.save(update_fields=["duplicate_targets", "version", "updated_at"])
+        _audit(locked, actor=SYSTEM, from_status=locked.status, to_status=locked.status, reason=reason,
+               action=AuditEntry.Action.POSSIBLE_DUPLICATE,
+               details={"target_ids": [locked.target_id, *locked.duplicate_targets], **(details or {})})
+    return locked
+
+
+def record_duplicate_resolve(record: SyncRecord, *, user, note: str) -> SyncRecord:
+    """Finance checked the possible duplicates in the target (reversed the extra one, or found it is not one)."""
+    if not note.strip():
+        raise TransitionRefused("Say what was done about the possible duplicate.")
+    with transaction.atomic():
+        locked = _locked(record)
+        if not locked.duplicate_targets:
+            raise TransitionRefused(f"{locked.stream}/{locked.source_id} has no possible duplicate to check")
+        checked = list(locked.duplicate_targets)
+        locked.duplicate_targets = []
+        locked.version += 1
+        locked.save(update_fields=["duplicate_targets", "version", "updated_at"])
+        _audit(locked, actor=Actor.of(user), from_status=locked.status, to_status=locked.status, reason=note,
+               action=AuditEntry.Action.DUPLICATE_RESOLVED, details={"target_ids": checked})
+    return locked
 
 
 # --- what a person does in the review queue --------------------------------------------------------------
@@ -244,8 +450,7 @@ def record_approve(record: SyncRecord, *, user, corrected_posting: dict | None =
             )
         reason = note or ("approved with corrections" if corrected_posting else "approved")
         return record_transition(
-            locked, S.APPROVED, actor=Actor.of(user), reason=reason, expected={S.FLAGGED},
-            corrected_posting=corrected_posting,
+            locked, S.APPROVED, actor=Actor.of(user), reason=reason, corrected_posting=corrected_posting,
             details={"corrected_posting": corrected_posting} if corrected_posting else None,
         )
 
@@ -255,7 +460,7 @@ def record_reject(record: SyncRecord, *, user, reason: str) -> SyncRecord:
         raise TransitionRefused("A rejection needs a reason.")
     with transaction.atomic():
         locked = _locked_in(record, {S.FLAGGED}, "reject")
-        return record_transition(locked, S.REJECTED, actor=Actor.of(user), reason=reason, expected={S.FLAGGED})
+        return record_transition(locked, S.REJECTED, actor=Actor.of(user), reason=reason)
 
 
 def record_replay(record: SyncRecord, *, actor: Actor = SYSTEM, reason: str = "replay") -> SyncRecord:
@@ -267,7 +472,7 @@ def record_replay(record: SyncRecord, *, actor: Actor = SYSTEM, reason: str = "r
     with transaction.atomic():
         locked = _locked_in(record, {S.FLAGGED, S.FAILED}, "replay")
         return record_transition(
-            locked, S.RECEIVED, actor=actor, reason=reason, expected={S.FLAGGED, S.FAILED}, attempts=0,
+            locked, S.RECEIVED, actor=actor, reason=reason, attempts=0,
             next_attempt_at=None, last_error="", proposed_posting=None, corrected_posting=None,
         )
 

@@ -187,8 +187,20 @@ SYNC_RETRY_BASE_SECONDS = env.int("SYNC_RETRY_BASE_SECONDS", default=60)
 SYNC_RETRY_MAX_SECONDS = env.int("SYNC_RETRY_MAX_SECONDS", default=6 * 3600)
 # A record waiting on another (a refund on its capture) is looked at again this often.
 SYNC_WAIT_SECONDS = env.int("SYNC_WAIT_SECONDS", default=120)
-# A record left in `posting` longer than this is checked against the target by its marker.
-SYNC_POSTING_LEASE_SECONDS = env.int("SYNC_POSTING_LEASE_SECONDS", default=600)
+# The longest a record waits on another (a refund on its capture) before a person is asked to look.
+SYNC_MAX_WAIT_SECONDS = env.int("SYNC_MAX_WAIT_SECONDS", default=24 * 3600)
+# After a write whose answer was lost (a timeout, a 5xx), the target may still commit it for a while: the lookup
+# by marker that decides whether to write again waits this long. Longer than Visma takes to commit a request.
+SYNC_WRITE_SETTLE_SECONDS = env.int("SYNC_WRITE_SETTLE_SECONDS", default=600)
+# A record left in `posting` longer than this (its worker died) is checked against the target by its marker; it
+# must outlast a write's read timeout plus the settle time, or a live write could be looked up too early.
+SYNC_POSTING_LEASE_SECONDS = env.int("SYNC_POSTING_LEASE_SECONDS", default=900)
+if SYNC_POSTING_LEASE_SECONDS <= SYNC_WRITE_SETTLE_SECONDS + HTTP_READ_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"SYNC_POSTING_LEASE_SECONDS ({SYNC_POSTING_LEASE_SECONDS}) must be longer than SYNC_WRITE_SETTLE_SECONDS "
+        f"({SYNC_WRITE_SETTLE_SECONDS}) plus HTTP_READ_TIMEOUT ({HTTP_READ_TIMEOUT:g}): a write still in flight "
+        "would be looked up before it could commit"
+    )
 
 LOGGING = {
     "version": 1,

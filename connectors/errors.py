@@ -36,4 +36,13 @@ class ConflictError(PermanentError):
 
 
 class WaitFor(Exception):
-    """The record depends on another that is not posted yet (a refund before its capture): try again later."""
+    """The record depends on another that is not posted yet (a refund before its capture), or on the source
+    finishing something (a pending capture): it waits.
+
+    `on`: (stream, source id) of the awaited record of the same integration, so the record is woken as soon as that
+    one posts and flagged when that one is flagged or rejected; None when it waits on the source system.
+    """
+
+    def __init__(self, message: str, *, on: tuple[str, str] | None = None):
+        super().__init__(message)
+        self.on = on

@@ -146,6 +146,8 @@ class SyncRun(models.Model):
     posted = models.PositiveIntegerField(default=0)
     flagged = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
+    waiting = models.PositiveIntegerField(default=0, help_text="Waiting for another record, or for the source.")
+    retrying = models.PositiveIntegerField(default=0, help_text="A transient failure; tried again by itself.")
     failed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
@@ -212,3 +214,14 @@ class CallBudgetWindow(models.Model):
             models.UniqueConstraint(fields=["connection", "window_start"], name="one_budget_window_per_hour"),
             models.CheckConstraint(condition=Q(calls__gte=0), name="budget_calls_not_negative"),
         ]
+
+
+class WorkLease(models.Model):
+    """Periodic work that must not run twice at once (the due-records sweep): whoever holds it, until when."""
+
+    name = models.CharField(max_length=100, unique=True)
+    holder = models.CharField(max_length=100, blank=True)
+    held_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder or 'nobody'} until {self.held_until}"

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -21,8 +24,8 @@ from mappings.money import MoneyError
 from mappings.services import LiveCheck, MappingOutcome, posting_map, posting_validate
 
 from . import registry
-from .errors import PermanentError, TransientError, WaitFor
-from .models import InboundEvent, Integration, SyncCursor, SyncRun
+from .errors import PermanentError, RetryLater, TransientError, WaitFor
+from .models import InboundEvent, Integration, SyncCursor, SyncRun, WorkLease
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,20 @@ class SourceObject:
     updated_at: datetime | None = None
     amount: Decimal | None = None
     currency: str = ""
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a stream's write put into the target (or found there already): the document's kind, its id, the marker
+    it carries."""
+
+    kind: str
+    target_id: str
+    marker: str
+
+    @classmethod
+    def of(cls, posting: Posting, target_id: str, *, kind: str | None = None) -> Written:
+        return cls(kind=kind or posting.document, target_id=str(target_id), marker=posting.marker)
 
 
 class Stream(abc.ABC):
@@ -73,15 +90,15 @@ class Stream(abc.ABC):
         """The posting the object becomes, lines by role; raise SourceDataError, WaitFor or TransientError."""
 
     @abc.abstractmethod
-    def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
-        """The target id of a document already written with this posting's marker, if any.
+    def find_posted(self, posting: Posting, record: SyncRecord) -> Written | None:
+        """The document already written with this posting's marker, if any.
 
         Called only when a write may have landed; `record` tells since when (its audit trail, posting_started_at).
         """
 
     @abc.abstractmethod
-    def write(self, posting: Posting, record: SyncRecord) -> str:
-        """Write the posting to the target; return the target's id."""
+    def write(self, posting: Posting, record: SyncRecord) -> Written:
+        """Write the posting to the target; return what was written."""
 
     def live_check(self) -> LiveCheck | None:
         """How to re-check an unknown reference value live (the Visma side supplies one)."""
@@ -106,6 +123,8 @@ class RunCounts:
     posted: int = 0
     flagged: int = 0
     skipped: int = 0
+    waiting: int = 0
+    retrying: int = 0
     failed: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
 
@@ -116,12 +135,18 @@ class RunCounts:
             self.posted += 1
         elif record.status == S.FLAGGED:
             self.flagged += 1
-        elif record.status in (S.FAILED, S.RETRYING):
+        elif record.status == S.WAITING:
+            self.waiting += 1
+        elif record.status == S.RETRYING:
+            self.retrying += 1
+        elif record.status == S.FAILED:
             self.failed += 1
         self.statuses[record.status] = self.statuses.get(record.status, 0) + 1
 
 
 SETTLED = frozenset({S.POSTED, S.REJECTED, S.FLAGGED, S.APPROVED, S.POSTING})
+# How many links of a chain of waiting records (a refund on a capture on an invoice) one posting wakes at once.
+WAKE_DEPTH = 3
 
 
 # --- one record ---------------------------------------------------------------------------------------------
@@ -134,31 +159,56 @@ def record_ingest(integration: Integration, stream_name: str, source: SourceObje
     )
 
 
-def record_advance(record: SyncRecord, *, stream: Stream | None = None) -> SyncRecord:
-    """Take a record as far as it can go now: posted, flagged for a person, or scheduled for a retry."""
-    record.refresh_from_db()
-    if record.status == S.RETRYING and record.next_attempt_at and record.next_attempt_at > timezone.now():
-        # The backoff holds for pollers and webhooks too; the sweep takes it when it is due.
+def record_advance(record: SyncRecord, *, stream: Stream | None = None, fresh: bool = False,
+                   depth: int = 0) -> SyncRecord:
+    """Take a record as far as it can go now: posted, flagged for a person, waiting, or scheduled for a retry.
+
+    `fresh`: the caller has just read or written the record (ingest), so it is not read again.
+    """
+    if not fresh:
+        record = SyncRecord.objects.select_related("integration__tenant").get(pk=record.pk)
+    now = timezone.now()
+    if record.status in (S.RETRYING, S.WAITING) and record.next_attempt_at and record.next_attempt_at > now:
+        # The backoff (or the next look at what it waits for) holds for pollers and webhooks too.
+        return record
+    if record.status == S.POSTING and not _lease_expired(record):
         return record
     stream = stream or stream_for(record.integration, record.stream)
     try:
-        if record.status == S.RECEIVED or (record.status == S.RETRYING and not record.proposed_posting):
-            record = _prepare(record, stream)
-            if record.status == S.READY:
-                record = _post(record, stream)
+        if record.status in (S.RECEIVED, S.WAITING) or (record.status == S.RETRYING and not record.proposed_posting):
+            prepared = _prepare(record, stream)
+            record = prepared if isinstance(prepared, SyncRecord) else _post(record, stream, prepared, prepared=True)
         elif record.status in (S.READY, S.APPROVED, S.RETRYING):
-            record = _post(record, stream)
-        elif record.status == S.POSTING and _lease_expired(record):
+            record = _post(record, stream, _posting_of(record))
+        elif record.status == S.POSTING:
             record = _recover_interrupted_write(record, stream)
     except record_services.TransitionRefused as refused:
         # Another worker moved the record first; it carries on from there.
         log.info("record %s: %s", record.pk, refused)
-        record.refresh_from_db()
+        return SyncRecord.objects.select_related("integration__tenant").get(pk=record.pk)
+    if record.status == S.POSTED:
+        _waiters_advance(record, depth=depth)
     return record
 
 
-def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord:
-    """transform → map → validate: `ready` with the posting to write, or `flagged` with the reasons."""
+def _waiters_advance(record: SyncRecord, *, depth: int) -> None:
+    """Records waiting on one that just posted go on at once, not at the next sweep."""
+    for waiter in record_services.records_wake(record):
+        if depth >= WAKE_DEPTH:
+            continue  # due now: the sweep takes it
+        try:
+            record_advance(waiter, depth=depth + 1)
+        except Exception:
+            # The awaited record is posted whatever becomes of its waiter; the sweep tries the waiter again.
+            log.exception("record %s: waking waiter %s failed", record.pk, waiter.pk)
+
+
+def _posting_of(record: SyncRecord) -> Posting:
+    return posting_apply_correction(Posting.from_json(record.proposed_posting), record.corrected_posting)
+
+
+def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord | Posting:
+    """transform → map → validate: the posting to write now, or the record flagged, waiting or retrying."""
     source = SourceObject(
         source_id=record.source_id, payload=record.source_payload, updated_at=record.source_updated_at,
         amount=record.amount, currency=record.currency,
@@ -166,11 +216,7 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord:
     try:
         posting = stream.transform(source)
     except WaitFor as waiting:
-        # Waiting on another record is not this record's failure: it is looked at again, without spending attempts.
-        return record_services.record_schedule_retry(
-            record, error=f"waiting: {waiting}",
-            not_before=timezone.now() + timedelta(seconds=settings.SYNC_WAIT_SECONDS),
-        )
+        return record_services.record_wait(record, reason=f"waiting: {waiting}", on=waiting.on)
     except TransientError as exc:
         return _retry_later(record, exc, error=str(exc))
     except (SourceDataError, MoneyError, PermanentError) as exc:
@@ -197,37 +243,83 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord:
         return record_services.record_flag(
             record, reasons=problems, proposed_posting=posting.to_json(), posting_marker=posting.marker
         )
-    return record_services.record_mark_ready(record, proposed_posting=posting.to_json(), posting_marker=posting.marker)
+    return posting
 
 
-def _post(record: SyncRecord, stream: Stream) -> SyncRecord:
+def _post(record: SyncRecord, stream: Stream, posting: Posting, *, prepared: bool = False) -> SyncRecord:
     """The crash-safe write: claim (`posting`, marker stored) → look up by marker if a write may have landed →
-    write → `posted`. A crash anywhere leaves the record in `posting`, where recovery looks before writing."""
-    posting = posting_apply_correction(Posting.from_json(record.proposed_posting), record.corrected_posting)
-    try:
-        problems = stream.problems(posting)
-    except TransientError as exc:
-        return _retry_later(record, exc, error=f"could not check reference data: {exc}")
-    if problems:
-        # Nothing invalid is ever sent: Visma has no drafts.
-        return record_services.record_flag(record, reasons=problems)
-    may_have_landed = record.write_attempted
-    record = record_services.record_start_posting(record)
-    return _write(record, stream, posting, look_up_first=may_have_landed)
+    write → `posted`. A crash anywhere leaves the record in `posting`, where recovery looks before writing.
+
+    `prepared`: the posting was just mapped and validated, so it is stored with the claim; otherwise (a retry, an
+    approval) it is validated again first.
+    """
+    if not prepared:
+        try:
+            problems = stream.problems(posting)
+        except TransientError as exc:
+            return _retry_later(record, exc, error=f"could not check reference data: {exc}")
+        if problems:
+            # Nothing invalid is ever sent: Visma has no drafts.
+            return record_services.record_flag(record, reasons=problems)
+    claimed, may_have_landed = record_services.record_claim_write(
+        record, proposed_posting=posting.to_json() if prepared else None, posting_marker=posting.marker,
+    )
+    return _write(claimed, stream, posting, look_up_first=may_have_landed)
 
 
 def _write(record: SyncRecord, stream: Stream, posting: Posting, *, look_up_first: bool) -> SyncRecord:
+    """Under the claim `record` holds: find the document by marker when a write may have landed, else write it."""
     try:
-        target_id = stream.find_posted(posting, record) if look_up_first else None
-        how = f"found already posted by marker {posting.marker}" if target_id else "posted"
-        if not target_id:
-            target_id = stream.write(posting, record)
+        found = stream.find_posted(posting, record) if look_up_first else None
     except TransientError as exc:
-        return _retry_later(record, exc, error=str(exc))
+        return _retry_later(record, exc, error=f"lookup by marker {posting.marker} failed: {exc}")
     except PermanentError as exc:
-        return record_services.record_flag(record, reasons=[f"{stream.target_kind} refused by the target: "
-                                                            f"{exc.system_message}"])
-    return record_services.record_mark_posted(record, target_id=target_id, target_kind=stream.target_kind, reason=how)
+        return record_services.record_flag(record, reasons=[
+            f"whether {posting.document} {posting.marker} reached the target could not be looked up: "
+            f"{exc.system_message}; check the target for it, then approve or reject"
+        ])
+    if found:
+        return record_services.record_mark_posted(
+            record, target_id=found.target_id, target_kind=found.kind,
+            reason=f"found already posted by marker {posting.marker}",
+        )
+    try:
+        written = stream.write(posting, record)
+    except RetryLater as exc:
+        # Refused before it was taken (call budget, 429): nothing can have landed.
+        return _finish(record, lambda: _retry_later(record, exc, error=str(exc)))
+    except TransientError as exc:
+        # The answer was lost (a timeout, a 5xx): the write may still land. It is looked up only once it had time to.
+        settle_until = timezone.now() + timedelta(seconds=settings.SYNC_WRITE_SETTLE_SECONDS)
+        return _finish(record, lambda: record_services.record_schedule_retry(
+            record, settle_until=settle_until,
+            error=f"{exc}; the write may have reached the target: it is looked up by marker {posting.marker} "
+                  f"from {settle_until:%Y-%m-%d %H:%M:%S} UTC before anything is written again"))
+    except PermanentError as exc:
+        return _finish(record, lambda: record_services.record_flag(
+            record, reasons=[f"{posting.document} refused by the target: {exc.system_message}"]))
+    return _finish(record, lambda: record_services.record_mark_posted(
+        record, target_id=written.target_id, target_kind=written.kind, reason="posted",
+    ), written=written)
+
+
+def _finish(record: SyncRecord, finish: Callable[[], SyncRecord], *, written: Written | None = None) -> SyncRecord:
+    """End the write under its claim. If the claim was lost meanwhile (this worker's lease ran out and another
+    took the record over), and this worker did write, the target may hold the document twice: a person is told."""
+    try:
+        return finish()
+    except record_services.TransitionRefused:
+        if written is None:
+            raise
+        current = SyncRecord.objects.select_related("integration").get(pk=record.pk)
+        others = f"; the record is now {current.status}" + (f" as {current.target_id}" if current.target_id else "")
+        log.warning("record %s: write %s landed after its claim was lost", record.pk, written.target_id)
+        return record_services.record_possible_duplicate(
+            current, target_ids=[written.target_id],
+            reason=f"possible duplicate in the target: {written.kind} {written.target_id} (marker {written.marker}) "
+                   f"was written after this worker's claim ran out{others}; check both and reverse one",
+            details={"written": written.target_id, "marker": written.marker},
+        )
 
 
 def _retry_later(record: SyncRecord, exc: TransientError, *, error: str) -> SyncRecord:
@@ -241,28 +333,26 @@ def _lease_expired(record: SyncRecord) -> bool:
 
 
 def _recover_interrupted_write(record: SyncRecord, stream: Stream) -> SyncRecord:
-    """A record left in `posting` (a worker died mid-write): posted if the target has its marker, else retried."""
-    posting = posting_apply_correction(Posting.from_json(record.proposed_posting), record.corrected_posting)
+    """A record left in `posting` (a worker died mid-write, or its write outlived the lease): re-claimed, then
+    posted if the target has its marker, else written again under the new claim."""
+    posting = _posting_of(record)
+    claimed, _ = record_services.record_claim_write(record)
     try:
-        target_id = stream.find_posted(posting, record)
+        written = stream.find_posted(posting, claimed)
     except TransientError as exc:
-        return _retry_later(record, exc, error=f"recovery lookup failed: {exc}")
+        return _retry_later(claimed, exc, error=f"recovery lookup failed: {exc}")
     except PermanentError as exc:
         # Whether the interrupted write landed cannot be told: a person checks the target before anything is sent.
-        return record_services.record_flag(record, reasons=[
+        return record_services.record_flag(claimed, reasons=[
             f"an interrupted write could not be looked up by marker {posting.marker}: {exc.system_message}; "
             "check the target for it, then approve or reject"
         ])
-    if target_id:
+    if written:
         return record_services.record_mark_posted(
-            record, target_id=target_id, target_kind=stream.target_kind,
+            claimed, target_id=written.target_id, target_kind=written.kind,
             reason=f"interrupted write found in target by marker {posting.marker}",
         )
-    record = record_services.record_transition(
-        record, S.RETRYING, reason=f"interrupted write not found in target by marker {posting.marker}; writing again",
-        expected={S.POSTING}, expected_claim=record.posting_started_at, next_attempt_at=timezone.now(),
-    )
-    return _post(record, stream)
+    return _write(claimed, stream, posting, look_up_first=False)
 
 
 # --- many records -------------------------------------------------------------------------------------------
@@ -295,7 +385,7 @@ def stream_poll(integration: Integration, stream_name: str, *, trigger: str = Sy
             record, created = record_ingest(integration, stream_name, source)
             already_settled = not created and record.status in SETTLED
             if not already_settled:
-                record = record_advance(record, stream=stream)
+                record = record_advance(record, stream=stream, fresh=True)
             counts.count(record, already_settled=already_settled)
             if progress and counts.fetched % 50 == 0:
                 progress(f"{stream_name}: {counts.fetched} read, {counts.posted} posted, {counts.flagged} flagged")
@@ -308,38 +398,97 @@ def stream_poll(integration: Integration, stream_name: str, *, trigger: str = Sy
     return _finish_run(run, counts, status=SyncRun.Status.COMPLETED)
 
 
+RUN_COUNTS = ("fetched", "posted", "flagged", "skipped", "waiting", "retrying", "failed")
+
+
 def _finish_run(run: SyncRun, counts: RunCounts, *, status: str, error: str = "") -> SyncRun:
     run.status = status
     run.error = error
     run.finished_at = timezone.now()
-    for name in ("fetched", "posted", "flagged", "skipped", "failed"):
+    for name in RUN_COUNTS:
         setattr(run, name, getattr(counts, name))
     run.save()
     return run
 
 
-def records_advance_due(*, limit: int = 500) -> int:
-    """The sweep: retries that are due, records a crash left behind, writes whose worker died. Returns a count."""
-    now = timezone.now()
+SWEEP_LEASE = "records_advance_due"
+
+
+def _due_records(now: datetime):
+    """Retries and looks that are due, records a crash left behind, writes whose worker died; not claimed by
+    another sweep."""
     idle = now - timedelta(minutes=2)
     lease = now - timedelta(seconds=settings.SYNC_POSTING_LEASE_SECONDS)
-    due = SyncRecord.objects.filter(
-        Q(status=S.RETRYING, next_attempt_at__lte=now)
+    return SyncRecord.objects.filter(
+        Q(status__in=[S.RETRYING, S.WAITING], next_attempt_at__lte=now)
         | Q(status__in=[S.RECEIVED, S.READY, S.APPROVED], updated_at__lte=idle)
-        | Q(status=S.POSTING, posting_started_at__lte=lease)
-    ).select_related("integration__tenant").order_by("updated_at")[:limit]
-    advanced = 0
-    for record in due:
-        if not (record.integration.enabled and record.integration.tenant.is_active):
-            continue
+        | Q(status=S.POSTING, posting_started_at__lte=lease),
+        Q(sweep_claimed_until__isnull=True) | Q(sweep_claimed_until__lte=now),
+        integration__enabled=True, integration__tenant__is_active=True,
+    )
+
+
+def records_claim_due(*, limit: int = 500, now: datetime | None = None) -> list[int]:
+    """Claim a batch of due records for this sweep: rows another sweep is claiming are skipped (PostgreSQL's SKIP
+    LOCKED; SQLite's writers queue), and the claimed ones are not due for any other sweep until the claim runs out."""
+    now = now or timezone.now()
+    claim_until = now + timedelta(seconds=settings.SYNC_POSTING_LEASE_SECONDS)
+    with transaction.atomic():
+        due = _due_records(now).order_by("updated_at")
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        ids = list(due.values_list("pk", flat=True)[:limit])
+        SyncRecord.objects.filter(pk__in=ids).update(sweep_claimed_until=claim_until)
+    return ids
+
+
+def records_advance_due(*, limit: int = 500) -> int:
+    """The sweep: flag waits that lasted too long, then advance a claimed batch of due records. Returns how many
+    were advanced; 0 when the previous sweep still runs (it never starts twice at once)."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not work_lease_take(SWEEP_LEASE, holder=holder, seconds=settings.SYNC_POSTING_LEASE_SECONDS):
+        log.info("sweep skipped: the previous one still runs")
+        return 0
+    try:
+        records_wait_expire()
+        advanced = 0
+        for record_id in records_claim_due(limit=limit):
+            try:
+                record_advance(SyncRecord(pk=record_id))
+            except Exception:
+                # One record's failure (a stream gone from the registry, a bug) must not stall the whole sweep.
+                log.exception("sweep could not advance record %s", record_id)
+                continue
+            advanced += 1
+        return advanced
+    finally:
+        work_lease_release(SWEEP_LEASE, holder=holder)
+
+
+def records_wait_expire() -> int:
+    """Records that waited longer than SYNC_MAX_WAIT_SECONDS are flagged: nothing waits forever unseen."""
+    longest = timezone.now() - timedelta(seconds=settings.SYNC_MAX_WAIT_SECONDS)
+    expired = 0
+    for record in SyncRecord.objects.filter(status=S.WAITING, waiting_since__lte=longest).select_related(
+            "integration"):
         try:
-            record_advance(record)
-        except Exception:
-            # One record's failure (a stream gone from the registry, a bug) must not stall the whole sweep.
-            log.exception("sweep could not advance record %s", record.pk)
-            continue
-        advanced += 1
-    return advanced
+            record_services.record_wait_expire(record)
+            expired += 1
+        except record_services.TransitionRefused:
+            continue  # it moved on meanwhile
+    return expired
+
+
+def work_lease_take(name: str, *, holder: str, seconds: float) -> bool:
+    """Hold the named lease for `seconds` unless someone else holds it now (one conditional UPDATE)."""
+    now = timezone.now()
+    WorkLease.objects.get_or_create(name=name)
+    return bool(WorkLease.objects.filter(Q(held_until__isnull=True) | Q(held_until__lte=now), name=name).update(
+        holder=holder, held_until=now + timedelta(seconds=seconds)))
+
+
+def work_lease_release(name: str, *, holder: str) -> None:
+    WorkLease.objects.filter(name=name, holder=holder).update(holder="", held_until=None)
 
 
 # --- webhooks -------------------------------------------------------------------------------------------------
@@ -366,7 +515,7 @@ def inbound_event_process(event: InboundEvent) -> InboundEvent:
             if source is None:
                 continue
             record, _ = record_ingest(integration, stream_name, source)
-            record_advance(record, stream=stream)
+            record_advance(record, stream=stream, fresh=True)
     except Exception as exc:
         log.exception("inbound event %s failed", event.pk)
         return _event_done(event, InboundEvent.Status.FAILED, error=f"{type(exc).__name__}: {exc}")

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from connectors.errors import PermanentError, TransientError, WaitFor
-from connectors.pipeline import SourceDataError, SourceObject, Stream
+from connectors.pipeline import SourceDataError, SourceObject, Stream, Written
 from connectors.webhooks import ParsedEvent, Verdict, WebhookVerifier
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.money import to_decimal
@@ -113,7 +113,8 @@ class PaymentsStream(Stream):
         if payload.get("waits_for") and payload["waits_for"] not in {
             doc["marker"].removeprefix("pay:") for doc in LEDGER.documents.values()
         }:
-            raise WaitFor(f"original payment {payload['waits_for']} is not posted yet")
+            raise WaitFor(f"original payment {payload['waits_for']} is not posted yet",
+                          on=("payments", payload["waits_for"]))
         try:
             gross = to_decimal(payload["amount"])
             fee = to_decimal(payload.get("fee", "0"), field="fee")
@@ -132,10 +133,11 @@ class PaymentsStream(Stream):
         )
 
     def find_posted(self, posting, record):
-        return LEDGER.find(posting.marker)
+        target_id = LEDGER.find(posting.marker)
+        return Written.of(posting, target_id) if target_id else None
 
     def write(self, posting, record):
-        return LEDGER.write(posting)
+        return Written.of(posting, LEDGER.write(posting))
 
     def live_check(self):
         tenant = self.tenant

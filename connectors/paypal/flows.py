@@ -17,11 +17,12 @@ from itertools import islice
 
 from django.utils import timezone
 
-from audit.models import RecordStatus, SyncRecord
+from audit.models import RecordStatus
+from audit.selectors import record_of, record_posting, records_final
 from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.target import VismaTarget
-from mappings.documents import MatchFacts, Posting, PostingLine, posting_apply_correction
+from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.models import Customer, ExternalReference
 from mappings.money import MoneyError, is_exact, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
@@ -35,7 +36,6 @@ PAYMENT_CODE_PREFIX = "T00"
 REFUND_CODES = frozenset({"T1107"})
 REVERSAL_CODES = frozenset({"T1106", "T1201"})
 # Statuses of a record that will not change any more: their stored payload is served instead of re-reading PayPal.
-FINAL_STATUSES = frozenset({RecordStatus.POSTED, RecordStatus.REJECTED})
 PUBLICATION_DELAY = timedelta(hours=3)
 BATCH = 100
 # An unmapped payer is carried as this "customer", which Visma cannot know: the posting is flagged with why.
@@ -142,17 +142,12 @@ class PayPalSource(Stream):
         finally:
             client.close()
 
-    def _final_payloads(self, source_ids: list[str]) -> dict[str, SyncRecord]:
+    def _final_payloads(self, source_ids: list[str]) -> dict:
         """Records of these objects that will not change any more (posted, rejected): no need to ask PayPal again."""
-        return {
-            record.source_id: record
-            for record in SyncRecord.objects.filter(
-                integration=self.integration, stream=self.name, source_id__in=source_ids, status__in=FINAL_STATUSES
-            ).only("source_id", "source_payload", "source_updated_at", "amount", "currency")
-        }
+        return records_final(self.integration, self.name, source_ids)
 
     @staticmethod
-    def _as_stored(record: SyncRecord) -> SourceObject:
+    def _as_stored(record) -> SourceObject:
         return SourceObject(source_id=record.source_id, payload=record.source_payload,
                             updated_at=record.source_updated_at, amount=record.amount, currency=record.currency)
 
@@ -311,16 +306,15 @@ class CaptureSource(PayPalSource):
         references = list(dict.fromkeys(str(capture.get(key)) for key in ("invoice_id", "custom_id")
                                         if capture.get(key)))
         for reference in references:
-            record = SyncRecord.objects.filter(integration=self.integration, stream="invoices",
-                                               source_id=reference).first()
+            record = record_of(self.integration, "invoices", reference)
             if record is None:
                 continue
             if record.status == RecordStatus.POSTED:
-                invoice_posting = posting_apply_correction(Posting.from_json(record.proposed_posting),
-                                                           record.corrected_posting)
-                return {"number": record.target_id, "customer": invoice_posting.customer, "reference": reference}
+                return {"number": record.target_id, "customer": record_posting(record).customer,
+                        "reference": reference}
             if record.status != RecordStatus.REJECTED:
-                raise WaitFor(f"PayPal invoice {reference} is not in Visma yet ({record.status})")
+                raise WaitFor(f"PayPal invoice {reference} is not in Visma yet ({record.status})",
+                              on=("invoices", reference))
         for reference in references:
             found = self.visma_invoice_by_reference(reference)
             if found is not None:
@@ -331,7 +325,7 @@ class CaptureSource(PayPalSource):
         for reference in references:
             if PAYPAL_INVOICE_ID.match(reference):
                 # The invoices stream has not read it yet (its poll runs apart): the payment must not go without it.
-                raise WaitFor(f"PayPal invoice {reference} has not reached Visma yet")
+                raise WaitFor(f"PayPal invoice {reference} has not reached Visma yet", on=("invoices", reference))
         return None
 
     def visma_invoice_by_reference(self, reference: str) -> dict | None:
@@ -395,17 +389,15 @@ class RefundSource(PayPalSource):
                                   "no money went back")
         if not capture_id:
             raise SourceDataError(f"{self.transaction_type} {refund_id} names no capture (no 'up' link)")
-        capture_record = SyncRecord.objects.filter(integration=self.integration, stream="captures",
-                                                   source_id=capture_id).first()
+        capture_record = record_of(self.integration, "captures", capture_id)
         if capture_record is not None and capture_record.status == RecordStatus.REJECTED:
             raise SourceDataError(f"capture {capture_id} was rejected, so {self.transaction_type} {refund_id} has "
                                   "nothing to reverse in Visma: reject it too, or book it by hand")
         if capture_record is None or capture_record.status != RecordStatus.POSTED:
             state = capture_record.status if capture_record else "not received yet"
             raise WaitFor(f"capture {capture_id} is not posted yet ({state}); {self.transaction_type} {refund_id} "
-                          "is posted after it")
-        capture_posting = posting_apply_correction(Posting.from_json(capture_record.proposed_posting),
-                                                   capture_record.corrected_posting)
+                          "is posted after it", on=("captures", capture_id))
+        capture_posting = record_posting(capture_record)
         currency = str((refund.get("amount") or {}).get("currency_code") or "")
         if currency != capture_posting.currency:
             raise SourceDataError(f"{self.transaction_type} {refund_id} is in {currency}, its capture "
@@ -566,16 +558,7 @@ class InvoiceSource(PayPalSource):
 
 
 class PayPalToVisma(VismaTarget):
-    """The Visma side shared by the PayPal streams: the record names the document actually written (a capture may
-    be a journal or a customer payment), and an unmapped payer is flagged without asking Visma about it."""
-
-    def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
-        self.target_kind = posting.document
-        return super().find_posted(posting, record)
-
-    def write(self, posting: Posting, record: SyncRecord) -> str:
-        self.target_kind = posting.document
-        return super().write(posting, record)
+    """The Visma side shared by the PayPal streams: an unmapped payer is flagged without asking Visma about it."""
 
     def live_check(self) -> LiveCheck:
         visma_has = super().live_check()

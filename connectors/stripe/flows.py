@@ -17,11 +17,13 @@ from urllib.parse import quote
 
 import stripe
 
-from audit.models import RecordStatus, SyncRecord
+from audit.models import RecordStatus
+from audit.selectors import record_of
+from connectors.pipeline import Written
 from connectors.errors import PermanentError, WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.postings import CUSTOMER_INVOICES
-from connectors.visma.target import VismaTarget, _visma_outcome
+from connectors.visma.target import INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.models import Customer
 from mappings.money import MoneyError, from_minor, minor_units
@@ -34,7 +36,6 @@ SYSTEM = "stripe"
 # Where a Stripe object names the Visma invoice and customer it is about.
 VISMA_INVOICE_KEY = "visma_invoice"
 VISMA_CUSTOMER_KEY = "visma_customer"
-INVOICE_NOTE = "invoice_note"
 
 
 def _moment(unix: int | None) -> datetime | None:
@@ -117,44 +118,7 @@ class StripeSource(Stream):
 
 
 class StripeToVisma(VismaTarget):
-    """The Visma side: customer payments through VismaTarget; notes on a Visma invoice written here, with If-Match,
-    found again by their marker in the note, so a retry never writes one twice."""
-
-    def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
-        self.target_kind = posting.document
-        if posting.document != INVOICE_NOTE:
-            return super().find_posted(posting, record)
-        number = posting.extra["invoice_number"]
-        with _visma_outcome(posting):
-            invoice = self.visma_client.get_one(f"{CUSTOMER_INVOICES}/{quote(number, safe='')}", sync_record=record)
-        return number if invoice and posting.marker in str(invoice.get("note") or "") else None
-
-    def write(self, posting: Posting, record: SyncRecord) -> str:
-        self.target_kind = posting.document
-        if posting.document != INVOICE_NOTE:
-            return super().write(posting, record)
-        number = posting.extra["invoice_number"]
-        line = f"[{posting.marker}] {posting.description}"
-
-        def noted(current: dict) -> dict:
-            note = str(current.get("note") or "")
-            if posting.marker in note:
-                return {"note": note}
-            return {"note": f"{note}\n{line}" if note else line}
-
-        with _visma_outcome(posting):
-            self.visma_client.update(f"{CUSTOMER_INVOICES}/{quote(number, safe='')}", noted, sync_record=record)
-        return number
-
-    def map(self, posting: Posting) -> MappingOutcome:
-        if posting.document == INVOICE_NOTE:
-            return MappingOutcome(posting, None, [])
-        return super().map(posting)
-
-    def problems(self, posting: Posting) -> list[str]:
-        if posting.document == INVOICE_NOTE:
-            return [] if posting.extra.get("invoice_number") else [f"note {posting.marker} names no Visma invoice"]
-        return super().problems(posting)
+    """The Visma side of the Stripe streams: customer payments, journals, and notes on the invoice they pay."""
 
 
 class ChargesStream(StripeToVisma, StripeSource):
@@ -290,11 +254,11 @@ class RefundsStream(StripeToVisma, StripeSource):
                                   f"{str(charge.get('currency')).upper()}")
         if amount <= 0 or amount > stripe_amount(charge.get("amount"), currency, field="amount"):
             raise SourceDataError(f"refund {refund_id} of {amount} {currency} is not within its charge {charge_id}")
-        paid = SyncRecord.objects.filter(integration=self.integration, stream=ChargesStream.name,
-                                         source_id=charge_id).values_list("status", flat=True).first()
-        if paid != RecordStatus.POSTED:
+        paid = record_of(self.integration, ChargesStream.name, charge_id)
+        if paid is None or paid.status != RecordStatus.POSTED:
             raise WaitFor(f"refund {refund_id} waits for its charge {charge_id} to be posted "
-                          f"(charge record: {paid or 'not received yet'})")
+                          f"(charge record: {paid.status if paid else 'not received yet'})",
+                          on=(ChargesStream.name, charge_id))
         visma = self.visma_invoice([charge, *([invoice] if invoice else [])], currency=currency,
                                    what=f"refund {refund_id}")
         customer = visma["customer"]
@@ -426,14 +390,13 @@ class VismaInvoicesStream(StripeSource):
         number = str(invoice["referenceNumber"])
         currency = str(invoice.get("currencyId") or "")
         amount = Decimal(str(invoice.get("amountInCurrency") or 0))
-        sent = SyncRecord.objects.filter(integration=self.integration, stream=self.name, source_id=number,
-                                         status=RecordStatus.POSTED).values("source_payload", "target_id").first()
-        if sent is not None:
-            before, now = visma_billed_terms(sent["source_payload"]["invoice"]), visma_billed_terms(invoice)
+        sent = record_of(self.integration, self.name, number)
+        if sent is not None and sent.status == RecordStatus.POSTED:
+            before, now = visma_billed_terms(sent.source_payload["invoice"]), visma_billed_terms(invoice)
             if before != now:
                 digest = hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()[:12]
                 return SourceObject(source_id=f"{number}:changed:{digest}",
-                                    payload={"invoice": invoice, "sent": before, "stripe_invoice": sent["target_id"]},
+                                    payload={"invoice": invoice, "sent": before, "stripe_invoice": sent.target_id},
                                     updated_at=None, amount=amount, currency=currency)
         return SourceObject(source_id=number, payload={"invoice": invoice}, updated_at=None, amount=amount,
                             currency=currency)
@@ -567,7 +530,7 @@ class VismaInvoicesStream(StripeSource):
             params["email"] = email
         return self.stripe.customer_create(params, idempotency_key=self._key("customer", posting.customer)).id
 
-    def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
+    def find_posted(self, posting: Posting, record) -> Written | None:
         name = str(posting.extra.get("customer_name") or "")
         try:
             match = stripe_customer_match(self._settings(), number=posting.customer, name=name)
@@ -577,10 +540,10 @@ class VismaInvoicesStream(StripeSource):
             for invoice in self.stripe.invoices_of(customer.id):
                 metadata = invoice.to_dict().get("metadata") or {}
                 if metadata.get(VISMA_INVOICE_KEY) == posting.extra["invoice_number"] and invoice.status != "draft":
-                    return invoice.id
+                    return Written.of(posting, invoice.id, kind=self.target_kind)
         return None
 
-    def write(self, posting: Posting, record: SyncRecord) -> str:
+    def write(self, posting: Posting, record) -> Written:
         number = posting.extra["invoice_number"]
         currency = posting.currency.lower()
         customer = self._stripe_customer(posting)
@@ -606,7 +569,7 @@ class VismaInvoicesStream(StripeSource):
         if invoice.status == "draft":
             self.stripe.invoice_finalize(invoice.id, idempotency_key=self._key("invoice", number, "finalize"))
         self.stripe.invoice_send(invoice.id, idempotency_key=self._key("invoice", number, "send"))
-        return invoice.id
+        return Written.of(posting, invoice.id, kind=self.target_kind)
 
 
 STREAMS[VismaInvoicesStream.name] = VismaInvoicesStream

@@ -268,6 +268,31 @@ def visma_customer_invoice_update(client: VismaClient, invoice_number: str, fiel
     )
 
 
+def visma_customer_invoice_note_find(client: VismaClient, posting: Posting, *,
+                                     sync_record: SyncRecord | None = None) -> str | None:
+    """The invoice number when its note already carries the posting's marker (the note was written)."""
+    number = posting.extra["invoice_number"]
+    invoice = client.get_one(f"{CUSTOMER_INVOICES}/{quote(number, safe='')}", sync_record=sync_record)
+    return number if invoice and posting.marker in str(invoice.get("note") or "") else None
+
+
+def visma_customer_invoice_note_add(client: VismaClient, posting: Posting, *,
+                                    sync_record: SyncRecord | None = None) -> str:
+    """Append "[marker] description" to the note of invoice extra["invoice_number"] (If-Match, read again on 412);
+    a note that already carries the marker is left as it is. Returns the invoice number."""
+    number = posting.extra["invoice_number"]
+    line = f"[{posting.marker}] {posting.description}"
+
+    def noted(current: dict) -> dict:
+        note = str(current.get("note") or "")
+        if posting.marker in note:
+            return {"note": note}
+        return {"note": f"{note}\n{line}" if note else line}
+
+    client.update(f"{CUSTOMER_INVOICES}/{quote(number, safe='')}", noted, sync_record=sync_record)
+    return number
+
+
 # --- payments -------------------------------------------------------------------------------------------------
 
 

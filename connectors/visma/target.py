@@ -11,12 +11,17 @@ from typing import Any
 
 from audit.models import AuditEntry, RecordStatus, SyncRecord
 from connectors.errors import AuthenticationError, PermanentError, TransientError
+from connectors.pipeline import Written
 from mappings.documents import Posting
 from mappings.reference import reference_live_check
-from mappings.services import LiveCheck
+from mappings.services import LiveCheck, MappingOutcome
 
 from . import postings
 from .client import DELTA_OVERLAP, VismaClient
+
+
+# A line on a customer invoice's note (a failed payment, a dispute): moves no money, needs no GL rule.
+INVOICE_NOTE = "invoice_note"
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ def _claims(record: SyncRecord) -> _Claims:
 
 
 @contextmanager
-def _visma_outcome(posting: Posting) -> Iterator[None]:
+def visma_outcome(posting: Posting) -> Iterator[None]:
     """Visma's answers as the pipeline acts on them: PermanentError (a 4xx, a 412 on every attempt) flags the
     record with the reason, TransientError retries it with backoff."""
     try:
@@ -83,6 +88,9 @@ class VismaTarget:
     - "supplier_payment" → POST /v1/supplierPayment (Payment). Like customer_payment with posting.supplier and
       the "account" lines' debit − credit (the payable settled); extra["invoice_number"], cash account and
       payment method as above; no fee journal. Target id: the payment number.
+    - "invoice_note" → a line "[marker] description" appended to the note of customer invoice
+      extra["invoice_number"] (PUT with If-Match, read again on 412); found by the marker in the note. No GL rule.
+      Target id: the invoice number.
 
     Before a customer_* or supplier_* document, extra["customer_update"] / extra["supplier_update"] (plain
     CustomerUpdateDto / SupplierUpdateDto fields, e.g. {"mainContact": {"email": "..."}}) are applied to
@@ -106,10 +114,14 @@ class VismaTarget:
         weakref.finalize(self, client.close)
         return client
 
-    def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
+    def find_posted(self, posting: Posting, record: SyncRecord) -> Written | None:
+        target_id = self._find(posting, record)
+        return Written.of(posting, target_id) if target_id else None
+
+    def _find(self, posting: Posting, record: SyncRecord) -> str | None:
         claims = _claims(record)
         client = self.visma_client
-        with _visma_outcome(posting):
+        with visma_outcome(posting):
             if posting.document == "journal":
                 return postings.visma_journal_find(client, posting, since=claims.since, sync_record=record)
             if posting.document == "customer_invoice":
@@ -121,12 +133,17 @@ class VismaTarget:
                 return postings.visma_supplier_invoice_find(client, posting, since=claims.since, sync_record=record)
             if posting.document == "supplier_payment":
                 return postings.visma_supplier_payment_find(client, posting, since=claims.since, sync_record=record)
+            if posting.document == INVOICE_NOTE:
+                return postings.visma_customer_invoice_note_find(client, posting, sync_record=record)
         raise _unknown_document(posting)
 
-    def write(self, posting: Posting, record: SyncRecord) -> str:
+    def write(self, posting: Posting, record: SyncRecord) -> Written:
+        return Written.of(posting, self._write(posting, record))
+
+    def _write(self, posting: Posting, record: SyncRecord) -> str:
         client = self.visma_client
         settings = self.integration.settings or {}
-        with _visma_outcome(posting):
+        with visma_outcome(posting):
             self._parties_update(posting, record)
             if posting.document == "journal":
                 return postings.visma_journal_post(client, posting, sync_record=record)
@@ -142,7 +159,19 @@ class VismaTarget:
                 return postings.visma_supplier_invoice_post(client, posting, sync_record=record)
             if posting.document == "supplier_payment":
                 return postings.visma_supplier_payment_post(client, posting, settings=settings, sync_record=record)
+            if posting.document == INVOICE_NOTE:
+                return postings.visma_customer_invoice_note_add(client, posting, sync_record=record)
         raise _unknown_document(posting)
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        if posting.document == INVOICE_NOTE:
+            return MappingOutcome(posting, None, [])  # a note moves no money: no GL rule
+        return super().map(posting)
+
+    def problems(self, posting: Posting) -> list[str]:
+        if posting.document == INVOICE_NOTE:
+            return [] if posting.extra.get("invoice_number") else [f"note {posting.marker} names no Visma invoice"]
+        return super().problems(posting)
 
     def live_check(self) -> LiveCheck:
         return reference_live_check(self.tenant, client=self.visma_client)
@@ -156,7 +185,7 @@ class VismaTarget:
                                            sync_record=record)
 
 
-DOCUMENTS = ("journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment")
+DOCUMENTS = ("journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment", INVOICE_NOTE)
 
 
 def _unknown_document(posting: Posting) -> PermanentError:

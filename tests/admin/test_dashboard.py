@@ -51,7 +51,7 @@ def test_the_dashboard_counts_every_status_and_shows_only_what_the_user_may_see(
     # then
     assert [(row.status, row.count) for row in for_finance.record_counts] == [
         ("received", 1), ("ready", 0), ("posting", 0), ("posted", 0), ("flagged", 2), ("approved", 0),
-        ("rejected", 0), ("retrying", 0), ("failed", 0),
+        ("rejected", 0), ("retrying", 0), ("waiting", 0), ("failed", 0),
     ]
     assert for_finance.flagged == 2
     assert (for_finance.failed_inbound_events, for_finance.last_sync_runs) == (None, None)

@@ -91,10 +91,10 @@ def test_a_retried_write_never_makes_a_second_stripe_invoice(collecting):
     again = stream.write(Posting.from_json(record.proposed_posting), record)
 
     # then
-    assert again == record.target_id
+    assert (again.kind, again.target_id) == ("stripe_invoice", record.target_id)
     assert len(_stripe("invoice")) == 1
     assert len(_stripe("invoiceitem")) == 1
-    assert stream.find_posted(Posting.from_json(record.proposed_posting), record) == record.target_id
+    assert stream.find_posted(Posting.from_json(record.proposed_posting), record) == again
 
 
 def test_an_invoice_in_a_currency_the_account_does_not_collect_is_flagged(collecting):

@@ -1,10 +1,9 @@
 """Stripe refunds → Visma over real HTTP, both emulators live: each refund of a charge that paid a Visma invoice is a
 journal marked with its refund id (debit the receivable, credit Stripe clearing), partial refunds add up to what was
 returned, and a refund whose charge is not posted yet waits for it."""
-from django.utils import timezone
 
-from audit.models import SyncRecord
-from connectors.pipeline import records_advance_due, stream_poll
+from audit.models import AuditEntry, SyncRecord
+from connectors.pipeline import stream_poll
 from mappings.models import GLMappingRule
 from sandbox.models import StripeObject
 from sandbox.stripe_webhooks import stripe_event_send
@@ -61,21 +60,17 @@ def test_a_refund_delivered_before_its_charge_is_posted_waits_then_posts(world):
     world.account.save()
     [refunded, succeeded] = StripeObject.objects.filter(account=world.account, object_type="event").order_by("-pk")
 
-    # when: the refund first
+    # when: the refund first, then the charge (one inbox run, no sweep)
     stripe_event_send(world.account, refunded)
     world.deliver_and_process()
 
-    # then: it waited, and nothing was journalled for it
-    waiting = world.record("refunds", refund.id)
-    assert waiting.status == "retrying"
-    assert waiting.last_error == (f"waiting: refund {refund.id} waits for its charge {charge.id} to be posted "
-                                  "(charge record: not received yet)")
-    assert _journals_marked(world, refund.id) == []
-
-    # when: the charge arrives and is posted; the sweep takes the refund when it is due
-    world.deliver_and_process()
-    SyncRecord.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now())
-    records_advance_due()
+    # then: the refund waited for its charge, and was woken and posted as soon as the charge posted
+    waiting = AuditEntry.objects.filter(sync_record=world.record("refunds", refund.id), to_status="waiting").get()
+    assert waiting.reason == (f"waiting: refund {refund.id} waits for its charge {charge.id} to be posted "
+                              "(charge record: not received yet)")
+    assert list(AuditEntry.objects.filter(sync_record=waiting.sync_record).order_by("id").values_list(
+        "from_status", "to_status")) == [("", "received"), ("received", "waiting"), ("waiting", "ready"),
+                                         ("ready", "posting"), ("posting", "posted")]
 
     # then
     assert succeeded.body["type"] == "charge.succeeded"

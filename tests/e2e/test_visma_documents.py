@@ -101,7 +101,7 @@ def test_an_invoice_whose_write_was_interrupted_is_found_by_its_external_referen
     interrupted = record("ORD-1")
 
     # when
-    with time_machine.travel(interrupted.posting_started_at + timedelta(minutes=11)):
+    with time_machine.travel(interrupted.posting_started_at + timedelta(minutes=16)):
         records_advance_due()
 
     # then
@@ -153,7 +153,7 @@ def test_a_crash_between_the_payment_and_its_fee_journal_duplicates_neither(sale
     interrupted = record("PAY-1")
 
     # when
-    with time_machine.travel(interrupted.posting_started_at + timedelta(minutes=11)):
+    with time_machine.travel(interrupted.posting_started_at + timedelta(minutes=16)):
         records_advance_due()
 
     # then

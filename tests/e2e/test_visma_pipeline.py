@@ -370,7 +370,7 @@ def test_a_crash_after_visma_took_the_journal_is_recovered_by_marker_without_a_s
     interrupted = record("CAP-1")
 
     # when
-    with time_machine.travel(interrupted.posting_started_at + timedelta(minutes=11)):
+    with time_machine.travel(interrupted.posting_started_at + timedelta(minutes=16)):
         swept = records_advance_due()
 
     # then

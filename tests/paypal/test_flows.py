@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 import responses
 
-from audit.services import record_mark_posted, record_mark_ready, record_start_posting, record_upsert
+from audit.services import record_claim_write, record_mark_posted, record_mark_ready, record_upsert
 from connectors.errors import WaitFor
 from connectors.paypal.flows import (
     CapturesStream,
@@ -252,7 +252,7 @@ def _post(integration, stream_name: str, posting, source_id: str, target_id: str
     record, _ = record_upsert(integration=integration, stream=stream_name, source_id=source_id, payload={},
                               source_updated_at=None, amount=posting.facts.amount, currency=posting.currency)
     record = record_mark_ready(record, proposed_posting=posting.to_json(), posting_marker=posting.marker)
-    record = record_start_posting(record)
+    record, _ = record_claim_write(record)
     return record_mark_posted(record, target_id=target_id, target_kind=posting.document)
 
 

@@ -492,7 +492,8 @@ def test_a_visma_500_on_the_post_is_retried_later_and_never_repeated_in_place(ca
 
     # then
     assert (record.status, record.attempts) == (RecordStatus.RETRYING, 1)
-    assert record.last_error.endswith("An error has occurred.")
+    assert record.last_error.split(";")[0].endswith("An error has occurred.")
+    assert "the write may have reached the target" in record.last_error
     assert api_calls(mocked) == [("POST", "/v2/journaltransaction")]
 
 
@@ -520,8 +521,8 @@ def test_a_document_visma_does_not_take_is_flagged_and_nothing_is_sent(captures,
     # then
     assert record.status == RecordStatus.FLAGGED
     assert record.reasons == [
-        "journal refused by the target: Visma cannot take a 'credit_note' posting (pp:CAP-1); it takes: journal, "
-        "customer_invoice, customer_payment, supplier_invoice, supplier_payment"]
+        "credit_note refused by the target: Visma cannot take a 'credit_note' posting (pp:CAP-1); it takes: "
+        "journal, customer_invoice, customer_payment, supplier_invoice, supplier_payment, invoice_note"]
     assert api_calls(mocked) == []
 
 

@@ -1,0 +1,160 @@
+"""What one posted record costs: database queries and Visma calls, per kind of PayPal capture, warm reference data.
+
+Both emulators (Visma, PayPal) run in this process behind a threaded WSGI server on 127.0.0.1 (a fresh SQLite file,
+or DATABASE_URL); every call goes over real HTTP through the connector's clients. Each capture's webhook is
+delivered signed, then processed here as a worker would (`inbox_process`): the queries counted are this process's
+(the worker's) from picking the stored event up to the record being posted; the emulators' own queries run on their
+server threads and are not counted. Visma calls are counted from the exchange log.
+
+Cases: plain captures (a journal); captures naming an invoice reference Visma lacks (a lookup, then a journal);
+captures paying a Visma invoice (a customer payment applied to it, and its fee journal). Documents are left as
+Visma creates them (release off; releasing them is issue 9's). The last two lines are the figures for captures
+(plain and naming an unknown invoice, together): queries per posted record and Visma calls per posted record.
+Prints figures; asserts nothing.
+
+Usage: .venv/bin/python bench/posting_costs.py [--captures 40] [--database-url URL]
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(database_url: str | None) -> None:
+    workdir = tempfile.mkdtemp(prefix="ml-posting-costs-")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
+    os.environ["DATABASE_URL"] = database_url or os.environ.get("DATABASE_URL") or f"sqlite:///{workdir}/bench.sqlite3"
+    os.environ["HTTP_LOG_EXCHANGES"] = "true"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def serve() -> str:
+    """The project's WSGI app (webhooks, /sandbox/visma, /sandbox/paypal) on a free loopback port, in threads."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=True)
+    server.set_app(get_wsgi_application())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+class QueryCounter:
+    """Counts this thread's queries (Django's execute wrapper), by the statement's first word and table."""
+
+    def __init__(self):
+        self.count = 0
+        self.kinds: Counter = Counter()
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        words = sql.split()
+        table = next((word.strip('"') for before, word in zip(words, words[1:])
+                      if before.upper() in ("FROM", "INTO", "UPDATE")), "?")
+        self.kinds[f"{words[0].upper()} {table}"] += 1
+        return execute(sql, params, many, context)
+
+
+def endpoint(url: str) -> str:
+    """An exchange's path with ids folded, e.g. /v2/journaltransaction, /v1/customerinvoice."""
+    path = url.split("?", 1)[0].split("/sandbox/visma", 1)[-1]
+    parts = path.split("/")[1:]
+    return "/" + "/".join(part if not any(char.isdigit() for char in part) or part in ("v1", "v2") else "{id}"
+                          for part in parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--captures", type=int, default=40, help="captures per case (default 40)")
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--queries", action="store_true", help="also print the queries of each case by table")
+    args = parser.parse_args()
+    setup_django(args.database_url)
+
+    from django.db import connection
+
+    from audit.models import RecordStatus
+    from connectors.models import HttpExchange
+    from connectors.services import inbox_process
+    from sandbox.paypal import paypal_capture_create
+    from sandbox.paypal_webhooks import paypal_delivery_build, paypal_delivery_send
+    from tests.paypal.world import ANNA, MIKKO, hours_ago, world_build
+
+    url = serve()
+    world = world_build(url)
+    visma = world.integration.visma_connection
+    cases = {
+        "plain captures (journal)": dict(payer=ANNA),
+        "captures naming an invoice Visma lacks (journal)": dict(payer=ANNA, invoice_id="WEB-9999"),
+        "invoice payments (customer payment + fee journal)": dict(payer=MIKKO, invoice_id="WEB-1002"),
+    }
+    print(f"Posting costs, sandbox at {url}, {args.captures} captures per case, warm reference data, release off "
+          f"({os.environ['DATABASE_URL'].split(':', 1)[0]})")
+    totals = {}
+    for label, options in cases.items():
+        counter = QueryCounter()
+        visma_calls, posted = 0, 0
+        per_record_queries = []
+        endpoints: Counter = Counter()
+        for number in range(args.captures):
+            # The webshop invoice is paid in full each time (the emulated Visma keeps its balance).
+            amount = Decimal("120.00") if options.get("invoice_id") == "WEB-1002" else Decimal("100.00") + number
+            paypal_capture_create(amount=amount, currency="EUR", at=hours_ago(0), notify=False, **options)
+            event = world.last_event("PAYMENT.CAPTURE.COMPLETED")
+            delivery = paypal_delivery_build(event, webhook_id=world.subscription.webhook_id)
+            response = paypal_delivery_send(delivery, f"{url}{world.integration.webhook_path}")
+            if response.status_code != 200:
+                raise SystemExit(f"webhook answered {response.status_code}: {response.content[:300]!r}")
+            last_visma = HttpExchange.objects.filter(connection=visma).order_by("-id").values_list(
+                "id", flat=True).first() or 0
+            before = counter.count
+            with connection.execute_wrapper(counter):
+                inbox_process()
+            per_record_queries.append(counter.count - before)
+            record = world.record("captures", event.body["resource"]["id"])
+            if record.status != RecordStatus.POSTED:
+                raise SystemExit(f"{label}: capture not posted ({record.status}: {record.reasons or record.last_error})")
+            posted += 1
+            exchanges = HttpExchange.objects.filter(connection=visma, id__gt=last_visma)
+            visma_calls += exchanges.count()
+            endpoints.update(f"{exchange.method} {endpoint(exchange.url)}" for exchange in exchanges)
+        totals[label] = (counter.count, visma_calls, posted)
+        print(f"\n{label}: {posted} posted")
+        print(f"  queries per posted record: {counter.count / posted:.1f} "
+              f"(median {statistics.median(per_record_queries)}, max {max(per_record_queries)})")
+        print(f"  Visma calls per posted record: {visma_calls / posted:.2f}")
+        for name, count in sorted(endpoints.items()):
+            print(f"    {name}: {count / posted:.2f} per record")
+        if args.queries:
+            for name, count in counter.kinds.most_common():
+                print(f"    {count / posted:5.1f}  {name}")
+
+    captures = [totals[label] for label in list(cases)[:2]]
+    queries = sum(case[0] for case in captures)
+    calls = sum(case[1] for case in captures)
+    posted = sum(case[2] for case in captures)
+    print()
+    print(f"queries per posted record: {queries / posted:.1f}")
+    print(f"Visma calls per posted record: {calls / posted:.2f}")
+
+
+if __name__ == "__main__":
+    main()
