@@ -15,10 +15,17 @@ from django.utils.timezone import localtime
 
 from connectors.tasks import record_advance_later
 
-from .forms import RecordApproveForm, RecordRejectForm, RecordReplayForm
+from .forms import RecordApproveForm, RecordDuplicateCheckedForm, RecordRejectForm, RecordReplayForm
 from .models import AuditEntry, RecordStatus, SyncRecord
 from .selectors import json_pretty, money_display, posting_table, record_review
-from .services import Actor, TransitionRefused, record_approve, record_reject, record_replay
+from .services import (
+    Actor,
+    TransitionRefused,
+    record_approve,
+    record_duplicate_resolve,
+    record_reject,
+    record_replay,
+)
 
 STATUS_COLOURS = {
     RecordStatus.POSTED: "#1e7e34",
@@ -27,6 +34,7 @@ STATUS_COLOURS = {
     RecordStatus.REJECTED: "#6b7280",
     RecordStatus.FAILED: "#b91c1c",
     RecordStatus.RETRYING: "#a16207",
+    RecordStatus.WAITING: "#0e7490",
 }
 
 
@@ -44,6 +52,8 @@ class RecordStatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
     ALL = "all"
+    # Posted records whose marker a second document in the target carries: finance checks them.
+    DUPLICATES = "duplicates"
 
     def __init__(self, request, params, model, model_admin):
         # Someone looking a record up by its id wants it whatever its status.
@@ -51,7 +61,7 @@ class RecordStatusFilter(admin.SimpleListFilter):
         super().__init__(request, params, model, model_admin)
 
     def lookups(self, request, model_admin):
-        return [(self.ALL, "All"), *RecordStatus.choices]
+        return [(self.ALL, "All"), *RecordStatus.choices, (self.DUPLICATES, "Possible duplicates in the target")]
 
     def value(self):
         return super().value() or self.default
@@ -67,6 +77,8 @@ class RecordStatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() == self.ALL:
             return queryset
+        if self.value() == self.DUPLICATES:
+            return queryset.exclude(duplicate_targets=[])
         return queryset.filter(status=self.value())
 
 
@@ -86,7 +98,9 @@ class SyncRecordAdmin(admin.ModelAdmin):
         ("Record", {"fields": ["integration_display", "stream", "source_id", "status_display", "amount_display",
                                "source_updated_at"]}),
         ("In the target system", {"fields": ["target_kind", "target_id", "posting_marker", "write_attempted",
-                                             "posting_started_at"]}),
+                                             "posting_started_at", "duplicate_targets"]}),
+        ("Waiting", {"fields": ["waiting_on_stream", "waiting_on_source_id", "waiting_since"],
+                     "classes": ["collapse"]}),
         ("Retries", {"fields": ["attempts", "next_attempt_at", "last_error"], "classes": ["collapse"]}),
         ("Times", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
@@ -137,6 +151,11 @@ class SyncRecordAdmin(admin.ModelAdmin):
     @admin.display(description="reasons")
     def reasons_display(self, record):
         reasons = [str(reason) for reason in record.reasons or []]
+        if record.duplicate_targets:
+            reasons.insert(0, f"possible duplicate in the target: {', '.join(record.duplicate_targets)} also carry "
+                              f"its marker {record.posting_marker}")
+        elif record.status == RecordStatus.WAITING:
+            reasons = [record.last_error]
         if not reasons:
             return ""
         more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
@@ -157,6 +176,8 @@ class SyncRecordAdmin(admin.ModelAdmin):
             path("review/approve/", self.admin_site.admin_view(self.approve_view), name="audit_syncrecord_approve"),
             path("review/reject/", self.admin_site.admin_view(self.reject_view), name="audit_syncrecord_reject"),
             path("review/replay/", self.admin_site.admin_view(self.replay_view), name="audit_syncrecord_replay"),
+            path("review/duplicate-checked/", self.admin_site.admin_view(self.duplicate_checked_view),
+                 name="audit_syncrecord_duplicate_checked"),
         ]
         return review + super().get_urls()
 
@@ -233,6 +254,23 @@ class SyncRecordAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{record.source_id}: sent through the pipeline again.", messages.SUCCESS)
             return self._back(request, records)
         return self._form_page(request, "Replay", records, form)
+
+    def duplicate_checked_view(self, request):
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        records = self._records(request)
+        form = RecordDuplicateCheckedForm(self._posted(request))
+        if request.method == "POST" and records and form.is_valid():
+            for record in records:
+                try:
+                    record_duplicate_resolve(record, user=request.user, note=form.cleaned_data["note"])
+                except TransitionRefused as refused:
+                    self.message_user(request, f"{record.source_id}: {refused}", messages.ERROR)
+                    continue
+                self.message_user(request, f"{record.source_id}: possible duplicate marked as checked.",
+                                  messages.SUCCESS)
+            return self._back(request, records)
+        return self._form_page(request, "Mark checked", records, form)
 
     @staticmethod
     def _posted(request):

@@ -135,3 +135,11 @@ class RecordReplayForm(forms.Form):
         widget=forms.TextInput(attrs={"size": 60}),
         help_text="E.g. “mapping rule fixed”. It will be mapped and validated afresh before anything is written.",
     )
+
+
+class RecordDuplicateCheckedForm(forms.Form):
+    note = forms.CharField(
+        max_length=1000, label="What was done",
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="E.g. “journal 000014 reversed in Visma” or “not a duplicate: 000014 is another payment”.",
+    )

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.db.models import Count, OuterRef, Subquery
+from django.utils import timezone
 
 from connectors.models import HttpExchange, InboundEvent, SyncRun
 from mappings.documents import Posting, posting_apply_correction
@@ -122,6 +124,7 @@ class RecordReview:
     can_approve: bool
     can_reject: bool
     can_replay: bool
+    can_check_duplicate: bool = False
 
 
 def record_can(record: SyncRecord, to_status: str) -> bool:
@@ -161,6 +164,7 @@ def record_review(record: SyncRecord, *, user) -> RecordReview:
         can_approve=may_review and record_can(record, RecordStatus.APPROVED) and bool(record.proposed_posting),
         can_reject=may_review and record_can(record, RecordStatus.REJECTED),
         can_replay=may_replay and record_can(record, RecordStatus.RECEIVED),
+        can_check_duplicate=may_review and bool(record.duplicate_targets),
     )
 
 
@@ -175,11 +179,43 @@ class StatusCount:
 
 
 @dataclass(frozen=True)
+class WaitingRow:
+    """A record waiting on another (or on its source): what for, and for how long."""
+
+    record: SyncRecord
+    age: timedelta
+    waiting_for: str
+
+    @property
+    def age_display(self) -> str:
+        minutes = int(self.age.total_seconds() // 60)
+        if minutes < 60:
+            return f"{minutes} min"
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours // 24} days"
+
+
+def records_waiting(*, limit: int = 10) -> list[WaitingRow]:
+    """The records waiting longest, oldest first."""
+    now = timezone.now()
+    records = (SyncRecord.objects.filter(status=RecordStatus.WAITING).select_related("integration__tenant")
+               .order_by("waiting_since", "pk")[:limit])
+    return [
+        WaitingRow(record=record, age=now - (record.waiting_since or record.updated_at),
+                   waiting_for=(f"{record.waiting_on_stream} {record.waiting_on_source_id}"
+                                if record.waiting_on_stream else "the source system"))
+        for record in records
+    ]
+
+
+@dataclass(frozen=True)
 class Dashboard:
     """What the admin's front page shows; a section is None when the user may not see what it counts."""
 
     record_counts: list[StatusCount] | None = None
     flagged: int = 0
+    possible_duplicates: int = 0
+    waiting: list[WaitingRow] = field(default_factory=list)
     failed_inbound_events: int | None = None
     latest_failed_events: list[InboundEvent] = field(default_factory=list)
     last_sync_runs: list[SyncRun] | None = None
@@ -211,13 +247,16 @@ def sync_runs_last_per_stream(limit: int = 20) -> list[SyncRun]:
 
 def dashboard_for(user) -> Dashboard:
     """The dashboard sections this user may see, filled in."""
-    record_counts = records_count_by_status() if user.has_perm("audit.view_syncrecord") else None
+    may_see_records = user.has_perm("audit.view_syncrecord")
+    record_counts = records_count_by_status() if may_see_records else None
     failed_events, latest_failed = (
         inbound_events_failed() if user.has_perm("connectors.view_inboundevent") else (None, [])
     )
     return Dashboard(
         record_counts=record_counts,
         flagged=next((row.count for row in record_counts or [] if row.status == RecordStatus.FLAGGED), 0),
+        possible_duplicates=SyncRecord.objects.exclude(duplicate_targets=[]).count() if may_see_records else 0,
+        waiting=records_waiting() if may_see_records else [],
         failed_inbound_events=failed_events,
         latest_failed_events=latest_failed,
         last_sync_runs=sync_runs_last_per_stream() if user.has_perm("connectors.view_syncrun") else None,

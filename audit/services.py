@@ -25,7 +25,7 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.POSTING: frozenset({S.POSTED, S.FLAGGED, S.RETRYING, S.FAILED, S.POSTING}),
     S.RETRYING: frozenset({S.READY, S.POSTING, S.FLAGGED, S.RETRYING, S.WAITING, S.FAILED}),
     S.WAITING: frozenset({S.READY, S.FLAGGED, S.RETRYING, S.WAITING, S.FAILED}),
-    S.FLAGGED: frozenset({S.RECEIVED, S.APPROVED, S.REJECTED}),
+    S.FLAGGED: frozenset({S.RECEIVED, S.APPROVED, S.REJECTED, S.FLAGGED}),
     S.APPROVED: frozenset({S.POSTING, S.FLAGGED, S.RETRYING, S.FAILED}),
     S.FAILED: frozenset({S.RECEIVED}),
     S.POSTED: frozenset(),
@@ -348,7 +348,11 @@ def _awaited(record: SyncRecord) -> str:
 def _waiters_flag(awaited: SyncRecord) -> None:
     """The awaited record stopped for a person (flagged) or for good (rejected): who waits on it stops too."""
     why = "; ".join(str(reason) for reason in awaited.reasons or []) if awaited.status == S.FLAGGED else ""
-    for waiter in _waiting_on(awaited).filter(status=S.WAITING):
+    # A rejection also ends what was flagged only because of the wait: it will never be revived.
+    waiters = _waiting_on(awaited)
+    if awaited.status == S.FLAGGED:
+        waiters = waiters.filter(status=S.WAITING)
+    for waiter in waiters:
         state = "was rejected" if awaited.status == S.REJECTED else "is flagged for review"
         reason = f"{_awaited(awaited)}, which this record waits for, {state}" + (f" ({why})" if why else "")
         if awaited.status == S.FLAGGED:

@@ -414,7 +414,7 @@ def _finish_run(run: SyncRun, counts: RunCounts, *, status: str, error: str = ""
 SWEEP_LEASE = "records_advance_due"
 
 
-def _due_records(now: datetime):
+def _due_records(now: datetime, *, tenant_slug: str | None = None):
     """Retries and looks that are due, records a crash left behind, writes whose worker died; not claimed by
     another sweep."""
     idle = now - timedelta(minutes=2)
@@ -425,16 +425,17 @@ def _due_records(now: datetime):
         | Q(status=S.POSTING, posting_started_at__lte=lease),
         Q(sweep_claimed_until__isnull=True) | Q(sweep_claimed_until__lte=now),
         integration__enabled=True, integration__tenant__is_active=True,
+        **({"integration__tenant__slug": tenant_slug} if tenant_slug else {}),
     )
 
 
-def records_claim_due(*, limit: int = 500, now: datetime | None = None) -> list[int]:
+def records_claim_due(*, limit: int = 500, now: datetime | None = None, tenant_slug: str | None = None) -> list[int]:
     """Claim a batch of due records for this sweep: rows another sweep is claiming are skipped (PostgreSQL's SKIP
     LOCKED; SQLite's writers queue), and the claimed ones are not due for any other sweep until the claim runs out."""
     now = now or timezone.now()
     claim_until = now + timedelta(seconds=settings.SYNC_POSTING_LEASE_SECONDS)
     with transaction.atomic():
-        due = _due_records(now).order_by("updated_at")
+        due = _due_records(now, tenant_slug=tenant_slug).order_by("updated_at")
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True, of=("self",))
         ids = list(due.values_list("pk", flat=True)[:limit])
@@ -442,35 +443,61 @@ def records_claim_due(*, limit: int = 500, now: datetime | None = None) -> list[
     return ids
 
 
-def records_advance_due(*, limit: int = 500) -> int:
+class SweepRunning(Exception):
+    """Another sweep holds the lease: this one did not start."""
+
+
+def records_advance_due(*, limit: int = 500, tenant_slug: str | None = None,
+                        counts: RunCounts | None = None) -> int:
     """The sweep: flag waits that lasted too long, then advance a claimed batch of due records. Returns how many
-    were advanced; 0 when the previous sweep still runs (it never starts twice at once)."""
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not work_lease_take(SWEEP_LEASE, holder=holder, seconds=settings.SYNC_POSTING_LEASE_SECONDS):
+    were advanced; 0 when the previous sweep still runs (it never starts twice at once). `counts` gets each advanced
+    record's outcome."""
+    try:
+        return _sweep(limit=limit, tenant_slug=tenant_slug, counts=counts)
+    except SweepRunning:
         log.info("sweep skipped: the previous one still runs")
         return 0
+
+
+def _sweep(*, limit: int, tenant_slug: str | None, counts: RunCounts | None) -> int:
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not work_lease_take(SWEEP_LEASE, holder=holder, seconds=settings.SYNC_POSTING_LEASE_SECONDS):
+        raise SweepRunning(SWEEP_LEASE)
     try:
-        records_wait_expire()
+        records_wait_expire(tenant_slug=tenant_slug)
         advanced = 0
-        for record_id in records_claim_due(limit=limit):
+        for record_id in records_claim_due(limit=limit, tenant_slug=tenant_slug):
             try:
-                record_advance(SyncRecord(pk=record_id))
+                record = record_advance(SyncRecord(pk=record_id))
             except Exception:
                 # One record's failure (a stream gone from the registry, a bug) must not stall the whole sweep.
                 log.exception("sweep could not advance record %s", record_id)
                 continue
             advanced += 1
+            if counts is not None:
+                counts.count(record, already_settled=False)
         return advanced
     finally:
         work_lease_release(SWEEP_LEASE, holder=holder)
 
 
-def records_wait_expire() -> int:
+def records_drain(*, tenant_slug: str | None = None, limit: int = 500) -> RunCounts:
+    """Advance every record that is due now, batch after batch (an operator without a running worker); raises
+    SweepRunning when a worker's sweep holds the lease."""
+    counts = RunCounts()
+    while _sweep(limit=limit, tenant_slug=tenant_slug, counts=counts) == limit:
+        pass
+    return counts
+
+
+def records_wait_expire(*, tenant_slug: str | None = None) -> int:
     """Records that waited longer than SYNC_MAX_WAIT_SECONDS are flagged: nothing waits forever unseen."""
     longest = timezone.now() - timedelta(seconds=settings.SYNC_MAX_WAIT_SECONDS)
     expired = 0
-    for record in SyncRecord.objects.filter(status=S.WAITING, waiting_since__lte=longest).select_related(
-            "integration"):
+    waited_too_long = SyncRecord.objects.filter(status=S.WAITING, waiting_since__lte=longest)
+    if tenant_slug:
+        waited_too_long = waited_too_long.filter(integration__tenant__slug=tenant_slug)
+    for record in waited_too_long.select_related("integration"):
         try:
             record_services.record_wait_expire(record)
             expired += 1

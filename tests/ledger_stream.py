@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import threading
 import time
 from datetime import date, datetime
@@ -40,6 +41,10 @@ class Ledger:
         self.fail_after_next_write: BaseException | None = None
         self.crash_after_next_write = False
         self.write_delay = 0.0
+        # Chances, per write, that the answer is lost after the document is stored, or the worker dies then.
+        self.lose_answer_rate = 0.0
+        self.crash_rate = 0.0
+        self.random = random.Random(7)
         # Account numbers Visma has active now, whatever the local mirror says (answers the live check).
         self.visma_accounts: set[str] = set()
         self.live_checks: list[tuple[str, str]] = []
@@ -57,9 +62,18 @@ class Ledger:
             after, self.fail_after_next_write = self.fail_after_next_write, None
             if self.crash_after_next_write:
                 after, self.crash_after_next_write = Crash("worker died after the remote write"), False
+            chance = self.random.random()
+            if chance < self.crash_rate:
+                after = Crash("worker died after the remote write")
+            elif chance < self.crash_rate + self.lose_answer_rate:
+                after = TransientError("read timeout: the answer was lost")
         if after is not None:
             raise after
         return target_id
+
+    def markers(self) -> list[str]:
+        with self.lock:
+            return [document["marker"] for document in self.documents.values()]
 
     def find(self, marker: str) -> str | None:
         with self.lock:

@@ -39,6 +39,7 @@ def test_stored_events_are_processed_and_their_statuses_printed(payments_stream)
         "Processed 3 inbound event(s): failed 1, processed 2\n"
         "  failed: nordlys-friluft paypal event WH-3 (PAYMENT.CAPTURE.COMPLETED), attempt 1: "
         "JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n"
+        "No records were due.\n"
     )
     assert dict(InboundEvent.objects.values_list("event_id", "status")) == {
         "WH-1": "processed", "WH-2": "processed", "WH-3": "failed", "WH-4": "pending",
@@ -56,7 +57,7 @@ def test_an_empty_inbox_says_so(payments_stream):
     stdout, _ = run("process_inbox")
 
     # then
-    assert stdout == "Processed 0 inbound event(s).\n"
+    assert stdout == "Processed 0 inbound event(s).\nNo records were due.\n"
 
 
 def test_an_unknown_tenant_is_refused(payments_stream):

@@ -38,8 +38,8 @@ def test_sync_runs_the_pollers_once_and_prints_the_counts(integration, payments_
 
     # then
     assert stdout == (
-        "payments: fetched 3, posted 2, flagged 1, skipped 0, failed 0\n"
-        "total: fetched 3, posted 2, flagged 1, skipped 0, failed 0\n"
+        "payments: fetched 3, posted 2, flagged 1, skipped 0, waiting 0, retrying 0, failed 0\n"
+        "total: fetched 3, posted 2, flagged 1, skipped 0, waiting 0, retrying 0, failed 0\n"
     )
     assert stderr.startswith("nordlys-friluft paypal payments: polling…\nnordlys-friluft paypal payments: done in ")
     assert dict(SyncRecord.objects.values_list("source_id", "status")) == {
@@ -60,8 +60,8 @@ def test_a_second_sync_skips_what_is_settled(integration, payments_stream):
 
     # then
     assert stdout == (
-        "payments: fetched 3, posted 0, flagged 0, skipped 3, failed 0\n"
-        "total: fetched 3, posted 0, flagged 0, skipped 3, failed 0\n"
+        "payments: fetched 3, posted 0, flagged 0, skipped 3, waiting 0, retrying 0, failed 0\n"
+        "total: fetched 3, posted 0, flagged 0, skipped 3, waiting 0, retrying 0, failed 0\n"
     )
     assert payments_stream.LEDGER.writes == 2
 

@@ -1,15 +1,27 @@
 """Real races on PostgreSQL: workers delivering one source object at once meet on one row and post it once."""
+import random
 import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from audit.models import AuditEntry, SyncRecord
 from audit.services import record_upsert
 from connectors.models import InboundEvent
-from connectors.pipeline import inbound_event_process, record_advance, record_ingest, stream_poll
+from connectors.pipeline import (
+    inbound_event_process,
+    record_advance,
+    record_ingest,
+    records_advance_due,
+    records_claim_due,
+    stream_poll,
+)
 from tests.factories import GLAccountFactory, GLMappingRuleFactory, IntegrationFactory
+from tests.ledger_stream import Crash
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -141,3 +153,70 @@ def test_concurrent_upserts_of_a_new_source_object_make_one_row(payments_stream)
     assert sorted(created for _, (_pk, created) in outcomes) == [False] * 5 + [True]
     assert SyncRecord.objects.count() == 1
     assert AuditEntry.objects.filter(to_status="received").count() == 1
+
+
+def test_two_overlapping_sweeps_never_claim_the_same_record(payments_stream, settings):
+    # given 60 records received and idle (due for a sweep)
+    integration = books()
+    SyncRecord.objects.bulk_create([
+        SyncRecord(integration=integration, stream="payments", source_id=f"P-{number}") for number in range(60)
+    ])
+    SyncRecord.objects.update(updated_at=timezone.now() - timedelta(minutes=5))
+
+    # when two sweeps claim batches of 25 at the same instant, three times over
+    claimed = []
+    for _ in range(3):
+        outcomes = race(lambda: records_claim_due(limit=25), lambda: records_claim_due(limit=25))
+        assert [kind for kind, _ in outcomes] == ["ok", "ok"]
+        claimed.extend(ids for _, ids in outcomes)
+
+    # then no record was claimed twice, and every record was claimed once
+    every = [pk for ids in claimed for pk in ids]
+    assert len(every) == len(set(every)) == 60
+
+
+def test_workers_racing_on_many_records_with_lost_answers_and_dead_workers_post_each_exactly_once(
+        payments_stream, settings):
+    # given 40 payments; writes lose their answer (20 %) or kill their worker after the write (10 %); claims of dead
+    # workers run out after 3 s (far longer than a write takes here, as the lease is in production)
+    settings.SYNC_POSTING_LEASE_SECONDS, settings.SYNC_WRITE_SETTLE_SECONDS = 3, 0
+    settings.SYNC_RETRY_BASE_SECONDS, settings.SYNC_MAX_ATTEMPTS = 0, 50
+    integration = books()
+    ledger = payments_stream.LEDGER
+    ledger.lose_answer_rate, ledger.crash_rate, ledger.write_delay = 0.2, 0.1, 0.01
+    ids = []
+    for number in range(40):
+        payments_stream.SOURCE[f"P-{number:02d}"] = {"amount": f"{number + 1}.00", "currency": "EUR"}
+        source = payments_stream.PaymentsStream(integration).read_one(f"P-{number:02d}")
+        ids.append(record_ingest(integration, "payments", source)[0].pk)
+    SyncRecord.objects.update(updated_at=timezone.now() - timedelta(minutes=5))
+    deadline = time.monotonic() + 90
+
+    def worker(seed: int):
+        chooser = random.Random(seed)
+        while time.monotonic() < deadline:
+            if not SyncRecord.objects.exclude(status="posted").exists():
+                return "done"
+            try:
+                if chooser.random() < 0.5:
+                    records_advance_due(limit=5)
+                else:
+                    record_advance(SyncRecord(pk=chooser.choice(ids)))
+            except Crash:
+                pass  # the worker died mid-write; a new one takes its place
+            time.sleep(0.05)
+        return "out of time"
+
+    # when four workers sweep and advance records at random
+    outcomes = race(*[lambda seed=seed: worker(seed) for seed in range(4)])
+
+    # then every record is posted, each marker is in the ledger exactly once, and no duplicate was written
+    assert [outcome for outcome in outcomes] == [("ok", "done")] * 4
+    records = list(SyncRecord.objects.all())
+    assert {record.status for record in records} == {"posted"}
+    markers = ledger.markers()
+    assert sorted(markers) == sorted(record.posting_marker for record in records)
+    assert [record.duplicate_targets for record in records] == [[]] * 40
+    assert AuditEntry.objects.filter(action="possible_duplicate").count() == 0
+    # the faults did happen
+    assert ledger.writes == 40 and ledger.lookups > 0

@@ -49,7 +49,7 @@ def test_a_90_day_backfill_never_asks_transaction_search_for_more_than_31_days(w
     assert {world.record("captures", capture.object_id).status for capture in captures} == {"posted"}
     assert world.record("refunds", refund.object_id).status == "posted"
     assert SyncRun.objects.filter(trigger="backfill", stream="captures").count() == 3
-    assert "captures: 3 window(s), fetched 4, posted 4, flagged 0, skipped 0, failed 0" in stdout.getvalue()
+    assert "captures: 3 window(s), fetched 4, posted 4, flagged 0, skipped 0, waiting 0, retrying 0, failed 0" in stdout.getvalue()
     assert "3/3" in stderr.getvalue() and "[##############################]" in stderr.getvalue()
 
 
@@ -67,7 +67,7 @@ def test_a_backfill_run_twice_posts_nothing_twice(world):
     call_command(*arguments, stdout=stdout, stderr=StringIO())
 
     # then
-    assert "captures: 1 window(s), fetched 1, posted 0, flagged 0, skipped 1, failed 0" in stdout.getvalue()
+    assert "captures: 1 window(s), fetched 1, posted 0, flagged 0, skipped 1, waiting 0, retrying 0, failed 0" in stdout.getvalue()
     assert len(world.journal_with(capture.object_id)) == 1
 
 

@@ -5,8 +5,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from connectors.models import Integration
 from connectors.paypal.backfill import BACKFILL_ORDER, BackfillProgress, paypal_backfill
+from connectors.pipeline import RUN_COUNTS
 
-COUNTS = ("fetched", "posted", "flagged", "skipped", "failed")
+# Waiting (on another record, or the source) and retrying (a transient failure) are not failures.
+COUNTS = RUN_COUNTS
 BAR_WIDTH = 30
 
 

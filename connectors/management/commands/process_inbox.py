@@ -1,14 +1,19 @@
-"""`manage.py process_inbox [SLUG]`: process stored webhook events now, in this process."""
+"""`manage.py process_inbox [SLUG]`: process stored webhook events, then every record that is due, in this process."""
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
 from django.utils import timezone
 
 from connectors.models import InboundEvent, Tenant
+from connectors.pipeline import RUN_COUNTS, SweepRunning, records_drain
 from connectors.services import inbox_process
 
 
 class Command(BaseCommand):
-    help = "Process the inbound webhook events not yet processed (all tenants, or one), and print their statuses."
+    help = (
+        "Process the inbound webhook events not yet processed (all tenants, or one), then advance every record that is "
+        "due (retries, waits, interrupted writes), and print what became of them: with no worker running, this "
+        "drains everything that can go now."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("slug", nargs="?", help="only this tenant's events")
@@ -30,3 +35,14 @@ class Command(BaseCommand):
                 f"  failed: {event.integration.tenant.slug} {event.integration.kind} event {event.event_id} "
                 f"({event.event_type or 'no type'}), attempt {event.attempts}: {event.error}"
             )
+        try:
+            counts = records_drain(tenant_slug=slug)
+        except SweepRunning:
+            self.stdout.write("Due records: a worker's sweep is advancing them now.")
+            return
+        advanced = sum(counts.statuses.values())
+        if not advanced:
+            self.stdout.write("No records were due.")
+            return
+        outcome = ", ".join(f"{name} {getattr(counts, name)}" for name in RUN_COUNTS[1:] if name != "skipped")
+        self.stdout.write(f"Advanced {advanced} due record(s): {outcome}")

@@ -5,9 +5,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from connectors import registry
 from connectors.models import Integration, SyncRun
-from connectors.pipeline import stream_poll
+from connectors.pipeline import RUN_COUNTS, stream_poll
 
-COUNTS = ("fetched", "posted", "flagged", "skipped", "failed")
+# Waiting (on another record, or the source) and retrying (a transient failure) are not failures.
+COUNTS = RUN_COUNTS
 
 
 def _summary(label: str, counts: dict[str, int]) -> str:
@@ -17,7 +18,8 @@ def _summary(label: str, counts: dict[str, int]) -> str:
 class Command(BaseCommand):
     help = (
         "Poll one integration's streams once, inline (trigger: manual). Progress on stderr, a summary per stream "
-        "and in total on stdout. Flagged records are not a failure; a stream that could not run is."
+        "and in total on stdout (fetched, posted, flagged, skipped, waiting, retrying, failed). Flagged and waiting "
+        "records are not a failure; a stream that could not run is."
     )
 
     def add_arguments(self, parser):
