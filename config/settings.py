@@ -202,6 +202,10 @@ if SYNC_POSTING_LEASE_SECONDS <= SYNC_WRITE_SETTLE_SECONDS + HTTP_READ_TIMEOUT:
         "would be looked up before it could commit"
     )
 
+# The check for documents in Visma that share a marker reads what changed over this many hours (it runs every
+# 4 hours, so each document is looked at several times on the day it was written).
+VISMA_DUPLICATE_CHECK_HOURS = env.int("VISMA_DUPLICATE_CHECK_HOURS", default=26)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

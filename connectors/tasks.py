@@ -68,3 +68,19 @@ def reference_data_refresh_all(full: bool = False) -> str:
             log.exception("reference data refresh of %s failed", tenant.slug)
             failed.append(tenant.slug)
     return f"refreshed {len(refreshed)}, failed {len(failed)}" + (f": {', '.join(failed)}" if failed else "")
+
+
+def visma_duplicates_check_all() -> str:
+    """Every active tenant's Visma checked for documents that share a marker (shown to finance as possible
+    duplicates)."""
+    from .models import Tenant
+    from .visma.duplicates import visma_duplicates_check
+
+    shown, failed = 0, []
+    for tenant in Tenant.objects.filter(is_active=True, connections__system="visma").distinct():
+        try:
+            shown += len(visma_duplicates_check(tenant))
+        except Exception:  # one tenant's outage must not hide the others' duplicates
+            log.exception("duplicate check of %s failed", tenant.slug)
+            failed.append(tenant.slug)
+    return f"{shown} possible duplicate(s) shown" + (f"; failed: {', '.join(failed)}" if failed else "")

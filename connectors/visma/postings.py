@@ -125,8 +125,8 @@ def visma_journal_post(client: VismaClient, posting: Posting, *, sync_record: Sy
     return client.create(JOURNALS, visma_journal_fields(posting), sync_record=sync_record)
 
 
-def _journal_batches(client: VismaClient, params: Mapping[str, str], *,
-                     sync_record: SyncRecord | None) -> Iterator[dict]:
+def visma_journal_batches(client: VismaClient, params: Mapping[str, str], *,
+                          sync_record: SyncRecord | None = None) -> Iterator[dict]:
     """GET /v2/journaltransaction page by page: pageSize and totalCount count lines, so a batch may span pages."""
     page_number, page_size, lines_read = 1, LOOKUP_PAGE_SIZE, 0
     while True:
@@ -155,7 +155,7 @@ def visma_journal_find(client: VismaClient, posting: Posting, *, since: datetime
     list is bounded to what changed since `since`, else to the posting's period.
     """
     params = {"module": "GL", **_since_params(posting, since, period_param="periodId", condition=False)}
-    for batch in _journal_batches(client, params, sync_record=sync_record):
+    for batch in visma_journal_batches(client, params, sync_record=sync_record):
         if any(line.get("referenceNumber") == posting.marker for line in batch.get("journalTransactionLines") or []):
             return str(batch["batchNumber"])
     return None

@@ -195,6 +195,8 @@ def test_the_platform_schedules_exist_after_migrate():
     } == {
         "records: advance due retries and interrupted writes": ("connectors.tasks.records_advance_due", "I", 1, -1),
         "inbox: process events the queue missed": ("connectors.tasks.inbox_sweep", "I", 5, -1),
+        "visma: check for documents that share a marker": ("connectors.tasks.visma_duplicates_check_all", "I", 240,
+                                                           -1),
         "reference data: delta refresh of every tenant": ("connectors.tasks.reference_data_refresh_all", "I", 60, -1),
         "reference data: full refresh of every tenant": ("connectors.tasks.reference_data_refresh_all", "D", None, -1),
     }
