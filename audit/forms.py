@@ -4,7 +4,7 @@ from __future__ import annotations
 from django import forms
 
 from mappings.documents import Posting, posting_apply_correction
-from mappings.models import Customer, DimensionValue
+from mappings.models import DimensionValue
 from mappings.services import ReferenceMirror
 
 from .models import SyncRecord
@@ -88,7 +88,7 @@ class RecordApproveForm(forms.Form):
                     self.add_error(f"dimension_{segment_id}",
                                    f"Value {value} of segment {segment_id} is {_verdict(found)} ({tenant.slug}).")
             customer = cleaned.get("customer")
-            if customer and not Customer.objects.filter(tenant=tenant, number=customer, active=True).exists():
+            if customer and not (mirror.customer(customer) or (False,))[0]:
                 self.add_error("customer", f"Customer {customer} is unknown or inactive in Visma ({tenant.slug}).")
         if not self.errors:
             self._require_every_line_accounted()

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from decimal import Decimal
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from audit.models import RecordStatus as S
 from audit.models import SyncRecord
 from mappings.documents import Posting, posting_apply_correction
 from mappings.money import MoneyError
-from mappings.services import LiveCheck, MappingOutcome, posting_map, posting_validate
+from mappings.services import LiveCheck, MappingOutcome, ReferenceMirror, posting_map, posting_validate
 
 from . import registry
 from .errors import PermanentError, RetryLater, TransientError, WaitFor
@@ -104,13 +105,19 @@ class Stream(abc.ABC):
         """How to re-check an unknown reference value live (the Visma side supplies one)."""
         return None
 
+    @cached_property
+    def mirror(self) -> ReferenceMirror:
+        """The tenant's Visma reference data as this stream's records need it, each value read once."""
+        return ReferenceMirror(self.tenant)
+
     def map(self, posting: Posting) -> MappingOutcome:
         """GL accounts and dimensions by the tenant's mapping rules; a stream into a partner system overrides it."""
         return posting_map(tenant=self.tenant, system=self.integration.kind, posting=posting)
 
     def problems(self, posting: Posting) -> list[str]:
         """What stops the posting from being written; by default checked against Visma's reference data."""
-        return posting_validate(tenant=self.tenant, posting=posting, live_check=self.live_check())
+        return posting_validate(tenant=self.tenant, posting=posting, live_check=self.live_check(),
+                                mirror=self.mirror)
 
 
 def stream_for(integration: Integration, stream_name: str) -> Stream:

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.db.models import Q
 from django.utils import timezone
 
 from .documents import Posting
@@ -80,32 +81,78 @@ LiveCheck = Callable[[str, str], bool]
 
 
 class ReferenceMirror:
-    """The tenant's mirrored Visma reference data, loaded once per validation pass."""
+    """The tenant's mirrored Visma reference data as a posting needs it: only the accounts, dimension values and
+    customers asked for are read, each once per mirror (a stream keeps one for the records it advances)."""
 
     def __init__(self, tenant):
         self.tenant = tenant
-        self._accounts = None
-        self._dimensions = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._accounts: dict[str, bool | None] = {}
+        self._dimensions: dict[tuple[str, str], bool | None] = {}
+        self._customers: dict[str, tuple[bool, str] | None] = {}
+        self._everything = False
+
+    def load(self, *, accounts=(), dimensions=()) -> None:
+        """Read the named accounts and (segment id, value) pairs not read yet: one query each."""
+        wanted = {str(number) for number in accounts} - set(self._accounts)
+        if wanted and not self._everything:
+            found = dict(GLAccount.objects.filter(tenant=self.tenant, number__in=wanted)
+                         .values_list("number", "active"))
+            self._accounts.update({number: found.get(number) for number in wanted})
+        pairs = {(str(segment), str(value)) for segment, value in dimensions} - set(self._dimensions)
+        if pairs and not self._everything:
+            query = Q()
+            for segment, value in pairs:
+                query |= Q(segment_id=segment, value=value)
+            found = {(str(segment), value): active for segment, value, active in DimensionValue.objects.filter(
+                query, tenant=self.tenant).values_list("segment_id", "value", "active")}
+            self._dimensions.update({pair: found.get(pair) for pair in pairs})
+
+    def account(self, number: str) -> bool | None:
+        """True when active in the mirror, False when inactive, None when unknown."""
+        self.load(accounts=[number])
+        return self._accounts.get(str(number))
+
+    def dimension(self, segment_id: str, value: str) -> bool | None:
+        self.load(dimensions=[(segment_id, value)])
+        return self._dimensions.get((str(segment_id), str(value)))
+
+    def customer(self, number: str) -> tuple[bool, str] | None:
+        """(active, customer class) of a customer in the mirror, None when unknown."""
+        if number not in self._customers:
+            row = Customer.objects.filter(tenant=self.tenant, number=number).values_list(
+                "active", "customer_class").first()
+            self._customers[number] = (bool(row[0]), row[1] or "") if row else None
+        return self._customers[number]
+
+    def customer_class(self, number: str) -> str:
+        """The customer's class: what a mapping rule's customer group matches ("" when unknown)."""
+        found = self.customer(number) if number else None
+        return found[1] if found else ""
 
     @property
     def accounts(self) -> dict[str, bool]:
-        if self._accounts is None:
-            self._accounts = dict(GLAccount.objects.filter(tenant=self.tenant).values_list("number", "active"))
-        return self._accounts
+        """Every account of the tenant (a rule check, a review form): read once."""
+        self._load_everything()
+        return {number: active for number, active in self._accounts.items() if active is not None}
 
     @property
     def dimensions(self) -> dict[tuple[str, str], bool]:
-        if self._dimensions is None:
-            self._dimensions = {
-                (str(segment_id), value): active
-                for segment_id, value, active in DimensionValue.objects.filter(tenant=self.tenant).values_list(
-                    "segment_id", "value", "active"
-                )
-            }
-        return self._dimensions
+        self._load_everything()
+        return {pair: active for pair, active in self._dimensions.items() if active is not None}
 
-    def refresh(self) -> None:
-        self._accounts = self._dimensions = None
+    def _load_everything(self) -> None:
+        if self._everything:
+            return
+        self._accounts.update(GLAccount.objects.filter(tenant=self.tenant).values_list("number", "active"))
+        self._dimensions.update({
+            (str(segment_id), value): active
+            for segment_id, value, active in DimensionValue.objects.filter(tenant=self.tenant).values_list(
+                "segment_id", "value", "active")
+        })
+        self._everything = True
 
 
 def _state(found: bool | None) -> str:
@@ -153,8 +200,11 @@ def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None =
             live_answers[kind, key] = bool(live_check(kind, key))
         return live_answers[kind, key]
 
-    def active(kind: str, key, table: str) -> bool | None:
-        found = getattr(mirror, table).get(key)
+    mirror.load(accounts=[line.account for line in posting.lines if line.account],
+                dimensions=[(segment, value) for line in posting.lines for segment, value in line.dimensions.items()])
+
+    def active(kind: str, key) -> bool | None:
+        found = mirror.account(key) if kind == "account" else mirror.dimension(*key)
         if found is True:
             return True
         if visma_has(kind, key if isinstance(key, str) else f"{key[0]}:{key[1]}"):
@@ -168,7 +218,7 @@ def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None =
             problems.append(f"Line {number} ({line.role}) has no GL account{rule}: set one on the rule or approve "
                             "with a corrected account.")
             continue
-        found = active("account", line.account, "accounts")
+        found = active("account", line.account)
         if found is not True:
             problems.append(
                 f"GL account {line.account} on line {number} ({line.role}) is {_state(found)}{rule}: "
@@ -176,13 +226,14 @@ def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None =
                    if found is False else "create it in Visma or correct the account on the rule.")
             )
         for segment_id, value in line.dimensions.items():
-            found = active("dimension", (str(segment_id), value), "dimensions")
+            found = active("dimension", (str(segment_id), value))
             if found is not True:
                 problems.append(
                     f"Dimension value {value} of segment {segment_id} on line {number} is {_state(found)}{rule}: "
                     "fix the rule's dimensions or the value in Visma."
                 )
-    if posting.customer and not Customer.objects.filter(tenant=tenant, number=posting.customer, active=True).exists():
+    customer = mirror.customer(posting.customer) if posting.customer else None
+    if posting.customer and not (customer and customer[0]):
         if not visma_has("customer", posting.customer):
             problems.append(f"Customer {posting.customer} is unknown or inactive in Visma: map the payer to a customer.")
     if posting.supplier and not Supplier.objects.filter(tenant=tenant, number=posting.supplier, active=True).exists():

@@ -23,7 +23,7 @@ from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.target import VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.models import Customer, ExternalReference
+from mappings.models import ExternalReference
 from mappings.money import MoneyError, is_exact, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
 
@@ -74,14 +74,6 @@ def paypal_customer_for(tenant, *, payer_id: str = "", email: str = "") -> str:
         if found:
             return found
     return ""
-
-
-def customer_group(tenant, customer: str) -> str:
-    """The customer's class in the Visma mirror: what a mapping rule's customer group matches."""
-    if not customer:
-        return ""
-    found = Customer.objects.filter(tenant=tenant, number=customer).values_list("customer_class", flat=True).first()
-    return found or ""
 
 
 def is_unresolved_customer(number: str) -> bool:
@@ -266,7 +258,7 @@ class CaptureSource(PayPalSource):
             customer = invoice["customer"]
         if not customer:
             customer = UNMAPPED_PAYER + (payer.get("payer_id") or payer.get("email_address") or "unknown")
-        group = "" if is_unresolved_customer(customer) else customer_group(self.tenant, customer)
+        group = "" if is_unresolved_customer(customer) else self.mirror.customer_class(customer)
         # The customer rides in the texts too: a journal line has no customer field in Visma.
         party = f" · customer {customer}"
         lines = [PostingLine(role="clearing", debit=net, description=f"PayPal {capture_id} net{party}")]
@@ -539,7 +531,7 @@ class InvoiceSource(PayPalSource):
         recipient = ((invoice.get("primary_recipients") or [{}])[0].get("billing_info") or {})
         email = str(recipient.get("email_address") or "")
         customer = paypal_customer_for(self.tenant, email=email) or UNMAPPED_RECIPIENT + (email or "without email")
-        group = "" if is_unresolved_customer(customer) else customer_group(self.tenant, customer)
+        group = "" if is_unresolved_customer(customer) else self.mirror.customer_class(customer)
         invoice_date = date.fromisoformat(detail["invoice_date"]) if detail.get("invoice_date") else \
             timezone.now().date()
         due = (detail.get("payment_term") or {}).get("due_date")

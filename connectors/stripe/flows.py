@@ -25,7 +25,6 @@ from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.postings import CUSTOMER_INVOICES
 from connectors.visma.target import INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.models import Customer
 from mappings.money import MoneyError, from_minor, minor_units
 from mappings.services import MappingOutcome
 
@@ -51,12 +50,6 @@ def stripe_amount(minor: object, currency: str, *, field: str) -> Decimal:
     if isinstance(minor, bool) or not isinstance(minor, int):
         raise SourceDataError(f"{field} {minor!r} is not an integer amount")
     return from_minor(minor, currency)
-
-
-def customer_group(tenant, customer: str) -> str:
-    """The customer's class in the Visma mirror: what a mapping rule's customer group matches."""
-    found = Customer.objects.filter(tenant=tenant, number=customer).values_list("customer_class", flat=True).first()
-    return found or ""
 
 
 class StripeSource(Stream):
@@ -176,7 +169,7 @@ class ChargesStream(StripeToVisma, StripeSource):
             document="customer_payment", marker=charge_id, currency=currency, date=_day(charge.get("created")),
             description=f"Stripe charge {charge_id} for invoice {visma['number']}",
             facts=MatchFacts(transaction_type="invoice_payment", amount=gross, currency=currency,
-                             customer_group=customer_group(self.tenant, customer)),
+                             customer_group=self.mirror.customer_class(customer)),
             lines=lines, customer=customer,
             extra={"invoice_number": visma["number"], "stripe_id": charge_id, "gross": str(gross), "fee": str(fee),
                    "net": str(net)},
@@ -266,7 +259,7 @@ class RefundsStream(StripeToVisma, StripeSource):
             document="journal", marker=refund_id, currency=currency, date=_day(refund.get("created")),
             description=f"Stripe refund {refund_id} of charge {charge_id} for invoice {visma['number']}",
             facts=MatchFacts(transaction_type="refund", amount=amount, currency=currency,
-                             customer_group=customer_group(self.tenant, customer)),
+                             customer_group=self.mirror.customer_class(customer)),
             lines=[PostingLine(role="account", debit=amount,
                                description=f"Stripe refund {refund_id} · invoice {visma['number']} · "
                                            f"customer {customer}"),
