@@ -148,6 +148,10 @@ class SyncRun(models.Model):
     skipped = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    published_until = models.DateTimeField(
+        null=True, blank=True,
+        help_text="The source had published only up to here: the run read up to it and the cursor stopped there.",
+    )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -204,8 +208,14 @@ class CallBudgetWindow(models.Model):
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="budget_windows")
     window_start = models.DateTimeField()
     calls = models.PositiveIntegerField(default=0)
-    limit = models.PositiveIntegerField()
+    limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Calls allowed this clock hour (ours or the system's); none when neither says."
+    )
     remaining_reported = models.IntegerField(null=True, blank=True, help_text="Last X-RateLimit-Remaining seen.")
+    remaining_resets_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the system's own window turns over (X-RateLimit-Reset beside the last Remaining seen).",
+    )
 
     class Meta:
         constraints = [
