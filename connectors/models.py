@@ -162,6 +162,13 @@ class SyncRun(models.Model):
     def __str__(self) -> str:
         return f"{self.integration} {self.stream} {self.started_at:%Y-%m-%d %H:%M}"
 
+    def published_note(self) -> str:
+        """Where a run stopped at what the source had published, in words for a summary; "" for a whole window."""
+        if self.published_until is None:
+            return ""
+        source = System(self.integration.kind).label if self.integration.kind in System.values else "the source"
+        return f"read up to {self.published_until:%Y-%m-%d %H:%M:%S} UTC, what {source} has published"
+
 
 class SyncCursor(models.Model):
     """How far a stream has read; it moves only after every record of a window is stored."""
