@@ -3,9 +3,8 @@ postings (journal, customer payment, customer invoice) whose accounts the mappin
 
 Reading: Transaction Search in windows of at most 31 days up to now, with an overlap, the cursor never past what
 PayPal says it has published (last_refreshed_datetime); each object is then read from its own API (a webhook is a
-trigger, not the truth). Transforming: a
-PayPal object → a Posting, lines by role (account, fee, clearing); the payer becomes the Visma customer through an
-ExternalReference; a refund waits for its capture to be posted.
+trigger, not the truth). Transforming: a PayPal object → a Posting, lines by role (account, fee, clearing); the payer
+becomes the Visma customer through an ExternalReference; a refund waits for its capture to be posted.
 """
 from __future__ import annotations
 
