@@ -408,7 +408,8 @@ def test_any_other_invalid_request_is_still_refused(paypal_connection, mocked):
     # given
     token_reply(mocked)
     mocked.add(responses.GET, SEARCH_URL, status=400, json={
-        "name": "INVALID_REQUEST", "message": "Request is not well-formed, syntactically incorrect, or violates schema.",
+        "name": "INVALID_REQUEST",
+        "message": "Request is not well-formed, syntactically incorrect, or violates schema.",
         "debug_id": "b1c2d3e4f5a6", "details": [{"field": "start_date", "issue": "INVALID_PARAMETER_SYNTAX"}]})
     horizon = SearchHorizon()
 
