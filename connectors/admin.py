@@ -270,7 +270,7 @@ class IntegrationAdmin(admin.ModelAdmin):
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
     list_display = ["started_at", "integration", "stream", "trigger", "status", "window_start", "window_end",
-                    "fetched", "posted", "flagged", "skipped", "failed", "finished_at"]
+                    "published_until", "fetched", "posted", "flagged", "skipped", "failed", "finished_at"]
     list_filter = ["status", "trigger", "stream", "integration"]
     list_select_related = ["integration__tenant"]
     date_hierarchy = "started_at"

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Exists, F, Max, Q
 from django.utils import timezone
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError
 from urllib3.util.retry import Retry
@@ -101,42 +101,69 @@ def _window_start(moment: datetime) -> datetime:
 
 
 def call_budget_take(connection: Connection, *, now: datetime | None = None) -> datetime | None:
-    """Count one call against the connection's budget for this clock hour; None when counted, else when it resets.
+    """Count one call against the connection's budget for this clock hour; None when counted, else when to try again.
 
     One conditional UPDATE (calls < limit, and the system has not said none remain) does the counting, so the
-    sum over every worker and machine never passes the limit.
+    sum over every worker and machine never passes the limit. When the system said none remain until its own reset
+    (X-RateLimit-Reset), that reset is waited for, in whichever of our clock hours it falls, and no longer.
     """
     now = now or timezone.now()
     start = _window_start(now)
-    windows = CallBudgetWindow.objects.filter(connection_id=connection.pk, window_start=start)
+    mine = CallBudgetWindow.objects.filter(connection_id=connection.pk)
+    windows = mine.filter(window_start=start)
+    spent_by_system = mine.filter(remaining_reported__lte=0, remaining_resets_at__gt=now)
     if connection.hourly_call_budget is not None:
         CallBudgetWindow.objects.get_or_create(
             connection_id=connection.pk, window_start=start, defaults={"limit": connection.hourly_call_budget}
         )
     elif not windows.exists():
-        return None  # no budget configured and none reported by the system this hour
+        # No budget configured and none reported this hour; an earlier hour's report may still hold.
+        return spent_by_system.aggregate(until=Max("remaining_resets_at"))["until"]
     taken = windows.filter(
-        Q(calls__lt=F("limit")) & (Q(remaining_reported__isnull=True) | Q(remaining_reported__gt=0))
+        (Q(limit__isnull=True) | Q(calls__lt=F("limit")))
+        & (Q(remaining_reported__isnull=True) | Q(remaining_reported__gt=0) | Q(remaining_resets_at__lte=now))
+        & ~Exists(spent_by_system)
     ).update(calls=F("calls") + 1, remaining_reported=F("remaining_reported") - 1)
-    return None if taken else start + timedelta(hours=1)
+    if taken:
+        return None
+    waits = []
+    system_reset = spent_by_system.aggregate(until=Max("remaining_resets_at"))["until"]
+    if system_reset is not None:
+        waits.append(system_reset)
+    window = windows.values("calls", "limit", "remaining_reported", "remaining_resets_at").first() or {}
+    over_limit = window.get("limit") is not None and window["calls"] >= window["limit"]
+    spent_without_reset = (window.get("remaining_reported") is not None and window["remaining_reported"] <= 0
+                           and window["remaining_resets_at"] is None)
+    if over_limit or spent_without_reset:
+        # Our own hourly budget, or a system that said none remain without saying until when: the hour's end.
+        waits.append(start + timedelta(hours=1))
+    # Nothing holds any more (a reset passed meanwhile): try again at once.
+    return max(waits) if waits else now
 
 
 def call_budget_observe(connection: Connection, headers: Mapping[str, str], *, now: datetime | None = None) -> None:
-    """Adopt what the system says of its own limit (X-RateLimit-Limit / X-RateLimit-Remaining) for this hour."""
+    """Adopt what the system says of its own limit (X-RateLimit-Limit) for this hour, and how many calls remain
+    (X-RateLimit-Remaining) until its own window turns over (X-RateLimit-Reset)."""
     reported_limit = _int_header(headers, "X-RateLimit-Limit")
     remaining = _int_header(headers, "X-RateLimit-Remaining")
     if reported_limit is None and remaining is None:
         return
-    start = _window_start(now or timezone.now())
+    now = now or timezone.now()
+    start = _window_start(now)
     limits = [value for value in (connection.hourly_call_budget, reported_limit) if value is not None]
     changes: dict[str, Any] = {}
     if limits:
         changes["limit"] = min(limits)
-        CallBudgetWindow.objects.get_or_create(
-            connection_id=connection.pk, window_start=start, defaults={"limit": changes["limit"]}
-        )
+    CallBudgetWindow.objects.get_or_create(
+        connection_id=connection.pk, window_start=start, defaults={"limit": changes.get("limit")}
+    )
     if remaining is not None:
         changes["remaining_reported"] = max(remaining, 0)
+        # A Retry-After beside it says best when calls are taken again; else the window's reset.
+        reset = _retry_after_seconds(headers)
+        if reset is None:
+            reset = _reset_seconds(headers, now=now.timestamp())
+        changes["remaining_resets_at"] = now + timedelta(seconds=reset) if reset is not None else None
     CallBudgetWindow.objects.filter(connection_id=connection.pk, window_start=start).update(**changes)
 
 
@@ -148,22 +175,41 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return None
 
 
-def server_wait_seconds(response: requests.Response, *, now: float | None = None) -> float | None:
-    """How long the system asked us to wait: Retry-After (seconds or HTTP-date), else on a 429 X-RateLimit-Reset
-    (on other answers that header only says when the budget window turns over)."""
-    retry_after = response.headers.get("Retry-After")
-    if retry_after:
-        try:
-            return Retry().parse_retry_after(retry_after)
-        except InvalidHeader:
-            pass
-    reset = _int_header(response.headers, "X-RateLimit-Reset") if response.status_code == 429 else None
+def _reset_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds until the system's rate-limit window turns over (X-RateLimit-Reset), if it says."""
+    reset = _int_header(headers, "X-RateLimit-Reset")
     if reset is None:
         return None
     # Visma's gateway sends seconds until the reset; older gateways sent an epoch timestamp.
     if reset > 1_000_000_000:
         return max(reset - (now if now is not None else time.time()), 0.0)
     return float(max(reset, 0))
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Retry-After in seconds (it may be a number of seconds or an HTTP-date), if the answer has a valid one."""
+    retry_after = headers.get("Retry-After")
+    if not retry_after:
+        return None
+    try:
+        return Retry().parse_retry_after(retry_after)
+    except InvalidHeader:
+        return None
+
+
+def server_wait_seconds(response: requests.Response, *, now: float | None = None) -> float | None:
+    """How long the system asked us to wait: Retry-After (seconds or HTTP-date); else, on a 429 that says no calls
+    remain (X-RateLimit-Remaining 0), until X-RateLimit-Reset. None: it named no wait, a short backoff is ours.
+
+    A 429 while calls remain (a burst or same-request throttle) is not the budget running out: its window reset is
+    no wait the answer asked for.
+    """
+    retry_after = _retry_after_seconds(response.headers)
+    if retry_after is not None:
+        return retry_after
+    if response.status_code != 429 or _int_header(response.headers, "X-RateLimit-Remaining") != 0:
+        return None
+    return _reset_seconds(response.headers, now=now)
 
 
 # --- the exchange log -----------------------------------------------------------------------------------------

@@ -150,6 +150,10 @@ class SyncRun(models.Model):
     retrying = models.PositiveIntegerField(default=0, help_text="A transient failure; tried again by itself.")
     failed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    published_until = models.DateTimeField(
+        null=True, blank=True,
+        help_text="The source had published only up to here: the run read up to it and the cursor stopped there.",
+    )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -159,6 +163,13 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.integration} {self.stream} {self.started_at:%Y-%m-%d %H:%M}"
+
+    def published_note(self) -> str:
+        """Where a run stopped at what the source had published, in words for a summary; "" for a whole window."""
+        if self.published_until is None:
+            return ""
+        source = System(self.integration.kind).label if self.integration.kind in System.values else "the source"
+        return f"read up to {self.published_until:%Y-%m-%d %H:%M:%S} UTC, what {source} has published"
 
 
 class SyncCursor(models.Model):
@@ -206,8 +217,14 @@ class CallBudgetWindow(models.Model):
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="budget_windows")
     window_start = models.DateTimeField()
     calls = models.PositiveIntegerField(default=0)
-    limit = models.PositiveIntegerField()
+    limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Calls allowed this clock hour (ours or the system's); none when neither says."
+    )
     remaining_reported = models.IntegerField(null=True, blank=True, help_text="Last X-RateLimit-Remaining seen.")
+    remaining_resets_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the system's own window turns over (X-RateLimit-Reset beside the last Remaining seen).",
+    )
 
     class Meta:
         constraints = [

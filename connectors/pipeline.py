@@ -67,7 +67,7 @@ class Stream(abc.ABC):
     kind: str
     target_kind: str = "journal"
     # Poller windows: re-read `overlap` before the cursor, never more than `max_window` at once,
-    # never past `now - publication_delay` (vendors publish late).
+    # never past `now - publication_delay` (a vendor that publishes late without saying how far: see published_until).
     overlap: timedelta = timedelta(minutes=10)
     max_window: timedelta = timedelta(days=31)
     publication_delay: timedelta = timedelta(0)
@@ -81,6 +81,14 @@ class Stream(abc.ABC):
     @abc.abstractmethod
     def read_window(self, start: datetime, end: datetime) -> Iterable[SourceObject]:
         """Source objects changed in [start, end), streamed page by page."""
+
+    def published_until(self) -> datetime | None:
+        """After read_window: how far the source says it had published what the window asked for (None: all of it).
+
+        A vendor that publishes late and says so (PayPal's last_refreshed_datetime) reports it here; the poll ends
+        successfully with the cursor there, and the next poll reads on from it.
+        """
+        return None
 
     @abc.abstractmethod
     def read_one(self, source_id: str) -> SourceObject | None:
@@ -371,7 +379,8 @@ def stream_poll(integration: Integration, stream_name: str, *, trigger: str = Sy
     """Read one window of a stream, store and advance every object, then move the cursor.
 
     Without `start`/`end` the window runs from the cursor (less the overlap) to now (less the vendor's
-    publication delay), no wider than the vendor allows; the cursor moves only when the whole window is stored.
+    publication delay), no wider than the vendor allows; the cursor moves only when the whole window is stored, and
+    never past what the source says it had published (`Stream.published_until`): that run is complete too.
     """
     stream = stream_for(integration, stream_name)
     now = timezone.now()
@@ -400,17 +409,23 @@ def stream_poll(integration: Integration, stream_name: str, *, trigger: str = Sy
         _finish_run(run, counts, status=SyncRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         log.exception("poll of %s %s failed", integration, stream_name)
         raise
+    published = stream.published_until()
+    published = published if published is not None and published < end else None
     if moves_cursor:
-        SyncCursor.objects.filter(pk=cursor.pk).update(position=end, updated_at=timezone.now())
-    return _finish_run(run, counts, status=SyncRun.Status.COMPLETED)
+        # Never past what was published, never back behind what an earlier run saw published.
+        position = max(published, cursor.position or published) if published is not None else end
+        SyncCursor.objects.filter(pk=cursor.pk).update(position=position, updated_at=timezone.now())
+    return _finish_run(run, counts, status=SyncRun.Status.COMPLETED, published_until=published)
 
 
 RUN_COUNTS = ("fetched", "posted", "flagged", "skipped", "waiting", "retrying", "failed")
 
 
-def _finish_run(run: SyncRun, counts: RunCounts, *, status: str, error: str = "") -> SyncRun:
+def _finish_run(run: SyncRun, counts: RunCounts, *, status: str, error: str = "",
+                published_until: datetime | None = None) -> SyncRun:
     run.status = status
     run.error = error
+    run.published_until = published_until
     run.finished_at = timezone.now()
     for name in RUN_COUNTS:
         setattr(run, name, getattr(counts, name))

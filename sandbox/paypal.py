@@ -468,8 +468,10 @@ def _search_date(query: Mapping[str, str], name: str) -> datetime:
 def paypal_transactions_search(app: PayPalApp, query: Mapping[str, str]) -> dict:
     """GET /v1/reporting/transactions: rows initiated in [start_date, end_date] that PayPal has published.
 
-    Refuses a range over 31 days (as PayPal does) and a result larger than the app's cap (RESULTSET_TOO_LARGE,
-    never a silent cut); pages with page/page_size.
+    Publishes late, as PayPal does ("It takes a maximum of three hours for executed transactions to appear"): a row
+    appears `publication_delay_seconds` after it happened, last_refreshed_datetime says how far the data reaches,
+    and a start beyond that is refused. Refuses a range over 31 days (as PayPal does) and a result larger than the
+    app's cap (RESULTSET_TOO_LARGE, never a silent cut); pages with page/page_size.
     """
     start, end = _search_date(query, "start_date"), _search_date(query, "end_date")
     if end < start:
@@ -480,6 +482,11 @@ def paypal_transactions_search(app: PayPalApp, query: Mapping[str, str]) -> dict
             location="query",
         )
     now = timezone.now()
+    # "The date and time when the data was last refreshed" (search_response.last_refreshed_datetime): this app's lag.
+    refreshed = now - timedelta(seconds=app.publication_delay_seconds)
+    if start > refreshed:
+        # PayPal's answer to a start its data has not reached yet (seen in production: PayPal-node-SDK issue #452).
+        raise PayPalApiError.named(400, "INVALID_REQUEST", "Data for the given start date is not available.")
     rows = PayPalTransaction.objects.filter(initiated_at__gte=start, initiated_at__lte=end, published_at__lte=now)
     if query.get("transaction_id"):
         rows = rows.filter(transaction_id=query["transaction_id"])
@@ -500,11 +507,11 @@ def paypal_transactions_search(app: PayPalApp, query: Mapping[str, str]) -> dict
     for row in rows.order_by("initiated_at", "id")[(page - 1) * page_size: page * page_size]:
         detail = row.detail if "all" in fields else {key: value for key, value in row.detail.items() if key in fields}
         details.append(detail)
-    refreshed = now - timedelta(seconds=app.publication_delay_seconds)
     return {
         "transaction_details": details,
         "account_number": ACCOUNT_NUMBER,
         "start_date": search_time_format(start),
+        # "The end date and time or the last date when the data can be served" (search_response.end_date).
         "end_date": search_time_format(min(end, refreshed)),
         "last_refreshed_datetime": search_time_format(refreshed),
         "page": page,

@@ -45,6 +45,7 @@ __all__ = [
     "visma_fault_delay",
     "visma_fault_fail",
     "visma_fault_stale_puts",
+    "visma_fault_throttle",
     "visma_faults_apply",
     "visma_faults_clear",
     "visma_gl_balances",
@@ -204,6 +205,9 @@ def visma_faults_apply() -> None:
     if delay is not None:
         time.sleep(delay.seconds)
     failure = visma_fault_take(VismaFault.Kind.FAIL)
+    if failure is not None and failure.status_code == 429:
+        # A throttle beside the hourly budget names no wait: no Retry-After (see visma_fault_throttle).
+        raise VismaError(429, {"statusCode": 429, "message": "Rate limit is exceeded."})
     if failure is not None:
         raise VismaError(failure.status_code, {"message": "An error has occurred."})
 
@@ -211,6 +215,18 @@ def visma_faults_apply() -> None:
 def visma_fault_fail(calls: int, *, status_code: int = 500) -> VismaFault:
     """Answer the next `calls` API calls with `status_code` (500 by default) after counting them in the budget."""
     return VismaFault.objects.create(kind=VismaFault.Kind.FAIL, remaining=calls, status_code=status_code)
+
+
+def visma_fault_throttle(calls: int) -> VismaFault:
+    """Throttle the next `calls` API calls with 429 and no Retry-After while the hourly budget still has calls left
+    (the X-RateLimit-* headers say so).
+
+    Visma's rate-limit page promises Retry-After on a 429 (docs.vismasoftware.no/vismanetapi/api-reference/
+    rate-limits/); its earlier knowledge base also throttled identical or repeatedly failing requests (SameRequestLimit,
+    ClientErrorLimit) with 429s that carried only X-RateLimit-Limit/-Policy/-Reset (reference visma-net-erp.md §9).
+    The switch plays that stricter case: a 429 that asks for no wait while the hour's budget is far from spent.
+    """
+    return visma_fault_fail(calls, status_code=429)
 
 
 def visma_fault_delay(calls: int, *, seconds: float) -> VismaFault:

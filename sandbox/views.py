@@ -382,6 +382,9 @@ class VismaControlView(View):
         if switch == "fail":
             fault = services.visma_fault_fail(int(data["calls"]), status_code=int(data.get("status_code", 500)))
             return {"fault": fault.kind, "calls": fault.remaining, "status_code": fault.status_code}
+        if switch == "throttle":
+            fault = services.visma_fault_throttle(int(data["calls"]))
+            return {"fault": fault.kind, "calls": fault.remaining, "status_code": fault.status_code}
         if switch == "delay":
             fault = services.visma_fault_delay(int(data["calls"]), seconds=float(data["seconds"]))
             return {"fault": fault.kind, "calls": fault.remaining, "seconds": fault.seconds}

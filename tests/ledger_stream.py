@@ -95,6 +95,8 @@ class SourceSystem(dict):
         self.clear()
         self.read_failures: list[Exception] = []  # raised by read_window after its first object
         self.windows: list[tuple[datetime, datetime]] = []
+        # How far the source says it had published when a window was read (None: all of it).
+        self.published_until: datetime | None = None
 
 
 LEDGER = Ledger()
@@ -112,6 +114,9 @@ class PaymentsStream(Stream):
             if number == 1 and SOURCE.read_failures:
                 raise SOURCE.read_failures.pop(0)
             yield self._source(source_id, payload)
+
+    def published_until(self):
+        return SOURCE.published_until
 
     def read_one(self, source_id):
         payload = SOURCE.get(source_id)

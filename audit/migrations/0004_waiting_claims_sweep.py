@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('audit', '0003_permission_groups'),
-        ('connectors', '0005_waiting_claims_sweep'),
+        ('connectors', '0006_waiting_claims_sweep'),
     ]
 
     operations = [

@@ -10,7 +10,8 @@ SETTINGS_SCHEMA: dict[str, tuple[type, object]] = {
     "cert_hosts": (list, None),
     # A delivery whose PAYPAL-TRANSMISSION-TIME is further from now than this is refused as a replay.
     "webhook_max_age_seconds": (int, 300),
-    # How late Transaction Search may publish a transaction (PayPal: up to 3 hours).
+    # How far behind now Transaction Search is taken to have published when an answer leaves out
+    # last_refreshed_datetime (PayPal: "a maximum of three hours"); otherwise PayPal's own word is used.
     "publication_delay_minutes": (int, 180),
     # A customer payment's cash account (else the mapping rule's clearing account) and Visma payment method.
     "cash_account": (str, None),

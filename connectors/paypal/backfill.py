@@ -16,17 +16,21 @@ BACKFILL_ORDER = ("invoices", "captures", "refunds", "reversals")
 
 @dataclass
 class BackfillProgress:
-    """Where a backfill stands: the stream, the window just read, how many windows of how many, and the run."""
+    """Where a backfill stands: the stream, the window just read, how many windows of how many, the run, and whether
+    it is the stream's last (all windows read, or PayPal has published no further)."""
 
     stream: str
     window: int
     windows: int
     run: SyncRun
+    last: bool = False
 
 
 @dataclass
 class BackfillResult:
     runs: dict[str, list[SyncRun]] = field(default_factory=dict)
+    # Streams whose range reached past what PayPal has published: how far it had.
+    published_until: dict[str, datetime] = field(default_factory=dict)
 
     def total(self, stream: str, count: str) -> int:
         return sum(getattr(run, count) for run in self.runs.get(stream, []))
@@ -43,8 +47,9 @@ def backfill_windows(start: datetime, end: datetime, max_window: timedelta) -> I
 
 def paypal_backfill(integration: Integration, *, start: datetime, end: datetime, streams: list[str] | None = None,
                     progress: Callable[[BackfillProgress], None] | None = None) -> BackfillResult:
-    """Poll each stream over [start, end) in windows of its max_window (31 days for Transaction Search), never past
-    what PayPal has published; cursors stay where they are (a backfill is not the schedule)."""
+    """Poll each stream over [start, end) in windows of its max_window (31 days for Transaction Search), up to what
+    PayPal has published: a window it had published only in part is the stream's last (the range is read to there,
+    and that is a success); cursors stay where they are (a backfill is not the schedule)."""
     result = BackfillResult()
     names = [name for name in BACKFILL_ORDER if streams is None or name in streams]
     for name in names:
@@ -55,6 +60,11 @@ def paypal_backfill(integration: Integration, *, start: datetime, end: datetime,
         for number, (window_start, window_end) in enumerate(windows, start=1):
             run = stream_poll(integration, name, trigger=SyncRun.Trigger.BACKFILL, start=window_start, end=window_end)
             result.runs[name].append(run)
+            if run.published_until is not None:
+                result.published_until[name] = run.published_until
+            last = number == len(windows) or run.published_until is not None
             if progress:
-                progress(BackfillProgress(stream=name, window=number, windows=len(windows), run=run))
+                progress(BackfillProgress(stream=name, window=number, windows=len(windows), run=run, last=last))
+            if last:
+                break
     return result

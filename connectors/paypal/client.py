@@ -34,6 +34,11 @@ SEARCH_MAX_RANGE = timedelta(days=31)
 SEARCH_PAGE_SIZE = 500
 # A window split this small that is still too large cannot be read completely: fail rather than truncate.
 SEARCH_SMALLEST_SPLIT = timedelta(minutes=1)
+# PayPal's answer when its data lags behind the start date asked for (INVALID_REQUEST, seen in production:
+# PayPal-node-SDK issue #452): nothing is published from there on yet, if the start is within the three years
+# Transaction Search lists ("This call lists transaction for the previous three years").
+START_NOT_AVAILABLE = "data for the given start date is not available"
+SEARCH_HISTORY = timedelta(days=3 * 365)
 INVOICE_PAGE_SIZE = 100
 # Renew this long before expires_in runs out (PayPal's tokens live 15 minutes to 9 hours).
 
@@ -66,10 +71,6 @@ class PayPalAuthenticationError(PayPalError, AuthenticationError):
 
 class ResultSetTooLarge(PayPalPermanentError):
     """Transaction Search found more transactions in the window than it serves: the window must be split."""
-
-
-class NotYetPublished(PayPalTransientError):
-    """Transaction Search has not published the whole window yet (its data is later than usual): read it later."""
 
 
 _PAYPAL_CLASS: dict[type[ConnectorError], type[PayPalError]] = {
@@ -163,6 +164,27 @@ class SearchPage:
     page: int
     total_pages: int
     last_refreshed: datetime | None
+
+
+@dataclass
+class SearchHorizon:
+    """How far Transaction Search had published what a read asked for: the earliest last_refreshed_datetime short of
+    a window's end (`until`, None when every window was published whole), and whether an answer left it out
+    (`unsaid`: the field is optional in search_response, reporting_transactions_v1.json)."""
+
+    until: datetime | None = None
+    unsaid: bool = False
+
+    def saw(self, last_refreshed: datetime | None, window_end: datetime) -> None:
+        if last_refreshed is None:
+            self.unsaid = True
+        # PayPal's times have whole seconds (end_date goes out truncated too): a window ending within the second
+        # PayPal refreshed was published whole.
+        elif last_refreshed < window_end.replace(microsecond=0):
+            self.published_to(last_refreshed)
+
+    def published_to(self, moment: datetime) -> None:
+        self.until = moment if self.until is None else min(self.until, moment)
 
 
 class PayPalClient:
@@ -287,22 +309,25 @@ class PayPalClient:
         )
 
     def transactions(self, start: datetime, end: datetime, *, page_size: int = SEARCH_PAGE_SIZE,
-                     **filters: str) -> Iterator[dict]:
-        """Every transaction in [start, end], page by page, in windows of at most 31 days.
+                     horizon: SearchHorizon | None = None, **filters: str) -> Iterator[dict]:
+        """Every transaction in [start, end] PayPal has published, page by page, in windows of at most 31 days.
 
         A window PayPal finds too large (RESULTSET_TOO_LARGE) is split in two and each half read; nothing is
-        silently truncated: a window that cannot be split further raises. A window that ends after PayPal's
-        last_refreshed_datetime raises NotYetPublished, so that no cursor moves past what PayPal has published.
+        silently truncated: a window that cannot be split further raises. How far PayPal had published
+        (last_refreshed_datetime) is noted in `horizon`; a window starting after that is not asked for.
         """
+        horizon = horizon if horizon is not None else SearchHorizon()
         windows = [(start, end)]
         while windows:
             window_start, window_end = windows.pop(0)
+            if horizon.until is not None and window_start > horizon.until:
+                continue  # PayPal has published nothing there yet
             if window_end - window_start > SEARCH_MAX_RANGE:
                 middle = window_start + SEARCH_MAX_RANGE
                 windows[:0] = [(window_start, middle), (middle, window_end)]
                 continue
             try:
-                yield from self._window_pages(window_start, window_end, page_size=page_size, **filters)
+                yield from self._window_pages(window_start, window_end, horizon, page_size=page_size, **filters)
             except ResultSetTooLarge:
                 if window_end - window_start <= SEARCH_SMALLEST_SPLIT:
                     raise
@@ -310,16 +335,20 @@ class PayPalClient:
                 middle = middle.replace(microsecond=0)
                 windows[:0] = [(window_start, middle), (middle, window_end)]
 
-    def _window_pages(self, start: datetime, end: datetime, *, page_size: int, **filters: str) -> Iterator[dict]:
+    def _window_pages(self, start: datetime, end: datetime, horizon: SearchHorizon, *, page_size: int,
+                      **filters: str) -> Iterator[dict]:
         # PayPal answers RESULTSET_TOO_LARGE on the first page, before any row of the window is served.
         page = 1
         while True:
-            result = self.transactions_page(start, end, page=page, page_size=page_size, **filters)
-            if page == 1 and result.last_refreshed is not None and result.last_refreshed < end:
-                raise NotYetPublished(
-                    f"PayPal has published transactions up to {result.last_refreshed:%Y-%m-%d %H:%M:%S} UTC only; "
-                    f"the window to {end:%Y-%m-%d %H:%M:%S} UTC is read again later"
-                )
+            try:
+                result = self.transactions_page(start, end, page=page, page_size=page_size, **filters)
+            except PayPalPermanentError as refused:
+                if page == 1 and refused.name == "INVALID_REQUEST" and start > timezone.now() - SEARCH_HISTORY \
+                        and START_NOT_AVAILABLE in refused.system_message.lower():
+                    horizon.published_to(start)
+                    return
+                raise
+            horizon.saw(result.last_refreshed, end)
             yield from result.transactions
             if page >= result.total_pages or not result.transactions:
                 return

@@ -1,10 +1,10 @@
 """What moves from PayPal to Visma: captures, refunds, reversals and invoices, read from PayPal and turned into
 postings (journal, customer payment, customer invoice) whose accounts the mapping rules choose.
 
-Reading: Transaction Search in windows of at most 31 days, never closer to now than PayPal publishes (3 hours), with
-an overlap; each object is then read from its own API (a webhook is a trigger, not the truth). Transforming: a
-PayPal object → a Posting, lines by role (account, fee, clearing); the payer becomes the Visma customer through an
-ExternalReference; a refund waits for its capture to be posted.
+Reading: Transaction Search in windows of at most 31 days up to now, with an overlap, the cursor never past what
+PayPal says it has published (last_refreshed_datetime); each object is then read from its own API (a webhook is a
+trigger, not the truth). Transforming: a PayPal object → a Posting, lines by role (account, fee, clearing); the payer
+becomes the Visma customer through an ExternalReference; a refund waits for its capture to be posted.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from mappings.models import ExternalReference
 from mappings.money import MoneyError, is_exact, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
 
-from .client import PayPalClient, link_target_id, paypal_time
+from .client import PayPalClient, SearchHorizon, link_target_id, paypal_time
 
 SYSTEM = "paypal"
 # Transaction event codes (PayPal's T-code table): T00nn are payments received; T1107 a refund the merchant made;
@@ -35,8 +35,9 @@ SYSTEM = "paypal"
 PAYMENT_CODE_PREFIX = "T00"
 REFUND_CODES = frozenset({"T1107"})
 REVERSAL_CODES = frozenset({"T1106", "T1201"})
-# Statuses of a record that will not change any more: their stored payload is served instead of re-reading PayPal.
-PUBLICATION_DELAY = timedelta(hours=3)
+# Transaction Search: "It takes a maximum of three hours for executed transactions to appear": how far back from now
+# PayPal is taken to have published when an answer leaves out last_refreshed_datetime.
+PUBLICATION_DELAY_UNSAID = timedelta(hours=3)
 BATCH = 100
 # An unmapped payer is carried as this "customer", which Visma cannot know: the posting is flagged with why.
 UNMAPPED_PAYER = "PayPal payer "
@@ -108,21 +109,34 @@ def _money_object(movement: dict, payload: dict) -> SourceObject:
     )
 
 class PayPalSource(Stream):
-    """What every PayPal stream shares: the client, PayPal's publication delay, the dedupe against settled records."""
+    """What every PayPal stream shares: the client, how far PayPal has published, the dedupe against settled records."""
 
     kind = SYSTEM
     max_window = timedelta(days=31)
-    # PayPal: "It takes a maximum of three hours for executed transactions to appear" in Transaction Search.
-    publication_delay = PUBLICATION_DELAY
+    # Windows reach to now; Transaction Search says how far it has published (published_until). A transaction
+    # appears up to three hours late: each window re-reads that much before the cursor.
     overlap = timedelta(hours=3)
+    publication_delay_unsaid = PUBLICATION_DELAY_UNSAID
     initial_lookback = timedelta(days=7)
     default_poll_minutes = 15
 
     def __init__(self, integration):
         super().__init__(integration)
         minutes = (integration.settings or {}).get("publication_delay_minutes")
-        if minutes is not None and self.publication_delay:
-            self.publication_delay = timedelta(minutes=int(minutes))
+        if minutes is not None:
+            self.publication_delay_unsaid = timedelta(minutes=int(minutes))
+        self._search: SearchHorizon | None = None
+        self._search_started: datetime | None = None
+
+    def published_until(self) -> datetime | None:
+        """How far Transaction Search had published the window just read: the last_refreshed_datetime short of its
+        end; where an answer left that out, the read's time less PayPal's documented maximum delay."""
+        if self._search is None:
+            return None
+        limits = [self._search.until] if self._search.until is not None else []
+        if self._search.unsaid:
+            limits.append(self._search_started - self.publication_delay_unsaid)
+        return min(limits) if limits else None
 
     @contextmanager
     def paypal(self) -> Iterator[PayPalClient]:
@@ -145,9 +159,10 @@ class PayPalSource(Stream):
 
     def _window_read(self, start: datetime, end: datetime, wanted, fetch) -> Iterator[SourceObject]:
         """The objects Transaction Search lists in the window: a settled one as stored, the others read by
-        `fetch(paypal, row, transaction id)`, in batches."""
+        `fetch(paypal, row, transaction id)`, in batches; how far PayPal had published is kept for published_until."""
+        self._search, self._search_started = SearchHorizon(), timezone.now()
         with self.paypal() as paypal:
-            for rows in _batches(self._search_rows(paypal, start, end, wanted)):
+            for rows in _batches(self._search_rows(paypal, start, end, wanted, self._search)):
                 ids = [row["transaction_info"]["transaction_id"] for row in rows]
                 final = self._final_payloads(ids)
                 for row, transaction_id in zip(rows, ids):
@@ -159,10 +174,11 @@ class PayPalSource(Stream):
                         yield source
 
     @staticmethod
-    def _search_rows(paypal: PayPalClient, start: datetime, end: datetime, wanted) -> Iterator[dict]:
+    def _search_rows(paypal: PayPalClient, start: datetime, end: datetime, wanted,
+                     horizon: SearchHorizon) -> Iterator[dict]:
         """Transaction Search rows in the window that `wanted(info)` keeps, each transaction once."""
         seen: set[str] = set()
-        for row in paypal.transactions(start, end):
+        for row in paypal.transactions(start, end, horizon=horizon):
             info = row.get("transaction_info") or {}
             transaction_id = str(info.get("transaction_id") or "")
             # Ids are not unique in reporting (a balance-affecting row and another); one object, one read.
@@ -445,7 +461,6 @@ class InvoiceSource(PayPalSource):
 
     name = "invoices"
     target_kind = "customer_invoice"
-    publication_delay = timedelta(0)
     # An invoice is found by when it was created; one sent days later must still be inside the next windows.
     overlap = timedelta(days=14)
 

@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 import pytest
 from django.core.management.base import CommandError
 
@@ -49,6 +51,26 @@ def test_sync_runs_the_pollers_once_and_prints_the_counts(integration, payments_
     run_row = SyncRun.objects.get()
     assert (run_row.trigger, run_row.status, run_row.fetched, run_row.flagged) == ("manual", "completed", 3, 1)
     assert SyncCursor.objects.get().position == run_row.window_end
+
+
+def test_a_sync_reaching_past_what_the_vendor_has_published_succeeds_and_says_how_far_it_read(
+        integration, payments_stream, time_machine):
+    # given: PayPal has published up to 10:41:07
+    time_machine.move_to(datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC), tick=False)
+    payments_stream.SOURCE.published_until = datetime(2026, 12, 6, 10, 41, 7, tzinfo=UTC)
+
+    # when
+    stdout, _ = run("sync", "nordlys-friluft", "paypal")
+
+    # then
+    assert stdout == (
+        "payments: fetched 3, posted 2, flagged 1, skipped 0, waiting 0, retrying 0, failed 0; "
+        "read up to 2026-12-06 10:41:07 UTC, what PayPal has published\n"
+        "total: fetched 3, posted 2, flagged 1, skipped 0, waiting 0, retrying 0, failed 0\n"
+    )
+    run_row = SyncRun.objects.get()
+    assert (run_row.status, run_row.published_until) == ("completed", datetime(2026, 12, 6, 10, 41, 7, tzinfo=UTC))
+    assert SyncCursor.objects.get().position == datetime(2026, 12, 6, 10, 41, 7, tzinfo=UTC)
 
 
 def test_a_second_sync_skips_what_is_settled(integration, payments_stream):

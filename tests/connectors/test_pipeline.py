@@ -700,6 +700,71 @@ def test_a_poll_window_is_never_wider_than_the_stream_allows(payments_stream, ti
     assert SyncCursor.objects.get(integration=integration, stream="payments").position == second.window_end
 
 
+def test_a_poll_the_source_has_published_only_in_part_completes_with_the_cursor_at_what_was_published(
+        payments_stream, time_machine):
+    # given: the source has published up to two hours ago
+    time_machine.move_to(NOON, tick=False)
+    integration = books()
+    payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
+    payments_stream.SOURCE.published_until = NOON - timedelta(hours=2)
+
+    # when
+    run = stream_poll(integration, "payments")
+
+    # then
+    assert (run.status, run.error, run.posted) == ("completed", "", 1)
+    assert (run.window_end, run.published_until) == (NOON, NOON - timedelta(hours=2))
+    assert SyncCursor.objects.get(integration=integration, stream="payments").position == NOON - timedelta(hours=2)
+
+
+def test_the_next_poll_resumes_from_what_was_published(payments_stream, time_machine):
+    # given
+    time_machine.move_to(NOON, tick=False)
+    integration = books()
+    payments_stream.SOURCE.published_until = NOON - timedelta(hours=2)
+    stream_poll(integration, "payments")
+    payments_stream.SOURCE.published_until = None
+
+    # when
+    time_machine.move_to(NOON + timedelta(minutes=15), tick=False)
+    run = stream_poll(integration, "payments")
+
+    # then
+    assert (run.window_start, run.window_end) == (NOON - timedelta(hours=2, minutes=10), NOON + timedelta(minutes=15))
+    assert run.published_until is None
+    assert SyncCursor.objects.get(integration=integration, stream="payments").position == NOON + timedelta(minutes=15)
+
+
+def test_a_source_published_to_the_window_end_or_beyond_moves_the_cursor_to_the_end(payments_stream, time_machine):
+    # given
+    time_machine.move_to(NOON, tick=False)
+    integration = books()
+    payments_stream.SOURCE.published_until = NOON + timedelta(seconds=1)
+
+    # when
+    run = stream_poll(integration, "payments")
+
+    # then
+    assert run.published_until is None
+    assert SyncCursor.objects.get(integration=integration, stream="payments").position == NOON
+
+
+def test_a_source_saying_less_is_published_than_the_cursor_holds_does_not_move_the_cursor_back(
+        payments_stream, time_machine):
+    # given
+    time_machine.move_to(NOON, tick=False)
+    integration = books()
+    SyncCursor.objects.create(integration=integration, stream="payments", position=NOON - timedelta(hours=1))
+    payments_stream.SOURCE.published_until = NOON - timedelta(hours=3)
+
+    # when
+    run = stream_poll(integration, "payments")
+
+    # then
+    assert (run.status, run.published_until) == ("completed", NOON - timedelta(hours=3))
+    assert SyncCursor.objects.get(integration=integration, stream="payments").position == NOON - timedelta(hours=1)
+
+
 def test_a_poll_of_an_explicit_window_leaves_the_cursor(payments_stream, time_machine):
     # given
     time_machine.move_to(NOON, tick=False)

@@ -5,6 +5,7 @@ from decimal import Decimal
 from io import StringIO
 from urllib.parse import parse_qs, urlsplit
 
+import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -88,3 +89,54 @@ def test_a_window_paypal_finds_too_large_is_split_and_read_whole(world):
     statuses = [status for status, _start, _end in _searches()]
     assert statuses.count(400) >= 1 and statuses[-1] == 200
     assert world.records("captures").count() == 5
+
+
+def test_a_backfill_reaching_past_what_paypal_has_published_reads_to_there_and_succeeds(world):
+    # given: PayPal publishes four hours late; the range runs to the end of today
+    now = timezone.now().replace(microsecond=0)
+    paypal_sandbox_configure(publication_delay=timedelta(hours=4))
+    with time_machine.travel(now, tick=False):
+        published = paypal_capture_create(amount=Decimal("15.00"), currency="EUR", payer=ANNA,
+                                          at=now - timedelta(hours=6), notify=False)
+        late = paypal_capture_create(amount=Decimal("16.00"), currency="EUR", payer=ANNA,
+                                     at=now - timedelta(hours=1), notify=False)
+        stdout, stderr = StringIO(), StringIO()
+
+        # when
+        call_command("paypal_backfill", "nordlys", "--from", (now - timedelta(days=40)).date().isoformat(),
+                     "--to", now.date().isoformat(), "--stream", "captures", stdout=stdout, stderr=stderr)
+
+    # then
+    horizon = now - timedelta(hours=4)
+    assert stdout.getvalue() == (
+        "captures: 2 window(s), fetched 1, posted 1, flagged 0, skipped 0, waiting 0, retrying 0, failed 0; "
+        f"read up to {horizon:%Y-%m-%d %H:%M:%S} UTC, what PayPal has published\n"
+    )
+    assert stderr.getvalue().endswith(f"read up to {horizon:%Y-%m-%d %H:%M:%S} UTC, what PayPal has published\n")
+    runs = list(SyncRun.objects.filter(trigger="backfill", stream="captures").order_by("window_start"))
+    assert [(run.status, run.published_until) for run in runs] == [("completed", None), ("completed", horizon)]
+    assert world.record("captures", published.object_id).status == "posted"
+    assert not world.records("captures").filter(source_id=late.object_id).exists()
+    assert {status for status, _start, _end in _searches()} == {200}
+
+
+def test_a_backfill_of_a_day_paypal_has_published_nothing_of_yet_reads_nothing_and_succeeds(world):
+    # given: today is not published at all yet (PayPal answers "Data for the given start date is not available.")
+    now = timezone.now().replace(microsecond=0)
+    midnight = now.replace(hour=0, minute=0, second=0)
+    paypal_sandbox_configure(publication_delay=now - midnight + timedelta(hours=1))
+    with time_machine.travel(now, tick=False):
+        paypal_capture_create(amount=Decimal("17.00"), currency="EUR", payer=ANNA, at=now, notify=False)
+        stdout = StringIO()
+
+        # when
+        call_command("paypal_backfill", "nordlys", "--from", now.date().isoformat(), "--to", now.date().isoformat(),
+                     "--stream", "captures", stdout=stdout, stderr=StringIO())
+
+    # then
+    assert stdout.getvalue() == (
+        "captures: 1 window(s), fetched 0, posted 0, flagged 0, skipped 0, waiting 0, retrying 0, failed 0; "
+        f"read up to {midnight:%Y-%m-%d %H:%M:%S} UTC, what PayPal has published\n"
+    )
+    assert [status for status, _start, _end in _searches()] == [400]
+    assert world.records("captures").count() == 0

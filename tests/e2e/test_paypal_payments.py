@@ -124,7 +124,8 @@ def test_the_same_webhook_delivered_three_times_posts_once(world):
 
 
 def test_a_webhook_that_never_came_is_caught_by_the_next_poll(world):
-    # given: PayPal published the capture (older than its 3-hour lag) but its webhook was lost
+    # given: PayPal published the capture but its webhook was lost
+    from connectors.models import SyncCursor
     from connectors.pipeline import stream_poll
 
     capture = paypal_capture_create(amount=Decimal("42.50"), currency="EUR", payer=ANNA, at=hours_ago(4),
@@ -140,14 +141,9 @@ def test_a_webhook_that_never_came_is_caught_by_the_next_poll(world):
     assert (record.status, record.proposed_posting["customer"]) == ("posted", "10001")
     [journal] = world.journal_with(capture.object_id)
     assert journal_lines(journal) == [("1580", "40.63", "0.00"), ("7770", "1.87", "0.00"), ("3000", "0.00", "42.50")]
-    assert timezone_now_minus(run.window_end, hours=3)
-
-
-def timezone_now_minus(moment, *, hours: int) -> bool:
-    """The window ended no later than `hours` before now (what PayPal has published)."""
-    from django.utils import timezone
-
-    return moment <= timezone.now() - timedelta(hours=hours)
+    # the window reached to now, all of it published: the cursor is at its end
+    assert run.published_until is None
+    assert SyncCursor.objects.get(integration=world.integration, stream="captures").position == run.window_end
 
 
 @pytest.mark.parametrize("first", ["webhook", "poll"])
@@ -171,32 +167,50 @@ def test_a_webhook_and_a_poll_for_the_same_capture_make_one_record_and_one_journ
     assert len(world.journal_with(capture.object_id)) == 1
 
 
-def test_a_poll_never_moves_the_cursor_past_what_paypal_has_published(world):
-    # given: PayPal is later than its usual three hours today
+def test_a_sync_reaching_past_what_paypal_has_published_completes_and_the_next_reads_on(world):
+    # given: PayPal publishes four hours late today; a capture of five hours ago is published, one of an hour ago not
+    from io import StringIO
+
+    import time_machine
+    from django.core.management import call_command
+    from django.utils import timezone
+
     from connectors.models import SyncCursor, SyncRun
-    from connectors.pipeline import stream_poll
     from sandbox.paypal import paypal_sandbox_configure
 
+    now = timezone.now().replace(microsecond=0)
     paypal_sandbox_configure(publication_delay=timedelta(hours=4))
-    capture = paypal_capture_create(amount=Decimal("70.00"), currency="EUR", payer=ANNA, at=hours_ago(5),
-                                    notify=False)
+    with time_machine.travel(now, tick=False) as traveller:
+        published = paypal_capture_create(amount=Decimal("70.00"), currency="EUR", payer=ANNA,
+                                          at=now - timedelta(hours=5), notify=False)
+        late = paypal_capture_create(amount=Decimal("80.00"), currency="EUR", payer=ANNA,
+                                     at=now - timedelta(hours=1), notify=False)
+        first, second = StringIO(), StringIO()
 
-    # when
-    with pytest.raises(Exception) as raised:
-        stream_poll(world.integration, "captures")
+        # when: sync now, and again once PayPal has published the late one
+        call_command("sync", "nordlys", "paypal", "--stream", "captures", stdout=first, stderr=StringIO())
+        first_cursor = SyncCursor.objects.get(integration=world.integration, stream="captures").position
+        traveller.move_to(now + timedelta(hours=3, minutes=15))
+        call_command("sync", "nordlys", "paypal", "--stream", "captures", stdout=second, stderr=StringIO())
 
-    # then
-    assert type(raised.value).__name__ == "NotYetPublished"
-    run = SyncRun.objects.get(stream="captures")
-    assert (run.status, run.fetched) == ("failed", 0)
-    assert run.error.startswith("NotYetPublished: PayPal has published transactions up to ")
-    assert SyncCursor.objects.get(integration=world.integration, stream="captures").position is None
-    assert world.records().count() == 0
-    # once the integration allows for the lag, the same capture is read
-    world.integration.settings = {**world.integration.settings, "publication_delay_minutes": 250}
-    world.integration.save()
-    assert stream_poll(world.integration, "captures").posted == 1
-    assert world.record("captures", capture.object_id).status == "posted"
+    # then: the first run completed at PayPal's horizon, with what it had published
+    horizon = now - timedelta(hours=4)
+    assert first.getvalue() == (
+        f"captures: fetched 1, posted 1, flagged 0, skipped 0, waiting 0, retrying 0, failed 0; read up to {horizon:%Y-%m-%d %H:%M:%S} UTC, "
+        "what PayPal has published\n"
+        "total: fetched 1, posted 1, flagged 0, skipped 0, waiting 0, retrying 0, failed 0\n"
+    )
+    first_run, second_run = SyncRun.objects.filter(stream="captures").order_by("started_at")
+    assert (first_run.status, first_run.window_end, first_run.published_until) == ("completed", now, horizon)
+    assert first_cursor == horizon
+    # the next run read on from the horizon (less the overlap) and found the late capture
+    assert (second_run.status, second_run.window_start) == ("completed", horizon - timedelta(hours=3))
+    assert (second_run.fetched, second_run.posted, second_run.skipped) == (2, 1, 1)
+    assert second_run.published_until == now - timedelta(minutes=45)
+    assert SyncCursor.objects.get(integration=world.integration, stream="captures").position == \
+        now - timedelta(minutes=45)
+    assert [world.record("captures", capture.object_id).status for capture in (published, late)] == ["posted"] * 2
+    assert len(world.journal_with(late.object_id)) == 1
 
 
 @pytest.mark.postgres

@@ -21,7 +21,8 @@ from mappings.reference import reference_data_refresh
 from sandbox.models import VismaDocument
 from sandbox.services import (
     VISMA_SANDBOX_CLIENT_ID, VISMA_SANDBOX_CLIENT_SECRET, VISMA_SANDBOX_COMPANY_ID, VISMA_SANDBOX_TENANT_ID,
-    visma_client_configure, visma_fault_delay, visma_fault_fail, visma_fault_stale_puts, visma_sandbox_seed,
+    visma_client_configure, visma_fault_delay, visma_fault_fail, visma_fault_stale_puts, visma_fault_throttle,
+    visma_sandbox_seed,
 )
 from tests.factories import ConnectionFactory, GLMappingRuleFactory, IntegrationFactory, TenantFactory
 from tests.ledger_stream import Crash
@@ -287,6 +288,32 @@ def test_a_429_with_a_long_retry_after_sets_the_next_attempt_at_the_budget_reset
     assert waiting.next_attempt_at == datetime(2026, 3, 10, 11, 0, tzinfo=UTC)
     assert statuses("POST", "/v2/journaltransaction") == [429]
     assert journals_with("pp:CAP-1") == []
+
+
+def test_a_429_without_retry_after_while_the_budget_remains_is_backed_off_briefly_and_nothing_is_parked(
+        books, settings, monkeypatch):
+    # given: 15 captures; at 10:34 Visma throttles three calls with 429, no Retry-After, 499 calls left this hour
+    settings.HTTP_BACKOFF_BASE_SECONDS, settings.HTTP_BACKOFF_MAX_SECONDS = 0.5, 30.0
+    books.source.update({f"CAP-{n:02d}": {"amount": f"{n}.00", "currency": "SEK"} for n in range(1, 16)})
+    visma_fault_throttle(3)
+    waited = []
+    with time_machine.travel(datetime(2026, 3, 10, 10, 34, tzinfo=UTC), tick=False) as traveller:
+        def sleep(seconds):
+            waited.append(seconds)
+            traveller.shift(timedelta(seconds=seconds))
+
+        monkeypatch.setattr(VismaPayments, "visma_client_options", {"sleep": sleep, "jitter": lambda ceiling: ceiling})
+        forget_token(books)
+
+        # when
+        run = poll(books)
+
+    # then
+    assert (run.posted, run.failed) == (15, 0)
+    assert set(SyncRecord.objects.values_list("status", flat=True)) == {RecordStatus.POSTED}
+    assert waited == [0.5, 1.0, 2.0]
+    assert statuses("POST", "/v2/journaltransaction") == [429, 429, 429] + [201] * 15
+    assert journal_count() == SEED_JOURNALS + 15
 
 
 def test_a_500_storm_is_retried_with_backoff_then_the_journal_is_posted_once(books, settings, monkeypatch):

@@ -112,6 +112,73 @@ def test_a_configured_budget_below_the_reported_limit_is_kept_and_remaining_coun
 
 
 @pytest.mark.django_db
+@time_machine.travel(datetime(2026, 3, 5, 10, 34, tzinfo=UTC), tick=False)
+@responses.activate
+def test_a_429_while_calls_remain_leaves_the_budget_open():
+    # given
+    connection = ConnectionFactory(system="stripe", hourly_call_budget=None)
+    session = ApiSession(connection, sleep=lambda seconds: None, budget_max_wait_seconds=0)
+    throttled = {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4985", "X-RateLimit-Reset": "1560"}
+    responses.add(responses.GET, API, status=429, headers=throttled)
+    responses.add(responses.GET, API, json={}, headers={**throttled, "X-RateLimit-Remaining": "4984"})
+
+    # when
+    session.request("GET", API)
+    session.request("GET", API)
+
+    # then
+    assert len(responses.calls) == 3
+    window = CallBudgetWindow.objects.get(connection=connection)
+    assert (window.calls, window.limit, window.remaining_reported) == (2, 5000, 4984)
+
+
+@pytest.mark.django_db
+@time_machine.travel(datetime(2026, 3, 5, 10, 20, tzinfo=UTC), tick=False)
+@responses.activate
+def test_a_spent_budget_waits_for_the_reset_the_system_names_not_for_the_clock_hour():
+    # given: the system's window turns over in 300 s, at 10:25
+    connection = ConnectionFactory(system="stripe", hourly_call_budget=None)
+    session = ApiSession(connection, budget_max_wait_seconds=0)
+    responses.add(responses.GET, API, json={}, headers={
+        "X-RateLimit-Limit": "500", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "300"})
+    responses.add(responses.GET, API, json={}, headers={
+        "X-RateLimit-Limit": "500", "X-RateLimit-Remaining": "499", "X-RateLimit-Reset": "3600"})
+    session.request("GET", API)
+
+    # when
+    with pytest.raises(RetryLater) as raised:
+        session.request("GET", API)
+    with time_machine.travel(datetime(2026, 3, 5, 10, 25, 1, tzinfo=UTC), tick=False):
+        session.request("GET", API)
+
+    # then
+    assert raised.value.retry_at == datetime(2026, 3, 5, 10, 25, tzinfo=UTC)
+    assert len(responses.calls) == 2
+    window = CallBudgetWindow.objects.get(connection=connection)
+    assert (window.calls, window.remaining_reported) == (1, 499)
+
+
+@pytest.mark.django_db
+@time_machine.travel(datetime(2026, 3, 5, 10, 50, tzinfo=UTC), tick=False)
+@responses.activate
+def test_a_spent_budget_whose_reset_falls_in_the_next_clock_hour_stays_spent_until_then():
+    # given: at 10:50 the system says none remain until 11:16
+    connection = ConnectionFactory(system="stripe", hourly_call_budget=None)
+    session = ApiSession(connection, budget_max_wait_seconds=0)
+    responses.add(responses.GET, API, json={}, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1560"})
+    session.request("GET", API)
+
+    # when
+    with time_machine.travel(datetime(2026, 3, 5, 11, 5, tzinfo=UTC), tick=False):
+        with pytest.raises(RetryLater) as raised:
+            session.request("GET", API)
+
+    # then
+    assert raised.value.retry_at == datetime(2026, 3, 5, 11, 16, tzinfo=UTC)
+    assert len(responses.calls) == 1
+
+
+@pytest.mark.django_db
 @responses.activate
 def test_no_budget_and_no_rate_limit_headers_keep_no_window():
     # given

@@ -146,17 +146,114 @@ def test_429_with_retry_after_as_http_date_waits_until_then(session, sleeps, bac
     assert sleeps == [3.0]
 
 
+def test_429_saying_the_budget_is_spent_waits_for_its_reset(connection, backoff):
+    # given: no Retry-After, but X-RateLimit-Remaining 0: the window's reset is what the answer asks to wait for
+    with time_machine.travel(datetime(2026, 3, 5, 10, 34, 0, tzinfo=UTC), tick=False) as traveller, \
+            responses.RequestsMock() as mocked:
+        waited = []
+
+        def sleep(seconds):
+            waited.append(seconds)
+            traveller.shift(seconds)
+
+        mocked.add(responses.GET, API, status=429, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2"})
+        mocked.add(responses.GET, API, json={"ok": True})
+
+        # when
+        response = ApiSession(connection, sleep=sleep, jitter=_identity).request("GET", API)
+
+    # then
+    assert response.json() == {"ok": True}
+    assert waited == [2.0]
+
+
+@time_machine.travel(datetime(2026, 3, 5, 10, 34, 0, tzinfo=UTC), tick=False)
 @responses.activate
-def test_429_without_retry_after_honours_x_ratelimit_reset(session, sleeps, backoff):
-    # given
-    responses.add(responses.GET, API, status=429, headers={"X-RateLimit-Reset": "2"})
+def test_429_without_retry_after_and_calls_remaining_backs_off_briefly_not_until_the_window_resets(
+        session, sleeps, backoff):
+    # given: throttled while the hourly window still has 4985 calls and resets in 26 minutes
+    responses.add(responses.GET, API, status=429, headers={
+        "X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4985", "X-RateLimit-Reset": "1560"})
+    responses.add(responses.GET, API, json={"ok": True})
+
+    # when
+    response = session.request("GET", API)
+
+    # then
+    assert response.json() == {"ok": True}
+    assert sleeps == [0.5]
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_429_without_any_rate_limit_header_backs_off_exponentially(session, sleeps, backoff):
+    # given: PayPal's RATE_LIMIT_REACHED and Stripe's 429 name no wait
+    responses.add(responses.GET, API, status=429, json={"name": "RATE_LIMIT_REACHED"})
+    responses.add(responses.GET, API, status=429, json={"name": "RATE_LIMIT_REACHED"})
     responses.add(responses.GET, API, json={"ok": True})
 
     # when
     session.request("GET", API)
 
     # then
-    assert sleeps == [2.0]
+    assert sleeps == [0.5, 1.0]
+
+
+@time_machine.travel(datetime(2026, 3, 5, 10, 34, 0, tzinfo=UTC), tick=False)
+@responses.activate
+def test_a_429_storm_with_calls_remaining_ends_transient_never_parked_until_the_window_resets(
+        session, sleeps, backoff):
+    # given
+    for _ in range(5):
+        responses.add(responses.GET, API, status=429, headers={
+            "X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4985", "X-RateLimit-Reset": "1560"})
+
+    # when
+    with pytest.raises(TransientError) as raised:
+        session.request("GET", API)
+
+    # then
+    assert not isinstance(raised.value, RetryLater)
+    assert raised.value.status_code == 429
+    assert sleeps == [0.5, 1.0, 2.0, 3.0]
+    assert len(responses.calls) == 5
+
+
+def test_retry_after_wins_over_the_window_reset(connection, backoff):
+    # given
+    with time_machine.travel(datetime(2026, 3, 5, 10, 34, 0, tzinfo=UTC), tick=False) as traveller, \
+            responses.RequestsMock() as mocked:
+        waited = []
+
+        def sleep(seconds):
+            waited.append(seconds)
+            traveller.shift(seconds)
+
+        mocked.add(responses.GET, API, status=429, headers={
+            "Retry-After": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2191"})
+        mocked.add(responses.GET, API, json={"ok": True})
+
+        # when
+        response = ApiSession(connection, sleep=sleep, jitter=_identity).request("GET", API)
+
+    # then
+    assert response.json() == {"ok": True}
+    assert waited == [1.0]
+
+
+@time_machine.travel(datetime(2026, 3, 5, 10, 34, 0, tzinfo=UTC), tick=False)
+@responses.activate
+def test_429_saying_the_budget_is_spent_for_long_is_handed_back_for_its_reset(session, sleeps, backoff):
+    # given
+    responses.add(responses.GET, API, status=429, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1560"})
+
+    # when
+    with pytest.raises(RetryLater) as raised:
+        session.request("GET", API)
+
+    # then
+    assert raised.value.retry_at == datetime(2026, 3, 5, 11, 0, 0, tzinfo=UTC)
+    assert sleeps == []
 
 
 @responses.activate

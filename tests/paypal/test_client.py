@@ -14,9 +14,9 @@ from connectors.models import Connection, HttpExchange
 from connectors.paypal.client import (
     PayPalAuthenticationError,
     PayPalClient,
-    NotYetPublished,
     PayPalPermanentError,
     ResultSetTooLarge,
+    SearchHorizon,
     paypal_datetime,
     paypal_time,
 )
@@ -311,18 +311,130 @@ def test_paypal_times_in_every_shape_it_writes_are_read_as_utc():
     assert paypal_datetime(datetime(2026, 3, 2, 12, 15, tzinfo=UTC)) == "2026-03-02T12:15:00Z"
 
 
-def test_a_window_paypal_has_not_published_to_its_end_is_not_read(paypal_connection, mocked):
+def test_a_window_reaching_past_what_paypal_has_published_is_read_and_says_how_far(paypal_connection, mocked):
     # given: PayPal's data is complete only to 2026-03-04 20:00
     token_reply(mocked)
     mocked.add(responses.GET, SEARCH_URL, json=payload("transactions_page1.json")
-               | {"last_refreshed_datetime": "2026-03-04T20:00:00+0000"})
+               | {"last_refreshed_datetime": "2026-03-04T20:00:00+0000", "total_pages": 1})
+    horizon = SearchHorizon()
 
     # when
-    rows = PayPalClient(paypal_connection).transactions(datetime(2026, 3, 1, tzinfo=UTC),
-                                                         datetime(2026, 3, 5, tzinfo=UTC))
-    with pytest.raises(NotYetPublished) as raised:
-        next(rows)
+    rows = list(PayPalClient(paypal_connection).transactions(datetime(2026, 3, 1, tzinfo=UTC),
+                                                              datetime(2026, 3, 5, tzinfo=UTC), horizon=horizon))
 
     # then
-    assert str(raised.value) == ("PayPal has published transactions up to 2026-03-04 20:00:00 UTC only; the window "
-                                 "to 2026-03-05 00:00:00 UTC is read again later")
+    assert [row["transaction_info"]["transaction_id"] for row in rows] == ["2GG279541U471931P", "1JU08902781691411"]
+    assert (horizon.until, horizon.unsaid) == (datetime(2026, 3, 4, 20, 0, tzinfo=UTC), False)
+
+
+def test_a_window_ending_within_the_second_paypal_refreshed_is_published_whole(paypal_connection, mocked):
+    # given: PayPal says 09:59:59 at its one-second resolution; the window ends 600 ms into that second
+    token_reply(mocked)
+    mocked.add(responses.GET, SEARCH_URL, json=payload("transactions_page1.json") | {"total_pages": 1})
+    horizon = SearchHorizon()
+
+    # when
+    list(PayPalClient(paypal_connection).transactions(
+        datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 5, 9, 59, 59, 600_000, tzinfo=UTC), horizon=horizon))
+
+    # then
+    assert (horizon.until, horizon.unsaid) == (None, False)
+    assert _search_windows(mocked) == [("2026-03-01T00:00:00Z", "2026-03-05T09:59:59Z", "1")]
+
+
+def test_a_window_ending_a_second_after_paypal_refreshed_is_not_published_whole(paypal_connection, mocked):
+    # given
+    token_reply(mocked)
+    mocked.add(responses.GET, SEARCH_URL, json=payload("transactions_page1.json") | {"total_pages": 1})
+    horizon = SearchHorizon()
+
+    # when
+    list(PayPalClient(paypal_connection).transactions(
+        datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 5, 10, 0, 0, tzinfo=UTC), horizon=horizon))
+
+    # then
+    assert horizon.until == datetime(2026, 3, 5, 9, 59, 59, tzinfo=UTC)
+
+
+def test_no_31_day_window_after_what_paypal_has_published_is_asked_for(paypal_connection, mocked):
+    # given: 45 days asked; PayPal has published to 20 January only
+    token_reply(mocked)
+    mocked.add(responses.GET, SEARCH_URL, json={"transaction_details": [], "total_pages": 0, "page": 1,
+                                                "last_refreshed_datetime": "2026-01-20T08:00:00+0000"})
+    horizon = SearchHorizon()
+
+    # when
+    rows = list(PayPalClient(paypal_connection).transactions(datetime(2026, 1, 1, tzinfo=UTC),
+                                                              datetime(2026, 2, 15, tzinfo=UTC), horizon=horizon))
+
+    # then
+    assert rows == []
+    assert _search_windows(mocked) == [("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "1")]
+    assert horizon.until == datetime(2026, 1, 20, 8, 0, tzinfo=UTC)
+
+
+def test_an_answer_without_last_refreshed_datetime_is_noted_as_unsaid(paypal_connection, mocked):
+    # given: the field is optional in search_response (reporting_transactions_v1.json)
+    token_reply(mocked)
+    mocked.add(responses.GET, SEARCH_URL, json={"transaction_details": [], "total_pages": 0, "page": 1})
+    horizon = SearchHorizon()
+
+    # when
+    list(PayPalClient(paypal_connection).transactions(datetime(2026, 3, 1, tzinfo=UTC),
+                                                       datetime(2026, 3, 5, tzinfo=UTC), horizon=horizon))
+
+    # then
+    assert (horizon.until, horizon.unsaid) == (None, True)
+
+
+@time_machine.travel(datetime(2026, 3, 5, 1, 30, tzinfo=UTC), tick=False)
+def test_data_not_yet_available_for_the_start_date_is_nothing_published_from_there(paypal_connection, mocked):
+    # given: PayPal's answer when its data lags behind the start date (PayPal-node-SDK issue #452)
+    token_reply(mocked)
+    mocked.add(responses.GET, SEARCH_URL, status=400, json=payload("start_date_not_available.json"))
+    horizon = SearchHorizon()
+
+    # when
+    rows = list(PayPalClient(paypal_connection).transactions(datetime(2026, 3, 4, 22, tzinfo=UTC),
+                                                              datetime(2026, 3, 5, 1, tzinfo=UTC), horizon=horizon))
+
+    # then
+    assert rows == []
+    assert horizon.until == datetime(2026, 3, 4, 22, tzinfo=UTC)
+    assert len(_api_calls(mocked)) == 1
+
+
+def test_any_other_invalid_request_is_still_refused(paypal_connection, mocked):
+    # given
+    token_reply(mocked)
+    mocked.add(responses.GET, SEARCH_URL, status=400, json={
+        "name": "INVALID_REQUEST",
+        "message": "Request is not well-formed, syntactically incorrect, or violates schema.",
+        "debug_id": "b1c2d3e4f5a6", "details": [{"field": "start_date", "issue": "INVALID_PARAMETER_SYNTAX"}]})
+    horizon = SearchHorizon()
+
+    # when
+    with pytest.raises(PayPalPermanentError) as raised:
+        list(PayPalClient(paypal_connection).transactions(datetime(2026, 3, 4, 22, tzinfo=UTC),
+                                                           datetime(2026, 3, 5, 1, tzinfo=UTC), horizon=horizon))
+
+    # then
+    assert raised.value.name == "INVALID_REQUEST"
+    assert horizon.until is None
+
+
+@time_machine.travel(datetime(2026, 3, 5, 1, 30, tzinfo=UTC), tick=False)
+def test_data_not_available_older_than_the_three_years_paypal_lists_is_refused(paypal_connection, mocked):
+    # given
+    token_reply(mocked)
+    mocked.add(responses.GET, SEARCH_URL, status=400, json=payload("start_date_not_available.json"))
+    horizon = SearchHorizon()
+
+    # when
+    with pytest.raises(PayPalPermanentError) as raised:
+        list(PayPalClient(paypal_connection).transactions(datetime(2023, 1, 1, tzinfo=UTC),
+                                                           datetime(2023, 1, 31, tzinfo=UTC), horizon=horizon))
+
+    # then
+    assert raised.value.system_message == "INVALID_REQUEST Data for the given start date is not available."
+    assert horizon.until is None

@@ -1,7 +1,7 @@
 """PayPal objects → postings: captures (fee split, payer → customer, invoice payments), refunds after their capture,
 reversals, invoices; and what the streams read from Transaction Search."""
 import copy
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -494,15 +494,69 @@ def test_a_webhook_read_of_a_capture_finds_its_payer_on_the_order(integration, v
     assert source.updated_at == datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
 
 
-def test_the_streams_wait_three_hours_for_paypal_to_publish_unless_the_integration_says_otherwise(integration):
-    # given
-    integration.settings = {"publication_delay_minutes": 240}
+def test_the_streams_read_up_to_now_and_the_whole_window_when_paypal_has_published_it(integration, paypal_api):
+    # given: PayPal refreshed at 2026-03-05 09:59:59, after the window's end
+    paypal_api.add(responses.GET, f"{PAYPAL}/v2/payments/captures/2GG279541U471931P",
+                   json=payload("capture_completed.json"))
+    paypal_api.add(responses.GET, f"{PAYPAL}/v2/payments/captures/6HN14583PX8471043",
+                   json=payload("capture_completed.json") | {"id": "6HN14583PX8471043"})
+    stream = CapturesStream(integration)
+
+    # when
+    list(stream.read_window(*_window()))
 
     # then
-    assert CapturesStream.publication_delay.total_seconds() == 3 * 3600
-    assert CapturesStream(integration).publication_delay.total_seconds() == 4 * 3600
-    assert InvoicesStream(integration).publication_delay.total_seconds() == 0
+    assert stream.publication_delay == timedelta(0)
+    assert stream.published_until() is None
     assert CapturesStream.max_window.days == 31
+
+
+def test_a_stream_says_how_far_paypal_had_published_a_window_it_read_in_part(integration, visma):
+    # given
+    visma.add(responses.POST, f"{PAYPAL}/v1/oauth2/token", json=payload("token.json"))
+    visma.add(responses.GET, f"{PAYPAL}/v1/reporting/transactions", json=payload("transactions_page1.json")
+              | {"last_refreshed_datetime": "2026-03-04T20:41:07+0000", "total_pages": 1})
+    visma.add(responses.GET, f"{PAYPAL}/v2/payments/refunds/1JU08902781691411", json=payload("refund_partial.json"))
+    stream = RefundsStream(integration)
+
+    # when
+    sources = list(stream.read_window(*_window()))
+
+    # then
+    assert [source.source_id for source in sources] == ["1JU08902781691411"]
+    assert stream.published_until() == datetime(2026, 3, 4, 20, 41, 7, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("settings, delay", [({}, timedelta(hours=3)),
+                                             ({"publication_delay_minutes": 240}, timedelta(hours=4))])
+def test_without_last_refreshed_datetime_the_stream_takes_paypals_documented_three_hours(
+        integration, visma, time_machine, settings, delay):
+    # given: the field is optional; "It takes a maximum of three hours for executed transactions to appear"
+    time_machine.move_to(datetime(2026, 3, 5, 12, 0, tzinfo=UTC), tick=False)
+    integration.settings = settings
+    visma.add(responses.POST, f"{PAYPAL}/v1/oauth2/token", json=payload("token.json"))
+    visma.add(responses.GET, f"{PAYPAL}/v1/reporting/transactions",
+              json={"transaction_details": [], "total_pages": 0, "page": 1})
+    stream = CapturesStream(integration)
+
+    # when
+    list(stream.read_window(datetime(2026, 3, 5, 0, 0, tzinfo=UTC), datetime(2026, 3, 5, 12, 0, tzinfo=UTC)))
+
+    # then
+    assert stream.published_until() == datetime(2026, 3, 5, 12, 0, tzinfo=UTC) - delay
+
+
+def test_the_invoices_stream_has_no_publication_horizon(integration, visma):
+    # given
+    visma.add(responses.POST, f"{PAYPAL}/v1/oauth2/token", json=payload("token.json"))
+    visma.add(responses.POST, f"{PAYPAL}/v2/invoicing/search-invoices", json={"items": [], "total_pages": 0})
+    stream = InvoicesStream(integration)
+
+    # when
+    list(stream.read_window(*_window()))
+
+    # then
+    assert (stream.publication_delay, stream.published_until()) == (timedelta(0), None)
 
 
 def test_a_rule_for_a_customer_group_is_chosen_for_that_groups_payers(integration, visma):

@@ -241,6 +241,33 @@ def test_transaction_search_shows_a_transaction_only_once_it_is_published(paypal
     assert (published["total_items"], published["last_refreshed_datetime"]) == (1, "2026-03-02T12:00:00+0000")
 
 
+def test_transaction_search_says_how_far_it_has_published_and_serves_the_range_to_there(paypal):
+    # given
+    paypal_sandbox_configure(publication_delay=timedelta(hours=3))
+
+    # when
+    with time_machine.travel(NOON, tick=False):
+        answer = _search(paypal, "2026-03-02T06:00:00Z", "2026-03-02T12:00:00Z").json()
+
+    # then
+    assert (answer["start_date"], answer["end_date"], answer["last_refreshed_datetime"]) == (
+        "2026-03-02T06:00:00+0000", "2026-03-02T09:00:00+0000", "2026-03-02T09:00:00+0000")
+
+
+def test_transaction_search_refuses_a_start_after_what_it_has_published(paypal):
+    # given
+    paypal_sandbox_configure(publication_delay=timedelta(hours=3))
+
+    # when
+    with time_machine.travel(NOON, tick=False):
+        response = _search(paypal, "2026-03-02T09:00:01Z", "2026-03-02T12:00:00Z")
+
+    # then
+    assert response.status_code == 400
+    assert (response.json()["name"], response.json()["message"]) == (
+        "INVALID_REQUEST", "Data for the given start date is not available.")
+
+
 def test_transaction_search_answers_resultset_too_large_instead_of_cutting(paypal):
     # given
     paypal_sandbox_configure(search_result_limit=2)

@@ -12,6 +12,7 @@ from sandbox.services import (
     visma_fault_delay,
     visma_fault_fail,
     visma_fault_stale_puts,
+    visma_fault_throttle,
     visma_sandbox_reset,
 )
 from tests.sandbox.conftest import VismaSession, value
@@ -83,6 +84,25 @@ def test_the_next_calls_fail_with_500_then_recover(visma):
     assert responses[0].json() == {"message": "An error has occurred."}
     assert [response["X-RateLimit-Remaining"] for response in responses] == ["499", "498", "497"]
     assert VismaFault.objects.get().remaining == 0
+
+
+def test_a_throttle_answers_429_without_retry_after_while_the_hourly_budget_remains(visma):
+    # given
+    visma_fault_throttle(1)
+
+    # when
+    with time_machine.travel(datetime(2026, 3, 2, 10, 34, 0, tzinfo=UTC), tick=False):
+        throttled = visma.get("/v1/account/1920")
+        served = visma.get("/v1/account/1920")
+
+    # then
+    assert throttled.status_code == 429
+    assert throttled.json() == {"statusCode": 429, "message": "Rate limit is exceeded."}
+    assert "Retry-After" not in throttled
+    assert (throttled["X-RateLimit-Limit"], throttled["X-RateLimit-Remaining"], throttled["X-RateLimit-Reset"]) == (
+        "500", "499", "1560",
+    )
+    assert (served.status_code, served["X-RateLimit-Remaining"]) == (200, "498")
 
 
 def test_a_failed_create_stores_nothing(visma):

@@ -128,6 +128,8 @@ def test_control_endpoints_flip_the_fault_switches(sandbox):
     # when
     visma.control("fail", calls=1)
     failed = visma.get("/v1/account/1920")
+    visma.control("throttle", calls=1)
+    throttled = visma.get("/v1/account/1920")
     edited = visma.control("concurrent-edit", collection="customer", key="10001")
     stale = visma.put("/v1/customer/10001", {"name": value("Nordic Outdoor Group AB")}, **{"If-Match": etag})
     visma.control("stale-puts", calls=1)
@@ -138,6 +140,8 @@ def test_control_endpoints_flip_the_fault_switches(sandbox):
 
     # then
     assert failed.status_code == 500
+    assert (throttled.status_code, "Retry-After" in throttled.headers) == (429, False)
+    assert int(throttled.headers["X-RateLimit-Remaining"]) > 0
     assert fresh_etag == f'"{edited["etag"]}"'
     assert (stale.status_code, stale_again.status_code) == (412, 412)
     assert visma.get("/v1/customer/10001").json()["name"] == "Nordic Outdoor AB"

@@ -52,8 +52,11 @@ class Command(BaseCommand):
                      else "")
             raise CommandError(f"Backfill stopped{after}: {type(error).__name__}: {error}") from error
         for name, runs in result.runs.items():
+            # A range reaching past what PayPal has published is read to there: a success, said as such.
+            note = runs[-1].published_note() if runs else ""
             self.stdout.write(f"{name}: {len(runs)} window(s), "
-                              + ", ".join(f"{count} {result.total(name, count)}" for count in COUNTS))
+                              + ", ".join(f"{count} {result.total(name, count)}" for count in COUNTS)
+                              + (f"; {note}" if note else ""))
 
     def _progress(self, step: BackfillProgress) -> None:
         self.last = step
@@ -62,7 +65,7 @@ class Command(BaseCommand):
         self.stderr.write(
             f"\r{step.stream:<9} [{'#' * done}{'.' * (BAR_WIDTH - done)}] {step.window}/{step.windows} "
             f"{run.window_start:%Y-%m-%d} – {run.window_end:%Y-%m-%d}: fetched {run.fetched}, posted {run.posted}, "
-            f"flagged {run.flagged}",
-            ending="\n" if step.window == step.windows else "",
+            f"flagged {run.flagged}" + (f"; {run.published_note()}" if run.published_until else ""),
+            ending="\n" if step.last else "",
         )
         self.stderr.flush()

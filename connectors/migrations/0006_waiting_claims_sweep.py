@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connectors', '0004_reference_data_schedules'),
+        ('connectors', '0005_rate_limit_reset_and_published_until'),
     ]
 
     operations = [

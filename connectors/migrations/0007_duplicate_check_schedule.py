@@ -16,6 +16,6 @@ def remove_schedule(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("connectors", "0005_waiting_claims_sweep")]
+    dependencies = [("connectors", "0006_waiting_claims_sweep")]
 
     operations = [migrations.RunPython(create_schedule, remove_schedule)]
