@@ -206,6 +206,10 @@ if SYNC_POSTING_LEASE_SECONDS <= SYNC_WRITE_SETTLE_SECONDS + HTTP_READ_TIMEOUT:
 # 4 hours, so each document is looked at several times on the day it was written).
 VISMA_DUPLICATE_CHECK_HOURS = env.int("VISMA_DUPLICATE_CHECK_HOURS", default=26)
 
+# A payment naming an invoice reference the Visma invoice mirror lacks reads the mirror's delta again first when it is
+# older than this: an invoice written a minute ago is found; a reference Visma lacks costs no call of its own.
+VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS = env.int("VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS", default=60)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -100,37 +100,60 @@ def _window_start(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+# What this process knows without asking the database, per connection, for the current clock hour: that it has no
+# budget at all (none configured, none reported), or that its system's report is already stored. Each saves a query
+# per call; a report this process sees itself always goes to the database.
+_unbudgeted_hour: dict[int, datetime] = {}
+_reported_hour: dict[int, datetime] = {}
+# A reported X-RateLimit-Remaining at or under this (or a tenth of the limit) is always stored: calls are running out.
+LOW_REMAINING = 25
+
+
+def call_budget_memo_clear() -> None:
+    """Forget what this process knows of budgets (a test's database is not the next one's)."""
+    _unbudgeted_hour.clear()
+    _reported_hour.clear()
+
+
 def call_budget_take(connection: Connection, *, now: datetime | None = None) -> datetime | None:
     """Count one call against the connection's budget for this clock hour; None when counted, else when to try again.
 
     One conditional UPDATE (calls < limit, and the system has not said none remain) does the counting, so the
     sum over every worker and machine never passes the limit. When the system said none remain until its own reset
     (X-RateLimit-Reset), that reset is waited for, in whichever of our clock hours it falls, and no longer.
+    A connection with no budget configured and none reported costs no query once this process knows it.
     """
     now = now or timezone.now()
     start = _window_start(now)
+    if connection.hourly_call_budget is None and _unbudgeted_hour.get(connection.pk) == start:
+        return None
     mine = CallBudgetWindow.objects.filter(connection_id=connection.pk)
     windows = mine.filter(window_start=start)
     spent_by_system = mine.filter(remaining_reported__lte=0, remaining_resets_at__gt=now)
-    if connection.hourly_call_budget is not None:
-        CallBudgetWindow.objects.get_or_create(
-            connection_id=connection.pk, window_start=start, defaults={"limit": connection.hourly_call_budget}
-        )
-    elif not windows.exists():
-        # No budget configured and none reported this hour; an earlier hour's report may still hold.
-        return spent_by_system.aggregate(until=Max("remaining_resets_at"))["until"]
-    taken = windows.filter(
+    counted = windows.filter(
         (Q(limit__isnull=True) | Q(calls__lt=F("limit")))
         & (Q(remaining_reported__isnull=True) | Q(remaining_reported__gt=0) | Q(remaining_resets_at__lte=now))
         & ~Exists(spent_by_system)
-    ).update(calls=F("calls") + 1, remaining_reported=F("remaining_reported") - 1)
-    if taken:
+    )
+    if counted.update(calls=F("calls") + 1, remaining_reported=F("remaining_reported") - 1):
         return None
-    waits = []
+    # Not counted: no window yet this hour, or something holds the calls back.
     system_reset = spent_by_system.aggregate(until=Max("remaining_resets_at"))["until"]
-    if system_reset is not None:
-        waits.append(system_reset)
-    window = windows.values("calls", "limit", "remaining_reported", "remaining_resets_at").first() or {}
+    window = windows.values("calls", "limit", "remaining_reported", "remaining_resets_at").first()
+    if window is None:
+        if connection.hourly_call_budget is None:
+            if system_reset is None:
+                _unbudgeted_hour[connection.pk] = start
+            # No budget configured and none reported this hour; an earlier hour's report may still hold.
+            return system_reset
+        CallBudgetWindow.objects.get_or_create(
+            connection_id=connection.pk, window_start=start, defaults={"limit": connection.hourly_call_budget}
+        )
+        if system_reset is None and counted.update(calls=F("calls") + 1,
+                                                   remaining_reported=F("remaining_reported") - 1):
+            return None
+        window = windows.values("calls", "limit", "remaining_reported", "remaining_resets_at").first() or {}
+    waits = [system_reset] if system_reset is not None else []
     over_limit = window.get("limit") is not None and window["calls"] >= window["limit"]
     spent_without_reset = (window.get("remaining_reported") is not None and window["remaining_reported"] <= 0
                            and window["remaining_resets_at"] is None)
@@ -143,20 +166,24 @@ def call_budget_take(connection: Connection, *, now: datetime | None = None) -> 
 
 def call_budget_observe(connection: Connection, headers: Mapping[str, str], *, now: datetime | None = None) -> None:
     """Adopt what the system says of its own limit (X-RateLimit-Limit) for this hour, and how many calls remain
-    (X-RateLimit-Remaining) until its own window turns over (X-RateLimit-Reset)."""
+    (X-RateLimit-Remaining) until its own window turns over (X-RateLimit-Reset).
+
+    Stored once per hour per process, and whenever calls are running out: between, the conditional UPDATE of each
+    call counts the remaining calls down itself, so a plain answer costs no write.
+    """
     reported_limit = _int_header(headers, "X-RateLimit-Limit")
     remaining = _int_header(headers, "X-RateLimit-Remaining")
     if reported_limit is None and remaining is None:
         return
     now = now or timezone.now()
     start = _window_start(now)
+    running_out = remaining is not None and remaining <= max(LOW_REMAINING, (reported_limit or 0) // 10)
+    if _reported_hour.get(connection.pk) == start and not running_out:
+        return
     limits = [value for value in (connection.hourly_call_budget, reported_limit) if value is not None]
     changes: dict[str, Any] = {}
     if limits:
         changes["limit"] = min(limits)
-    CallBudgetWindow.objects.get_or_create(
-        connection_id=connection.pk, window_start=start, defaults={"limit": changes.get("limit")}
-    )
     if remaining is not None:
         changes["remaining_reported"] = max(remaining, 0)
         # A Retry-After beside it says best when calls are taken again; else the window's reset.
@@ -164,7 +191,17 @@ def call_budget_observe(connection: Connection, headers: Mapping[str, str], *, n
         if reset is None:
             reset = _reset_seconds(headers, now=now.timestamp())
         changes["remaining_resets_at"] = now + timedelta(seconds=reset) if reset is not None else None
-    CallBudgetWindow.objects.filter(connection_id=connection.pk, window_start=start).update(**changes)
+    if not CallBudgetWindow.objects.filter(connection_id=connection.pk, window_start=start).update(**changes):
+        CallBudgetWindow.objects.get_or_create(
+            connection_id=connection.pk, window_start=start, defaults={"limit": changes.get("limit")}
+        )
+        CallBudgetWindow.objects.filter(connection_id=connection.pk, window_start=start).update(**changes)
+    # While calls run out, every report is stored (the next one may say the window turned over).
+    if running_out:
+        _reported_hour.pop(connection.pk, None)
+    else:
+        _reported_hour[connection.pk] = start
+    _unbudgeted_hour.pop(connection.pk, None)
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:

@@ -160,6 +160,8 @@ class RunCounts:
 
 
 SETTLED = frozenset({S.POSTED, S.REJECTED, S.FLAGGED, S.APPROVED, S.POSTING})
+# What advancing a record reads besides the record: its tenant and both connections (the clients need them).
+RECORD_RELATED = ("integration__tenant", "integration__partner_connection", "integration__visma_connection")
 # How many links of a chain of waiting records (a refund on a capture on an invoice) one posting wakes at once.
 WAKE_DEPTH = 3
 
@@ -181,7 +183,7 @@ def record_advance(record: SyncRecord, *, stream: Stream | None = None, fresh: b
     `fresh`: the caller has just read or written the record (ingest), so it is not read again.
     """
     if not fresh:
-        record = SyncRecord.objects.select_related("integration__tenant").get(pk=record.pk)
+        record = SyncRecord.objects.select_related(*RECORD_RELATED).get(pk=record.pk)
     now = timezone.now()
     if record.status in (S.RETRYING, S.WAITING) and record.next_attempt_at and record.next_attempt_at > now:
         # The backoff (or the next look at what it waits for) holds for pollers and webhooks too.
@@ -200,7 +202,7 @@ def record_advance(record: SyncRecord, *, stream: Stream | None = None, fresh: b
     except record_services.TransitionRefused as refused:
         # Another worker moved the record first; it carries on from there.
         log.info("record %s: %s", record.pk, refused)
-        return SyncRecord.objects.select_related("integration__tenant").get(pk=record.pk)
+        return SyncRecord.objects.select_related(*RECORD_RELATED).get(pk=record.pk)
     if record.status == S.POSTED:
         _waiters_advance(record, depth=depth)
     return record
@@ -546,7 +548,8 @@ def work_lease_release(name: str, *, holder: str) -> None:
 def inbound_event_process(event: InboundEvent) -> InboundEvent:
     """Turn a stored webhook into records: the kind's verifier says which objects it touches; each is re-read."""
     with transaction.atomic():
-        event = InboundEvent.objects.select_for_update().select_related("integration__tenant").get(pk=event.pk)
+        event = InboundEvent.objects.select_for_update(of=("self",)).select_related(
+            "integration__tenant", "integration__partner_connection", "integration__visma_connection").get(pk=event.pk)
         if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
             return event
         InboundEvent.objects.filter(pk=event.pk).update(attempts=event.attempts + 1)

@@ -72,6 +72,25 @@ class Customer(ReferenceData):
         return f"{self.number} {self.name}"
 
 
+class CustomerInvoice(ReferenceData):
+    """A customer invoice a payment may settle, as Visma has it (mirror): found by the external reference a webshop
+    or PayPal put on it. `active`: a payment can still be applied (released, not yet paid)."""
+
+    number = models.CharField(max_length=32, help_text="Visma referenceNumber")
+    external_reference = models.CharField(max_length=64, blank=True)
+    customer = models.CharField(max_length=64, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    status = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "number"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="one_customer_invoice_per_number")]
+        indexes = [models.Index(fields=["tenant", "external_reference"], name="customer_invoice_reference")]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.external_reference}".strip()
+
+
 class Supplier(ReferenceData):
     number = models.CharField(max_length=64, help_text="Visma supplierCd")
     name = models.CharField(max_length=255)

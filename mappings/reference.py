@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Max
 from django.utils import timezone
@@ -15,13 +16,15 @@ from connectors.models import Integration, SyncCursor
 from connectors.visma import reference as visma
 from connectors.visma.client import VismaClient, visma_client_for
 
-from .models import Customer, DimensionValue, GLAccount, Supplier
+from .models import Customer, CustomerInvoice, DimensionValue, GLAccount, Supplier
 from .services import LiveCheck, mapping_rules_revalidate
 
 ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS = "accounts", "dimension_values", "customers", "suppliers"
-REFERENCE_KINDS = (ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS)
+CUSTOMER_INVOICES = "customer_invoices"
+REFERENCE_KINDS = (ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS, CUSTOMER_INVOICES)
 MIRROR_MODEL: dict[str, type[models.Model]] = {
     ACCOUNTS: GLAccount, DIMENSION_VALUES: DimensionValue, CUSTOMERS: Customer, SUPPLIERS: Supplier,
+    CUSTOMER_INVOICES: CustomerInvoice,
 }
 BATCH_SIZE = 500
 
@@ -34,6 +37,7 @@ class ReferenceRefresh:
     dimension_values: int = 0
     customers: int = 0
     suppliers: int = 0
+    customer_invoices: int = 0
     deactivated: int = 0
     invalid_rules: int = 0
 
@@ -83,6 +87,14 @@ def _supplier_row(tenant, party: visma.VismaParty) -> Supplier:
     )
 
 
+def _customer_invoice_row(tenant, invoice: visma.VismaInvoiceRef) -> CustomerInvoice:
+    return CustomerInvoice(
+        tenant=tenant, number=invoice.number[:32], external_reference=invoice.external_reference[:64],
+        customer=invoice.customer[:64], currency=invoice.currency[:3], status=invoice.status[:32],
+        active=invoice.active, visma_last_modified=invoice.last_modified,
+    )
+
+
 @dataclass(frozen=True)
 class _Kind:
     """How one kind of reference data is read from Visma and stored in the mirror."""
@@ -110,6 +122,10 @@ _KINDS: dict[str, _Kind] = {
     SUPPLIERS: _Kind(
         read_all=visma.visma_suppliers_read, row=_supplier_row, unique=["tenant", "number"],
         update=["name", "supplier_class", "currency", "active", "visma_last_modified"],
+    ),
+    CUSTOMER_INVOICES: _Kind(
+        read_all=visma.visma_customer_invoices_read, row=_customer_invoice_row, unique=["tenant", "number"],
+        update=["external_reference", "customer", "currency", "status", "active", "visma_last_modified"],
     ),
 }
 
@@ -163,9 +179,9 @@ def reference_refreshed_since(tenant, kind: str, integration: Integration | None
 
 
 def reference_data_refresh(tenant, *, full: bool = False, kinds: Iterable[str] = REFERENCE_KINDS,
-                           client: VismaClient | None = None) -> ReferenceRefresh:
+                           client: VismaClient | None = None, revalidate_rules: bool = True) -> ReferenceRefresh:
     """Bring the mirror in line with Visma (delta since the last refresh, with an overlap, unless `full`), then
-    re-check every mapping rule of the tenant against it."""
+    re-check every mapping rule of the tenant against it (not needed when only invoices were read)."""
     kinds = list(kinds)
     unknown = [kind for kind in kinds if kind not in _KINDS]
     if unknown:
@@ -189,7 +205,7 @@ def reference_data_refresh(tenant, *, full: bool = False, kinds: Iterable[str] =
     finally:
         if own_client:
             client.close()
-    invalid_rules = mapping_rules_revalidate(tenant)
+    invalid_rules = mapping_rules_revalidate(tenant) if revalidate_rules else 0
     return ReferenceRefresh(**counts, deactivated=deactivated, invalid_rules=invalid_rules)
 
 
@@ -250,3 +266,40 @@ def reference_live_check(tenant, *, client: VismaClient | None = None) -> LiveCh
         return reference_exists_live(tenant, kind, key, client=clients[0])
 
     return check
+
+
+@dataclass(frozen=True)
+class InvoiceFound:
+    """A Visma customer invoice found by its external reference: number, customer, currency, status, and whether a
+    payment can settle it now (released and not yet paid)."""
+
+    number: str
+    customer: str
+    currency: str
+    status: str
+    payable: bool
+
+
+def customer_invoice_by_reference(tenant, reference: str, *, client: VismaClient | None = None
+                                  ) -> InvoiceFound | None:
+    """The Visma customer invoice whose externalReference is `reference`, from the mirror (an open one first).
+
+    When none is found, or none can be paid yet, the mirror is read again from Visma first (a delta: one call for
+    every payment in the meantime) if it is older than VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS: an invoice written or
+    released in Visma a minute ago is found, and a reference Visma lacks costs no call of its own while the mirror
+    is fresh.
+    """
+    found = _invoice_by_reference(tenant, reference)
+    if found is None or not found.payable:
+        since = reference_refreshed_since(tenant, CUSTOMER_INVOICES, _cursor_integration(tenant))
+        max_age = timedelta(seconds=settings.VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS)
+        if since is None or since < timezone.now() - max_age:
+            reference_data_refresh(tenant, kinds=[CUSTOMER_INVOICES], client=client, revalidate_rules=False)
+            found = _invoice_by_reference(tenant, reference)
+    return found
+
+
+def _invoice_by_reference(tenant, reference: str) -> InvoiceFound | None:
+    row = (CustomerInvoice.objects.filter(tenant=tenant, external_reference=reference)
+           .values_list("number", "customer", "currency", "status", "active").order_by("-active", "number").first())
+    return InvoiceFound(*row) if row else None

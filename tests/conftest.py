@@ -19,6 +19,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs Redis (REDIS_URL=redis://...)"))
 
 
+@pytest.fixture(autouse=True)
+def _budget_memo_clear():
+    """What a process remembers of call budgets belongs to one test's database."""
+    from connectors.http import call_budget_memo_clear
+
+    call_budget_memo_clear()
+    yield
+    call_budget_memo_clear()
+
+
 @pytest.fixture
 def payments_stream():
     """Register the tests' payments stream and HMAC verifier on the paypal kind for one test."""

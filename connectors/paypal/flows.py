@@ -24,6 +24,7 @@ from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.target import VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.models import ExternalReference
+from mappings.reference import customer_invoice_by_reference
 from mappings.money import MoneyError, is_exact, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
 
@@ -337,15 +338,16 @@ class CaptureSource(PayPalSource):
         return None
 
     def visma_invoice_by_reference(self, reference: str) -> dict | None:
-        """The Visma customer invoice whose externalReference is `reference` (one Visma call, with the target's
-        client)."""
-        rows = self.visma_client.get_json("/v1/customerinvoice", params={"externalReference": reference}) or []
-        for row in rows:
-            if row.get("documentType", "Invoice") == "Invoice" and row.get("externalReference") == reference:
-                customer = (row.get("customer") or {}).get("number") or ""
-                return {"number": str(row.get("referenceNumber")), "customer": str(customer),
-                        "currency": str(row.get("currencyId") or "")}
-        return None
+        """The Visma customer invoice whose externalReference is `reference`, from the invoice mirror (kept fresh
+        by a delta read when it is older than a minute): number, customer, currency; None when Visma has none. One
+        that cannot be paid (not released yet, already paid, voided) is not settled by a second payment."""
+        found = customer_invoice_by_reference(self.tenant, reference, client=self.visma_client)
+        if found is None:
+            return None
+        if not found.payable:
+            raise SourceDataError(f"Visma invoice {found.number} (reference {reference}) is {found.status}: a "
+                                  "payment cannot be applied to it; check whether it was paid already")
+        return {"number": found.number, "customer": found.customer, "currency": found.currency}
 
 
 # --- refunds and reversals ------------------------------------------------------------------------------------

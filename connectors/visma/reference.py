@@ -1,4 +1,5 @@
-"""Reads of Visma reference data (GL accounts, subaccount segment values, customers, suppliers) as typed rows."""
+"""Reads of Visma reference data (GL accounts, subaccount segment values, customers, suppliers, the customer
+invoices a payment may settle) as typed rows."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -13,6 +14,10 @@ from .client import VismaClient
 SUBACCOUNT = "SUBACCOUNT"
 # Statuses in which Visma takes no new documents for the customer or supplier.
 INACTIVE_STATUSES = frozenset({"Inactive", "OnHold"})
+CUSTOMER_INVOICES = "/v1/customerinvoice"
+# CustomerInvoiceDto.status values a payment can still be applied to (swagger: Hold, Balanced, Voided, Scheduled,
+# Open, Closed, PendingPrint, PendingEmail, CreditHold, CcHold, Reserved): released and not yet paid.
+PAYABLE_INVOICE_STATUSES = frozenset({"Open"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,20 @@ class VismaParty:
     name: str
     party_class: str
     currency: str
+    active: bool
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class VismaInvoiceRef:
+    """A customer invoice as a payment needs to find it: its number, the external reference it carries, whose it is,
+    its currency, and whether a payment can still settle it."""
+
+    number: str
+    external_reference: str
+    customer: str
+    currency: str
+    status: str
     active: bool
     last_modified: datetime | None
 
@@ -131,3 +150,25 @@ def visma_suppliers_read(client: VismaClient, *, since: datetime | None = None) 
 def visma_supplier_read(client: VismaClient, number: str) -> VismaParty | None:
     row = client.get_one(f"/v1/supplier/{quote(number, safe='')}")
     return _party(row, "supplierClass") if row else None
+
+
+def _invoice_ref(row: dict) -> VismaInvoiceRef:
+    customer = row.get("customer") or {}
+    status = str(row.get("status") or "")
+    return VismaInvoiceRef(
+        number=str(row["referenceNumber"]).strip(),
+        external_reference=str(row.get("externalReference") or "").strip(),
+        customer=str(customer.get("number") or "") if isinstance(customer, dict) else str(customer),
+        currency=str(row.get("currencyId") or ""),
+        status=status,
+        active=status in PAYABLE_INVOICE_STATUSES,
+        last_modified=visma_timestamp(row.get("lastModifiedDateTime")),
+    )
+
+
+def visma_customer_invoices_read(client: VismaClient, *, since: datetime | None = None) -> Iterator[VismaInvoiceRef]:
+    """Customer invoices (documentType Invoice): every one changed since `since` (any status, so one paid or voided
+    since is seen), or, for a full read, the open ones (what a payment can settle)."""
+    params = {"documentType": "Invoice", **({} if since is not None else {"status": "Open"})}
+    for row in client.changed(CUSTOMER_INVOICES, since=since, key="referenceNumber", params=params):
+        yield _invoice_ref(row)

@@ -129,7 +129,8 @@ def test_a_429_while_calls_remain_leaves_the_budget_open():
     # then
     assert len(responses.calls) == 3
     window = CallBudgetWindow.objects.get(connection=connection)
-    assert (window.calls, window.limit, window.remaining_reported) == (2, 5000, 4984)
+    # Between stored reports each call counts the remaining calls down itself (the throttled call too, to be safe).
+    assert (window.calls, window.limit, window.remaining_reported) == (2, 5000, 4983)
 
 
 @pytest.mark.django_db
@@ -229,3 +230,39 @@ def test_racing_workers_on_postgres_make_exactly_the_budgeted_number_of_calls():
     assert failures == []
     assert (len(made), len(refused), calls) == (5, 11, 5)
     assert CallBudgetWindow.objects.get(connection=connection).calls == 5
+
+
+def _budget_statements(queries) -> list[str]:
+    return [query["sql"].split()[0] for query in queries if "callbudgetwindow" in query["sql"]]
+
+
+@pytest.mark.django_db
+@time_machine.travel(datetime(2026, 3, 5, 10, 20, tzinfo=UTC), tick=False)
+@responses.activate
+def test_a_call_costs_at_most_one_budget_statement_once_the_hour_is_known(settings):
+    # given a budgeted connection whose system reports plenty remaining, and one with no budget at all
+    from django.test.utils import CaptureQueriesContext
+
+    settings.HTTP_LOG_EXCHANGES = False
+    budgeted = ConnectionFactory(system="stripe", hourly_call_budget=5000)
+    unbudgeted = ConnectionFactory(system="paypal", hourly_call_budget=None)
+    responses.add(responses.GET, API, json={}, headers={"X-RateLimit-Limit": "5000",
+                                                        "X-RateLimit-Remaining": "4990"})
+    responses.add(responses.GET, "https://api-m.paypal.test/v2/payments/captures/1", json={})
+    visma, paypal = ApiSession(budgeted), ApiSession(unbudgeted)
+    visma.request("GET", API)
+    paypal.request("GET", "https://api-m.paypal.test/v2/payments/captures/1")
+
+    # when
+    with CaptureQueriesContext(db_connection) as visma_calls:
+        for _ in range(3):
+            visma.request("GET", API)
+    with CaptureQueriesContext(db_connection) as paypal_calls:
+        for _ in range(3):
+            paypal.request("GET", "https://api-m.paypal.test/v2/payments/captures/1")
+
+    # then: the budgeted call's one counting UPDATE; nothing for the connection without a budget
+    assert _budget_statements(visma_calls.captured_queries) == ["UPDATE"] * 3
+    assert _budget_statements(paypal_calls.captured_queries) == []
+    window = CallBudgetWindow.objects.get(connection=budgeted)
+    assert (window.calls, window.remaining_reported) == (4, 4987)

@@ -85,7 +85,9 @@ def test_a_capture_becomes_a_journal_net_to_clearing_fee_to_fees_gross_to_the_ac
     assert posting.customer == "10004"
     assert (posting.facts.transaction_type, posting.facts.amount, posting.facts.customer_group) == (
         "capture", Decimal("100.00"), "EU")
-    assert _invoice_lookups(visma) == [f"{VISMA}/v1/customerinvoice?externalReference=WEB-2041"]
+    # the reference is looked up in the invoice mirror, read once from Visma (open invoices) since it was empty
+    assert _invoice_lookups(visma) == [
+        f"{VISMA}/v1/customerinvoice?documentType=Invoice&status=Open&pageNumber=1&pageSize=500"]
 
 
 def test_a_capture_without_references_asks_visma_nothing(integration, visma):
@@ -195,7 +197,7 @@ def test_a_breakdown_that_does_not_add_up_is_refused(integration, visma):
 def test_a_capture_of_a_visma_invoice_is_a_customer_payment_when_its_rule_says_so(integration, visma):
     # given
     visma.add(responses.GET, f"{VISMA}/v1/customerinvoice", json=[
-        {"documentType": "Invoice", "referenceNumber": "100002", "externalReference": "WEB-2041",
+        {"documentType": "Invoice", "status": "Open", "referenceNumber": "100002", "externalReference": "WEB-2041",
          "customer": {"number": "10004", "name": "Helsinki Trail Oy"}, "currencyId": "EUR"}])
     GLMappingRuleFactory(tenant=integration.tenant, name="Invoice payments", transaction_type="invoice_payment",
                          gl_account="1510", posting_document="customer_payment")
@@ -217,7 +219,7 @@ def test_a_capture_of_a_visma_invoice_is_a_customer_payment_when_its_rule_says_s
 def test_a_capture_of_a_visma_invoice_stays_a_journal_when_its_rule_says_journal(integration, visma):
     # given
     visma.add(responses.GET, f"{VISMA}/v1/customerinvoice", json=[
-        {"documentType": "Invoice", "referenceNumber": "100002", "externalReference": "WEB-2041",
+        {"documentType": "Invoice", "status": "Open", "referenceNumber": "100002", "externalReference": "WEB-2041",
          "customer": {"number": "10004"}, "currencyId": "EUR"}])
     GLMappingRuleFactory(tenant=integration.tenant, name="Invoice payments", transaction_type="invoice_payment",
                          gl_account="1510", posting_document="journal")
@@ -235,7 +237,7 @@ def test_a_capture_of_a_visma_invoice_stays_a_journal_when_its_rule_says_journal
 def test_a_capture_in_another_currency_than_its_visma_invoice_is_refused(integration, visma):
     # given
     visma.add(responses.GET, f"{VISMA}/v1/customerinvoice", json=[
-        {"documentType": "Invoice", "referenceNumber": "100001", "externalReference": "WEB-2041",
+        {"documentType": "Invoice", "status": "Open", "referenceNumber": "100001", "externalReference": "WEB-2041",
          "customer": {"number": "10001"}, "currencyId": "SEK"}])
 
     # when

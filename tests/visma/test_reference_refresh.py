@@ -1,4 +1,4 @@
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,9 +10,10 @@ from responses import matchers
 from connectors.errors import TransientError
 from connectors.models import SyncCursor
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.models import Customer, DimensionValue, GLAccount, GLMappingRule, Supplier
+from mappings.models import Customer, CustomerInvoice, DimensionValue, GLAccount, GLMappingRule, Supplier
 from mappings.reference import (
-    ReferenceRefresh, reference_data_refresh, reference_exists_live, reference_live_check,
+    InvoiceFound, ReferenceRefresh, customer_invoice_by_reference, reference_data_refresh, reference_exists_live,
+    reference_live_check,
 )
 from mappings.services import posting_validate
 from tests.factories import (
@@ -23,7 +24,8 @@ from tests.visma.conftest import API, payload, token_reply
 REFRESH_TIME = datetime(2026, 3, 6, 6, 0, tzinfo=UTC)
 
 
-def _visma_has_everything(mocked, *, customers_delta=None, suppliers_delta=None, accounts_delta=None):
+def _visma_has_everything(mocked, *, customers_delta=None, suppliers_delta=None, accounts_delta=None,
+                          invoices_delta=None):
     mocked.add(responses.GET, f"{API}/v1/account", json=payload("accounts.json"),
                match=[matchers.query_param_matcher(accounts_delta or {})])
     mocked.add(responses.GET, f"{API}/v1/dimension/SUBACCOUNT", json=payload("dimension_subaccount.json"),
@@ -34,6 +36,10 @@ def _visma_has_everything(mocked, *, customers_delta=None, suppliers_delta=None,
             matchers.query_param_matcher({**(customers_delta or {}), "pageNumber": str(number), "pageSize": size})])
     mocked.add(responses.GET, f"{API}/v1/supplier", json=payload("suppliers.json"), match=[
         matchers.query_param_matcher({**(suppliers_delta or {}), "pageNumber": "1", "pageSize": "500"})])
+    # A full read takes the open invoices (what a payment can settle); a delta every invoice changed since.
+    invoices = invoices_delta or {"status": "Open"}
+    mocked.add(responses.GET, f"{API}/v1/customerinvoice", json=payload("customer_invoices_open.json"), match=[
+        matchers.query_param_matcher({"documentType": "Invoice", **invoices, "pageNumber": "1", "pageSize": "500"})])
 
 
 @time_machine.travel(REFRESH_TIME, tick=False)
@@ -50,8 +56,8 @@ def test_a_full_refresh_mirrors_every_kind_and_revalidates_the_rules(visma_conne
     refresh = reference_data_refresh(tenant, full=True)
 
     # then
-    assert refresh == ReferenceRefresh(accounts=3, dimension_values=3, customers=3, suppliers=1, deactivated=0,
-                                       invalid_rules=1)
+    assert refresh == ReferenceRefresh(accounts=3, dimension_values=3, customers=3, suppliers=1,
+                                       customer_invoices=2, deactivated=0, invalid_rules=1)
     accounts = GLAccount.objects.filter(tenant=tenant)
     assert list(accounts.values_list("number", "account_type", "currency", "active")) == [
         ("1920", "Asset", "EUR", True), ("3000", "Income", "", True), ("7770", "Expense", "", False),
@@ -69,6 +75,10 @@ def test_a_full_refresh_mirrors_every_kind_and_revalidates_the_rules(visma_conne
     ]
     assert list(Supplier.objects.filter(tenant=tenant).values_list("number", "supplier_class", "active")) == [
         ("20001", "CARD", True),
+    ]
+    assert list(CustomerInvoice.objects.filter(tenant=tenant).values_list(
+        "number", "external_reference", "customer", "currency", "status", "active")) == [
+        ("100002", "WEB-2041", "10001", "NOK", "Open", True), ("100003", "", "10003", "NOK", "Open", True),
     ]
     good.refresh_from_db()
     closed_fee.refresh_from_db()
@@ -118,12 +128,13 @@ def test_a_delta_refresh_reads_from_the_last_refresh_less_the_overlap_and_moves_
     # given
     tenant = visma_connection.tenant
     integration = IntegrationFactory(tenant=tenant)
-    for kind in ("accounts", "customers", "suppliers"):
+    for kind in ("accounts", "customers", "suppliers", "customer_invoices"):
         SyncCursor.objects.create(integration=integration, stream=f"visma:reference:{kind}",
                                   position=datetime(2026, 3, 5, 6, 0, tzinfo=UTC))
     delta = {"lastModifiedDateTime": "2026-03-05T03:00:00", "lastModifiedDateTimeCondition": ">="}
     token_reply(mocked)
-    _visma_has_everything(mocked, customers_delta=delta, suppliers_delta=delta, accounts_delta=delta)
+    _visma_has_everything(mocked, customers_delta=delta, suppliers_delta=delta, accounts_delta=delta,
+                          invoices_delta=delta)
 
     # when
     with time_machine.travel(REFRESH_TIME, tick=False):
@@ -134,6 +145,7 @@ def test_a_delta_refresh_reads_from_the_last_refresh_less_the_overlap_and_moves_
     assert dict(SyncCursor.objects.filter(integration=integration).values_list("stream", "position")) == {
         "visma:reference:accounts": REFRESH_TIME, "visma:reference:dimension_values": REFRESH_TIME,
         "visma:reference:customers": REFRESH_TIME, "visma:reference:suppliers": REFRESH_TIME,
+        "visma:reference:customer_invoices": REFRESH_TIME,
     }
 
 
@@ -165,7 +177,8 @@ def test_an_unknown_kind_is_refused_before_any_call(visma_connection, mocked):
 
     # then
     assert str(raised.value) == (
-        "unknown reference kind(s) projects; known: accounts, dimension_values, customers, suppliers"
+        "unknown reference kind(s) projects; known: accounts, dimension_values, customers, suppliers, "
+        "customer_invoices"
     )
     assert len(mocked.calls) == 0
 
@@ -272,3 +285,45 @@ def test_posting_validate_with_the_live_check_accepts_an_account_created_in_vism
     # then
     assert problems == []
     assert GLAccount.objects.get(tenant=tenant, number="3010").active is True
+
+
+# --- the invoice a payment settles --------------------------------------------------------------------------
+
+
+def test_an_invoice_reference_the_fresh_mirror_lacks_costs_no_call(visma_connection, mocked):
+    # given the invoice mirror was read a minute ago
+    tenant = visma_connection.tenant
+    integration = IntegrationFactory(tenant=tenant)
+    SyncCursor.objects.create(integration=integration, stream="visma:reference:customer_invoices",
+                              position=REFRESH_TIME - timedelta(seconds=59))
+
+    # when
+    with time_machine.travel(REFRESH_TIME, tick=False):
+        found = customer_invoice_by_reference(tenant, "WEB-9999")
+
+    # then
+    assert found is None
+    assert len(mocked.calls) == 0
+
+
+def test_an_invoice_reference_a_stale_mirror_lacks_is_looked_for_in_one_delta_read(visma_connection, mocked):
+    # given the invoice mirror was read two minutes ago; invoice 100002 (WEB-2041) was written in Visma since
+    tenant = visma_connection.tenant
+    integration = IntegrationFactory(tenant=tenant)
+    SyncCursor.objects.create(integration=integration, stream="visma:reference:customer_invoices",
+                              position=REFRESH_TIME - timedelta(minutes=2))
+    token_reply(mocked)
+    mocked.add(responses.GET, f"{API}/v1/customerinvoice", json=payload("customer_invoices_open.json"), match=[
+        matchers.query_param_matcher({"documentType": "Invoice", "lastModifiedDateTime": "2026-03-06T02:58:00",
+                                      "lastModifiedDateTimeCondition": ">=", "pageNumber": "1", "pageSize": "500"})])
+
+    # when
+    with time_machine.travel(REFRESH_TIME, tick=False):
+        found = customer_invoice_by_reference(tenant, "WEB-2041")
+        again = customer_invoice_by_reference(tenant, "WEB-2041")
+
+    # then
+    assert found == again == InvoiceFound(number="100002", customer="10001", currency="NOK", status="Open",
+                                          payable=True)
+    assert [call.request.url.split("?")[0] for call in mocked.calls] == [
+        "https://connect.visma.com/connect/token", f"{API}/v1/customerinvoice"]

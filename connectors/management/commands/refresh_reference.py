@@ -7,7 +7,8 @@ from mappings.reference import reference_data_refresh
 
 
 class Command(BaseCommand):
-    help = "Mirror a tenant's Visma GL accounts, dimension values, customers and suppliers now (delta, or --full)."
+    help = ("Mirror a tenant's Visma GL accounts, dimension values, customers, suppliers and open customer invoices now "
+            "(delta, or --full).")
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
@@ -23,6 +24,7 @@ class Command(BaseCommand):
             raise CommandError(f"{slug}: Visma could not be read: {exc}") from exc
         self.stdout.write(
             f"{slug}: read {refresh.accounts} GL accounts, {refresh.dimension_values} dimension values, "
-            f"{refresh.customers} customers, {refresh.suppliers} suppliers; {refresh.deactivated} marked inactive; "
+            f"{refresh.customers} customers, {refresh.suppliers} suppliers, {refresh.customer_invoices} customer "
+            f"invoices; {refresh.deactivated} marked inactive; "
             f"{refresh.invalid_rules} mapping rule(s) invalid"
         )
