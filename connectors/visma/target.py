@@ -13,7 +13,7 @@ from audit.models import AuditEntry, RecordStatus, SyncRecord
 from connectors.errors import AuthenticationError, PermanentError, TransientError
 from mappings.documents import Posting
 from mappings.reference import reference_live_check
-from mappings.services import LiveCheck
+from mappings.services import LiveCheck, MappingOutcome
 
 from . import postings
 from .client import DELTA_OVERLAP, VismaClient
@@ -83,6 +83,12 @@ class VismaTarget:
     - "supplier_payment" → POST /v1/supplierPayment (Payment). Like customer_payment with posting.supplier and
       the "account" lines' debit − credit (the payable settled); extra["invoice_number"], cash account and
       payment method as above; no fee journal. Target id: the payment number.
+    - "customer" / "supplier" → POST /v1/customer or /v1/supplier from extra["fields"] (plain CustomerUpdateDto /
+      SupplierUpdateDto fields, "name" required), the marker in accountReference; found by the marker among the
+      customers created (suppliers changed) since the claim. No GL mapping. Target id: the customer's number.
+
+    Own numbers (Tenant.visma_own_numbers): for the kinds named there the marker is also the document's number
+    (overrideNumberSeries), so a second write is refused by Visma and found by one GET.
 
     Before a customer_* or supplier_* document, extra["customer_update"] / extra["supplier_update"] (plain
     CustomerUpdateDto / SupplierUpdateDto fields, e.g. {"mainContact": {"email": "..."}}) are applied to
@@ -106,43 +112,82 @@ class VismaTarget:
         weakref.finalize(self, client.close)
         return client
 
+    @property
+    def own_numbers(self) -> frozenset[str]:
+        """The document kinds this tenant numbers with the marker."""
+        return frozenset(self.tenant.visma_own_numbers or ())
+
     def find_posted(self, posting: Posting, record: SyncRecord) -> str | None:
         claims = _claims(record)
         client = self.visma_client
+        own = self.own_numbers
+        own_number = posting.document in own
         with _visma_outcome(posting):
             if posting.document == "journal":
-                return postings.visma_journal_find(client, posting, since=claims.since, sync_record=record)
+                return postings.visma_journal_find(client, posting, since=claims.since, own_number=own_number,
+                                                   sync_record=record)
             if posting.document == "customer_invoice":
-                return postings.visma_customer_invoice_find(client, posting, sync_record=record)
+                return postings.visma_customer_invoice_find(client, posting, own_number=own_number,
+                                                            sync_record=record)
             if posting.document == "customer_payment":
-                return postings.visma_customer_payment_posted(client, posting, since=claims.since,
+                return postings.visma_customer_payment_posted(client, posting, since=claims.since, own_numbers=own,
                                                               sync_record=record)
             if posting.document == "supplier_invoice":
-                return postings.visma_supplier_invoice_find(client, posting, since=claims.since, sync_record=record)
+                return postings.visma_supplier_invoice_find(client, posting, since=claims.since,
+                                                            own_number=own_number, sync_record=record)
             if posting.document == "supplier_payment":
-                return postings.visma_supplier_payment_find(client, posting, since=claims.since, sync_record=record)
+                return postings.visma_supplier_payment_find(client, posting, since=claims.since,
+                                                            own_number=own_number, sync_record=record)
+            if posting.document == "customer":
+                return postings.visma_customer_find(client, posting.marker, name=_party_name(posting),
+                                                    since=claims.since, own_number=own_number, sync_record=record)
+            if posting.document == "supplier":
+                return postings.visma_supplier_find(client, posting.marker, name=_party_name(posting),
+                                                    since=claims.since, own_number=own_number, sync_record=record)
         raise _unknown_document(posting)
 
     def write(self, posting: Posting, record: SyncRecord) -> str:
         client = self.visma_client
         settings = self.integration.settings or {}
+        own = self.own_numbers
+        own_number = posting.document in own
         with _visma_outcome(posting):
             self._parties_update(posting, record)
             if posting.document == "journal":
-                return postings.visma_journal_post(client, posting, sync_record=record)
+                return postings.visma_journal_post(client, posting, own_number=own_number, sync_record=record)
             if posting.document == "customer_invoice":
-                return postings.visma_customer_invoice_post(client, posting, sync_record=record)
+                return postings.visma_customer_invoice_post(client, posting, own_number=own_number,
+                                                            sync_record=record)
             if posting.document == "customer_payment":
                 claims = _claims(record)
                 return postings.visma_customer_payment_write(
                     client, posting, since=claims.since, look_up_first=claims.may_have_written, settings=settings,
-                    sync_record=record,
+                    own_numbers=own, sync_record=record,
                 )
             if posting.document == "supplier_invoice":
-                return postings.visma_supplier_invoice_post(client, posting, sync_record=record)
+                return postings.visma_supplier_invoice_post(client, posting, own_number=own_number,
+                                                            sync_record=record)
             if posting.document == "supplier_payment":
-                return postings.visma_supplier_payment_post(client, posting, settings=settings, sync_record=record)
+                return postings.visma_supplier_payment_post(client, posting, settings=settings,
+                                                            own_number=own_number, sync_record=record)
+            if posting.document == "customer":
+                return postings.visma_customer_create(client, _party_fields(posting), marker=posting.marker,
+                                                      own_number=own_number, sync_record=record)
+            if posting.document == "supplier":
+                return postings.visma_supplier_create(client, _party_fields(posting), marker=posting.marker,
+                                                      own_number=own_number, sync_record=record)
         raise _unknown_document(posting)
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        # A customer or supplier has no GL lines: nothing to map.
+        if posting.document in PARTIES:
+            return MappingOutcome(posting, None, [])
+        return super().map(posting)
+
+    def problems(self, posting: Posting) -> list[str]:
+        if posting.document in PARTIES:
+            return [] if _party_name(posting) else [f"{posting.document} {posting.marker} has no name"]
+        return super().problems(posting)
 
     def live_check(self) -> LiveCheck:
         return reference_live_check(self.tenant, client=self.visma_client)
@@ -156,7 +201,16 @@ class VismaTarget:
                                            sync_record=record)
 
 
-DOCUMENTS = ("journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment")
+PARTIES = ("customer", "supplier")
+DOCUMENTS = ("journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment", *PARTIES)
+
+
+def _party_fields(posting: Posting) -> dict:
+    return dict(posting.extra.get("fields") or {})
+
+
+def _party_name(posting: Posting) -> str:
+    return str(_party_fields(posting).get("name") or "")
 
 
 def _unknown_document(posting: Posting) -> PermanentError:
