@@ -38,7 +38,9 @@ def visma_own_numbers_validate(value) -> None:
         raise ValidationError("a list of document kinds, e.g. [\"journal\", \"supplier_invoice\"]")
     unknown = [kind for kind in value if kind not in VISMA_DOCUMENT_KINDS]
     if unknown:
-        raise ValidationError(f"unknown document kind(s) {', '.join(unknown)}; known: {', '.join(VISMA_DOCUMENT_KINDS)}")
+        raise ValidationError(
+            f"unknown document kind(s) {', '.join(unknown)}; known: {', '.join(VISMA_DOCUMENT_KINDS)}"
+        )
     if len(set(value)) != len(value):
         raise ValidationError("each document kind once")
 

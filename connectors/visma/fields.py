@@ -1,4 +1,4 @@
-"""The lengths of the Visma.net ERP fields we write (Acumatica's DAC columns), and the check every write passes first."""
+"""The lengths of the Visma.net ERP fields we write (Acumatica's DAC columns); the check every write passes first."""
 from __future__ import annotations
 
 from collections.abc import Mapping

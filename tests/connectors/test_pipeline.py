@@ -487,7 +487,8 @@ def test_an_interrupted_write_whose_lookup_is_refused_waits_for_a_person_and_is_
     record.refresh_from_db()
     assert record.status == "flagged"
     assert record.reasons == [
-        f"an interrupted write could not be looked up by marker {marker_of('P-1')}: No access to journals; check the target "
+        f"an interrupted write could not be looked up by marker {marker_of('P-1')}: No access to journals; "
+        "check the target "
         "for it, then approve or reject"
     ]
     assert payments_stream.LEDGER.writes == 1

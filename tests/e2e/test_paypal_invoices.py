@@ -1,6 +1,7 @@
 """PayPal invoices and payments of invoices over real HTTP: a sent PayPal invoice becomes a Visma customer invoice
-(externalReference = the marker, customerRefNumber = the PayPal invoice id), and the capture that pays it, or pays a webshop invoice known in Visma
-by its reference, becomes a customer payment applied to that invoice, the fee journaled apart."""
+(the marker in externalReference, the PayPal invoice id in customerRefNumber), and the capture that pays it, or
+pays a webshop invoice known in Visma by its reference, becomes a customer payment applied to that invoice, the fee
+journaled apart."""
 from decimal import Decimal
 
 from sandbox.paypal import paypal_capture_create, paypal_invoice_create, paypal_invoice_pay, paypal_invoice_send

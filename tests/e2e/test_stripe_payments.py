@@ -119,7 +119,8 @@ def test_a_paid_stripe_invoice_becomes_a_customer_payment_with_the_fee_journal(w
         ("100002", Decimal("120.00"))]
     # 2.9 % of 120.00 = 3.48, plus 0.25
     [fee_journal] = [journal for journal in world.visma("journal")
-                     if journal["journalTransactionLines"][0]["referenceNumber"] == world.marker("charges", paid.charge, "fee")]
+                     if journal["journalTransactionLines"][0]["referenceNumber"]
+                     == world.marker("charges", paid.charge, "fee")]
     assert journal_lines(fee_journal) == [("7770", "3.73", "0.00"), ("1580", "0.00", "3.73")]
     # charge.succeeded and invoice.paid both name the charge: one record, one payment
     assert SyncRecord.objects.filter(integration=world.integration).count() == 1
@@ -142,7 +143,8 @@ def test_a_declined_card_is_noted_on_the_visma_invoice(world):
     assert (record.status, record.target_kind, record.target_id) == ("posted", "invoice_note", "100002")
     today = timezone.now().date()
     assert world.visma("customer_invoice", "100002")["note"] == (
-        f"[{world.marker('charges', charge_id)}] Stripe charge {charge_id} of 120.00 EUR failed on {today}: Your card was declined. (card_declined)")
+        f"[{world.marker('charges', charge_id)}] Stripe charge {charge_id} of 120.00 EUR failed on {today}: "
+        "Your card was declined. (card_declined)")
     assert world.visma("customer_payment") == []
 
 
@@ -163,9 +165,11 @@ def test_a_dispute_is_noted_on_the_invoice_its_charge_paid_once_per_status(world
     assert world.record("disputes", f"{dispute.id}:lost").status == "posted"
     due = (timezone.now() + timedelta(days=7)).date()
     assert world.visma("customer_invoice", "100001")["note"].splitlines() == [
-        (f"[{world.marker('disputes', dispute.id + ':needs_response')}] Stripe dispute {dispute.id} of 1250.00 SEK (fraudulent), "
+        (f"[{world.marker('disputes', dispute.id + ':needs_response')}] Stripe dispute {dispute.id} of 1250.00 SEK "
+         "(fraudulent), "
          f"charge {charge.id}: evidence due {due}"),
-        (f"[{world.marker('disputes', dispute.id + ':lost')}] Stripe dispute {dispute.id} of 1250.00 SEK (fraudulent), charge {charge.id}: "
+        (f"[{world.marker('disputes', dispute.id + ':lost')}] Stripe dispute {dispute.id} of 1250.00 SEK (fraudulent), "
+         f"charge {charge.id}: "
          "lost: the money was taken back"),
     ]
 

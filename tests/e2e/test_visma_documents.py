@@ -127,7 +127,8 @@ def test_a_customer_payment_with_a_fee_is_applied_to_its_invoice_and_the_fee_jou
     (journal,) = journals_with(posting_marker_part(marker_of("PAY-1"), "fee"))
     assert posted.target_id == f"payment 200001 + journal {journal['batchNumber']}"
     payment = sandbox_document("customer_payment", "200001")
-    assert (payment["paymentRef"], payment["paymentAmount"], payment["cashAccount"]) == (marker_of("PAY-1"), 1250.0, "1580")
+    assert (payment["paymentRef"], payment["paymentAmount"], payment["cashAccount"]) == (
+        marker_of("PAY-1"), 1250.0, "1580")
     assert [(line["refNbr"], line["amountPaid"]) for line in payment["paymentLines"]] == [("100001", 1250.0)]
     assert [(line["accountNumber"], line["debitAmountInCurrency"], line["creditAmountInCurrency"])
             for line in journal["journalTransactionLines"]] == [("7770", 25.0, 0.0), ("1580", 0.0, 25.0)]

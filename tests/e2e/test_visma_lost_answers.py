@@ -68,9 +68,11 @@ SOURCES = {
     "supplier_invoice": {"document": "supplier_invoice", "supplier": "20001", "amount": "2400.00", "currency": "SEK"},
     "supplier_payment": {"document": "supplier_payment", "supplier": "20001", "amount": "1875.00", "currency": "SEK",
                          "extra": {"invoice_number": "300001", "cash_account": "1920"}},
-    "customer": {"document": "customer", "amount": "0", "currency": "SEK", "fields": {"name": "Fjellheim Turlag", "currencyId": "NOK",
-                                                    "mainContact": {"email": "post@fjellheim.example"}}},
-    "supplier": {"document": "supplier", "amount": "0", "currency": "SEK", "fields": {"name": "Tindevegen Transport AS", "currencyId": "NOK"}},
+    "customer": {"document": "customer", "amount": "0", "currency": "SEK",
+                 "fields": {"name": "Fjellheim Turlag", "currencyId": "NOK",
+                            "mainContact": {"email": "post@fjellheim.example"}}},
+    "supplier": {"document": "supplier", "amount": "0", "currency": "SEK",
+                 "fields": {"name": "Tindevegen Transport AS", "currencyId": "NOK"}},
 }
 # Where each document keeps our marker in the sandbox.
 MARKED = {
@@ -108,7 +110,8 @@ def everything(sales, register_stream):  # noqa: F811
     """The sales books with a stream for every document and a rule for the supplier invoice."""
     register_stream("paypal", VismaEverything)
     GLMappingRuleFactory(tenant=sales.tenant, system="paypal", name="supplier_invoice",
-                         transaction_type="supplier_invoice", gl_account="6540", fee_account="", clearing_account="2440")
+                         transaction_type="supplier_invoice", gl_account="6540", fee_account="",
+                         clearing_account="2440")
     GLMappingRuleFactory(tenant=sales.tenant, system="paypal", name="journal", transaction_type="journal",
                          gl_account="3000", fee_account="7770", clearing_account="1580")
     return sales
@@ -227,7 +230,8 @@ def test_a_write_that_commits_after_the_client_gave_up_and_looked_is_refused_by_
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-def test_a_paypal_capture_whose_journal_answer_is_lost_is_one_journal(paypal_world, overflow, settings, loss):  # noqa: F811
+def test_a_paypal_capture_whose_journal_answer_is_lost_is_one_journal(paypal_world, overflow,  # noqa: F811
+                                                                      settings, loss):
     # given
     capture = paypal_capture_create(amount=Decimal("100.00"), currency="EUR", payer=MIKKO, at=hours_ago(0),
                                     notify=False)
@@ -249,8 +253,8 @@ def test_a_paypal_capture_whose_journal_answer_is_lost_is_one_journal(paypal_wor
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-def test_a_stripe_payment_whose_answers_are_lost_is_one_payment_and_one_fee_journal(stripe_world, overflow,  # noqa: F811
-                                                                                     settings, loss):
+def test_a_stripe_payment_whose_answers_are_lost_is_one_payment_and_one_fee_journal(
+        stripe_world, overflow, settings, loss):  # noqa: F811
     # given: Visma invoice 100002 is EUR 120.00 for customer 10004
     invoice_id = stripe_world.stripe_invoice_for("100002", 12000, "eur")
     paid = stripe_world.stripe.v1.invoices.pay(invoice_id, {"source": "tok_visa"})

@@ -414,7 +414,8 @@ def test_a_post_that_timed_out_after_visma_created_the_journal_is_found_by_marke
     assert retried.status == RecordStatus.POSTED
     (journal,) = journals_with(marker_of("CAP-1"))
     assert retried.target_id == journal["batchNumber"]
-    assert AuditEntry.objects.filter(sync_record=retried).first().reason == f"found already posted by marker {marker_of('CAP-1')}"
+    assert AuditEntry.objects.filter(sync_record=retried).first().reason == (
+        f"found already posted by marker {marker_of('CAP-1')}")
     assert statuses("POST", "/v2/journaltransaction") == [None]
     assert journal_count() == SEED_JOURNALS + 1
 

@@ -28,7 +28,8 @@ def posting(amount="100.00", currency="EUR", *, fee="0", transaction_type="captu
     if fee:
         lines.insert(1, PostingLine(role="fee", debit=fee))
     return Posting(
-        document="journal", marker=hand_marker("P-1"), currency=currency, date=date(2026, 11, 2), description="Payment P-1",
+        document="journal", marker=hand_marker("P-1"), currency=currency, date=date(2026, 11, 2),
+        description="Payment P-1",
         facts=MatchFacts(transaction_type=transaction_type, amount=gross, currency=currency, customer_group=group,
                          payment_method=method),
         lines=lines, customer=customer,

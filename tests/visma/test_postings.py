@@ -532,7 +532,8 @@ def test_a_document_visma_does_not_take_is_flagged_and_nothing_is_sent(captures,
     # then
     assert record.status == RecordStatus.FLAGGED
     assert record.reasons == [
-        f"journal refused by the target: Visma cannot take a 'credit_note' posting ({marker_of(captures)}); it takes: journal, "
+        f"journal refused by the target: Visma cannot take a 'credit_note' posting ({marker_of(captures)}); "
+        "it takes: journal, "
         "customer_invoice, customer_payment, supplier_invoice, supplier_payment, customer, supplier"]
     assert api_calls(mocked) == []
 
@@ -552,7 +553,8 @@ def test_a_lookup_after_an_interrupted_write_is_bounded_by_the_first_claim_less_
 
     # then
     assert (posted.status, posted.target_id) == (RecordStatus.POSTED, "000042")
-    assert AuditEntry.objects.filter(sync_record=posted).first().reason == f"found already posted by marker {marker_of(captures)}"
+    assert AuditEntry.objects.filter(sync_record=posted).first().reason == (
+        f"found already posted by marker {marker_of(captures)}")
     assert api_calls(mocked) == [("POST", "/v2/journaltransaction"), ("GET", "/v2/journaltransaction")]
 
 
