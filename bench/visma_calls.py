@@ -120,7 +120,7 @@ def run(args, *, base_url: str) -> None:
         def transform(self, source):
             gross, fee = Decimal(source.payload["gross"]), Decimal(source.payload["fee"])
             return Posting(
-                document="journal", marker=f"bench:{source.source_id}", currency="SEK", date=date(2026, 3, 10),
+                document="journal", marker=self.marker(source.source_id), currency="SEK", date=date(2026, 3, 10),
                 description=f"PayPal capture {source.source_id}",
                 facts=MatchFacts(transaction_type="capture", amount=gross, currency="SEK"),
                 lines=[PostingLine(role="clearing", debit=gross - fee), PostingLine(role="fee", debit=fee),

@@ -38,7 +38,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "is_active", "created_at"]
+    list_display = ["slug", "name", "is_active", "visma_own_numbers", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["slug", "name"]
     actions = ["refresh_reference_data"]

@@ -1,6 +1,7 @@
 """Tenants, their connections to each system, integrations, inbound events, sync runs and cursors."""
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from fernet_fields import EncryptedTextField
@@ -20,12 +21,42 @@ class System(models.TextChoices):
 PARTNER_SYSTEMS = [choice for choice in System.choices if choice[0] != System.VISMA]
 
 
+# The Visma documents we write, by the kind a tenant's own-number setting names.
+VISMA_DOCUMENT_KINDS = (
+    "journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment", "customer", "supplier",
+)
+
+
+def visma_own_numbers_default() -> list[str]:
+    """Own numbers for what no law numbers: not customer invoices (a sequential series: EU VAT Directive 2006/112/EC
+    art. 226(2); Norway's bokføringsforskriften § 5-1-1), not customers or suppliers (the company's choice)."""
+    return ["journal", "customer_payment", "supplier_invoice", "supplier_payment"]
+
+
+def visma_own_numbers_validate(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
+        raise ValidationError("a list of document kinds, e.g. [\"journal\", \"supplier_invoice\"]")
+    unknown = [kind for kind in value if kind not in VISMA_DOCUMENT_KINDS]
+    if unknown:
+        raise ValidationError(
+            f"unknown document kind(s) {', '.join(unknown)}; known: {', '.join(VISMA_DOCUMENT_KINDS)}"
+        )
+    if len(set(value)) != len(value):
+        raise ValidationError("each document kind once")
+
+
 class Tenant(models.Model):
     """A company whose Visma.net ERP books this installation keeps in step."""
 
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     is_active = models.BooleanField(default=True)
+    visma_own_numbers = models.JSONField(
+        default=visma_own_numbers_default, blank=True, validators=[visma_own_numbers_validate],
+        help_text="Document kinds whose Visma number is our marker (overrideNumberSeries), so Visma itself refuses a "
+                  "second one: journal, customer_invoice, customer_payment, supplier_invoice, supplier_payment, "
+                  "customer, supplier. The series must allow manual numbers in Visma.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

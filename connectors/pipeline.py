@@ -20,7 +20,7 @@ from django.utils import timezone
 from audit import services as record_services
 from audit.models import RecordStatus as S
 from audit.models import SyncRecord
-from mappings.documents import Posting, posting_apply_correction
+from mappings.documents import Posting, posting_apply_correction, posting_marker
 from mappings.money import MoneyError
 from mappings.services import LiveCheck, MappingOutcome, ReferenceMirror, posting_map, posting_validate
 
@@ -77,6 +77,12 @@ class Stream(abc.ABC):
     def __init__(self, integration: Integration):
         self.integration = integration
         self.tenant = integration.tenant
+
+    def marker(self, source_id: str) -> str:
+        """The marker of the posting this source object becomes (tenant, integration kind, stream, source id):
+        15 characters, so every Visma reference field keeps it whole."""
+        return posting_marker(tenant_id=self.tenant.pk, system=self.integration.kind, stream=self.name,
+                              source_id=source_id)
 
     @abc.abstractmethod
     def read_window(self, start: datetime, end: datetime) -> Iterable[SourceObject]:

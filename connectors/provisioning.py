@@ -23,7 +23,7 @@ from mappings.services import mapping_rule_validate
 
 from . import registry
 from .logging import redact
-from .models import PARTNER_SYSTEMS, Connection, Integration, Tenant
+from .models import PARTNER_SYSTEMS, Connection, Integration, Tenant, visma_own_numbers_validate
 from .services import (
     connection_credentials,
     connection_save,
@@ -120,6 +120,7 @@ class _Plan:
     visma: _ConnectionPlan
     integrations: list[_IntegrationPlan]
     rules: list[tuple[str, dict]]  # (key path, field values)
+    visma_own_numbers: list[str] | None = None  # None: as the tenant has it (a new one: the default)
 
 
 class _Problems:
@@ -281,8 +282,9 @@ def tenant_document_check(document: Any) -> _Plan:
     if not isinstance(document, dict):
         raise TenantFileError(["(document): must be a JSON object"])
     for key in document:
-        if key not in ("slug", "name", "visma", "integrations", "mapping_rules"):
-            problems.add(key, "unknown key; a tenant file has: slug, name, visma, integrations, mapping_rules")
+        if key not in ("slug", "name", "visma", "visma_own_numbers", "integrations", "mapping_rules"):
+            problems.add(key, "unknown key; a tenant file has: slug, name, visma, visma_own_numbers, integrations, "
+                              "mapping_rules")
     slug, name = document.get("slug"), document.get("name")
     if not slug:
         problems.add("slug", "required")
@@ -292,6 +294,13 @@ def tenant_document_check(document: Any) -> _Plan:
         problems.add("name", "required")
     elif not isinstance(name, str) or len(name) > 200:
         problems.add("name", "must be a string of at most 200 characters")
+    own_numbers = document.get("visma_own_numbers")
+    if own_numbers is not None:
+        try:
+            visma_own_numbers_validate(own_numbers)
+        except ValidationError as error:
+            for message in error.messages:
+                problems.add("visma_own_numbers", message)
     if "visma" not in document:
         problems.add("visma", "required")
         visma = _ConnectionPlan("visma", "", "", {}, None)
@@ -328,7 +337,8 @@ def tenant_document_check(document: Any) -> _Plan:
         rules.append(planned)
     if problems.items:
         raise TenantFileError(problems.items)
-    return _Plan(slug=slug, name=name, visma=visma, integrations=integrations, rules=rules)
+    return _Plan(slug=slug, name=name, visma=visma, integrations=integrations, rules=rules,
+                 visma_own_numbers=own_numbers)
 
 
 # --- writing it ----------------------------------------------------------------------------------------------
@@ -389,7 +399,10 @@ def tenant_load(document: Any) -> TenantLoadResult:
     """Create or update a tenant from its document, all or nothing; running it again changes nothing."""
     plan = tenant_document_check(document)
     with transaction.atomic():
-        tenant, tenant_created = Tenant.objects.update_or_create(slug=plan.slug, defaults={"name": plan.name})
+        defaults: dict[str, Any] = {"name": plan.name}
+        if plan.visma_own_numbers is not None:
+            defaults["visma_own_numbers"] = plan.visma_own_numbers
+        tenant, tenant_created = Tenant.objects.update_or_create(slug=plan.slug, defaults=defaults)
         visma = _connection_upsert(tenant, plan.visma)
         integrations = {plan_.kind: _integration_upsert(tenant, visma, plan_) for plan_ in plan.integrations}
         result = TenantLoadResult(tenant=tenant, tenant_created=tenant_created, integrations=integrations)

@@ -1,11 +1,51 @@
 """The posting a source object becomes: lines by role, resolved to GL accounts and dimensions by the rules."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from decimal import Decimal
 
 ZERO = Decimal("0")
+# The marker fits Visma's shortest reference field whole (GLTran.RefNbr, Batch.BatchNbr: 15 characters), in
+# characters neither case folding nor trimming changes: "ML" and 13 base32 letters (65 bits of SHA-256).
+MARKER_PREFIX = "ML"
+MARKER_LENGTH = 15
+MARKER_PATTERN = re.compile(r"^ML[A-Z2-7]{13}$")
+
+
+class MarkerError(ValueError):
+    """A marker not of our one shape: it could be cut or folded by Visma and never found again."""
+
+
+def _digest_marker(values: list) -> str:
+    # A JSON list is unambiguous: ("a:b", "c") and ("a", "b:c") never encode alike.
+    encoded = json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    letters = base64.b32encode(hashlib.sha256(encoded).digest()).decode("ascii")
+    return MARKER_PREFIX + letters[: MARKER_LENGTH - len(MARKER_PREFIX)]
+
+
+def posting_marker(*, tenant_id: int, system: str, stream: str, source_id: str) -> str:
+    """The marker a source object's document carries in Visma: the same for the same object, every time."""
+    return _digest_marker(["posting", int(tenant_id), str(system), str(stream), str(source_id)])
+
+
+def posting_marker_part(marker: str, part: str) -> str:
+    """The marker of a second document written for the same posting (a customer payment's fee journal: "fee")."""
+    marker_check(marker)
+    return _digest_marker(["part", marker, str(part)])
+
+
+def marker_check(marker: str) -> str:
+    if not isinstance(marker, str) or not MARKER_PATTERN.fullmatch(marker):
+        raise MarkerError(
+            f"marker {marker!r} is not of the shape ML + 13 base32 letters (15 characters): "
+            "make it with Stream.marker(source_id)"
+        )
+    return marker
 
 
 @dataclass(frozen=True)
@@ -46,6 +86,9 @@ class Posting:
     supplier: str = ""
     rule: str = ""
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        marker_check(self.marker)
 
     @property
     def total_debit(self) -> Decimal:

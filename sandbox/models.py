@@ -93,12 +93,15 @@ class VismaCallWindow(models.Model):
 
 
 class VismaFault(models.Model):
-    """A fault switched on for the next calls: answer 500, answer late, or edit the resource before a PUT."""
+    """A fault switched on for the next calls: answer 500, answer late, edit the resource before a PUT, lose the
+    answer of a write that was done, or commit a write late."""
 
     class Kind(models.TextChoices):
         FAIL = "fail", "Answer with a server error"
         DELAY = "delay", "Answer late"
         STALE_PUT = "stale_put", "Edit the resource just before each PUT"
+        LOSE_ANSWER = "lose_answer", "Do the write, then lose its answer (a 502, or an answer too late)"
+        SLOW_COMMIT = "slow_commit", "Wait before the write is done (a lookup meanwhile finds nothing)"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     remaining = models.PositiveIntegerField()
@@ -111,6 +114,16 @@ class VismaFault(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} × {self.remaining}"
+
+
+class VismaSetting(models.Model):
+    """A switch of the emulator's behaviour (e.g. field_lengths: refuse | truncate), shared by every process."""
+
+    name = models.CharField(max_length=50, unique=True)
+    value = models.JSONField()
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value}"
 
 
 class VismaGLBalance(models.Model):

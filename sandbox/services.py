@@ -18,6 +18,7 @@ from .models import (
     VismaDocument,
     VismaFault,
     VismaGLBalance,
+    VismaSetting,
     VismaToken,
 )
 from .visma_seed import (
@@ -44,6 +45,10 @@ __all__ = [
     "visma_fault_concurrent_edit",
     "visma_fault_delay",
     "visma_fault_fail",
+    "visma_fault_lose_answer",
+    "visma_fault_slow_commit",
+    "visma_write_answer",
+    "visma_write_begin",
     "visma_fault_stale_puts",
     "visma_fault_throttle",
     "visma_faults_apply",
@@ -212,6 +217,49 @@ def visma_faults_apply() -> None:
         raise VismaError(failure.status_code, {"message": "An error has occurred."})
 
 
+WRITE_METHODS = frozenset({"POST", "PUT"})
+LOST_ANSWER_STATUS = 502
+
+
+def visma_write_begin(method: str) -> None:
+    """Before a write is done: a slow-commit fault holds it back `seconds`. It stands for a server that takes its
+    time to commit (a busy database, a long posting): a client that timed out and looks the document up meanwhile
+    finds nothing, and the write still lands afterwards."""
+    if method.upper() not in WRITE_METHODS:
+        return
+    slow = visma_fault_take(VismaFault.Kind.SLOW_COMMIT)
+    if slow is not None:
+        time.sleep(slow.seconds)
+
+
+def visma_write_answer(method: str) -> None:
+    """After a write was done and committed: a lose-answer fault loses its answer. With a status code it answers that
+    instead (a 502 from a gateway whose backend did the work); with seconds it answers only after them, when the
+    client's read timeout has fired (a slow response over a slow network)."""
+    if method.upper() not in WRITE_METHODS:
+        return
+    lost = visma_fault_take(VismaFault.Kind.LOSE_ANSWER)
+    if lost is None:
+        return
+    if lost.seconds:
+        time.sleep(lost.seconds)
+        return
+    raise VismaError(lost.status_code, {"message": "Bad Gateway"})
+
+
+def visma_fault_lose_answer(calls: int, *, status_code: int = LOST_ANSWER_STATUS,
+                            seconds: float = 0) -> VismaFault:
+    """Do the next `calls` writes (POST/PUT), then lose each answer: answer `status_code` (502 by default) or, with
+    `seconds`, answer that much later (after the client gave up)."""
+    return VismaFault.objects.create(kind=VismaFault.Kind.LOSE_ANSWER, remaining=calls,
+                                     status_code=0 if seconds else status_code, seconds=seconds)
+
+
+def visma_fault_slow_commit(calls: int, *, seconds: float) -> VismaFault:
+    """Hold each of the next `calls` writes back `seconds` before it is done."""
+    return VismaFault.objects.create(kind=VismaFault.Kind.SLOW_COMMIT, remaining=calls, seconds=seconds)
+
+
 def visma_fault_fail(calls: int, *, status_code: int = 500) -> VismaFault:
     """Answer the next `calls` API calls with `status_code` (500 by default) after counting them in the budget."""
     return VismaFault.objects.create(kind=VismaFault.Kind.FAIL, remaining=calls, status_code=status_code)
@@ -269,10 +317,10 @@ def visma_client_configure(
 
 
 def visma_sandbox_reset(**seed_options) -> VismaClient:
-    """Forget everything (documents, balances, tokens, budgets, faults, clients) and seed again."""
+    """Forget everything (documents, balances, tokens, budgets, faults, clients, settings) and seed again."""
     with transaction.atomic():
         for model in (VismaDocument, VismaCounter, VismaGLBalance, VismaFault, VismaCallWindow, VismaToken,
-                      VismaClient):
+                      VismaClient, VismaSetting):
             model.objects.all().delete()
         return visma_sandbox_seed(**seed_options)
 

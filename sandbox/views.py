@@ -15,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import services
 from .openapi import visma_request_problems
+from .visma_fields import MODES, visma_field_lengths_apply, visma_field_lengths_mode_set
 from .visma_erp import (
     LISTS,
     customer_create,
@@ -82,9 +83,12 @@ def _updated(document) -> HttpResponse:
 
 @method_decorator(csrf_exempt, name="dispatch")
 class VismaApiView(View):
-    """One Visma API call: bearer token, company header, call budget, faults, the OpenAPI check, then the handler."""
+    """One Visma API call: bearer token, company header, call budget, faults, the OpenAPI check, the field lengths of a
+    write, then the handler; a write's answer may then be lost (the lose-answer fault)."""
 
     http_method_names = ["get", "post", "put", "delete"]
+    # The document kind whose field lengths a POST or PUT here is held to (sandbox.visma_fields).
+    field_kind = ""
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         handler = getattr(self, request.method.lower(), None)
@@ -108,7 +112,11 @@ class VismaApiView(View):
                     "The request does not match the Visma.net ERP API: " + "; ".join(problems), "\n".join(problems)
                 )
             query = {name: request.GET[name] for name in request.GET}
+            if self.field_kind and request.method in ("POST", "PUT"):
+                body = visma_field_lengths_apply(self.field_kind, body)
+            services.visma_write_begin(request.method)
             response = handler(request, caller, body, query, **kwargs)
+            services.visma_write_answer(request.method)
         except VismaError as error:
             response = _error_response(error)
         if budget is not None:
@@ -213,21 +221,25 @@ def _compare(left, condition: str, right) -> bool:
 
 class CustomerListView(DocumentListView):
     http_method_names = ["get", "post"]
+    field_kind = "customer"
     list_name, url_name, create = "customer", "visma-customer", staticmethod(customer_create)
 
 
 class CustomerView(DocumentView):
     http_method_names = ["get", "put"]
+    field_kind = "customer"
     collection, label, update = "customer", "Customer", staticmethod(customer_update)
 
 
 class SupplierListView(DocumentListView):
     http_method_names = ["get", "post"]
+    field_kind = "supplier"
     list_name, url_name, create = "supplier", "visma-supplier", staticmethod(supplier_create)
 
 
 class SupplierView(DocumentView):
     http_method_names = ["get", "put"]
+    field_kind = "supplier"
     collection, label, update = "supplier", "Supplier", staticmethod(supplier_update)
 
 
@@ -240,15 +252,18 @@ class CustomerInvoiceCreateView(DocumentListView):
 
     url_name, create = "visma-customer-invoice", staticmethod(customer_invoice_create)
     http_method_names = ["post"]
+    field_kind = "customer_invoice"
 
 
 class CustomerInvoiceView(DocumentView):
     http_method_names = ["get", "put"]
+    field_kind = "customer_invoice"
     collection, label, update = "customer_invoice", "Invoice", staticmethod(customer_invoice_update)
 
 
 class CustomerPaymentListView(DocumentListView):
     http_method_names = ["get", "post"]
+    field_kind = "customer_payment"
     list_name, url_name, create = "customer_payment", "visma-customer-payment", staticmethod(customer_payment_create)
 
 
@@ -258,6 +273,7 @@ class CustomerPaymentView(DocumentView):
 
 class SupplierInvoiceListView(DocumentListView):
     http_method_names = ["get", "post"]
+    field_kind = "supplier_invoice"
     list_name, url_name, create = "supplier_invoice", "visma-supplier-invoice", staticmethod(supplier_invoice_create)
 
     def location_kwargs(self, document) -> dict:
@@ -274,6 +290,7 @@ class SupplierInvoiceView(DocumentView):
 
 class SupplierPaymentListView(DocumentListView):
     http_method_names = ["get", "post"]
+    field_kind = "supplier_payment"
     list_name, url_name, create = "supplier_payment", "visma-supplier-payment", staticmethod(supplier_payment_create)
 
     def location_kwargs(self, document) -> dict:
@@ -294,6 +311,7 @@ class JournalListView(VismaApiView):
     """GET /v2/journaltransaction pages lines, not batches; POST posts a balanced batch."""
 
     http_method_names = ["get", "post"]
+    field_kind = "journal"
 
     def get(self, request, caller, body, query):
         return JsonResponse(journal_page(caller.company_id, query).batches, safe=False)
@@ -388,6 +406,25 @@ class VismaControlView(View):
         if switch == "delay":
             fault = services.visma_fault_delay(int(data["calls"]), seconds=float(data["seconds"]))
             return {"fault": fault.kind, "calls": fault.remaining, "seconds": fault.seconds}
+        if switch == "lose-answer":
+            seconds = float(data["seconds"]) if data.get("mode") == "timeout" else 0.0
+            if data.get("mode") not in (None, "status", "timeout"):
+                raise ValueError("mode must be status or timeout")
+            if data.get("mode") == "timeout" and seconds <= 0:
+                raise ValueError("a timeout needs seconds > 0")
+            fault = services.visma_fault_lose_answer(
+                int(data["calls"]), status_code=int(data.get("status_code", services.LOST_ANSWER_STATUS)),
+                seconds=seconds,
+            )
+            return {"fault": fault.kind, "calls": fault.remaining, "status_code": fault.status_code,
+                    "seconds": fault.seconds}
+        if switch == "slow-commit":
+            fault = services.visma_fault_slow_commit(int(data["calls"]), seconds=float(data["seconds"]))
+            return {"fault": fault.kind, "calls": fault.remaining, "seconds": fault.seconds}
+        if switch == "field-lengths":
+            if data.get("mode") not in MODES:
+                raise ValueError(f"mode must be one of {', '.join(MODES)}")
+            return {"mode": visma_field_lengths_mode_set(data["mode"])}
         if switch == "stale-puts":
             fault = services.visma_fault_stale_puts(int(data["calls"]))
             return {"fault": fault.kind, "calls": fault.remaining}

@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group
 
 from audit.models import SyncRecord
 from connectors.models import Connection, Integration, Tenant
+from mappings.documents import posting_marker
 from mappings.models import DimensionValue, GLAccount, GLMappingRule
 
 
@@ -121,3 +122,14 @@ class UserFactory(factory.django.DjangoModelFactory):
             self.groups.add(Group.objects.get(name=name))
         if extracted:
             self.save()
+
+
+def hand_marker(source_id: str, *, tenant_id: int = 1, system: str = "paypal", stream: str = "test") -> str:
+    """A marker as a stream makes it (Stream.marker), for postings built by hand in tests."""
+    return posting_marker(tenant_id=tenant_id, system=system, stream=stream, source_id=source_id)
+
+
+def stream_marker(integration, stream: str, source_id: str) -> str:
+    """The marker the pipeline gives this integration's stream's source object."""
+    return posting_marker(tenant_id=integration.tenant_id, system=integration.kind, stream=stream,
+                          source_id=source_id)

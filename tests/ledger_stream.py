@@ -129,8 +129,8 @@ class PaymentsStream(Stream):
 
     def transform(self, source: SourceObject) -> Posting:
         payload = source.payload
-        if payload.get("waits_for") and payload["waits_for"] not in {
-            doc["marker"].removeprefix("pay:") for doc in LEDGER.documents.values()
+        if payload.get("waits_for") and self.marker(payload["waits_for"]) not in {
+            doc["marker"] for doc in LEDGER.documents.values()
         }:
             raise WaitFor(f"original payment {payload['waits_for']} is not posted yet",
                           on=("payments", payload["waits_for"]))
@@ -144,7 +144,7 @@ class PaymentsStream(Stream):
         if fee:
             lines.insert(1, PostingLine(role="fee", debit=fee))
         return Posting(
-            document="journal", marker=f"pay:{source.source_id}", currency=currency, date=date(2026, 11, 2),
+            document="journal", marker=self.marker(source.source_id), currency=currency, date=date(2026, 11, 2),
             description=f"Payment {source.source_id}",
             facts=MatchFacts(transaction_type=payload.get("type", "capture"), amount=gross, currency=currency,
                              customer_group=payload.get("group", ""), payment_method=payload.get("method", "")),

@@ -283,7 +283,7 @@ class CaptureSource(PayPalSource):
             lines.append(PostingLine(role="fee", debit=fee, description=f"PayPal {capture_id} fee{party}"))
         lines.append(PostingLine(role="account", credit=gross, description=f"PayPal {capture_id}{party}"))
         posting = Posting(
-            document="journal", marker=capture_id, currency=currency,
+            document="journal", marker=self.marker(source.source_id), currency=currency,
             date=_day(capture.get("create_time"), timezone.now().date()),
             description=f"PayPal capture {capture_id}" + (f" for invoice {invoice['number']}" if invoice else "")
             + party,
@@ -436,7 +436,7 @@ class RefundSource(PayPalSource):
             lines.append(PostingLine(role="fee", credit=fee, description=f"PayPal {refund_id} fee returned{party}"))
         lines.append(PostingLine(role="clearing", credit=net, description=f"PayPal {refund_id} net{party}"))
         return Posting(
-            document="journal", marker=refund_id, currency=currency,
+            document="journal", marker=self.marker(source.source_id), currency=currency,
             date=_day(refund.get("create_time"), capture_posting.date),
             description=f"PayPal {self.transaction_type} {refund_id} of capture {capture_id}{party}",
             facts=MatchFacts(transaction_type=self.transaction_type, amount=gross, currency=currency,
@@ -553,11 +553,11 @@ class InvoiceSource(PayPalSource):
             timezone.now().date()
         due = (detail.get("payment_term") or {}).get("due_date")
         return Posting(
-            document="customer_invoice", marker=invoice_id, currency=currency, date=invoice_date,
+            document="customer_invoice", marker=self.marker(source.source_id), currency=currency, date=invoice_date,
             description=f"PayPal invoice {detail.get('invoice_number') or invoice_id}",
             facts=MatchFacts(transaction_type="invoice", amount=total, currency=currency, customer_group=group),
             lines=lines, customer=customer,
-            extra={"external_reference": invoice_id, "paypal_id": invoice_id,
+            extra={"external_reference": invoice_id, "customer_ref": invoice_id, "paypal_id": invoice_id,
                    "paypal_invoice_number": str(detail.get("invoice_number") or ""), "lines": document_lines,
                    "due_date": due or "", "note": str(detail.get("note") or "")[:500]},
         )

@@ -141,8 +141,9 @@ class ChargesStream(StripeToVisma, StripeSource):
         if charge.get("status") == "failed":
             reason = charge.get("failure_message") or charge.get("failure_code") or "no reason given"
             return Posting(
-                document=INVOICE_NOTE, marker=charge_id, currency=currency, date=_day(charge.get("created")),
-                description=f"Stripe payment of {gross} {currency} failed on {_day(charge.get('created'))}: "
+                document=INVOICE_NOTE, marker=self.marker(source.source_id),
+                currency=currency, date=_day(charge.get("created")),
+                description=f"Stripe charge {charge_id} of {gross} {currency} failed on {_day(charge.get('created'))}: "
                             f"{reason} ({charge.get('failure_code') or 'no code'})",
                 facts=MatchFacts(transaction_type="payment_failed", amount=gross, currency=currency),
                 customer=visma["customer"], extra={"invoice_number": visma["number"], "stripe_id": charge_id},
@@ -166,7 +167,8 @@ class ChargesStream(StripeToVisma, StripeSource):
         lines.append(PostingLine(role="account", credit=gross,
                                  description=f"Stripe {charge_id} · invoice {visma['number']}"))
         return Posting(
-            document="customer_payment", marker=charge_id, currency=currency, date=_day(charge.get("created")),
+            document="customer_payment", marker=self.marker(source.source_id),
+            currency=currency, date=_day(charge.get("created")),
             description=f"Stripe charge {charge_id} for invoice {visma['number']}",
             facts=MatchFacts(transaction_type="invoice_payment", amount=gross, currency=currency,
                              customer_group=self.mirror.customer_class(customer)),
@@ -207,7 +209,8 @@ class DisputesStream(StripeToVisma, StripeSource):
         text = {"needs_response": f"evidence due {due}", "won": "won: the money stays",
                 "lost": "lost: the money was taken back"}.get(status, status)
         return Posting(
-            document=INVOICE_NOTE, marker=source.source_id, currency=currency, date=_day(dispute.get("created")),
+            document=INVOICE_NOTE, marker=self.marker(source.source_id),
+            currency=currency, date=_day(dispute.get("created")),
             description=f"Stripe dispute {dispute['id']} of {amount} {currency} ({dispute.get('reason')}), "
                         f"charge {charge['id']}: {text}",
             facts=MatchFacts(transaction_type="dispute", amount=amount, currency=currency),
@@ -256,7 +259,8 @@ class RefundsStream(StripeToVisma, StripeSource):
                                    what=f"refund {refund_id}")
         customer = visma["customer"]
         return Posting(
-            document="journal", marker=refund_id, currency=currency, date=_day(refund.get("created")),
+            document="journal", marker=self.marker(source.source_id),
+            currency=currency, date=_day(refund.get("created")),
             description=f"Stripe refund {refund_id} of charge {charge_id} for invoice {visma['number']}",
             facts=MatchFacts(transaction_type="refund", amount=amount, currency=currency,
                              customer_group=self.mirror.customer_class(customer)),
@@ -437,7 +441,7 @@ class VismaInvoicesStream(StripeSource):
             raise SourceDataError(f"Visma invoice {number}: its lines do not add up to {total + vat} {currency}")
         customer = str((invoice.get("customer") or {}).get("number") or "")
         return Posting(
-            document="stripe_invoice", marker=f"visma-invoice-{number}", currency=currency,
+            document="stripe_invoice", marker=self.marker(source.source_id), currency=currency,
             date=date.fromisoformat(str(invoice.get("documentDate") or "")[:10]) if invoice.get("documentDate")
             else datetime.now(tz=UTC).date(),
             description=str(invoice.get("invoiceText") or f"Invoice {number}"),

@@ -1,15 +1,22 @@
-"""Documents written into Visma.net ERP from a Posting, each carrying its marker and found by it before a re-post."""
+"""Documents written into Visma.net ERP from a Posting, each carrying its marker and found by it before a re-post.
+
+Every DTO is checked against Visma's field lengths (connectors.visma.fields) before its first call. Where the tenant
+has own numbers on for a kind (Tenant.visma_own_numbers), the marker is also the document's number
+(overrideNumberSeries): a second write of it is refused by Visma, and the lookup is one GET by number.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from mappings.documents import Posting, PostingLine
+from mappings.documents import Posting, PostingLine, posting_marker_part
 
-from .client import VismaClient, visma_datetime
+from .client import VismaClient, VismaPermanentError, visma_datetime
+from .fields import VismaDocumentError, visma_fields_fit
 
 if TYPE_CHECKING:
     from audit.models import SyncRecord
@@ -22,14 +29,14 @@ SUPPLIER_INVOICES = "/v1/supplierInvoice"
 SUPPLIER_PAYMENTS = "/v1/supplierPayment"
 CUSTOMERS = "/v1/customer"
 SUPPLIERS = "/v1/supplier"
-FEE_MARKER_SUFFIX = ":fee"
+FEE_PART = "fee"
 # Visma caps pageSize at the endpoint's metadata.maxPageSize; a lookup reads as few pages as it may.
 LOOKUP_PAGE_SIZE = 500
 ZERO = Decimal("0")
 
+log = logging.getLogger(__name__)
 
-class VismaDocumentError(ValueError):
-    """The posting cannot become this Visma document as it stands (no customer, no invoice to apply to...)."""
+__all__ = ["VismaDocumentError"]  # raised here, defined with the field lengths
 
 
 # --- the wire -------------------------------------------------------------------------------------------------
@@ -89,12 +96,62 @@ def _settled_amount(posting: Posting) -> Decimal:
     return abs(sum((line.credit - line.debit for line in lines), ZERO))
 
 
+def _fitted(kind: str, fields: dict, marker: str) -> dict:
+    """The DTO within Visma's field lengths: texts cut with "…", anything else too long refused before any call."""
+    fitted, cuts = visma_fields_fit(kind, fields, what=f"{kind.replace('_', ' ')} {marker}")
+    for cut in cuts:
+        log.info("%s %s: %s cut from %d to %d characters", kind, marker, cut.field, cut.length, cut.limit)
+    return fitted
+
+
+def _own_number(fields: dict, number_field: str, marker: str) -> dict:
+    """The marker as the document's own number (overrideNumberSeries): Visma refuses a second document with it."""
+    return {number_field: marker, "overrideNumberSeries": True, **fields}
+
+
+def _found_by_number(client: VismaClient, path: str, marker: str, carries_marker: Callable[[dict], bool],
+                     key: str, *, sync_record: SyncRecord | None) -> str | None:
+    """GET the document whose number is the marker: its id when it carries our marker, None when there is none (404);
+    a document with that number but not our marker is someone else's: refused, never taken for ours."""
+    document = client.get_one(f"{path}/{quote(marker, safe='')}", sync_record=sync_record)
+    if document is None:
+        return None
+    if not carries_marker(document):
+        raise VismaDocumentError(
+            f"Visma already has a document numbered {marker} at {path} that does not carry our marker; "
+            "a person must look at it before anything is written"
+        )
+    return str(document.get(key) or marker)
+
+
+def _create_own_numbered(client: VismaClient, path: str, fields: dict, *, lookup_path: str, marker: str,
+                         carries_marker: Callable[[dict], bool], key: str,
+                         sync_record: SyncRecord | None) -> str:
+    """POST a document numbered with its marker; when Visma refuses it (the number exists: an earlier write landed),
+    the document with that number is ours if it carries our marker."""
+    try:
+        created = client.create(path, fields, sync_record=sync_record)
+    except VismaPermanentError as refused:
+        if refused.status_code in (401, 403, 412) or (refused.status_code or 0) >= 500:
+            raise
+        found = _found_by_number(client, lookup_path, marker, carries_marker, key, sync_record=sync_record)
+        if found is None:
+            raise
+        return found
+    if created != marker:
+        # The company's numbering series does not allow manual numbers: Visma chose its own.
+        log.warning("%s: Visma numbered the document %s, not %s: allow manual numbering on the series", path,
+                    created, marker)
+    return created
+
+
 # --- journal transactions -------------------------------------------------------------------------------------
 
 
-def visma_journal_fields(posting: Posting, *, marker: str | None = None) -> dict:
-    """POST /v2/journaltransaction (JournalTransactionUpdateDto): every line carries the marker as referenceNumber."""
-    marker = marker or posting.marker
+def visma_journal_fields(posting: Posting, *, own_number: bool = False) -> dict:
+    """POST /v2/journaltransaction (JournalTransactionUpdateDto): every line carries the marker as referenceNumber;
+    with own numbers, the batch number is the marker too."""
+    marker = posting.marker
     lines = []
     for line in posting.lines:
         if not line.debit and not line.credit:
@@ -111,18 +168,32 @@ def visma_journal_fields(posting: Posting, *, marker: str | None = None) -> dict
         lines.append(fields)
     if not lines:
         raise VismaDocumentError(f"journal {marker} has no line with an amount")
-    return {
+    fields = {
         "transactionDate": _date(posting.date),
         "financialPeriod": _period(posting.date),
         "currencyId": posting.currency,
         "description": posting.description,
         "journalTransactionLines": lines,
     }
+    if own_number:
+        fields = _own_number(fields, "batchNumber", marker)
+    return _fitted("journal", fields, marker)
 
 
-def visma_journal_post(client: VismaClient, posting: Posting, *, sync_record: SyncRecord | None = None) -> str:
+def _journal_carries(marker: str) -> Callable[[dict], bool]:
+    return lambda batch: any(line.get("referenceNumber") == marker
+                             for line in batch.get("journalTransactionLines") or [])
+
+
+def visma_journal_post(client: VismaClient, posting: Posting, *, own_number: bool = False,
+                       sync_record: SyncRecord | None = None, fields: dict | None = None) -> str:
     """Write the journal; returns its batch number."""
-    return client.create(JOURNALS, visma_journal_fields(posting), sync_record=sync_record)
+    fields = fields or visma_journal_fields(posting, own_number=own_number)
+    if own_number:
+        return _create_own_numbered(client, JOURNALS, fields, lookup_path=JOURNALS, marker=posting.marker,
+                                    carries_marker=_journal_carries(posting.marker), key="batchNumber",
+                                    sync_record=sync_record)
+    return client.create(JOURNALS, fields, sync_record=sync_record)
 
 
 def visma_journal_batches(client: VismaClient, params: Mapping[str, str], *,
@@ -147,13 +218,19 @@ def visma_journal_batches(client: VismaClient, params: Mapping[str, str], *,
         page_number += 1
 
 
-def visma_journal_find(client: VismaClient, posting: Posting, *, since: datetime | None,
+def visma_journal_find(client: VismaClient, posting: Posting, *, since: datetime | None, own_number: bool = False,
                        sync_record: SyncRecord | None = None) -> str | None:
     """The batch number of a GL journal with a line whose referenceNumber is the posting's marker, if any.
 
-    GET /v2/journaltransaction cannot filter on referenceNumber and needs periodId or lastModifiedDateTime: the
-    list is bounded to what changed since `since`, else to the posting's period.
+    With own numbers: one GET of the batch numbered with the marker. Without (or when that batch is not there, in case
+    the series ignored our number): GET /v2/journaltransaction cannot filter on referenceNumber and needs periodId
+    or lastModifiedDateTime, so the list is bounded to what changed since `since`, else to the posting's period.
     """
+    if own_number:
+        found = _found_by_number(client, JOURNALS, posting.marker, _journal_carries(posting.marker), "batchNumber",
+                                 sync_record=sync_record)
+        if found:
+            return found
     params = {"module": "GL", **_since_params(posting, since, period_param="periodId", condition=False)}
     for batch in visma_journal_batches(client, params, sync_record=sync_record):
         if any(line.get("referenceNumber") == posting.marker for line in batch.get("journalTransactionLines") or []):
@@ -172,7 +249,7 @@ def visma_fee_journal(posting: Posting) -> Posting | None:
     description = f"{posting.description} (fee)".strip()
     debit, credit = (fee, ZERO) if fee > 0 else (ZERO, -fee)
     return Posting(
-        document="journal", marker=f"{posting.marker}{FEE_MARKER_SUFFIX}", currency=posting.currency,
+        document="journal", marker=posting_marker_part(posting.marker, FEE_PART), currency=posting.currency,
         date=posting.date, description=description, facts=posting.facts, rule=posting.rule,
         lines=[
             PostingLine(role="fee", debit=debit, credit=credit, account=fee_line.account,
@@ -184,9 +261,11 @@ def visma_fee_journal(posting: Posting) -> Posting | None:
 
 
 def _found_or_posted_journal(client: VismaClient, journal: Posting, *, since: datetime | None, look_up_first: bool,
-                             sync_record: SyncRecord | None) -> str:
-    found = visma_journal_find(client, journal, since=since, sync_record=sync_record) if look_up_first else None
-    return found or visma_journal_post(client, journal, sync_record=sync_record)
+                             own_number: bool, fields: dict, sync_record: SyncRecord | None) -> str:
+    found = visma_journal_find(client, journal, since=since, own_number=own_number,
+                               sync_record=sync_record) if look_up_first else None
+    return found or visma_journal_post(client, journal, own_number=own_number, fields=fields,
+                                       sync_record=sync_record)
 
 
 # --- customer invoices ----------------------------------------------------------------------------------------
@@ -215,8 +294,9 @@ def _customer_invoice_line(item: Mapping[str, Any], default: PostingLine, number
     return line
 
 
-def visma_customer_invoice_fields(posting: Posting) -> dict:
-    """POST /v2/customerinvoice (CustomerInvoiceUpdateDto), the marker in externalReference."""
+def visma_customer_invoice_fields(posting: Posting, *, own_number: bool = False) -> dict:
+    """POST /v2/customerinvoice (CustomerInvoiceUpdateDto), the marker in externalReference; the vendor's own id
+    (extra["customer_ref"]) in customerRefNumber, for people."""
     if not posting.customer:
         raise VismaDocumentError(f"customer invoice {posting.marker} has no customer")
     revenue = _line(posting, "account", "customer invoice")
@@ -233,6 +313,8 @@ def visma_customer_invoice_fields(posting: Posting) -> dict:
         "externalReference": posting.marker,
         "invoiceText": posting.description,
     }
+    if posting.extra.get("customer_ref"):
+        fields["customerRefNumber"] = str(posting.extra["customer_ref"])
     if posting.extra.get("due_date"):
         fields["documentDueDate"] = _date(date.fromisoformat(str(posting.extra["due_date"])))
     if posting.extra.get("note"):
@@ -240,18 +322,36 @@ def visma_customer_invoice_fields(posting: Posting) -> dict:
     fields["invoiceLines"] = [
         _customer_invoice_line(item, revenue, number) for number, item in enumerate(items, start=1)
     ]
-    return fields
+    if own_number:
+        fields = _own_number(fields, "referenceNumber", posting.marker)
+    return _fitted("customer_invoice", fields, posting.marker)
 
 
-def visma_customer_invoice_post(client: VismaClient, posting: Posting, *,
+def _carries(field: str, marker: str) -> Callable[[dict], bool]:
+    return lambda document: document.get(field) == marker
+
+
+def visma_customer_invoice_post(client: VismaClient, posting: Posting, *, own_number: bool = False,
                                 sync_record: SyncRecord | None = None) -> str:
     """Write the invoice; returns its reference number."""
-    return client.create(CUSTOMER_INVOICE_CREATE, visma_customer_invoice_fields(posting), sync_record=sync_record)
+    fields = visma_customer_invoice_fields(posting, own_number=own_number)
+    if own_number:
+        return _create_own_numbered(client, CUSTOMER_INVOICE_CREATE, fields, lookup_path=CUSTOMER_INVOICES,
+                                    marker=posting.marker, carries_marker=_carries("externalReference", posting.marker),
+                                    key="referenceNumber", sync_record=sync_record)
+    return client.create(CUSTOMER_INVOICE_CREATE, fields, sync_record=sync_record)
 
 
-def visma_customer_invoice_find(client: VismaClient, posting: Posting, *,
+def visma_customer_invoice_find(client: VismaClient, posting: Posting, *, own_number: bool = False,
                                 sync_record: SyncRecord | None = None) -> str | None:
-    """The invoice whose externalReference is the marker (a filter of GET /v1/customerinvoice: one call)."""
+    """The invoice whose externalReference is the marker (a filter of GET /v1/customerinvoice: one call); with own
+    numbers, the invoice numbered with the marker first."""
+    if own_number:
+        found = _found_by_number(client, CUSTOMER_INVOICES, posting.marker,
+                                 _carries("externalReference", posting.marker), "referenceNumber",
+                                 sync_record=sync_record)
+        if found:
+            return found
     rows = client.items(
         CUSTOMER_INVOICES, params={"externalReference": posting.marker}, page_size=LOOKUP_PAGE_SIZE,
         sync_record=sync_record,
@@ -263,8 +363,9 @@ def visma_customer_invoice_find(client: VismaClient, posting: Posting, *,
 def visma_customer_invoice_update(client: VismaClient, invoice_number: str, fields: Mapping[str, Any], *,
                                   sync_record: SyncRecord | None = None) -> str | None:
     """Change an invoice (PUT with If-Match, read again on 412); returns the new ETag."""
+    fitted = _fitted("customer_invoice", dict(fields), invoice_number)
     return client.update(
-        f"{CUSTOMER_INVOICES}/{quote(invoice_number, safe='')}", lambda current: fields, sync_record=sync_record
+        f"{CUSTOMER_INVOICES}/{quote(invoice_number, safe='')}", lambda current: fitted, sync_record=sync_record
     )
 
 
@@ -287,7 +388,9 @@ def visma_customer_invoice_note_add(client: VismaClient, posting: Posting, *,
         note = str(current.get("note") or "")
         if posting.marker in note:
             return {"note": note}
-        return {"note": f"{note}\n{line}" if note else line}
+        fitted, _cuts = visma_fields_fit("customer_invoice", {"note": f"{note}\n{line}" if note else line},
+                                         what=f"note {posting.marker} on invoice {number}")
+        return fitted
 
     client.update(f"{CUSTOMER_INVOICES}/{quote(number, safe='')}", noted, sync_record=sync_record)
     return number
@@ -334,19 +437,28 @@ def _payment_fields(posting: Posting, settings: Mapping[str, Any] | None, what: 
     return fields
 
 
-def visma_customer_payment_fields(posting: Posting, *, settings: Mapping[str, Any] | None = None) -> dict:
+def visma_customer_payment_fields(posting: Posting, *, settings: Mapping[str, Any] | None = None,
+                                  own_number: bool = False) -> dict:
     """POST /v1/customerPayment (PaymentUpdateDto), the marker in paymentRef, applied to extra["invoice_number"]."""
     if not posting.customer:
         raise VismaDocumentError(f"customer payment {posting.marker} has no customer")
-    return {"customer": posting.customer, "invoiceText": posting.description,
-            **_payment_fields(posting, settings, "customer payment")}
+    fields = {"customer": posting.customer, "invoiceText": posting.description,
+              **_payment_fields(posting, settings, "customer payment")}
+    if own_number:
+        fields = _own_number(fields, "referenceNumber", posting.marker)
+    return _fitted("customer_payment", fields, posting.marker)
 
 
 def visma_customer_payment_post(client: VismaClient, posting: Posting, *, settings: Mapping[str, Any] | None = None,
-                                sync_record: SyncRecord | None = None) -> str:
+                                own_number: bool = False, sync_record: SyncRecord | None = None,
+                                fields: dict | None = None) -> str:
     """Write the payment (not the fee journal); returns its reference number."""
-    return client.create(CUSTOMER_PAYMENTS, visma_customer_payment_fields(posting, settings=settings),
-                         sync_record=sync_record)
+    fields = fields or visma_customer_payment_fields(posting, settings=settings, own_number=own_number)
+    if own_number:
+        return _create_own_numbered(client, CUSTOMER_PAYMENTS, fields, lookup_path=CUSTOMER_PAYMENTS,
+                                    marker=posting.marker, carries_marker=_carries("paymentRef", posting.marker),
+                                    key="refNbr", sync_record=sync_record)
+    return client.create(CUSTOMER_PAYMENTS, fields, sync_record=sync_record)
 
 
 def _listed(client: VismaClient, path: str, params: Mapping[str, str], field: str, marker: str, key: str, *,
@@ -357,9 +469,14 @@ def _listed(client: VismaClient, path: str, params: Mapping[str, str], field: st
 
 
 def visma_customer_payment_find(client: VismaClient, posting: Posting, *, since: datetime | None,
-                                sync_record: SyncRecord | None = None) -> str | None:
-    """The payment whose paymentRef is the marker: the customer's payments changed since `since` (no paymentRef
-    filter exists), else those of the posting's period."""
+                                own_number: bool = False, sync_record: SyncRecord | None = None) -> str | None:
+    """The payment whose paymentRef is the marker: with own numbers the payment numbered with it; else (or when not
+    there) the customer's payments changed since `since` (no paymentRef filter exists), else those of the period."""
+    if own_number:
+        found = _found_by_number(client, CUSTOMER_PAYMENTS, posting.marker, _carries("paymentRef", posting.marker),
+                                 "refNbr", sync_record=sync_record)
+        if found:
+            return found
     params = {"customer": posting.customer, "paymentType": "Payment",
               **_since_params(posting, since, period_param="financialPeriod")}
     return _listed(client, CUSTOMER_PAYMENTS, params, "paymentRef", posting.marker, "refNbr", sync_record=sync_record)
@@ -367,36 +484,49 @@ def visma_customer_payment_find(client: VismaClient, posting: Posting, *, since:
 
 def visma_customer_payment_write(client: VismaClient, posting: Posting, *, since: datetime | None,
                                  look_up_first: bool, settings: Mapping[str, Any] | None = None,
+                                 own_numbers: frozenset[str] = frozenset(),
                                  sync_record: SyncRecord | None = None) -> str:
-    """The payment, then with a fee line the fee journal (marker + ":fee"); when an earlier attempt may have
-    written either, each part is looked up first, so a crash between the two never duplicates one."""
+    """The payment, then with a fee line the fee journal (its own marker, posting_marker_part "fee"); both DTOs are
+    checked before the first call; when an earlier attempt may have written either, each part is looked up first,
+    so a crash between the two never duplicates one."""
+    own_payment, own_journal = "customer_payment" in own_numbers, "journal" in own_numbers
     fee_journal = visma_fee_journal(posting)
+    payment_fields = visma_customer_payment_fields(posting, settings=settings, own_number=own_payment)
+    journal_fields = visma_journal_fields(fee_journal, own_number=own_journal) if fee_journal else None
     payment = None
     if look_up_first:
-        payment = visma_customer_payment_find(client, posting, since=since, sync_record=sync_record)
-    payment = payment or visma_customer_payment_post(client, posting, settings=settings, sync_record=sync_record)
+        payment = visma_customer_payment_find(client, posting, since=since, own_number=own_payment,
+                                              sync_record=sync_record)
+    payment = payment or visma_customer_payment_post(client, posting, own_number=own_payment, fields=payment_fields,
+                                                     sync_record=sync_record)
     if fee_journal is None:
         return payment
     journal = _found_or_posted_journal(client, fee_journal, since=since, look_up_first=look_up_first,
-                                       sync_record=sync_record)
+                                       own_number=own_journal, fields=journal_fields, sync_record=sync_record)
     return f"payment {payment} + journal {journal}"
 
 
 def visma_customer_payment_posted(client: VismaClient, posting: Posting, *, since: datetime | None,
+                                  own_numbers: frozenset[str] = frozenset(),
                                   sync_record: SyncRecord | None = None) -> str | None:
     """The target id when every part (payment, fee journal) is in Visma; None while one is missing."""
-    payment = visma_customer_payment_find(client, posting, since=since, sync_record=sync_record)
+    payment = visma_customer_payment_find(client, posting, since=since, own_number="customer_payment" in own_numbers,
+                                          sync_record=sync_record)
     fee_journal = visma_fee_journal(posting)
     if payment is None or fee_journal is None:
         return payment
-    journal = visma_journal_find(client, fee_journal, since=since, sync_record=sync_record)
+    journal = visma_journal_find(client, fee_journal, since=since, own_number="journal" in own_numbers,
+                                 sync_record=sync_record)
     return f"payment {payment} + journal {journal}" if journal else None
 
 
 # --- supplier invoices and payments ---------------------------------------------------------------------------
 
+SUPPLIER_INVOICE_BY_NUMBER = f"{SUPPLIER_INVOICES}/Invoice"
+SUPPLIER_PAYMENT_BY_NUMBER = f"{SUPPLIER_PAYMENTS}/Payment"
 
-def visma_supplier_invoice_fields(posting: Posting) -> dict:
+
+def visma_supplier_invoice_fields(posting: Posting, *, own_number: bool = False) -> dict:
     """POST /v1/supplierInvoice (SupplierInvoiceUpdateDto), the marker in supplierReference; one invoice line per
     "account" line of the posting (the payable side is the supplier's)."""
     if not posting.supplier:
@@ -423,70 +553,163 @@ def visma_supplier_invoice_fields(posting: Posting) -> dict:
     if posting.extra.get("due_date"):
         fields["dueDate"] = _date(date.fromisoformat(str(posting.extra["due_date"])))
     fields["invoiceLines"] = lines
-    return fields
+    if own_number:
+        fields = _own_number(fields, "referenceNumber", posting.marker)
+    return _fitted("supplier_invoice", fields, posting.marker)
 
 
-def visma_supplier_invoice_post(client: VismaClient, posting: Posting, *,
+def visma_supplier_invoice_post(client: VismaClient, posting: Posting, *, own_number: bool = False,
                                 sync_record: SyncRecord | None = None) -> str:
     """Write the supplier invoice; returns its reference number."""
-    return client.create(SUPPLIER_INVOICES, visma_supplier_invoice_fields(posting), sync_record=sync_record)
+    fields = visma_supplier_invoice_fields(posting, own_number=own_number)
+    if own_number:
+        return _create_own_numbered(client, SUPPLIER_INVOICES, fields, lookup_path=SUPPLIER_INVOICE_BY_NUMBER,
+                                    marker=posting.marker, carries_marker=_carries("supplierReference", posting.marker),
+                                    key="referenceNumber", sync_record=sync_record)
+    return client.create(SUPPLIER_INVOICES, fields, sync_record=sync_record)
 
 
 def visma_supplier_invoice_find(client: VismaClient, posting: Posting, *, since: datetime | None,
-                                sync_record: SyncRecord | None = None) -> str | None:
-    """The supplier's invoice whose supplierReference is the marker (not a filter: a bounded list)."""
+                                own_number: bool = False, sync_record: SyncRecord | None = None) -> str | None:
+    """The supplier's invoice whose supplierReference is the marker: with own numbers the invoice numbered with it;
+    else (or when not there) a bounded list (supplierReference is no filter)."""
+    if own_number:
+        found = _found_by_number(client, SUPPLIER_INVOICE_BY_NUMBER, posting.marker,
+                                 _carries("supplierReference", posting.marker), "referenceNumber",
+                                 sync_record=sync_record)
+        if found:
+            return found
     params = {"supplier": posting.supplier, **_since_params(posting, since, period_param="financialPeriod")}
     return _listed(client, SUPPLIER_INVOICES, params, "supplierReference", posting.marker, "referenceNumber",
                    sync_record=sync_record)
 
 
-def visma_supplier_payment_fields(posting: Posting, *, settings: Mapping[str, Any] | None = None) -> dict:
+def visma_supplier_payment_fields(posting: Posting, *, settings: Mapping[str, Any] | None = None,
+                                  own_number: bool = False) -> dict:
     """POST /v1/supplierPayment (SupplierPaymentUpdateDto), the marker in paymentRef, applied to
     extra["invoice_number"]."""
     if not posting.supplier:
         raise VismaDocumentError(f"supplier payment {posting.marker} has no supplier")
-    return {"supplier": posting.supplier, "description": posting.description,
-            **_payment_fields(posting, settings, "supplier payment")}
+    fields = {"supplier": posting.supplier, "description": posting.description,
+              **_payment_fields(posting, settings, "supplier payment")}
+    if own_number:
+        fields = _own_number(fields, "referenceNumber", posting.marker)
+    return _fitted("supplier_payment", fields, posting.marker)
 
 
 def visma_supplier_payment_post(client: VismaClient, posting: Posting, *, settings: Mapping[str, Any] | None = None,
-                                sync_record: SyncRecord | None = None) -> str:
+                                own_number: bool = False, sync_record: SyncRecord | None = None) -> str:
     """Write the supplier payment; returns its reference number."""
-    return client.create(SUPPLIER_PAYMENTS, visma_supplier_payment_fields(posting, settings=settings),
-                         sync_record=sync_record)
+    fields = visma_supplier_payment_fields(posting, settings=settings, own_number=own_number)
+    if own_number:
+        return _create_own_numbered(client, SUPPLIER_PAYMENTS, fields, lookup_path=SUPPLIER_PAYMENT_BY_NUMBER,
+                                    marker=posting.marker, carries_marker=_carries("paymentRef", posting.marker),
+                                    key="refNbr", sync_record=sync_record)
+    return client.create(SUPPLIER_PAYMENTS, fields, sync_record=sync_record)
 
 
 def visma_supplier_payment_find(client: VismaClient, posting: Posting, *, since: datetime | None,
-                                sync_record: SyncRecord | None = None) -> str | None:
-    """The supplier's payment whose paymentRef is the marker (a bounded list)."""
+                                own_number: bool = False, sync_record: SyncRecord | None = None) -> str | None:
+    """The supplier's payment whose paymentRef is the marker: with own numbers the payment numbered with it; else
+    (or when not there) a bounded list."""
+    if own_number:
+        found = _found_by_number(client, SUPPLIER_PAYMENT_BY_NUMBER, posting.marker,
+                                 _carries("paymentRef", posting.marker), "refNbr", sync_record=sync_record)
+        if found:
+            return found
     params = {"supplier": posting.supplier, "paymentType": "Payment",
               **_since_params(posting, since, period_param="financialPeriod")}
     return _listed(client, SUPPLIER_PAYMENTS, params, "paymentRef", posting.marker, "refNbr", sync_record=sync_record)
 
 
 # --- customers and suppliers ----------------------------------------------------------------------------------
+# A party keeps our marker in accountReference (BAccount.AcctReferenceNbr, 50: "an additional number of the business
+# account used in external integration"). GET /v1/customer and /v1/supplier cannot filter on it, so without own
+# numbers a party is found in a bounded list: customers created since the claim (createdDateTime), suppliers
+# changed since it (their list has no createdDateTime filter), else those with the party's exact name.
 
 
-def visma_customer_create(client: VismaClient, fields: Mapping[str, Any], *,
+def _party_fields(kind: str, fields: Mapping[str, Any], marker: str, own_number: bool) -> dict:
+    fields = {**fields, "accountReference": marker}
+    if own_number:
+        fields = _own_number(fields, "number", marker)
+    return _fitted(kind, fields, marker)
+
+
+def visma_customer_fields(fields: Mapping[str, Any], *, marker: str, own_number: bool = False) -> dict:
+    """Plain CustomerUpdateDto fields ({"name": ..., "mainContact": {"email": ...}}) with our marker in
+    accountReference (and as the number, with own numbers), within Visma's lengths."""
+    return _party_fields("customer", fields, marker, own_number)
+
+
+def visma_supplier_fields(fields: Mapping[str, Any], *, marker: str, own_number: bool = False) -> dict:
+    """Plain SupplierUpdateDto fields with our marker in accountReference (and as the number, with own numbers)."""
+    return _party_fields("supplier", fields, marker, own_number)
+
+
+def _party_create(client: VismaClient, path: str, fields: dict, *, marker: str, own_number: bool,
+                  sync_record: SyncRecord | None) -> str:
+    if own_number:
+        return _create_own_numbered(client, path, fields, lookup_path=path, marker=marker,
+                                    carries_marker=_carries("accountReference", marker), key="number",
+                                    sync_record=sync_record)
+    return client.create(path, fields, sync_record=sync_record)
+
+
+def _party_find(client: VismaClient, path: str, marker: str, *, name: str, since: datetime | None,
+                since_param: str, own_number: bool, sync_record: SyncRecord | None) -> str | None:
+    if own_number:
+        found = _found_by_number(client, path, marker, _carries("accountReference", marker), "number",
+                                 sync_record=sync_record)
+        if found:
+            return found
+    if since is not None:
+        params = {since_param: visma_datetime(since), f"{since_param}Condition": ">="}
+    elif name:
+        params = {"name": name}
+    else:
+        raise VismaDocumentError(f"{path} {marker}: neither a time nor a name bounds the lookup")
+    return _listed(client, path, params, "accountReference", marker, "number", sync_record=sync_record)
+
+
+def visma_customer_create(client: VismaClient, fields: Mapping[str, Any], *, marker: str, own_number: bool = False,
                           sync_record: SyncRecord | None = None) -> str:
-    """Create a customer from plain CustomerUpdateDto fields ({"name": ..., "mainContact": {"email": ...}});
-    returns its number."""
-    return client.create(CUSTOMERS, fields, sync_record=sync_record)
+    """Create a customer from plain CustomerUpdateDto fields ({"name": ..., "mainContact": {"email": ...}}),
+    carrying `marker`; returns its number."""
+    return _party_create(client, CUSTOMERS, visma_customer_fields(fields, marker=marker, own_number=own_number),
+                         marker=marker, own_number=own_number, sync_record=sync_record)
+
+
+def visma_customer_find(client: VismaClient, marker: str, *, name: str = "", since: datetime | None = None,
+                        own_number: bool = False, sync_record: SyncRecord | None = None) -> str | None:
+    """The number of the customer carrying `marker`, if any."""
+    return _party_find(client, CUSTOMERS, marker, name=name, since=since, since_param="createdDateTime",
+                       own_number=own_number, sync_record=sync_record)
 
 
 def visma_customer_update(client: VismaClient, number: str, fields: Mapping[str, Any], *,
                           sync_record: SyncRecord | None = None) -> str | None:
     """Change a customer (PUT with If-Match, read again on 412); returns the new ETag."""
-    return client.update(f"{CUSTOMERS}/{quote(number, safe='')}", lambda current: fields, sync_record=sync_record)
+    fitted = _fitted("customer", dict(fields), number)
+    return client.update(f"{CUSTOMERS}/{quote(number, safe='')}", lambda current: fitted, sync_record=sync_record)
 
 
-def visma_supplier_create(client: VismaClient, fields: Mapping[str, Any], *,
+def visma_supplier_create(client: VismaClient, fields: Mapping[str, Any], *, marker: str, own_number: bool = False,
                           sync_record: SyncRecord | None = None) -> str:
-    """Create a supplier from plain SupplierUpdateDto fields; returns its number."""
-    return client.create(SUPPLIERS, fields, sync_record=sync_record)
+    """Create a supplier from plain SupplierUpdateDto fields, carrying `marker`; returns its number."""
+    return _party_create(client, SUPPLIERS, visma_supplier_fields(fields, marker=marker, own_number=own_number),
+                         marker=marker, own_number=own_number, sync_record=sync_record)
+
+
+def visma_supplier_find(client: VismaClient, marker: str, *, name: str = "", since: datetime | None = None,
+                        own_number: bool = False, sync_record: SyncRecord | None = None) -> str | None:
+    """The number of the supplier carrying `marker`, if any."""
+    return _party_find(client, SUPPLIERS, marker, name=name, since=since, since_param="lastModifiedDateTime",
+                       own_number=own_number, sync_record=sync_record)
 
 
 def visma_supplier_update(client: VismaClient, number: str, fields: Mapping[str, Any], *,
                           sync_record: SyncRecord | None = None) -> str | None:
     """Change a supplier (PUT with If-Match, read again on 412); returns the new ETag."""
-    return client.update(f"{SUPPLIERS}/{quote(number, safe='')}", lambda current: fields, sync_record=sync_record)
+    fitted = _fitted("supplier", dict(fields), number)
+    return client.update(f"{SUPPLIERS}/{quote(number, safe='')}", lambda current: fitted, sync_record=sync_record)

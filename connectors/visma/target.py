@@ -48,7 +48,8 @@ def visma_outcome(posting: Posting) -> Iterator[None]:
     try:
         yield
     except postings.VismaDocumentError as exc:
-        raise PermanentError(f"{posting.document} {posting.marker} cannot be written to Visma: {exc}") from exc
+        raise PermanentError(f"{posting.document} {posting.marker} cannot be written to Visma: {exc}",
+                             system_message=f"cannot be written to Visma: {exc}") from exc
     except AuthenticationError as exc:
         # Refused credentials are the connection's fault, not the document's: retried once they are fixed.
         raise TransientError(
@@ -91,6 +92,12 @@ class VismaTarget:
     - "invoice_note" → a line "[marker] description" appended to the note of customer invoice
       extra["invoice_number"] (PUT with If-Match, read again on 412); found by the marker in the note. No GL rule.
       Target id: the invoice number.
+    - "customer" / "supplier" → POST /v1/customer or /v1/supplier from extra["fields"] (plain CustomerUpdateDto /
+      SupplierUpdateDto fields, "name" required), the marker in accountReference; found by the marker among the
+      customers created (suppliers changed) since the claim. No GL mapping. Target id: the customer's number.
+
+    Own numbers (Tenant.visma_own_numbers): for the kinds named there the marker is also the document's number
+    (overrideNumberSeries), so a second write is refused by Visma and found by one GET.
 
     Before a customer_* or supplier_* document, extra["customer_update"] / extra["supplier_update"] (plain
     CustomerUpdateDto / SupplierUpdateDto fields, e.g. {"mainContact": {"email": "..."}}) are applied to
@@ -114,6 +121,11 @@ class VismaTarget:
         weakref.finalize(self, client.close)
         return client
 
+    @property
+    def own_numbers(self) -> frozenset[str]:
+        """The document kinds this tenant numbers with the marker."""
+        return frozenset(self.tenant.visma_own_numbers or ())
+
     def find_posted(self, posting: Posting, record: SyncRecord) -> Written | None:
         target_id = self._find(posting, record)
         return Written.of(posting, target_id) if target_id else None
@@ -121,18 +133,30 @@ class VismaTarget:
     def _find(self, posting: Posting, record: SyncRecord) -> str | None:
         claims = _claims(record)
         client = self.visma_client
+        own = self.own_numbers
+        own_number = posting.document in own
         with visma_outcome(posting):
             if posting.document == "journal":
-                return postings.visma_journal_find(client, posting, since=claims.since, sync_record=record)
+                return postings.visma_journal_find(client, posting, since=claims.since, own_number=own_number,
+                                                   sync_record=record)
             if posting.document == "customer_invoice":
-                return postings.visma_customer_invoice_find(client, posting, sync_record=record)
+                return postings.visma_customer_invoice_find(client, posting, own_number=own_number,
+                                                            sync_record=record)
             if posting.document == "customer_payment":
-                return postings.visma_customer_payment_posted(client, posting, since=claims.since,
+                return postings.visma_customer_payment_posted(client, posting, since=claims.since, own_numbers=own,
                                                               sync_record=record)
             if posting.document == "supplier_invoice":
-                return postings.visma_supplier_invoice_find(client, posting, since=claims.since, sync_record=record)
+                return postings.visma_supplier_invoice_find(client, posting, since=claims.since,
+                                                            own_number=own_number, sync_record=record)
             if posting.document == "supplier_payment":
-                return postings.visma_supplier_payment_find(client, posting, since=claims.since, sync_record=record)
+                return postings.visma_supplier_payment_find(client, posting, since=claims.since,
+                                                            own_number=own_number, sync_record=record)
+            if posting.document == "customer":
+                return postings.visma_customer_find(client, posting.marker, name=_party_name(posting),
+                                                    since=claims.since, own_number=own_number, sync_record=record)
+            if posting.document == "supplier":
+                return postings.visma_supplier_find(client, posting.marker, name=_party_name(posting),
+                                                    since=claims.since, own_number=own_number, sync_record=record)
             if posting.document == INVOICE_NOTE:
                 return postings.visma_customer_invoice_note_find(client, posting, sync_record=record)
         raise _unknown_document(posting)
@@ -143,34 +167,48 @@ class VismaTarget:
     def _write(self, posting: Posting, record: SyncRecord) -> str:
         client = self.visma_client
         settings = self.integration.settings or {}
+        own = self.own_numbers
+        own_number = posting.document in own
         with visma_outcome(posting):
             self._parties_update(posting, record)
             if posting.document == "journal":
-                return postings.visma_journal_post(client, posting, sync_record=record)
+                return postings.visma_journal_post(client, posting, own_number=own_number, sync_record=record)
             if posting.document == "customer_invoice":
-                return postings.visma_customer_invoice_post(client, posting, sync_record=record)
+                return postings.visma_customer_invoice_post(client, posting, own_number=own_number,
+                                                            sync_record=record)
             if posting.document == "customer_payment":
                 claims = _claims(record)
                 return postings.visma_customer_payment_write(
                     client, posting, since=claims.since, look_up_first=claims.may_have_written, settings=settings,
-                    sync_record=record,
+                    own_numbers=own, sync_record=record,
                 )
             if posting.document == "supplier_invoice":
-                return postings.visma_supplier_invoice_post(client, posting, sync_record=record)
+                return postings.visma_supplier_invoice_post(client, posting, own_number=own_number,
+                                                            sync_record=record)
             if posting.document == "supplier_payment":
-                return postings.visma_supplier_payment_post(client, posting, settings=settings, sync_record=record)
+                return postings.visma_supplier_payment_post(client, posting, settings=settings,
+                                                            own_number=own_number, sync_record=record)
+            if posting.document == "customer":
+                return postings.visma_customer_create(client, _party_fields(posting), marker=posting.marker,
+                                                      own_number=own_number, sync_record=record)
+            if posting.document == "supplier":
+                return postings.visma_supplier_create(client, _party_fields(posting), marker=posting.marker,
+                                                      own_number=own_number, sync_record=record)
             if posting.document == INVOICE_NOTE:
                 return postings.visma_customer_invoice_note_add(client, posting, sync_record=record)
         raise _unknown_document(posting)
 
     def map(self, posting: Posting) -> MappingOutcome:
-        if posting.document == INVOICE_NOTE:
-            return MappingOutcome(posting, None, [])  # a note moves no money: no GL rule
+        # A customer, a supplier or a note has no GL lines: nothing to map.
+        if posting.document in NO_GL:
+            return MappingOutcome(posting, None, [])
         return super().map(posting)
 
     def problems(self, posting: Posting) -> list[str]:
         if posting.document == INVOICE_NOTE:
             return [] if posting.extra.get("invoice_number") else [f"note {posting.marker} names no Visma invoice"]
+        if posting.document in PARTIES:
+            return [] if _party_name(posting) else [f"{posting.document} {posting.marker} has no name"]
         return super().problems(posting)
 
     def live_check(self) -> LiveCheck:
@@ -185,7 +223,18 @@ class VismaTarget:
                                            sync_record=record)
 
 
-DOCUMENTS = ("journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment", INVOICE_NOTE)
+PARTIES = ("customer", "supplier")
+NO_GL = (*PARTIES, INVOICE_NOTE)
+DOCUMENTS = ("journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment", *PARTIES,
+             INVOICE_NOTE)
+
+
+def _party_fields(posting: Posting) -> dict:
+    return dict(posting.extra.get("fields") or {})
+
+
+def _party_name(posting: Posting) -> str:
+    return str(_party_fields(posting).get("name") or "")
 
 
 def _unknown_document(posting: Posting) -> PermanentError:

@@ -15,6 +15,7 @@ from tests.factories import (
     IntegrationFactory,
     TenantFactory,
 )
+from tests.factories import hand_marker
 
 UNKNOWN_ACCOUNT_REASON = (
     "GL account 9999 on line 3 (account) is unknown in Visma (chosen by mapping rule 'PayPal captures'): "
@@ -79,7 +80,7 @@ def books_create(tenant):
 def capture_posting(source_id: str, *, account: str = "9999") -> Posting:
     """A PayPal capture of 100.00 EUR with a 3.40 fee, as the pipeline would propose it."""
     return Posting(
-        document="journal", marker=f"pay:{source_id}", currency="EUR", date=date(2026, 11, 2),
+        document="journal", marker=hand_marker(source_id), currency="EUR", date=date(2026, 11, 2),
         description=f"PayPal capture {source_id}", rule="PayPal captures",
         facts=MatchFacts(transaction_type="capture", amount=Decimal("100.00"), currency="EUR"),
         lines=[

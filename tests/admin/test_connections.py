@@ -310,3 +310,22 @@ def test_process_again_is_not_offered_to_someone_without_the_replay_permission(c
     assert b'value="process_again"' not in response.content
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("failed", 0)
+
+
+def test_a_tenant_s_own_numbers_are_edited_in_the_admin_and_an_unknown_kind_is_refused(client, operator):
+    # given
+    tenant = TenantFactory(slug="fjellheim")
+    client.force_login(operator)
+    url = reverse("admin:connectors_tenant_change", args=[tenant.pk])
+    form = {"slug": tenant.slug, "name": tenant.name, "is_active": "on"}
+
+    # when
+    refused = client.post(url, {**form, "visma_own_numbers": '["journal", "credit_note"]'})
+    saved = client.post(url, {**form, "visma_own_numbers": '["journal", "supplier_invoice"]'})
+
+    # then
+    assert refused.status_code == 200
+    assert "unknown document kind(s) credit_note" in text(refused)
+    assert saved.status_code == 302
+    tenant.refresh_from_db()
+    assert tenant.visma_own_numbers == ["journal", "supplier_invoice"]

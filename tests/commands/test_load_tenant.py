@@ -309,3 +309,45 @@ def test_each_load_leaves_one_configuration_audit_entry_without_secret_values():
     ]
     assert entries[1].details["rules"] == {"created": 0, "updated": 0, "unchanged": 7}
     assert not any(secret in json.dumps(entry.details) for entry in entries for secret in SECRETS)
+
+
+def test_a_new_tenant_numbers_its_own_journals_payments_and_supplier_invoices_but_not_its_customer_invoices():
+    # when
+    run("load_tenant", str(EXAMPLE_TENANT))
+
+    # then
+    assert Tenant.objects.get().visma_own_numbers == [
+        "journal", "customer_payment", "supplier_invoice", "supplier_payment"]
+
+
+def test_the_tenant_file_sets_own_numbers_and_a_later_file_without_the_key_keeps_them(tmp_path):
+    # given
+    document = example_document()
+    document["visma_own_numbers"] = ["journal", "customer"]
+    path = write_document(tmp_path / "tenant.json", document)
+    run("load_tenant", path)
+    del document["visma_own_numbers"]
+    write_document(tmp_path / "tenant.json", document)
+
+    # when
+    run("load_tenant", path)
+
+    # then
+    assert Tenant.objects.get().visma_own_numbers == ["journal", "customer"]
+
+
+def test_an_unknown_own_number_kind_is_refused_and_changes_nothing(tmp_path):
+    # given
+    document = example_document()
+    document["visma_own_numbers"] = ["journal", "credit_note"]
+    path = write_document(tmp_path / "tenant.json", document)
+
+    # when
+    with pytest.raises(CommandError) as raised:
+        run("load_tenant", path)
+
+    # then
+    assert str(raised.value).splitlines()[1:] == [
+        "visma_own_numbers: unknown document kind(s) credit_note; known: journal, customer_invoice, customer_payment, "
+        "supplier_invoice, supplier_payment, customer, supplier"]
+    assert Tenant.objects.count() == 0

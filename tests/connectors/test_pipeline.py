@@ -11,6 +11,7 @@ from connectors.models import SyncCursor, SyncRun
 from connectors.pipeline import record_advance, record_ingest, records_advance_due, stream_poll
 from mappings.models import GLAccount
 from tests.factories import (
+    stream_marker,
     DimensionValueFactory,
     GLAccountFactory,
     GLMappingRuleFactory,
@@ -18,6 +19,12 @@ from tests.factories import (
     UserFactory,
 )
 from tests.ledger_stream import Crash
+
+
+def marker_of(source_id: str) -> str:
+    """The marker the pipeline gave the record of this source object."""
+    record = SyncRecord.objects.get(source_id=source_id)
+    return stream_marker(record.integration, record.stream, source_id)
 
 pytestmark = pytest.mark.django_db
 
@@ -63,13 +70,13 @@ def test_a_payment_with_a_fee_is_posted_once_as_a_balanced_journal(payments_stre
 
     # then
     assert (record.status, record.target_id, record.target_kind) == ("posted", "JT-00001", "journal")
-    assert (record.posting_marker, record.reasons, record.attempts) == ("pay:P-1", [], 0)
+    assert (record.posting_marker, record.reasons, record.attempts) == (marker_of("P-1"), [], 0)
     assert payments_stream.LEDGER.writes == 1
     document = payments_stream.LEDGER.documents["JT-00001"]
     assert lines(document) == [
         ("clearing", "1920", "96.60", "0"), ("fee", "7770", "3.40", "0"), ("account", "3000", "0", "100.00"),
     ]
-    assert (document["marker"], document["rule"], document["currency"]) == ("pay:P-1", "PayPal captures", "EUR")
+    assert (document["marker"], document["rule"], document["currency"]) == (marker_of("P-1"), "PayPal captures", "EUR")
     assert trail(record) == [("", "received"), ("received", "ready"), ("ready", "posting"), ("posting", "posted")]
     posted_entry = AuditEntry.objects.filter(sync_record=record).order_by("id").last()
     assert (posted_entry.source_id, posted_entry.target_id, posted_entry.reason) == ("P-1", "JT-00001", "posted")
@@ -88,7 +95,7 @@ def test_a_payment_no_rule_matches_is_flagged_naming_the_transaction(payments_st
         "No active paypal mapping rule matches capture of 100.00 EUR for customer group 'wholesale': "
         "add a GL mapping rule for it, or approve with the accounts to use."
     ]
-    assert record.proposed_posting["marker"] == "pay:P-1"
+    assert record.proposed_posting["marker"] == marker_of("P-1")
     assert (payments_stream.LEDGER.writes, payments_stream.LEDGER.lookups) == (0, 0)
     assert trail(record) == [("", "received"), ("received", "flagged")]
 
@@ -445,7 +452,7 @@ def test_a_crash_after_the_remote_write_is_recovered_by_marker_without_writing_a
 
     # then
     record.refresh_from_db()
-    assert (record.status, record.target_id, record.posting_marker) == ("posting", "", "pay:P-1")
+    assert (record.status, record.target_id, record.posting_marker) == ("posting", "", marker_of("P-1"))
     assert payments_stream.LEDGER.writes == 1
     # within the lease (15 min by default) nobody touches it (the writer may still be alive)
     time_machine.move_to(NOON + timedelta(seconds=899), tick=False)
@@ -460,7 +467,7 @@ def test_a_crash_after_the_remote_write_is_recovered_by_marker_without_writing_a
     assert (advanced, record.status, record.target_id) == (1, "posted", "JT-00001")
     assert (payments_stream.LEDGER.writes, payments_stream.LEDGER.lookups) == (1, 1)
     assert AuditEntry.objects.filter(sync_record=record).order_by("id").last().reason == (
-        "interrupted write found in target by marker pay:P-1"
+        f"interrupted write found in target by marker {marker_of('P-1')}"
     )
 
 
@@ -485,7 +492,8 @@ def test_an_interrupted_write_whose_lookup_is_refused_waits_for_a_person_and_is_
     record.refresh_from_db()
     assert record.status == "flagged"
     assert record.reasons == [
-        "an interrupted write could not be looked up by marker pay:P-1: No access to journals; check the target "
+        f"an interrupted write could not be looked up by marker {marker_of('P-1')}: No access to journals; "
+        "check the target "
         "for it, then approve or reject"
     ]
     assert payments_stream.LEDGER.writes == 1
@@ -558,7 +566,7 @@ def test_a_transient_error_after_a_landed_write_is_retried_by_looking_up_the_mar
     assert (record.status, record.target_id) == ("posted", "JT-00001")
     assert (payments_stream.LEDGER.writes, len(payments_stream.LEDGER.documents)) == (1, 1)
     assert AuditEntry.objects.filter(sync_record=record).order_by("id").last().reason == (
-        "found already posted by marker pay:P-1"
+        f"found already posted by marker {marker_of('P-1')}"
     )
 
 

@@ -175,7 +175,8 @@ def test_process_inbox_also_advances_records_that_are_due(payments_stream, time_
     time_machine.move_to(NOON, tick=False)
     integration = with_refund_rule(books())
     refund = a_refund_waiting_on(payments_stream, integration)
-    payments_stream.LEDGER.documents["JT-00001"] = {"marker": "pay:P-1"}
+    capture_marker = payments_stream.PaymentsStream(integration).marker("P-1")
+    payments_stream.LEDGER.documents["JT-00001"] = {"marker": capture_marker}
     time_machine.move_to(NOON + timedelta(minutes=3), tick=False)
 
     # when

@@ -1,6 +1,7 @@
 """PayPal invoices and payments of invoices over real HTTP: a sent PayPal invoice becomes a Visma customer invoice
-(externalReference = the PayPal invoice id), and the capture that pays it, or pays a webshop invoice known in Visma
-by its reference, becomes a customer payment applied to that invoice, the fee journaled apart."""
+(the marker in externalReference, the PayPal invoice id in customerRefNumber), and the capture that pays it, or
+pays a webshop invoice known in Visma by its reference, becomes a customer payment applied to that invoice, the fee
+journaled apart."""
 from decimal import Decimal
 
 from sandbox.paypal import paypal_capture_create, paypal_invoice_create, paypal_invoice_pay, paypal_invoice_send
@@ -31,8 +32,9 @@ def test_a_sent_paypal_invoice_becomes_a_visma_customer_invoice_and_its_payment_
     # then
     assert (invoice_record.status, invoice_record.target_kind) == ("posted", "customer_invoice")
     visma_invoice = world.customer_invoice(invoice_record.target_id)
-    assert (visma_invoice["externalReference"], visma_invoice["customer"]["number"], visma_invoice["currencyId"],
-            visma_invoice["amountInCurrency"]) == (invoice.object_id, "10004", "EUR", 190.0)
+    assert (visma_invoice["externalReference"], visma_invoice["customerRefNumber"], visma_invoice["customer"]["number"],
+            visma_invoice["currencyId"], visma_invoice["amountInCurrency"]) == (
+        world.marker(invoice.object_id), invoice.object_id, "10004", "EUR", 190.0)
     assert [(line["description"], line["amountInCurrency"]) for line in visma_invoice["invoiceLines"]] == [
         ("Guided trail day", 170.0), ("Trail map set", 20.0),
     ]
@@ -41,10 +43,10 @@ def test_a_sent_paypal_invoice_becomes_a_visma_customer_invoice_and_its_payment_
     assert (capture_record.status, capture_record.target_kind) == ("posted", "customer_payment")
     [payment] = world.customer_payments()
     assert (payment["paymentRef"], payment["customer"]["number"], payment["paymentAmount"], payment["cashAccount"]) \
-        == (capture_record.source_id, "10004", 190.0, "1580")
+        == (world.marker(capture_record.source_id), "10004", 190.0, "1580")
     assert [(line["refNbr"], line["amountPaid"]) for line in payment["paymentLines"]] == [
         (invoice_record.target_id, 190.0)]
-    [fee_journal] = world.journal_with(f"{capture_record.source_id}:fee")
+    [fee_journal] = world.journal_with(capture_record.source_id, "fee")
     assert journal_lines(fee_journal) == [("7770", "7.02", "0.00"), ("1580", "0.00", "7.02")]
     assert capture_record.target_id == f"payment {payment['refNbr']} + journal {fee_journal['batchNumber']}"
 
@@ -63,7 +65,7 @@ def test_a_capture_for_a_webshop_invoice_known_in_visma_is_applied_to_it(world):
     assert record.proposed_posting["facts"]["transaction_type"] == "invoice_payment"
     [payment] = world.customer_payments()
     assert [(line["refNbr"], line["amountPaid"]) for line in payment["paymentLines"]] == [("100002", 120.0)]
-    assert (payment["paymentRef"], payment["currency"]) == (capture.object_id, "EUR")
+    assert (payment["paymentRef"], payment["currency"]) == (world.marker(capture.object_id), "EUR")
 
 
 def test_a_capture_for_a_reference_visma_does_not_know_is_an_ordinary_journal(world):

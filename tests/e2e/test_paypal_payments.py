@@ -30,7 +30,8 @@ def test_a_capture_webhook_posts_a_balanced_journal_with_the_fee_split(world):
     assert journal_lines(journal) == [("1580", "96.12", "0.00"), ("7770", "3.88", "0.00"), ("3000", "0.00", "100.00")]
     assert {line["subaccount"]["subaccountNumber"] for line in journal["journalTransactionLines"]} == {"100"}
     assert journal["description"] == f"PayPal capture {capture.object_id} · customer 10004"
-    assert {line["referenceNumber"] for line in journal["journalTransactionLines"]} == {capture.object_id}
+    assert {line["referenceNumber"] for line in journal["journalTransactionLines"]} == {world.marker(capture.object_id)}
+    assert capture.object_id in journal["description"]
     # traceable by both ids in the export
     from io import StringIO
 

@@ -53,13 +53,15 @@ def test_dispute_events_sent_twice_newest_first_end_in_one_payment_and_the_final
                                                                                          "status")) == [
         ("charges", charge.id, "posted"), ("disputes", f"{dispute.id}:lost", "posted")]
     assert world.visma("customer_invoice", "100001")["note"] == (
-        f"[{dispute.id}:lost] Stripe dispute {dispute.id} of 1250.00 SEK (fraudulent), charge {charge.id}: "
+        f"[{world.marker('disputes', dispute.id + ':lost')}] Stripe dispute {dispute.id} of 1250.00 SEK (fraudulent), "
+        f"charge {charge.id}: "
         "lost: the money was taken back")
     [payment] = world.visma("customer_payment")
     assert (payment["paymentRef"], payment["customer"]["number"], Decimal(str(payment["paymentAmount"]))) == (
-        charge.id, "10001", Decimal("1250.00"))
+        world.marker("charges", charge.id), "10001", Decimal("1250.00"))
     fee_journals = [journal for journal in world.visma("journal")
-                    if journal["journalTransactionLines"][0]["referenceNumber"] == f"{charge.id}:fee"]
+                    if journal["journalTransactionLines"][0]["referenceNumber"]
+                    == world.marker("charges", charge.id, "fee")]
     assert len(fee_journals) == 1
 
 
@@ -83,9 +85,11 @@ def test_a_failed_then_paid_invoice_sent_twice_newest_first_ends_in_one_note_and
         (failed_charge, "posted", "invoice_note"), (paid.charge, "posted", "customer_payment")])
     today = timezone.now().date()
     assert world.visma("customer_invoice", "100002")["note"] == (
-        f"[{failed_charge}] Stripe payment of 120.00 EUR failed on {today}: Your card was declined. (card_declined)")
+        f"[{world.marker('charges', failed_charge)}] Stripe charge {failed_charge} of 120.00 EUR failed on {today}: "
+        "Your card was declined. (card_declined)")
     [payment] = world.visma("customer_payment")
-    assert (payment["paymentRef"], [line["refNbr"] for line in payment["paymentLines"]]) == (paid.charge, ["100002"])
+    assert (payment["paymentRef"], [line["refNbr"] for line in payment["paymentLines"]]) == (
+        world.marker("charges", paid.charge), ["100002"])
 
 
 def test_an_invoice_edited_meanwhile_is_read_again_and_the_failed_charge_noted_once(world):  # noqa: F811
@@ -110,7 +114,8 @@ def test_an_invoice_edited_meanwhile_is_read_again_and_the_failed_charge_noted_o
     today = timezone.now().date()
     assert world.visma("customer_invoice", "100002")["note"].splitlines() == [
         "Called the customer 12 May",
-        f"[{charge_id}] Stripe payment of 120.00 EUR failed on {today}: Your card was declined. (card_declined)"]
+        f"[{world.marker('charges', charge_id)}] Stripe charge {charge_id} of 120.00 EUR failed on {today}: "
+        "Your card was declined. (card_declined)"]
 
 
 def test_an_invoice_edited_on_every_attempt_flags_the_dispute_note_and_writes_nothing(world):  # noqa: F811

@@ -28,6 +28,8 @@ from sandbox.services import (
 )
 from sandbox.stripe_webhooks import stripe_events_deliver
 from tests.paypal.world import journal_lines, live_connections_close
+from mappings.documents import posting_marker_part
+from tests.factories import stream_marker
 
 SECRET_KEY = "sk_test_51NordlysE2E"
 WEBHOOK_SECRET = "whsec_nordlys_e2e"
@@ -76,6 +78,11 @@ class StripeWorld:
     def record(self, stream: str, source_id: str) -> SyncRecord:
         return SyncRecord.objects.get(integration=self.integration, stream=stream, source_id=source_id)
 
+    def marker(self, stream: str, source_id: str, part: str = "") -> str:
+        """The marker the pipeline gives this stream's source object (or a part of it, e.g. its "fee" journal)."""
+        marker = stream_marker(self.integration, stream, source_id)
+        return posting_marker_part(marker, part) if part else marker
+
     @staticmethod
     def visma(collection: str, key: str | None = None):
         documents = VismaDocument.objects.filter(company_id=VISMA_SANDBOX_COMPANY_ID, collection=collection)
@@ -107,12 +114,13 @@ def test_a_paid_stripe_invoice_becomes_a_customer_payment_with_the_fee_journal(w
     [payment] = world.visma("customer_payment")
     assert record.target_id.startswith(f"payment {payment['refNbr']} + journal ")
     assert (payment["customer"]["number"], payment["paymentRef"], Decimal(str(payment["paymentAmount"])),
-            payment["currency"]) == ("10004", paid.charge, Decimal("120.00"), "EUR")
+            payment["currency"]) == ("10004", world.marker("charges", paid.charge), Decimal("120.00"), "EUR")
     assert [(line["refNbr"], Decimal(str(line["amountPaid"]))) for line in payment["paymentLines"]] == [
         ("100002", Decimal("120.00"))]
     # 2.9 % of 120.00 = 3.48, plus 0.25
     [fee_journal] = [journal for journal in world.visma("journal")
-                     if journal["journalTransactionLines"][0]["referenceNumber"] == f"{paid.charge}:fee"]
+                     if journal["journalTransactionLines"][0]["referenceNumber"]
+                     == world.marker("charges", paid.charge, "fee")]
     assert journal_lines(fee_journal) == [("7770", "3.73", "0.00"), ("1580", "0.00", "3.73")]
     # charge.succeeded and invoice.paid both name the charge: one record, one payment
     assert SyncRecord.objects.filter(integration=world.integration).count() == 1
@@ -135,7 +143,8 @@ def test_a_declined_card_is_noted_on_the_visma_invoice(world):
     assert (record.status, record.target_kind, record.target_id) == ("posted", "invoice_note", "100002")
     today = timezone.now().date()
     assert world.visma("customer_invoice", "100002")["note"] == (
-        f"[{charge_id}] Stripe payment of 120.00 EUR failed on {today}: Your card was declined. (card_declined)")
+        f"[{world.marker('charges', charge_id)}] Stripe charge {charge_id} of 120.00 EUR failed on {today}: "
+        "Your card was declined. (card_declined)")
     assert world.visma("customer_payment") == []
 
 
@@ -156,9 +165,11 @@ def test_a_dispute_is_noted_on_the_invoice_its_charge_paid_once_per_status(world
     assert world.record("disputes", f"{dispute.id}:lost").status == "posted"
     due = (timezone.now() + timedelta(days=7)).date()
     assert world.visma("customer_invoice", "100001")["note"].splitlines() == [
-        (f"[{dispute.id}:needs_response] Stripe dispute {dispute.id} of 1250.00 SEK (fraudulent), "
+        (f"[{world.marker('disputes', dispute.id + ':needs_response')}] Stripe dispute {dispute.id} of 1250.00 SEK "
+         "(fraudulent), "
          f"charge {charge.id}: evidence due {due}"),
-        (f"[{dispute.id}:lost] Stripe dispute {dispute.id} of 1250.00 SEK (fraudulent), charge {charge.id}: "
+        (f"[{world.marker('disputes', dispute.id + ':lost')}] Stripe dispute {dispute.id} of 1250.00 SEK (fraudulent), "
+         f"charge {charge.id}: "
          "lost: the money was taken back"),
     ]
 

@@ -17,7 +17,8 @@ def _refund_rule(world) -> GLMappingRule:  # noqa: F811
                                         dimensions={"1": "100"}, posting_document="journal")
 
 
-def _journals_marked(world, marker: str) -> list[dict]:  # noqa: F811
+def _journals_marked(world, refund_id: str) -> list[dict]:  # noqa: F811
+    marker = world.marker("refunds", refund_id)
     return [journal for journal in world.visma("journal")
             if journal["journalTransactionLines"][0]["referenceNumber"] == marker]
 

@@ -11,11 +11,12 @@ import time_machine
 from audit.models import RecordStatus
 from connectors.pipeline import SourceObject, records_advance_due, stream_poll
 from connectors.visma import postings
-from mappings.documents import MatchFacts, Posting, PostingLine
+from mappings.documents import MatchFacts, Posting, PostingLine, posting_marker_part
 from sandbox.models import VismaDocument
 from sandbox.services import VISMA_SANDBOX_COMPANY_ID
 from tests.e2e.test_visma_pipeline import (  # noqa: F401  (books is a fixture)
-    CRASH_AFTER_WRITE, MORNING, POSTING_DAY, SOURCE, VismaPayments, books, journals_with, record, statuses,
+    CRASH_AFTER_WRITE, MORNING, POSTING_DAY, SOURCE, VismaPayments, books, journals_with, marker_of, record,
+    statuses,
 )
 from tests.factories import GLMappingRuleFactory
 from tests.ledger_stream import Crash
@@ -40,7 +41,7 @@ class VismaSales(VismaPayments):
             if fee:
                 lines.insert(1, PostingLine(role="fee", debit=fee))
         return Posting(
-            document=document, marker=f"shop:{source.source_id}", currency=payload["currency"], date=POSTING_DAY,
+            document=document, marker=self.marker(source.source_id), currency=payload["currency"], date=POSTING_DAY,
             description=f"Webshop {source.source_id}",
             facts=MatchFacts(transaction_type=document, amount=amount, currency=payload["currency"]),
             lines=lines, customer=payload.get("customer", ""), supplier=payload.get("supplier", ""),
@@ -87,7 +88,7 @@ def test_a_customer_invoice_is_posted_with_its_lines_and_the_marker_as_external_
     assert posted.status == RecordStatus.POSTED
     invoice = sandbox_document("customer_invoice", posted.target_id)
     assert (invoice["externalReference"], invoice["customer"]["number"], invoice["amountInCurrency"],
-            invoice["documentDueDate"]) == ("shop:ORD-1", "10001", 1048.0, "2026-04-09T00:00:00")
+            invoice["documentDueDate"]) == (marker_of("ORD-1"), "10001", 1048.0, "2026-04-09T00:00:00")
     assert [(line["description"], line["account"]["number"], line["amountInCurrency"])
             for line in invoice["invoiceLines"]] == [("Hiking boots", "3000", 999.0), ("Shipping", "3000", 49.0)]
 
@@ -107,7 +108,7 @@ def test_an_invoice_whose_write_was_interrupted_is_found_by_its_external_referen
     # then
     recovered = record("ORD-1")
     assert recovered.status == RecordStatus.POSTED
-    assert sandbox_document("customer_invoice", recovered.target_id)["externalReference"] == "shop:ORD-1"
+    assert sandbox_document("customer_invoice", recovered.target_id)["externalReference"] == marker_of("ORD-1")
     assert statuses("POST", "/v2/customerinvoice") == [201]
     assert statuses("GET", "/v1/customerinvoice") == [200]
 
@@ -123,10 +124,11 @@ def test_a_customer_payment_with_a_fee_is_applied_to_its_invoice_and_the_fee_jou
     # then
     posted = record("PAY-1")
     assert posted.status == RecordStatus.POSTED
-    (journal,) = journals_with("shop:PAY-1:fee")
+    (journal,) = journals_with(posting_marker_part(marker_of("PAY-1"), "fee"))
     assert posted.target_id == f"payment 200001 + journal {journal['batchNumber']}"
     payment = sandbox_document("customer_payment", "200001")
-    assert (payment["paymentRef"], payment["paymentAmount"], payment["cashAccount"]) == ("shop:PAY-1", 1250.0, "1580")
+    assert (payment["paymentRef"], payment["paymentAmount"], payment["cashAccount"]) == (
+        marker_of("PAY-1"), 1250.0, "1580")
     assert [(line["refNbr"], line["amountPaid"]) for line in payment["paymentLines"]] == [("100001", 1250.0)]
     assert [(line["accountNumber"], line["debitAmountInCurrency"], line["creditAmountInCurrency"])
             for line in journal["journalTransactionLines"]] == [("7770", 25.0, 0.0), ("1580", 0.0, 25.0)]
@@ -160,7 +162,7 @@ def test_a_crash_between_the_payment_and_its_fee_journal_duplicates_neither(sale
     recovered = record("PAY-1")
     assert interrupted.status == RecordStatus.POSTING
     assert recovered.status == RecordStatus.POSTED
-    (journal,) = journals_with("shop:PAY-1:fee")
+    (journal,) = journals_with(posting_marker_part(marker_of("PAY-1"), "fee"))
     assert recovered.target_id == f"payment 200001 + journal {journal['batchNumber']}"
     assert statuses("POST", "/v1/customerPayment") == [201]
     assert statuses("POST", "/v2/journaltransaction") == [201]
@@ -180,5 +182,5 @@ def test_a_supplier_payment_is_applied_to_the_supplier_invoice_from_the_bank_acc
     assert (posted.status, posted.target_id) == (RecordStatus.POSTED, "400001")
     payment = sandbox_document("supplier_payment", "400001")
     assert (payment["paymentRef"], payment["paymentAmount"], payment["cashAccount"], payment["supplier"]["number"]) \
-        == ("shop:OUT-1", 1875.0, "1920", "20001")
+        == (marker_of("OUT-1"), 1875.0, "1920", "20001")
     assert [(line["invoiceRefNbr"], line["amountPaid"]) for line in payment["paymentLines"]] == [("300001", 1875.0)]

@@ -24,7 +24,9 @@ from sandbox.services import (
     visma_client_configure, visma_fault_delay, visma_fault_fail, visma_fault_stale_puts, visma_fault_throttle,
     visma_sandbox_seed,
 )
-from tests.factories import ConnectionFactory, GLMappingRuleFactory, IntegrationFactory, TenantFactory
+from tests.factories import (
+    ConnectionFactory, GLMappingRuleFactory, IntegrationFactory, TenantFactory, stream_marker,
+)
 from tests.ledger_stream import Crash
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,7 +72,7 @@ class VismaPayments(VismaTarget, Stream):
         if fee:
             lines.insert(1, PostingLine(role="fee", debit=fee))
         return Posting(
-            document="journal", marker=f"pp:{source.source_id}", currency=payload["currency"], date=POSTING_DAY,
+            document="journal", marker=self.marker(source.source_id), currency=payload["currency"], date=POSTING_DAY,
             description=f"PayPal capture {source.source_id}",
             facts=MatchFacts(transaction_type="capture", amount=gross, currency=payload["currency"]), lines=lines,
         )
@@ -93,7 +95,7 @@ class VismaBills(VismaPayments):
         payload = source.payload
         amount = Decimal(payload["amount"])
         return Posting(
-            document="supplier_invoice", marker=f"bill:{source.source_id}", currency=payload["currency"],
+            document="supplier_invoice", marker=self.marker(source.source_id), currency=payload["currency"],
             date=POSTING_DAY, description=f"Bill {source.source_id}",
             facts=MatchFacts(transaction_type="bill", amount=amount, currency=payload["currency"]),
             lines=[PostingLine(role="account", debit=amount), PostingLine(role="clearing", credit=amount)],
@@ -132,7 +134,8 @@ def books(transactional_db, live_server, register_stream):
     capture and bill rules, and the reference mirror refreshed."""
     visma_sandbox_seed()
     base_url = f"{live_server.url}/sandbox/visma"
-    tenant = TenantFactory()
+    # Own numbers off: these tests prove the lookups by marker (tests/e2e/test_visma_lost_answers.py has both).
+    tenant = TenantFactory(visma_own_numbers=[])
     visma_connection_for(tenant, base_url)
     integration = IntegrationFactory(tenant=tenant, kind="paypal", settings={"cash_account": "1580"})
     GLMappingRuleFactory(tenant=tenant, system="paypal", name="PayPal captures", transaction_type="capture",
@@ -163,6 +166,12 @@ def journals_with(marker: str) -> list[dict]:
                                                                     collection="journal")
         if any(line["referenceNumber"] == marker for line in document.body["journalTransactionLines"])
     ]
+
+
+def marker_of(source_id: str) -> str:
+    """The marker the pipeline gave the record of this source object."""
+    found = SyncRecord.objects.get(source_id=source_id)
+    return stream_marker(found.integration, found.stream, source_id)
 
 
 def journal_count() -> int:
@@ -197,7 +206,7 @@ def test_a_balanced_journal_is_posted_and_reaches_the_sandbox_gl_balances(books)
     # then
     posted = record("CAP-1")
     assert (run.posted, posted.status, posted.target_kind) == (1, RecordStatus.POSTED, "journal")
-    (journal,) = journals_with("pp:CAP-1")
+    (journal,) = journals_with(marker_of("CAP-1"))
     assert posted.target_id == journal["batchNumber"]
     assert (journal["financialPeriod"], journal["currencyId"], journal["description"]) == (
         "202603", "SEK", "PayPal capture CAP-1")
@@ -265,7 +274,7 @@ def test_a_429_with_a_short_retry_after_is_waited_out_and_the_journal_posted_onc
     assert record("CAP-1").status == RecordStatus.POSTED
     assert waited == [2.0]
     assert statuses("POST", "/v2/journaltransaction") == [429, 201]
-    assert len(journals_with("pp:CAP-1")) == 1
+    assert len(journals_with(marker_of("CAP-1"))) == 1
 
 
 def test_a_429_with_a_long_retry_after_sets_the_next_attempt_at_the_budget_reset_without_spending_one(books):
@@ -287,7 +296,7 @@ def test_a_429_with_a_long_retry_after_sets_the_next_attempt_at_the_budget_reset
     assert (waiting.status, waiting.attempts) == (RecordStatus.RETRYING, 0)
     assert waiting.next_attempt_at == datetime(2026, 3, 10, 11, 0, tzinfo=UTC)
     assert statuses("POST", "/v2/journaltransaction") == [429]
-    assert journals_with("pp:CAP-1") == []
+    assert journals_with(marker_of("CAP-1")) == []
 
 
 def test_a_429_without_retry_after_while_the_budget_remains_is_backed_off_briefly_and_nothing_is_parked(
@@ -341,7 +350,7 @@ def test_a_500_storm_is_retried_with_backoff_then_the_journal_is_posted_once(boo
     # The retry looks for the journal first (the 500 might have come after the write); a GET is retried in place.
     assert statuses("GET", "/v2/journaltransaction") == [500, 500, 200]
     assert waited == [0.5, 1.0]
-    assert len(journals_with("pp:CAP-1")) == 1
+    assert len(journals_with(marker_of("CAP-1"))) == 1
 
 
 def test_an_update_refused_once_as_stale_is_read_again_and_the_document_posted(books):
@@ -362,7 +371,7 @@ def test_an_update_refused_once_as_stale_is_read_again_and_the_document_posted(b
     assert supplier.body["note"] == "Invoices by e-mail from March 2026"
     invoice = VismaDocument.objects.get(company_id=VISMA_SANDBOX_COMPANY_ID, collection="supplier_invoice",
                                         key=f"Invoice/{posted.target_id}")
-    assert (invoice.body["supplierReference"], invoice.body["amount"]) == ("bill:BILL-1", 2400.0)
+    assert (invoice.body["supplierReference"], invoice.body["amount"]) == (marker_of("BILL-1"), 2400.0)
 
 
 def test_an_update_refused_as_stale_every_time_flags_the_record_with_the_reason_and_posts_nothing(books):
@@ -405,10 +414,10 @@ def test_a_crash_after_visma_took_the_journal_is_recovered_by_marker_without_a_s
     assert interrupted.status == RecordStatus.POSTING
     assert swept == 1
     assert recovered.status == RecordStatus.POSTED
-    (journal,) = journals_with("pp:CAP-1")
+    (journal,) = journals_with(marker_of("CAP-1"))
     assert recovered.target_id == journal["batchNumber"]
     assert AuditEntry.objects.filter(sync_record=recovered).first().reason == (
-        "interrupted write found in target by marker pp:CAP-1")
+        f"interrupted write found in target by marker {marker_of('CAP-1')}")
     assert statuses("POST", "/v2/journaltransaction") == [201]
     assert statuses("GET", "/v2/journaltransaction") == [200]
 
@@ -430,9 +439,10 @@ def test_a_post_that_timed_out_after_visma_created_the_journal_is_found_by_marke
     assert timed_out.status == RecordStatus.RETRYING
     assert "ReadTimeout" in timed_out.last_error
     assert retried.status == RecordStatus.POSTED
-    (journal,) = journals_with("pp:CAP-1")
+    (journal,) = journals_with(marker_of("CAP-1"))
     assert retried.target_id == journal["batchNumber"]
-    assert AuditEntry.objects.filter(sync_record=retried).first().reason == "found already posted by marker pp:CAP-1"
+    assert AuditEntry.objects.filter(sync_record=retried).first().reason == (
+        f"found already posted by marker {marker_of('CAP-1')}")
     assert statuses("POST", "/v2/journaltransaction") == [None]
     assert journal_count() == SEED_JOURNALS + 1
 
@@ -473,5 +483,5 @@ def test_an_account_visma_has_but_the_mirror_does_not_is_checked_live_and_the_jo
     assert record("CAP-1").status == RecordStatus.POSTED
     assert GLAccount.objects.get(tenant=books.tenant, number="3010").active is True
     assert statuses("GET", "/v1/account/3010") == [200]
-    (journal,) = journals_with("pp:CAP-1")
+    (journal,) = journals_with(marker_of("CAP-1"))
     assert [line["accountNumber"] for line in journal["journalTransactionLines"]] == ["1580", "3010"]

@@ -14,6 +14,7 @@ from mappings.services import (
     posting_validate,
 )
 from tests.factories import DimensionValueFactory, GLAccountFactory, GLMappingRuleFactory, TenantFactory
+from tests.factories import hand_marker
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,8 @@ def posting(amount="100.00", currency="EUR", *, fee="0", transaction_type="captu
     if fee:
         lines.insert(1, PostingLine(role="fee", debit=fee))
     return Posting(
-        document="journal", marker="pay:P-1", currency=currency, date=date(2026, 11, 2), description="Payment P-1",
+        document="journal", marker=hand_marker("P-1"), currency=currency, date=date(2026, 11, 2),
+        description="Payment P-1",
         facts=MatchFacts(transaction_type=transaction_type, amount=gross, currency=currency, customer_group=group,
                          payment_method=method),
         lines=lines, customer=customer,
@@ -280,7 +282,7 @@ def test_an_unbalanced_journal_and_a_negative_line_are_problems():
     # then
     assert problems == [
         "Line 1 (clearing): debit -100.00 is negative",
-        "Journal pay:P-1 does not balance: debit -100.00 ≠ credit 100.00",
+        f"Journal {hand_marker('P-1')} does not balance: debit -100.00 ≠ credit 100.00",
     ]
 
 
@@ -297,7 +299,7 @@ def test_an_amount_that_is_not_a_number_is_a_problem_not_a_crash():
     # then
     assert problems == [
         "Line 1 (clearing): debit Decimal('NaN') is not an amount",
-        "Journal pay:P-1 does not balance: debit NaN ≠ credit 100.00",
+        f"Journal {hand_marker('P-1')} does not balance: debit NaN ≠ credit 100.00",
     ]
 
 
@@ -307,7 +309,7 @@ def test_a_currency_that_is_not_iso_is_the_only_problem_reported():
 
     # then
     assert posting_validate(tenant=tenant, posting=mapped(tenant, currency="EURO")) == [
-        "Posting pay:P-1: currency 'EURO' is not an ISO 4217 code"
+        f"Posting {hand_marker('P-1')}: currency 'EURO' is not an ISO 4217 code"
     ]
 
 

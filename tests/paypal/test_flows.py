@@ -21,6 +21,7 @@ from mappings.money import MoneyError
 from mappings.services import posting_map, posting_validate
 from tests.admin.factories import CustomerFactory
 from tests.factories import (
+    stream_marker,
     ConnectionFactory,
     GLAccountFactory,
     GLMappingRuleFactory,
@@ -76,7 +77,8 @@ def test_a_capture_becomes_a_journal_net_to_clearing_fee_to_fees_gross_to_the_ac
 
     # then
     assert (posting.document, posting.marker, posting.currency, posting.date) == (
-        "journal", "2GG279541U471931P", "EUR", date(2026, 3, 2))
+        "journal", stream_marker(integration, "captures", "2GG279541U471931P"), "EUR", date(2026, 3, 2))
+    assert "2GG279541U471931P" in posting.description
     assert [(line.role, line.debit, line.credit) for line in posting.lines] == [
         ("clearing", Decimal("96.12"), Decimal("0")), ("fee", Decimal("3.88"), Decimal("0")),
         ("account", Decimal("0"), Decimal("100.00")),
@@ -288,7 +290,7 @@ def test_a_refund_reverses_its_part_gross_from_the_account_fee_back_and_net_out_
     posting = RefundsStream(integration).transform(_refund())
 
     # then
-    assert (posting.document, posting.marker) == ("journal", "1JU08902781691411")
+    assert (posting.document, posting.marker) == ("journal", stream_marker(integration, "refunds", "1JU08902781691411"))
     assert [(line.role, line.debit, line.credit) for line in posting.lines] == [
         ("account", Decimal("40.00"), Decimal("0")), ("fee", Decimal("0"), Decimal("1.55")),
         ("clearing", Decimal("0"), Decimal("38.45")),
@@ -345,8 +347,9 @@ def test_a_paypal_invoice_becomes_a_customer_invoice_with_its_lines_and_due_date
 
     # then
     assert (posting.document, posting.marker, posting.customer, posting.date) == (
-        "customer_invoice", "INV2-Z56S-5LLA-Q52L-CPZ5", "10004", date(2026, 3, 1))
-    assert posting.extra["external_reference"] == "INV2-Z56S-5LLA-Q52L-CPZ5"
+        "customer_invoice", stream_marker(integration, "invoices", "INV2-Z56S-5LLA-Q52L-CPZ5"), "10004",
+        date(2026, 3, 1))
+    assert posting.extra["customer_ref"] == "INV2-Z56S-5LLA-Q52L-CPZ5"
     assert posting.extra["due_date"] == "2026-03-15"
     assert posting.extra["lines"] == [
         {"description": "Guided trail day", "quantity": "2", "unit_price": "85.00"},

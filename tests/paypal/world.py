@@ -21,6 +21,8 @@ from audit.models import SyncRecord
 from connectors.http import ApiSession
 from connectors.models import Connection, HttpExchange, Integration, Tenant
 from connectors.services import inbox_process, integration_save
+from mappings.documents import posting_marker_part
+from tests.factories import stream_marker
 from mappings.models import ExternalReference, GLMappingRule
 from mappings.reference import reference_data_refresh
 from sandbox.models import PayPalWebhook, PayPalWebhookEvent, VismaDocument
@@ -82,7 +84,15 @@ class World:
         return [document.body for document in VismaDocument.objects.filter(
             company_id=VISMA_SANDBOX_COMPANY_ID, collection="journal").exclude(key="000001").order_by("id")]
 
-    def journal_with(self, marker: str) -> list[dict]:
+    def marker(self, source_id: str, part: str = "") -> str:
+        """The marker the pipeline gave this source object's record (or a part of it, e.g. its "fee" journal)."""
+        record = SyncRecord.objects.get(integration=self.integration, source_id=source_id)
+        marker = stream_marker(self.integration, record.stream, source_id)
+        return posting_marker_part(marker, part) if part else marker
+
+    def journal_with(self, source_id: str, part: str = "") -> list[dict]:
+        """The journals carrying the marker of this source object's record (or of its part)."""
+        marker = self.marker(source_id, part)
         return [journal for journal in self.journals()
                 if any(line["referenceNumber"] == marker for line in journal["journalTransactionLines"])]
 

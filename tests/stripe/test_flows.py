@@ -19,6 +19,7 @@ from connectors.stripe.flows import (
 )
 from mappings.documents import MatchFacts, Posting
 from tests.factories import IntegrationFactory
+from tests.factories import hand_marker
 
 
 @pytest.mark.parametrize("minor, currency, amount", [
@@ -114,7 +115,8 @@ def _invoice_stream(settings: dict, *customers: dict) -> tuple[VismaInvoicesStre
     return stream, api
 
 
-INVOICE = Posting(document="stripe_invoice", marker="visma-invoice-200001", currency="EUR", date=date(2026, 6, 1),
+INVOICE = Posting(document="stripe_invoice", marker=hand_marker("visma-invoice-200001"), currency="EUR",
+                  date=date(2026, 6, 1),
                   description="Order 200001", customer="10004",
                   facts=MatchFacts(transaction_type="invoice", amount=Decimal("129.90"), currency="EUR"),
                   extra={"invoice_number": "200001", "lines": [], "customer_name": "Helsinki Trail Oy",

@@ -16,10 +16,10 @@ from connectors.pipeline import SourceObject, Stream, record_advance, record_ing
 from connectors.visma import postings
 from connectors.visma.client import VismaClient
 from connectors.visma.target import VismaTarget
-from mappings.documents import MatchFacts, Posting, PostingLine
+from mappings.documents import MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.models import DimensionValue
 from mappings.reference import reference_exists_live
-from tests.factories import GLAccountFactory, GLMappingRuleFactory, IntegrationFactory
+from tests.factories import GLAccountFactory, GLMappingRuleFactory, IntegrationFactory, hand_marker, stream_marker
 from tests.visma.conftest import API, TOKEN_URL, payload, token_reply
 from tests.visma_openapi_check import visma_requests_recorded
 
@@ -28,6 +28,11 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 3, 10)
 CLAIMED = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+CAP = hand_marker("CAP-1")
+FEE = posting_marker_part(CAP, "fee")
+BILL = hand_marker("BILL-1")
+INV = hand_marker("INV-1")
+PAY = hand_marker("PAY-1")
 
 
 @pytest.fixture
@@ -36,7 +41,7 @@ def client(visma_connection, mocked):
     return VismaClient(visma_connection, sleep=lambda seconds: None)
 
 
-def capture(marker="pp:CAP-1", *, document="journal", fee="3.40", customer="", supplier="", **extra) -> Posting:
+def capture(marker=CAP, *, document="journal", fee="3.40", customer="", supplier="", **extra) -> Posting:
     """A PayPal-like capture of 100.00 SEK, mapped: clearing 1580 (net), fee 7770, sales 3000, department 100."""
     gross, fee = Decimal("100.00"), Decimal(fee)
     lines = [PostingLine(role="clearing", debit=gross - fee, account="1580", dimensions={"1": "100"})]
@@ -130,13 +135,13 @@ def test_a_journal_is_posted_in_visma_s_shape_with_the_marker_on_every_line(clie
         "description": {"value": "PayPal capture CAP-1"},
         "journalTransactionLines": [
             {"operation": "Insert", "accountNumber": {"value": "1580"},
-             "subaccount": [{"segmentId": 1, "segmentValue": "100"}], "referenceNumber": {"value": "pp:CAP-1"},
+             "subaccount": [{"segmentId": 1, "segmentValue": "100"}], "referenceNumber": {"value": CAP},
              "transactionDescription": {"value": "PayPal capture CAP-1"}, "debitAmountInCurrency": {"value": 96.6}},
             {"operation": "Insert", "accountNumber": {"value": "7770"},
-             "subaccount": [{"segmentId": 1, "segmentValue": "100"}], "referenceNumber": {"value": "pp:CAP-1"},
+             "subaccount": [{"segmentId": 1, "segmentValue": "100"}], "referenceNumber": {"value": CAP},
              "transactionDescription": {"value": "PayPal capture CAP-1"}, "debitAmountInCurrency": {"value": 3.4}},
             {"operation": "Insert", "accountNumber": {"value": "3000"},
-             "subaccount": [{"segmentId": 1, "segmentValue": "100"}], "referenceNumber": {"value": "pp:CAP-1"},
+             "subaccount": [{"segmentId": 1, "segmentValue": "100"}], "referenceNumber": {"value": CAP},
              "transactionDescription": {"value": "Hiking boots"}, "creditAmountInCurrency": {"value": 100.0}},
         ],
     }
@@ -149,7 +154,7 @@ def test_a_journal_is_found_by_its_marker_on_a_line_of_a_batch_split_across_page
     pages = [
         (1, 500, [journal_row("000040", ["pp:OTHER", "pp:OTHER"], total=5, max_page_size=2)]),
         (2, 2, [journal_row("000041", ["pp:NEXT", "pp:NEXT"], total=5, max_page_size=2)]),
-        (3, 2, [journal_row("000041", ["pp:CAP-1"], total=5, max_page_size=2)]),
+        (3, 2, [journal_row("000041", [CAP], total=5, max_page_size=2)]),
     ]
     for number, size, rows in pages:
         mocked.add(responses.GET, f"{API}/v2/journaltransaction", json=rows, match=[matchers.query_param_matcher(
@@ -188,7 +193,7 @@ def test_a_journal_without_an_amount_on_any_line_is_refused_before_anything_is_s
         postings.visma_journal_post(client, posting)
 
     # then
-    assert str(refused.value) == "journal pp:CAP-1 has no line with an amount"
+    assert str(refused.value) == f"journal {CAP} has no line with an amount"
     assert api_calls(mocked) == []
 
 
@@ -198,7 +203,7 @@ def test_a_journal_without_an_amount_on_any_line_is_refused_before_anything_is_s
 def test_a_customer_invoice_carries_the_marker_as_external_reference_and_its_lines(client, mocked):
     # given
     created(mocked, "/v2/customerinvoice", "100007")
-    posting = capture("pp:INV-1", document="customer_invoice", fee="0", customer="10001", due_date="2026-04-09",
+    posting = capture(INV, document="customer_invoice", fee="0", customer="10001", due_date="2026-04-09",
                       note="Thank you", lines=[
                           {"description": "Hiking boots", "quantity": "2", "unit_price": "45.00"},
                           {"description": "Shipping", "amount": "10.00", "account": "3010", "vat_code": "1"}])
@@ -214,7 +219,7 @@ def test_a_customer_invoice_carries_the_marker_as_external_reference_and_its_lin
         "documentDate": {"value": "2026-03-10T00:00:00"},
         "financialPeriod": {"value": "202603"},
         "currencyId": {"value": "SEK"},
-        "externalReference": {"value": "pp:INV-1"},
+        "externalReference": {"value": INV},
         "invoiceText": {"value": "PayPal capture CAP-1"},
         "documentDueDate": {"value": "2026-04-09T00:00:00"},
         "note": {"value": "Thank you"},
@@ -232,12 +237,12 @@ def test_a_customer_invoice_carries_the_marker_as_external_reference_and_its_lin
 def test_a_customer_invoice_is_found_by_its_external_reference_in_one_call(client, mocked):
     # given
     mocked.add(responses.GET, f"{API}/v1/customerinvoice", match=[matchers.query_param_matcher(
-        {"externalReference": "pp:INV-1", "pageNumber": "1", "pageSize": "500"})],
-        json=[{"referenceNumber": "100007", "documentType": "Invoice", "externalReference": "pp:INV-1",
+        {"externalReference": INV, "pageNumber": "1", "pageSize": "500"})],
+        json=[{"referenceNumber": "100007", "documentType": "Invoice", "externalReference": INV,
                "metadata": {"totalCount": 1, "maxPageSize": 100}}])
 
     # when
-    found = postings.visma_customer_invoice_find(client, capture("pp:INV-1", document="customer_invoice"))
+    found = postings.visma_customer_invoice_find(client, capture(INV, document="customer_invoice"))
 
     # then
     assert found == "100007"
@@ -269,7 +274,7 @@ def test_a_customer_payment_with_a_fee_is_the_payment_then_the_fee_journal_with_
     # given
     created(mocked, "/v1/customerPayment", "200001")
     created(mocked, "/v2/journaltransaction", "000007")
-    posting = capture("pp:CAP-1", document="customer_payment", customer="10001", invoice_number="100001")
+    posting = capture(CAP, document="customer_payment", customer="10001", invoice_number="100001")
 
     # when
     target_id = postings.visma_customer_payment_write(client, posting, since=CLAIMED, look_up_first=False,
@@ -282,7 +287,7 @@ def test_a_customer_payment_with_a_fee_is_the_payment_then_the_fee_journal_with_
     assert payment_post == {
         "type": {"value": "Payment"}, "customer": {"value": "10001"},
         "applicationDate": {"value": "2026-03-10T00:00:00"}, "applicationPeriod": {"value": "202603"},
-        "paymentRef": {"value": "pp:CAP-1"}, "cashAccount": {"value": "1580"}, "paymentMethod": {"value": "PAYPAL"},
+        "paymentRef": {"value": CAP}, "cashAccount": {"value": "1580"}, "paymentMethod": {"value": "PAYPAL"},
         "currency": {"value": "SEK"}, "paymentAmount": {"value": 100.0},
         "invoiceText": {"value": "PayPal capture CAP-1"},
         "paymentLines": [{"operation": "Insert", "documentType": {"value": "Invoice"}, "refNbr": {"value": "100001"},
@@ -291,7 +296,7 @@ def test_a_customer_payment_with_a_fee_is_the_payment_then_the_fee_journal_with_
     assert [(line["accountNumber"]["value"], line["referenceNumber"]["value"],
              line.get("debitAmountInCurrency", {}).get("value"), line.get("creditAmountInCurrency", {}).get("value"))
             for line in journal_post["journalTransactionLines"]] == [
-        ("7770", "pp:CAP-1:fee", 3.4, None), ("1580", "pp:CAP-1:fee", None, 3.4)]
+        ("7770", FEE, 3.4, None), ("1580", FEE, None, 3.4)]
     assert api_calls(mocked) == [("POST", "/v1/customerPayment"), ("POST", "/v2/journaltransaction")]
 
 
@@ -302,11 +307,11 @@ def test_after_a_crash_between_payment_and_fee_journal_only_the_missing_journal_
         "lastModifiedDateTimeCondition": ">=", "pageNumber": "1", "pageSize": "500"})],
         json=[{"type": "Payment", "refNbr": "200000", "paymentRef": "pp:CAP-0",
                "metadata": {"totalCount": 2, "maxPageSize": 100}},
-              {"type": "Payment", "refNbr": "200001", "paymentRef": "pp:CAP-1",
+              {"type": "Payment", "refNbr": "200001", "paymentRef": CAP,
                "metadata": {"totalCount": 2, "maxPageSize": 100}}])
     mocked.add(responses.GET, f"{API}/v2/journaltransaction", json=[])
     created(mocked, "/v2/journaltransaction", "000007")
-    posting = capture("pp:CAP-1", document="customer_payment", customer="10001", invoice_number="100001")
+    posting = capture(CAP, document="customer_payment", customer="10001", invoice_number="100001")
 
     # when
     target_id = postings.visma_customer_payment_write(client, posting, since=CLAIMED, look_up_first=True, settings={})
@@ -319,14 +324,14 @@ def test_after_a_crash_between_payment_and_fee_journal_only_the_missing_journal_
 
 def test_a_customer_payment_counts_as_posted_only_when_its_fee_journal_is_there_too(client, mocked):
     # given
-    payments = [{"type": "Payment", "refNbr": "200001", "paymentRef": "pp:CAP-1",
+    payments = [{"type": "Payment", "refNbr": "200001", "paymentRef": CAP,
                  "metadata": {"totalCount": 1, "maxPageSize": 100}}]
     mocked.add(responses.GET, f"{API}/v1/customerPayment", json=payments)
     mocked.add(responses.GET, f"{API}/v2/journaltransaction", json=[])
     mocked.add(responses.GET, f"{API}/v1/customerPayment", json=payments)
     mocked.add(responses.GET, f"{API}/v2/journaltransaction",
-               json=[journal_row("000007", ["pp:CAP-1:fee", "pp:CAP-1:fee"], total=2)])
-    posting = capture("pp:CAP-1", document="customer_payment", customer="10001")
+               json=[journal_row("000007", [FEE, FEE], total=2)])
+    posting = capture(CAP, document="customer_payment", customer="10001")
 
     # when
     without_journal = postings.visma_customer_payment_posted(client, posting, since=CLAIMED)
@@ -339,7 +344,7 @@ def test_a_customer_payment_counts_as_posted_only_when_its_fee_journal_is_there_
 def test_a_payment_without_a_cash_account_anywhere_is_refused_before_anything_is_sent(client, mocked):
     # given
     nothing_may_be_sent(mocked)
-    posting = capture("pp:CAP-1", document="customer_payment", fee="0", customer="10001")
+    posting = capture(CAP, document="customer_payment", fee="0", customer="10001")
     posting.lines = [line for line in posting.lines if line.role != "clearing"]
 
     # when
@@ -348,7 +353,7 @@ def test_a_payment_without_a_cash_account_anywhere_is_refused_before_anything_is
 
     # then
     assert str(refused.value) == (
-        "customer payment pp:CAP-1 has no cash account: set cash_account on the integration, or give the posting "
+        f"customer payment {CAP} has no cash account: set cash_account on the integration, or give the posting "
         "a clearing line")
     assert api_calls(mocked) == []
 
@@ -356,7 +361,7 @@ def test_a_payment_without_a_cash_account_anywhere_is_refused_before_anything_is
 # --- supplier invoices and payments ---------------------------------------------------------------------------
 
 
-def bill(marker="ab:BILL-1", *, document="supplier_invoice", **extra) -> Posting:
+def bill(marker=BILL, *, document="supplier_invoice", **extra) -> Posting:
     """An Airbase-like bill of 2400.00 NOK: hosting 6540 (project P-100), payable 2440."""
     amount = Decimal("2400.00")
     return Posting(
@@ -382,7 +387,7 @@ def test_a_supplier_invoice_carries_the_marker_as_supplier_reference_with_one_li
     assert sent_json(post) == {
         "documentType": {"value": "Invoice"}, "supplierNumber": {"value": "20002"},
         "date": {"value": "2026-03-10T00:00:00"}, "financialPeriod": {"value": "202603"},
-        "currencyId": {"value": "NOK"}, "supplierReference": {"value": "ab:BILL-1"},
+        "currencyId": {"value": "NOK"}, "supplierReference": {"value": BILL},
         "description": {"value": "Hosting March"}, "dueDate": {"value": "2026-04-09T00:00:00"},
         "invoiceLines": [{"operation": "Insert", "accountNumber": {"value": "6540"},
                           "subaccount": [{"segmentId": 2, "segmentValue": "P-100"}],
@@ -395,7 +400,7 @@ def test_a_supplier_invoice_is_found_in_the_supplier_s_invoices_changed_since_th
     mocked.add(responses.GET, f"{API}/v1/supplierInvoice", match=[matchers.query_param_matcher({
         "supplier": "20002", "lastModifiedDateTime": "2026-03-10T09:30:00", "lastModifiedDateTimeCondition": ">=",
         "pageNumber": "1", "pageSize": "500"})],
-        json=[{"documentType": "Invoice", "referenceNumber": "300009", "supplierReference": "ab:BILL-1",
+        json=[{"documentType": "Invoice", "referenceNumber": "300009", "supplierReference": BILL,
                "metadata": {"totalCount": 1, "maxPageSize": 100}}])
 
     # when
@@ -409,7 +414,7 @@ def test_a_supplier_payment_pays_the_invoice_named_by_the_posting_from_the_integ
     # given
     mocked.add(responses.POST, f"{API}/v1/supplierPayment", status=201,
                headers={"Location": f"{API}/v1/supplierPayment/Payment/400003"})
-    posting = bill("ab:PAY-1", document="supplier_payment", invoice_number="300009")
+    posting = bill(PAY, document="supplier_payment", invoice_number="300009")
 
     # when
     number = postings.visma_supplier_payment_post(client, posting, settings={"cash_account": "1920"})
@@ -420,7 +425,7 @@ def test_a_supplier_payment_pays_the_invoice_named_by_the_posting_from_the_integ
     assert sent_json(post) == {
         "type": {"value": "Payment"}, "supplier": {"value": "20002"},
         "applicationDate": {"value": "2026-03-10T00:00:00"}, "applicationPeriod": {"value": "202603"},
-        "paymentRef": {"value": "ab:PAY-1"}, "cashAccount": {"value": "1920"}, "currency": {"value": "NOK"},
+        "paymentRef": {"value": PAY}, "cashAccount": {"value": "1920"}, "currency": {"value": "NOK"},
         "description": {"value": "Hosting March"}, "paymentAmount": {"value": 2400.0},
         "paymentLines": [{"operation": "Insert", "documentType": {"value": "Invoice"}, "refNbr": {"value": "300009"},
                           "amountPaid": {"value": 2400.0}}],
@@ -444,7 +449,7 @@ class Captures(VismaTarget, Stream):
         return None
 
     def transform(self, source: SourceObject) -> Posting:
-        posting = capture(f"pp:{source.source_id}", document=source.payload.get("document", "journal"))
+        posting = capture(self.marker(source.source_id), document=source.payload.get("document", "journal"))
         for line in posting.lines:
             line.account, line.dimensions = "", {}  # the rule maps them
         return posting
@@ -460,7 +465,14 @@ def captures(visma_connection, mocked, register_stream):
                          clearing_account="1580")
     register_stream("paypal", Captures)
     token_reply(mocked)
+    # These tests prove the lookups by marker; own numbers have their own tests.
+    integration.tenant.visma_own_numbers = []
+    integration.tenant.save(update_fields=["visma_own_numbers"])
     return integration
+
+
+def marker_of(integration, source_id: str = "CAP-1") -> str:
+    return stream_marker(integration, Captures.name, source_id)
 
 
 def advance(integration, source_id: str, **payload):
@@ -507,7 +519,7 @@ def test_credentials_refused_even_after_a_new_token_retry_the_record_instead_of_
 
     # then
     assert (record.status, record.attempts) == (RecordStatus.RETRYING, 1)
-    assert record.last_error.startswith("Visma refused the credentials of journal pp:CAP-1: ")
+    assert record.last_error.startswith(f"Visma refused the credentials of journal {marker_of(captures)}: ")
     assert api_calls(mocked) == [("POST", "/v2/journaltransaction")] * 2
 
 
@@ -521,8 +533,9 @@ def test_a_document_visma_does_not_take_is_flagged_and_nothing_is_sent(captures,
     # then
     assert record.status == RecordStatus.FLAGGED
     assert record.reasons == [
-        "credit_note refused by the target: Visma cannot take a 'credit_note' posting (pp:CAP-1); it takes: "
-        "journal, customer_invoice, customer_payment, supplier_invoice, supplier_payment, invoice_note"]
+        f"credit_note refused by the target: Visma cannot take a 'credit_note' posting ({marker_of(captures)}); "
+        "it takes: journal, customer_invoice, customer_payment, supplier_invoice, supplier_payment, customer, "
+        "supplier, invoice_note"]
     assert api_calls(mocked) == []
 
 
@@ -533,7 +546,7 @@ def test_a_lookup_after_an_interrupted_write_is_bounded_by_the_first_claim_less_
         failed = advance(captures, "CAP-1")
     mocked.add(responses.GET, f"{API}/v2/journaltransaction", match=[matchers.query_param_matcher({
         "module": "GL", "lastModifiedDateTime": "2026-03-10T06:30:00", "pageNumber": "1", "pageSize": "500"})],
-        json=[journal_row("000042", ["pp:CAP-1", "pp:CAP-1", "pp:CAP-1"], total=3)])
+        json=[journal_row("000042", [marker_of(captures)] * 3, total=3)])
 
     # when
     with time_machine.travel(failed.next_attempt_at + timedelta(seconds=1), tick=False):
@@ -541,7 +554,8 @@ def test_a_lookup_after_an_interrupted_write_is_bounded_by_the_first_claim_less_
 
     # then
     assert (posted.status, posted.target_id) == (RecordStatus.POSTED, "000042")
-    assert AuditEntry.objects.filter(sync_record=posted).first().reason == "found already posted by marker pp:CAP-1"
+    assert AuditEntry.objects.filter(sync_record=posted).first().reason == (
+        f"found already posted by marker {marker_of(captures)}")
     assert api_calls(mocked) == [("POST", "/v2/journaltransaction"), ("GET", "/v2/journaltransaction")]
 
 

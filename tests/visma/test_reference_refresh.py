@@ -20,6 +20,7 @@ from tests.factories import (
     DimensionValueFactory, GLAccountFactory, GLMappingRuleFactory, IntegrationFactory,
 )
 from tests.visma.conftest import API, payload, token_reply
+from tests.factories import hand_marker
 
 REFRESH_TIME = datetime(2026, 3, 6, 6, 0, tzinfo=UTC)
 
@@ -272,7 +273,7 @@ def test_posting_validate_with_the_live_check_accepts_an_account_created_in_vism
     token_reply(mocked)
     mocked.add(responses.GET, f"{API}/v1/account/3010", json=new_account)
     posting = Posting(
-        document="journal", marker="paypal:CAP-1", currency="EUR", date=date(2026, 3, 5),
+        document="journal", marker=hand_marker("CAP-1"), currency="EUR", date=date(2026, 3, 5),
         description="PayPal capture CAP-1",
         facts=MatchFacts(transaction_type="capture", amount=Decimal("10.00"), currency="EUR"),
         lines=[PostingLine(role="clearing", account="1920", debit=Decimal("10.00")),
