@@ -15,6 +15,7 @@ from audit.models import RecordStatus, SyncRecord
 from audit.services import record_replay
 from connectors.models import VISMA_DOCUMENT_KINDS
 from connectors.pipeline import SourceObject, record_advance, records_advance_due, stream_poll
+from connectors.visma.duplicates import visma_duplicates_check
 from mappings.documents import MatchFacts, Posting, PostingLine, posting_marker_part
 from sandbox.models import VismaDocument
 from sandbox.paypal import paypal_capture_create
@@ -224,6 +225,56 @@ def test_a_write_that_commits_after_the_client_gave_up_and_looked_is_refused_by_
     marker = marker_of("DOC-1")
     (journal,) = documents_marked("journal", marker)
     assert journal["batchNumber"] == marker
+
+
+def test_a_write_that_commits_after_the_client_gave_up_is_found_once_the_settle_time_has_passed(everything,
+                                                                                                   overflow, settings):
+    # given: numbers from Visma's series (nothing refuses a second write); the POST waits 1.5 s before it writes and
+    # the client gives up at 0.5 s, as a 30 s read timeout gives up on a Visma that takes longer to commit
+    own_numbers(everything, False)
+    settings.HTTP_READ_TIMEOUT = READ_TIMEOUT
+    SOURCE["DOC-1"] = SOURCES["journal"]
+    visma_fault_slow_commit(1, seconds=1.5)
+    stream_poll(everything.integration, VismaEverything.name, start=MORNING - timedelta(days=1), end=MORNING)
+    timed_out = SyncRecord.objects.get(source_id="DOC-1")
+
+    # when the sweep runs a minute later (when the backoff alone would retry), then once the settle time has passed
+    with time_machine.travel(timed_out.updated_at + timedelta(seconds=60)):
+        a_minute_later = records_advance_due()
+    time.sleep(2.0)  # the held-back POST writes its journal
+    with time_machine.travel(timed_out.next_attempt_at + timedelta(seconds=1)):
+        records_advance_due()
+
+    # then: nothing was written again before the settle time; the first journal was found, not written twice
+    assert "ReadTimeout" in timed_out.last_error
+    assert timed_out.next_attempt_at - timed_out.updated_at >= timedelta(seconds=599)
+    assert a_minute_later == 0
+    posted = SyncRecord.objects.get(source_id="DOC-1")
+    (journal,) = documents_marked("journal", marker_of("DOC-1"))
+    assert (posted.status, posted.target_id) == (RecordStatus.POSTED, journal["batchNumber"])
+
+
+def test_without_the_settle_time_a_late_commit_is_a_second_journal_which_the_duplicate_check_shows(
+        everything, overflow, settings):
+    # given the settle time switched off: the retry a minute later looks the marker up before the first POST wrote
+    own_numbers(everything, False)
+    settings.HTTP_READ_TIMEOUT, settings.SYNC_WRITE_SETTLE_SECONDS = READ_TIMEOUT, 0
+    SOURCE["DOC-1"] = SOURCES["journal"]
+    visma_fault_slow_commit(1, seconds=1.5)
+    stream_poll(everything.integration, VismaEverything.name, start=MORNING - timedelta(days=1), end=MORNING)
+    timed_out = SyncRecord.objects.get(source_id="DOC-1")
+    with time_machine.travel(timed_out.updated_at + timedelta(seconds=60)):
+        records_advance_due()
+    time.sleep(2.0)
+
+    # when the duplicate check runs
+    check_duplicates = visma_duplicates_check(everything.tenant)
+
+    # then: two journals carry the marker, and the record shows both numbers to finance
+    journals = sorted(journal["batchNumber"] for journal in documents_marked("journal", marker_of("DOC-1")))
+    assert len(journals) == 2
+    [record] = check_duplicates
+    assert (record.status, sorted([record.target_id, *record.duplicate_targets])) == (RecordStatus.POSTED, journals)
 
 
 # --- through the vendors' own streams -------------------------------------------------------------------------
