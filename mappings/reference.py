@@ -198,6 +198,8 @@ def reference_data_refresh(tenant, *, full: bool = False, kinds: Iterable[str] =
             since = None if full or kind == DIMENSION_VALUES else reference_refreshed_since(tenant, kind, integration)
             counts[kind], retired = _kind_refresh(tenant, kind, client, since=since)
             deactivated += retired
+            if kind == CUSTOMER_INVOICES:
+                _invoices_read_at[tenant.pk] = started
             if integration is not None:
                 SyncCursor.objects.update_or_create(
                     integration=integration, stream=reference_cursor_stream(kind), defaults={"position": started}
@@ -290,13 +292,30 @@ def customer_invoice_by_reference(tenant, reference: str, *, client: VismaClient
     is fresh.
     """
     found = _invoice_by_reference(tenant, reference)
-    if found is None or not found.payable:
-        since = reference_refreshed_since(tenant, CUSTOMER_INVOICES, _cursor_integration(tenant))
-        max_age = timedelta(seconds=settings.VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS)
-        if since is None or since < timezone.now() - max_age:
-            reference_data_refresh(tenant, kinds=[CUSTOMER_INVOICES], client=client, revalidate_rules=False)
-            found = _invoice_by_reference(tenant, reference)
+    if (found is None or not found.payable) and not _invoice_mirror_fresh(tenant):
+        reference_data_refresh(tenant, kinds=[CUSTOMER_INVOICES], client=client, revalidate_rules=False)
+        found = _invoice_by_reference(tenant, reference)
     return found
+
+
+# When this process last read each tenant's invoice mirror from Visma: a fresh read costs no query to know.
+_invoices_read_at: dict[int, datetime] = {}
+
+
+def _invoice_mirror_fresh(tenant) -> bool:
+    oldest = timezone.now() - timedelta(seconds=settings.VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS)
+    read_at = _invoices_read_at.get(tenant.pk)
+    if read_at is None or read_at < oldest:
+        # Another process may have read it since.
+        read_at = (SyncCursor.objects.filter(integration__tenant=tenant, stream=reference_cursor_stream(
+            CUSTOMER_INVOICES)).order_by("integration__created_at", "integration").values_list(
+            "position", flat=True).first())
+    return read_at is not None and read_at >= oldest
+
+
+def reference_memo_clear() -> None:
+    """Forget when this process read the invoice mirrors (a test's database is not the next one's)."""
+    _invoices_read_at.clear()
 
 
 def _invoice_by_reference(tenant, reference: str) -> InvoiceFound | None:

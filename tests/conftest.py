@@ -21,12 +21,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _budget_memo_clear():
-    """What a process remembers of call budgets belongs to one test's database."""
+    """What a process remembers of call budgets and mirror reads belongs to one test's database."""
     from connectors.http import call_budget_memo_clear
+    from mappings.reference import reference_memo_clear
 
     call_budget_memo_clear()
+    reference_memo_clear()
     yield
     call_budget_memo_clear()
+    reference_memo_clear()
 
 
 @pytest.fixture

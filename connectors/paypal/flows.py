@@ -315,7 +315,9 @@ class CaptureSource(PayPalSource):
         references = list(dict.fromkeys(str(capture.get(key)) for key in ("invoice_id", "custom_id")
                                         if capture.get(key)))
         for reference in references:
-            record = record_of(self.integration, "invoices", reference)
+            # Only PayPal's own invoices have records of the invoices stream (a webshop's reference has none).
+            record = record_of(self.integration, "invoices", reference) if PAYPAL_INVOICE_ID.match(reference) \
+                else None
             if record is None:
                 continue
             if record.status == RecordStatus.POSTED:
