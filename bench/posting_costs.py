@@ -6,10 +6,12 @@ delivered signed, then processed here as a worker would (`inbox_process`): the q
 (the worker's) from picking the stored event up to the record being posted; the emulators' own queries run on their
 server threads and are not counted. Visma calls are counted from the exchange log.
 
-Cases: plain captures (a journal); captures naming an invoice reference Visma lacks (a lookup, then a journal);
-captures paying a Visma invoice (a customer payment applied to it, and its fee journal). Documents are left as
-Visma creates them (release off; releasing them is issue 9's). The last two lines are the figures for captures
-(plain and naming an unknown invoice, together): queries per posted record and Visma calls per posted record.
+Cases: captures found by a poll of Transaction Search (no webhook; a journal each); then, each from its webhook:
+plain captures (a journal); captures naming an invoice reference Visma lacks (a journal); captures paying a Visma
+invoice (a customer payment applied to it, and its fee journal). Documents are left as
+Visma creates them (release off; releasing them is issue 9's). The last two lines are the figures for webhook
+captures (plain and naming an unknown invoice, together): queries per posted record and Visma calls per posted
+record.
 Prints figures; asserts nothing.
 
 Usage: .venv/bin/python bench/posting_costs.py [--captures 40] [--database-url URL]
@@ -93,6 +95,7 @@ def main() -> None:
 
     from audit.models import RecordStatus
     from connectors.models import HttpExchange
+    from connectors.pipeline import stream_poll
     from connectors.services import inbox_process
     from sandbox.paypal import paypal_capture_create
     from sandbox.paypal_webhooks import paypal_delivery_build, paypal_delivery_send
@@ -102,12 +105,29 @@ def main() -> None:
     world = world_build(url)
     visma = world.integration.visma_connection
     cases = {
-        "plain captures (journal)": dict(payer=ANNA),
-        "captures naming an invoice Visma lacks (journal)": dict(payer=ANNA, invoice_id="WEB-9999"),
-        "invoice payments (customer payment + fee journal)": dict(payer=MIKKO, invoice_id="WEB-1002"),
+        "webhook: plain captures (journal)": dict(payer=ANNA),
+        "webhook: captures naming an invoice Visma lacks (journal)": dict(payer=ANNA, invoice_id="WEB-9999"),
+        "webhook: invoice payments (customer payment + fee journal)": dict(payer=MIKKO, invoice_id="WEB-1002"),
     }
     print(f"Posting costs, sandbox at {url}, {args.captures} captures per case, warm reference data, release off "
           f"({os.environ['DATABASE_URL'].split(':', 1)[0]})")
+
+    # The poll path first, while the window holds only its own captures.
+    for number in range(args.captures):
+        paypal_capture_create(amount=Decimal("10.00") + number, currency="EUR", payer=ANNA, at=hours_ago(4),
+                              notify=False)
+    counter = QueryCounter()
+    before = HttpExchange.objects.filter(connection=visma).count()
+    with connection.execute_wrapper(counter):
+        run = stream_poll(world.integration, "captures")
+    calls = HttpExchange.objects.filter(connection=visma).count() - before
+    print(f"\npoll: captures found by Transaction Search (journal): {run.posted} posted of {run.fetched} read")
+    print(f"  queries per posted record: {counter.count / run.posted:.1f} (the window's reads included)")
+    print(f"  Visma calls per posted record: {calls / run.posted:.2f}")
+    if args.queries:
+        for name, count in counter.kinds.most_common():
+            print(f"    {count / run.posted:5.1f}  {name}")
+
     totals = {}
     for label, options in cases.items():
         counter = QueryCounter()

@@ -22,7 +22,14 @@ from audit.models import RecordStatus as S
 from audit.models import SyncRecord
 from mappings.documents import Posting, posting_apply_correction, posting_marker
 from mappings.money import MoneyError
-from mappings.services import LiveCheck, MappingOutcome, ReferenceMirror, posting_map, posting_validate
+from mappings.services import (
+    LiveCheck,
+    MappingOutcome,
+    ReferenceMirror,
+    mapping_rules_active,
+    posting_map,
+    posting_validate,
+)
 
 from . import registry
 from .errors import PermanentError, RetryLater, TransientError, WaitFor
@@ -124,9 +131,15 @@ class Stream(abc.ABC):
         """The tenant's Visma reference data as this stream's records need it, each value read once."""
         return ReferenceMirror(self.tenant)
 
+    @cached_property
+    def mapping_rules(self) -> list:
+        """The tenant's active rules for this system, read once for the records this stream advances."""
+        return mapping_rules_active(tenant=self.tenant, system=self.integration.kind)
+
     def map(self, posting: Posting) -> MappingOutcome:
         """GL accounts and dimensions by the tenant's mapping rules; a stream into a partner system overrides it."""
-        return posting_map(tenant=self.tenant, system=self.integration.kind, posting=posting)
+        return posting_map(tenant=self.tenant, system=self.integration.kind, posting=posting,
+                           rules=self.mapping_rules)
 
     def problems(self, posting: Posting) -> list[str]:
         """What stops the posting from being written; by default checked against Visma's reference data."""

@@ -36,15 +36,22 @@ def mapping_rule_matches(rule: GLMappingRule, posting: Posting) -> bool:
     )
 
 
-def mapping_rule_resolve(*, tenant, system: str, posting: Posting) -> GLMappingRule | None:
-    """The first active rule, by priority, whose conditions all match the posting's facts."""
-    rules = GLMappingRule.objects.filter(tenant=tenant, system=system, is_active=True).order_by("priority", "id")
+def mapping_rules_active(*, tenant, system: str) -> list[GLMappingRule]:
+    """The tenant's active rules for a system, in the order they are tried (priority, then age)."""
+    return list(GLMappingRule.objects.filter(tenant=tenant, system=system, is_active=True).order_by("priority", "id"))
+
+
+def mapping_rule_resolve(*, tenant, system: str, posting: Posting,
+                         rules: list[GLMappingRule] | None = None) -> GLMappingRule | None:
+    """The first active rule, by priority, whose conditions all match the posting's facts (`rules`: already read)."""
+    rules = rules if rules is not None else mapping_rules_active(tenant=tenant, system=system)
     return next((rule for rule in rules if mapping_rule_matches(rule, posting)), None)
 
 
-def posting_map(*, tenant, system: str, posting: Posting) -> MappingOutcome:
+def posting_map(*, tenant, system: str, posting: Posting, rules: list[GLMappingRule] | None = None
+                ) -> MappingOutcome:
     """Fill each line's GL account and dimensions from the matching rule; say plainly what is missing."""
-    rule = mapping_rule_resolve(tenant=tenant, system=system, posting=posting)
+    rule = mapping_rule_resolve(tenant=tenant, system=system, posting=posting, rules=rules)
     facts = posting.facts
     if rule is None:
         return MappingOutcome(
