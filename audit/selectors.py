@@ -283,3 +283,9 @@ def records_final(integration, stream: str, source_ids: list[str]) -> dict[str, 
 def record_posting(record: SyncRecord) -> Posting:
     """The posting a record was (or will be) written as: the proposed one with a person's corrections."""
     return posting_apply_correction(Posting.from_json(record.proposed_posting), record.corrected_posting)
+
+
+def records_marked_since(tenant, since) -> list[SyncRecord]:
+    """The tenant's records that carry a marker and changed since `since`: what the duplicate check matches."""
+    return list(SyncRecord.objects.filter(integration__tenant=tenant, updated_at__gte=since).exclude(
+        posting_marker="").select_related("integration"))

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.models import SyncRecord
-from audit.selectors import record_posting
+from audit.selectors import record_posting, records_marked_since
 from audit.services import record_possible_duplicate
 
 from . import postings
@@ -63,9 +63,7 @@ def _record_markers(tenant, *, since: datetime) -> dict[str, SyncRecord]:
     """The records of a tenant changed since `since`, by every marker they write (a payment's fee journal has its
     own)."""
     by_marker: dict[str, SyncRecord] = {}
-    records = SyncRecord.objects.filter(integration__tenant=tenant, updated_at__gte=since).exclude(
-        posting_marker="").select_related("integration")
-    for record in records:
+    for record in records_marked_since(tenant, since):
         by_marker[record.posting_marker] = record
         if record.proposed_posting and record.proposed_posting.get("document") == "customer_payment":
             fee_journal = postings.visma_fee_journal(record_posting(record))
