@@ -6,7 +6,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-SHARED_DIR = Path(environ.Env().str("ML_SHARED_DIR", default=str(BASE_DIR.parent / "shared")))
 
 env = environ.Env()
 if (BASE_DIR / ".env").exists():
