@@ -2,7 +2,7 @@
 from django.core.checks import Error, register
 
 from .openapi import VISMA_SPEC
-from .openapi_index import vendor_spec_path, vendor_spec_shown
+from .openapi_index import VENDOR_SPECS_RESTORE, vendor_spec_path, vendor_spec_shown
 from .paypal_openapi import PAYPAL_SPECS
 from .stripe_openapi import STRIPE_SPEC
 
@@ -34,12 +34,7 @@ def vendor_spec_problem(relative: str) -> str | None:
 @register("sandbox")
 def vendor_specs_check(app_configs=None, **kwargs) -> list[Error]:
     return [
-        Error(
-            problem,
-            hint="The vendor documents ship with the repository (sandbox/vendor_specs/README.md); "
-            "restore them with `git checkout -- sandbox/vendor_specs`.",
-            id="sandbox.E001",
-        )
+        Error(problem, hint=VENDOR_SPECS_RESTORE, id="sandbox.E001")
         for problem in map(vendor_spec_problem, vendor_specs_read_by_sandbox())
         if problem is not None
     ]

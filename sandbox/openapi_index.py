@@ -25,6 +25,10 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 # The vendors' published documents ship with the repository; vendor_specs/README.md says where each came from.
 VENDOR_SPECS_DIR = Path(__file__).resolve().parent / "vendor_specs"
+VENDOR_SPECS_RESTORE = (
+    "The vendor documents ship with the repository (sandbox/vendor_specs/README.md); "
+    "restore them with `git checkout -- sandbox/vendor_specs`."
+)
 
 
 class VendorSpecUnreadable(ImproperlyConfigured):
@@ -45,10 +49,8 @@ def vendor_spec_shown(path: Path) -> str:
 
 
 def vendor_spec_unreadable(path: Path, title: str, problem: str) -> VendorSpecUnreadable:
-    return VendorSpecUnreadable(
-        f"The sandbox cannot read {title} from {vendor_spec_shown(path)}: {problem}. The vendor documents ship with "
-        f"the repository (sandbox/vendor_specs/README.md); restore them with `git checkout -- sandbox/vendor_specs`."
-    )
+    return VendorSpecUnreadable(f"The sandbox cannot read {title} from {vendor_spec_shown(path)}: {problem}. "
+                                f"{VENDOR_SPECS_RESTORE}")
 
 
 def _parses(parse: Callable[[str], object]) -> Callable[[object], bool]:

@@ -13,7 +13,7 @@ from sandbox.openapi_index import VENDOR_SPECS_DIR, VendorSpecUnreadable
 from sandbox.stripe_openapi import stripe_request_problems
 from tests.stripe.conftest import SECRET_KEY
 
-RESTORE_HINT = (
+RESTORE_HINT = (  # written out: the message an operator reads
     "The vendor documents ship with the repository (sandbox/vendor_specs/README.md); "
     "restore them with `git checkout -- sandbox/vendor_specs`."
 )
