@@ -192,6 +192,10 @@ def test_a_demo_that_cannot_load_is_not_announced_and_stops_its_server_and_worke
     assert not ready
     assert script.process.returncode == 1
     assert "scripts/start: the demo's first PayPal poll did not complete (above)" in script.lines
+    assert (
+        "VendorSpecUnreadable: The sandbox cannot read PayPal Transaction Search v1 from "
+        "sandbox/vendor_specs/paypal/reporting_transactions_v1.json: JSONDecodeError: "
+    ) in script.output
     assert "scripts/start: stopping the web server and the worker" in script.lines
     assert "Log in at" not in script.output
     assert _processes_in(copy) == []
