@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import BinaryIO
 
 import yaml
+
 from .openapi_index import OpenApiIndex, Operation, openapi_index_cached, vendor_spec_path
 
 STRIPE_SPEC = "stripe/spec3.yaml"

@@ -1,6 +1,6 @@
 """scripts/start in a copy of the repository with nothing beside it: ready only once the demo has loaded, and
-nothing left running once it is stopped by a signal or by a failed step. About a minute each: scripts/test -m
-start_script."""
+nothing left running once it is stopped by a signal or by a failed step. 20 to 50 s each, so only with
+scripts/test -m start_script."""
 import os
 import shutil
 import signal
@@ -70,9 +70,9 @@ def _processes_in(folder: Path) -> list[str]:
 class StartScript:
     """scripts/start running in a copy, its output collected as it comes."""
 
-    def __init__(self, copy: Path):
+    def __init__(self, copy: Path, port: int | None = None):
         self.copy = copy
-        self.port = _free_port()
+        self.port = port or _free_port()
         # Only what a user's shell would have: none of the test settings' variables.
         environment = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
         self.process = subprocess.Popen(
@@ -128,8 +128,8 @@ def repository_copy(tmp_path_factory):
 def start(repository_copy):
     started = []
 
-    def run(copy: Path = repository_copy) -> StartScript:
-        script = StartScript(copy)
+    def run(copy: Path = repository_copy, port: int | None = None) -> StartScript:
+        script = StartScript(copy, port)
         started.append(script)
         return script
 
@@ -199,3 +199,23 @@ def test_a_demo_that_cannot_load_is_not_announced_and_stops_its_server_and_worke
     assert "scripts/start: stopping the web server and the worker" in script.lines
     assert "Log in at" not in script.output
     assert _processes_in(copy) == []
+
+
+def test_a_port_already_taken_is_named_before_anything_runs(start, repository_copy):
+    # given
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        # when
+        script = start(repository_copy, port=port)
+        ready = script.wait_ready_or_exit()
+
+    # then
+    assert not ready
+    assert script.process.returncode == 1
+    assert script.lines[-1] == (
+        f"scripts/start: port {port} is taken (another scripts/start?); PORT=8080 scripts/start uses another"
+    )
+    assert _processes_in(repository_copy) == []
