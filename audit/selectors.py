@@ -263,6 +263,30 @@ def dashboard_for(user) -> Dashboard:
     )
 
 
+@dataclass(frozen=True)
+class StreamStatusCount:
+    kind: str
+    stream: str
+    status: str
+    count: int
+
+
+def tenant_records_count_by_stream(tenant) -> list[StreamStatusCount]:
+    """How many of one tenant's records each integration's stream holds in each status (non-zero only), by kind,
+    stream, then the record's life order."""
+    rows = (
+        SyncRecord.objects.filter(integration__tenant=tenant)
+        .order_by()
+        .values_list("integration__kind", "stream", "status")
+        .annotate(n=Count("id"))
+    )
+    life_order = {status: position for position, status in enumerate(RecordStatus.values)}
+    return sorted(
+        (StreamStatusCount(kind, stream, status, count) for kind, stream, status, count in rows),
+        key=lambda row: (row.kind, row.stream, life_order[row.status]),
+    )
+
+
 # --- what streams read of other records -----------------------------------------------------------------------
 
 

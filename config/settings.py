@@ -6,7 +6,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-SHARED_DIR = Path(environ.Env().str("ML_SHARED_DIR", default=str(BASE_DIR.parent / "shared")))
 
 env = environ.Env()
 if (BASE_DIR / ".env").exists():
@@ -57,6 +56,41 @@ if not FERNET_KEYS:
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS only unless DEBUG (the demo and the tests speak plain http); each can be switched off, e.g. behind a TLS
+# proxy that redirects by itself. README: "Running in production".
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
+# Behind a TLS proxy: the header it sets to "https" (X-Forwarded-Proto), only if it always sets or strips it.
+_proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+
+# Content-Security-Policy (django-csp until Django 6 has its own): scripts only from this site. Styles may also be
+# inline, as Django 5.2's admin change list and our review screen write some.
+CSP_MODES = ("enforce", "report-only", "off")
+CSP_MODE = env.str("DJANGO_CSP", default="enforce")
+if CSP_MODE not in CSP_MODES:
+    raise ImproperlyConfigured(f"DJANGO_CSP is {CSP_MODE!r}: it takes one of {', '.join(CSP_MODES)}.")
+_csp_policy = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+CONTENT_SECURITY_POLICY = _csp_policy if CSP_MODE == "enforce" else None
+CONTENT_SECURITY_POLICY_REPORT_ONLY = _csp_policy if CSP_MODE == "report-only" else None
+
 INSTALLED_APPS = [
     "config.apps.BackOfficeAdminConfig",
     "django.contrib.auth",
@@ -65,6 +99,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "csp",
     "django_q",
     "simple_history",
     "connectors",
@@ -85,6 +120,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
 ]
 

@@ -6,3 +6,6 @@ class SandboxConfig(AppConfig):
     name = "sandbox"
     verbose_name = "Sandbox (vendor emulators)"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from . import checks  # noqa: F401  (registers the vendor documents check)

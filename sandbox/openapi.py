@@ -3,15 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from django.conf import settings
+from .openapi_index import OpenApiIndex, openapi_index_cached, vendor_spec_path
 
-from .openapi_index import OpenApiIndex, openapi_index_cached
-
-VISMA_SPEC_RELATIVE_PATH = "specs/visma-net-erp/swagger.json"
+VISMA_SPEC = "visma-net-erp/swagger.json"
 
 # The date formats Visma lists for every *DateTime query parameter (spec parameter descriptions).
 VISMA_DATETIME_FORMATS = (
@@ -128,7 +125,7 @@ def visma_openapi() -> VismaOpenApiIndex:
     """The Visma.net ERP document, loaded on first use and kept for the life of the process."""
     return openapi_index_cached(
         "visma",
-        lambda: VismaOpenApiIndex(Path(settings.SHARED_DIR) / VISMA_SPEC_RELATIVE_PATH, title="Visma.net ERP API"),
+        lambda: VismaOpenApiIndex(vendor_spec_path(VISMA_SPEC), title="Visma.net ERP API"),
     )
 
 

@@ -12,6 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from jsonschema import FormatChecker
 from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
@@ -20,6 +22,35 @@ from referencing.jsonschema import DRAFT4
 logger = logging.getLogger(__name__)
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+# The vendors' published documents ship with the repository; vendor_specs/README.md says where each came from.
+VENDOR_SPECS_DIR = Path(__file__).resolve().parent / "vendor_specs"
+VENDOR_SPECS_RESTORE = (
+    "The vendor documents ship with the repository (sandbox/vendor_specs/README.md); "
+    "restore them with `git checkout -- sandbox/vendor_specs`."
+)
+
+
+class VendorSpecUnreadable(ImproperlyConfigured):
+    """A vendor document the sandbox needs is missing or cannot be read; the message names the file."""
+
+
+def vendor_spec_path(relative: str) -> Path:
+    """Where the vendor document `relative` (e.g. stripe/spec3.yaml) lives in this repository."""
+    return VENDOR_SPECS_DIR / relative
+
+
+def vendor_spec_shown(path: Path) -> str:
+    """The path as an operator finds it: relative to the repository when it is inside it."""
+    try:
+        return str(path.relative_to(settings.BASE_DIR))
+    except ValueError:
+        return str(path)
+
+
+def vendor_spec_unreadable(path: Path, title: str, problem: str) -> VendorSpecUnreadable:
+    return VendorSpecUnreadable(f"The sandbox cannot read {title} from {vendor_spec_shown(path)}: {problem}. "
+                                f"{VENDOR_SPECS_RESTORE}")
 
 
 def _parses(parse: Callable[[str], object]) -> Callable[[object], bool]:
@@ -90,8 +121,14 @@ class OpenApiIndex:
         started = time.perf_counter()
         self.path = path
         self.title = title
-        with path.open("rb") as spec_file:
-            self.document = self.document_prepare(self.document_read(spec_file))
+        try:
+            with path.open("rb") as spec_file:
+                document = self.document_read(spec_file)
+        except Exception as error:  # whatever the parser raises, the operator needs the file's name
+            raise vendor_spec_unreadable(path, title, f"{type(error).__name__}: {error}") from error
+        if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
+            raise vendor_spec_unreadable(path, title, "it is not an OpenAPI document (no paths)")
+        self.document = self.document_prepare(document)
         self.base_uri = f"urn:openapi:{path.name}"
         self.registry = Registry().with_resource(
             self.base_uri, Resource.from_contents(self.document, default_specification=DRAFT4)

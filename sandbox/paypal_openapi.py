@@ -1,12 +1,10 @@
-"""PayPal's published OpenAPI files (shared/specs/paypal), loaded once, and the request checks the emulator makes."""
+"""PayPal's published OpenAPI files (vendor_specs/paypal), loaded once, and the request checks the emulator makes."""
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from openapi_schema_validator import OAS30Validator
 
 from .openapi_index import (
@@ -14,13 +12,14 @@ from .openapi_index import (
     OpenApiIndex,
     openapi_index_cached,
     pointer_resolve,
+    vendor_spec_path,
 )
 
 PAYPAL_SPECS = {
-    "payments": ("specs/paypal/payments_payment_v2.json", "PayPal Payments v2", "/v2/payments/"),
-    "orders": ("specs/paypal/checkout_orders_v2.json", "PayPal Orders v2", "/v2/checkout/"),
-    "reporting": ("specs/paypal/reporting_transactions_v1.json", "PayPal Transaction Search v1", "/v1/reporting/"),
-    "invoicing": ("specs/paypal/invoicing_v2.json", "PayPal Invoicing v2", "/v2/invoicing/"),
+    "payments": ("paypal/payments_payment_v2.json", "PayPal Payments v2", "/v2/payments/"),
+    "orders": ("paypal/checkout_orders_v2.json", "PayPal Orders v2", "/v2/checkout/"),
+    "reporting": ("paypal/reporting_transactions_v1.json", "PayPal Transaction Search v1", "/v1/reporting/"),
+    "invoicing": ("paypal/invoicing_v2.json", "PayPal Invoicing v2", "/v2/invoicing/"),
 }
 
 
@@ -137,7 +136,7 @@ def paypal_openapi(name: str) -> PayPalOpenApiDocument:
     """One of PayPal's documents (payments, orders, reporting, invoicing), loaded on first use."""
     relative, title, _prefix = PAYPAL_SPECS[name]
     return openapi_index_cached(
-        f"paypal:{name}", lambda: PayPalOpenApiDocument(Path(settings.SHARED_DIR) / relative, title=title)
+        f"paypal:{name}", lambda: PayPalOpenApiDocument(vendor_spec_path(relative), title=title)
     )
 
 

@@ -1,17 +1,15 @@
-"""Stripe's published OpenAPI file (shared/specs/stripe/spec3.yaml), loaded once, and the check the emulator makes of
+"""Stripe's published OpenAPI file (vendor_specs/stripe/spec3.yaml), loaded once, and the check the emulator makes of
 each request: the path and method exist, and every top-level parameter is one Stripe documents for it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import BinaryIO
 
 import yaml
-from django.conf import settings
 
-from .openapi_index import OpenApiIndex, Operation, openapi_index_cached
+from .openapi_index import OpenApiIndex, Operation, openapi_index_cached, vendor_spec_path
 
-STRIPE_SPEC_RELATIVE_PATH = "specs/stripe/spec3.yaml"
+STRIPE_SPEC = "stripe/spec3.yaml"
 
 
 class StripeOpenApiIndex(OpenApiIndex):
@@ -32,7 +30,7 @@ class StripeOpenApiIndex(OpenApiIndex):
 def stripe_openapi() -> StripeOpenApiIndex:
     """Stripe's document, loaded on first use (about 2 s) and kept for the life of the process."""
     return openapi_index_cached(
-        "stripe", lambda: StripeOpenApiIndex(Path(settings.SHARED_DIR) / STRIPE_SPEC_RELATIVE_PATH, title="Stripe API")
+        "stripe", lambda: StripeOpenApiIndex(vendor_spec_path(STRIPE_SPEC), title="Stripe API")
     )
 
 

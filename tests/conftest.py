@@ -17,6 +17,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL=postgres://...)"))
         if "redis" in item.keywords and not os.environ.get("REDIS_URL"):
             item.add_marker(pytest.mark.skip(reason="needs Redis (REDIS_URL=redis://...)"))
+        if "start_script" in item.keywords and "start_script" not in (config.getoption("markexpr") or ""):
+            item.add_marker(pytest.mark.skip(reason="slow: runs scripts/start (scripts/test -m start_script)"))
 
 
 @pytest.fixture(autouse=True)

@@ -31,11 +31,16 @@ def browser_page(monkeypatch):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(15_000)
+        # Chromium reports what the Content-Security-Policy blocked on the console.
+        refused = []
+        page.on("console", lambda message: refused.append(message.text)
+                if "Content Security Policy" in message.text else None)
         yield page
         browser.close()
         # With Playwright's loop running, Django keeps this test's database connection in a context of its own,
         # which the test teardown does not see: close it here, or it outlives the test database.
         connections.close_all()
+    assert refused == []
 
 
 def log_in(page, base_url: str, username: str) -> None:

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.test import Client
 
 import connectors.paypal  # noqa: F401  (registers the verifier, streams and settings on KINDS["paypal"])
+from sandbox.openapi_index import vendor_spec_path
 from sandbox.paypal import PAYPAL_SANDBOX_CLIENT_ID, PAYPAL_SANDBOX_CLIENT_SECRET
 from sandbox.paypal_seed import paypal_app_ensure
 
@@ -17,8 +17,8 @@ BASE = "/sandbox/paypal"
 
 
 def signature_vector() -> dict:
-    """PayPal's published webhook-signature test vector (shared/specs/paypal)."""
-    return json.loads((Path(settings.SHARED_DIR) / "specs/paypal/webhook_signature_test_vector.json").read_text())
+    """PayPal's webhook-signature test vector, from PayPal's SDK test suites (sandbox/vendor_specs/paypal)."""
+    return json.loads(vendor_spec_path("paypal/webhook_signature_test_vector.json").read_text())
 
 
 def payload(name: str):
