@@ -24,6 +24,7 @@ from mappings.services import mapping_rule_validate
 from . import registry
 from .logging import redact
 from .models import PARTNER_SYSTEMS, Connection, Integration, Tenant
+from .paypal.webhooks import PAYPAL_CERT_HOSTS
 from .services import (
     connection_credentials,
     connection_save,
@@ -476,7 +477,8 @@ def tenant_connections_check(tenant: Tenant, *, kind: str | None = None) -> list
 
 
 def tenant_document_point_at_sandbox(document: dict, base_url: str) -> dict:
-    """A copy of the document whose URLs on host "sandbox" point at this installation's /sandbox/."""
+    """A copy of the document whose URLs on host "sandbox" point at this installation's /sandbox/; the PayPal
+    integration then accepts certificates from this installation's host too."""
     document = copy.deepcopy(document)
     root = base_url.rstrip("/") + "/sandbox"
 
@@ -492,6 +494,12 @@ def tenant_document_point_at_sandbox(document: dict, base_url: str) -> dict:
     rewrite(document.get("visma"))
     for integration in (document.get("integrations") or {}).values():
         rewrite(integration)
+    paypal = (document.get("integrations") or {}).get("paypal")
+    if isinstance(paypal, dict) and urlsplit(str(paypal.get("base_url") or "")).netloc == urlsplit(root).netloc:
+        # The sandbox signs with its own certificate, served from this host: put it on the allow-list, no other.
+        integration_settings = paypal.setdefault("settings", {})
+        hosts = integration_settings.get("cert_hosts") or list(PAYPAL_CERT_HOSTS)
+        integration_settings["cert_hosts"] = [*hosts, urlsplit(root).netloc]
     return document
 
 

@@ -2,8 +2,9 @@
 
 The signed string is "transmission_id|transmission_time|webhook_id|crc32(raw body)" (unsigned decimal), signed with
 RSA PKCS#1 v1.5 over SHA-256 by the key of the certificate at PAYPAL-CERT-URL. The certificate is fetched only over
-HTTPS from an allow-listed PayPal host (loopback over HTTP too when the sandbox is on), cached by URL, and its
-validity period and subject are checked; a transmission time outside the tolerance window is refused as a replay.
+HTTPS from a host on the integration's allow-list (PayPal's by default; the sandbox adds its own loopback host, served
+over HTTP only while the sandbox is on), cached by URL, and its validity period and subject are checked; a
+transmission time outside the tolerance window is refused as a replay.
 """
 from __future__ import annotations
 
@@ -100,9 +101,11 @@ def _is_loopback(host: str) -> bool:
 
 def paypal_cert_url_problem(url: str, *, allowed_hosts: tuple[str, ...] | list[str] = PAYPAL_CERT_HOSTS,
                             sandbox_enabled: bool | None = None) -> str | None:
-    """None when the certificate may be fetched from `url`: HTTPS from an allowed host, or loopback with the sandbox on.
+    """None when the certificate may be fetched from `url`: HTTPS from a host on the allow-list.
 
-    Checked before anything is fetched, so a forged header cannot make us call an address of its choosing.
+    Checked before anything is fetched, so a forged header cannot make us call an address of its choosing. An entry
+    is a host (port 443) or host:port; loopback is no exception: the sandbox puts its own host:port on the
+    integration's list, and plain HTTP is accepted only from such a loopback entry while the sandbox is on.
     """
     sandbox_enabled = settings.SANDBOX_ENABLED if sandbox_enabled is None else sandbox_enabled
     try:
@@ -115,18 +118,15 @@ def paypal_cert_url_problem(url: str, *, allowed_hosts: tuple[str, ...] | list[s
         return f"certificate URL {url!r} has no host"
     if parts.username or parts.password:
         return "certificate URL carries credentials"
-    if _is_loopback(host):
-        if not sandbox_enabled:
-            return f"certificate host {host} is loopback, allowed only when the sandbox is on"
-        if parts.scheme not in ("http", "https"):
-            return f"certificate URL scheme {parts.scheme!r} is not http(s)"
-        return None
-    if parts.scheme != "https":
+    allowed = {entry.strip().lower() for entry in allowed_hosts}
+    host_port = parts.netloc.lower()
+    default_port = port is None or (parts.scheme == "https" and port == 443)
+    if host_port not in allowed and not (host in allowed and default_port):
+        if host in allowed:
+            return f"certificate URL port {port} is not 443"
+        return f"certificate host {host_port} is not allowed (allowed: {', '.join(allowed_hosts)})"
+    if parts.scheme != "https" and not (parts.scheme == "http" and sandbox_enabled and _is_loopback(host)):
         return f"certificate URL must be https, not {parts.scheme or 'schemeless'}"
-    if host not in {allowed.lower() for allowed in allowed_hosts}:
-        return f"certificate host {host} is not allowed (allowed: {', '.join(allowed_hosts)})"
-    if port not in (None, 443):
-        return f"certificate URL port {port} is not 443"
     if host in PAYPAL_CERT_HOSTS and not parts.path.startswith(PAYPAL_CERT_PATH):
         return f"certificate URL path {parts.path} is not under {PAYPAL_CERT_PATH}"
     return None
@@ -233,7 +233,8 @@ class PayPalWebhookVerifier(WebhookVerifier):
             certificate = paypal_certificate_load(given[H_CERT_URL], integration=integration)
         except CertificateUnavailable as exc:
             return Verdict.refused(str(exc))
-        loopback = _is_loopback((urlsplit(given[H_CERT_URL]).hostname or "").lower())
+        # The sandbox's self-signed certificate is accepted only from its own (allow-listed) loopback host.
+        loopback = settings.SANDBOX_ENABLED and _is_loopback((urlsplit(given[H_CERT_URL]).hostname or "").lower())
         problem = paypal_certificate_problem(certificate, now=now, loopback=loopback)
         if problem:
             return Verdict.refused(problem)
