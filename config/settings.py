@@ -168,6 +168,8 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+# The configured broker, which also hands the workers stored webhook events: the inbox row is the queue.
+Q_CLUSTER["broker_class"] = "connectors.broker.InboxBroker"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -177,6 +179,8 @@ REST_FRAMEWORK = {
 
 # Webhooks: a body over this size is refused with 413 before it is read.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Refused deliveries are counted in memory and written at most this often (the first of each window at once).
+WEBHOOK_REFUSAL_FLUSH_SECONDS = env.float("WEBHOOK_REFUSAL_FLUSH_SECONDS", default=5.0)
 
 # Outbound HTTP: (connect, read) timeouts in seconds, retries on timeouts, 5xx and 429.
 HTTP_CONNECT_TIMEOUT = env.float("HTTP_CONNECT_TIMEOUT", default=5.0)
@@ -198,7 +202,10 @@ SYNC_POSTING_LEASE_SECONDS = env.int("SYNC_POSTING_LEASE_SECONDS", default=600)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "connectors.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact_secrets": {"()": "connectors.logging.RedactSecretsFilter"},
+        "counted_webhook_refusals": {"()": "connectors.logging.CountedWebhookRefusalsFilter"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
@@ -206,6 +213,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # A refused webhook is counted (connectors.refusals), not logged once per request.
+        "django.request": {"filters": ["counted_webhook_refusals"]},
         "stripe": {"level": "WARNING"},  # the library logs every request at INFO
     },
 }

@@ -3,20 +3,27 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_q.conf import Conf
 from django_q.models import Schedule
-from django_q.tasks import async_task
-
-from audit.services import webhook_rejection_audit
 
 from . import registry
 from .models import Connection, InboundEvent, Integration
+from .refusals import webhook_refusal_count
+from .webhooks import Refusal, Verdict
 
 log = logging.getLogger(__name__)
+
+# Not in a header as HTTP delivers it; NUL would also be refused by PostgreSQL's jsonb.
+_NOT_IN_HEADERS = re.compile("[\r\n\x00]|[^\x00-\xff]")
 
 # Headers never stored with an inbound event (they can carry credentials).
 _UNSTORED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
@@ -28,62 +35,96 @@ class WebhookOutcome:
     body: dict
 
 
+def _integration_for_webhook(kind: str, integration_id) -> Integration | None:
+    # get(), not first(): no ORDER BY over the tenant join for a lookup by primary key.
+    try:
+        integration = Integration.objects.select_related("tenant", "partner_connection", "visma_connection").get(
+            pk=integration_id
+        )
+    except Integration.DoesNotExist:
+        return None
+    # Visma's own notifications come to any of the tenant's integrations: /webhooks/visma/<integration-id>/.
+    return integration if kind in (integration.kind, "visma") else None
+
+
+def webhook_headers_problem(headers: dict[str, str]) -> str | None:
+    """Why these headers cannot be what HTTP carried: octets (a WSGI server hands them over as latin-1), and no CR,
+    LF or NUL (RFC 9110 §5.5)."""
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str) or _NOT_IN_HEADERS.search(name + value):
+            return f"header {ascii(str(name)[:40])} holds a character HTTP does not allow"
+    return None
+
+
 def webhook_receive(*, kind: str, integration_id, headers: dict[str, str], body: bytes, url: str,
                     remote_addr: str = "") -> WebhookOutcome:
-    """Verify a delivery, store each event once, and schedule processing after commit; never process here."""
-    integration = Integration.objects.select_related("tenant", "partner_connection", "visma_connection").filter(
-        pk=integration_id
-    ).first()
-    # Visma's own notifications come to any of the tenant's integrations: /webhooks/visma/<integration-id>/.
-    if integration is None or kind not in (integration.kind, "visma"):
+    """Verify a delivery and store each event once, durably, before answering; a worker takes it from the inbox.
+
+    Never raises on what a sender can choose: anything refused gets a 4xx with the reason and stores no event, and
+    is counted per integration, reason and window (connectors.refusals), never one row per request.
+    """
+    integration = _integration_for_webhook(kind, integration_id)
+    if integration is None:
         return WebhookOutcome(404, {"detail": "No such integration."})
+    problem = webhook_headers_problem(headers)
+    if problem:
+        return _refuse(integration, Refusal.MALFORMED, problem, headers, remote_addr, status_code=400)
     spec = registry.KINDS.get(kind)
     verifier = spec.verifier if spec else None
     if verifier is None:
-        return _refuse(integration, f"no webhook verifier for {kind}", headers, remote_addr)
-    verdict = verifier.verify(integration=integration, headers=headers, body=body, url=url)
+        return _refuse(integration, Refusal.NO_VERIFIER, f"no webhook verifier for {kind}", headers, remote_addr)
+    try:
+        verdict = verifier.verify(integration=integration, headers=headers, body=body, url=url)
+    except Exception as exc:  # a verifier must not raise; if one does, the delivery is still refused, not a 500
+        log.exception("webhook verifier for %s raised", kind)
+        verdict = Verdict.refused(f"verification failed: {type(exc).__name__}")
     if not verdict.ok:
-        return _refuse(integration, verdict.reason, headers, remote_addr)
+        return _refuse(integration, verdict.refusal, verdict.reason, headers, remote_addr)
     try:
         events = verifier.parse(headers=headers, body=body)
     except ValueError as exc:
-        return WebhookOutcome(400, {"detail": f"Malformed {kind} webhook: {exc}"})
+        return _refuse(integration, Refusal.MALFORMED, f"Malformed {kind} webhook: {exc}", headers, remote_addr,
+                       status_code=400)
+    except Exception as exc:  # as above: a parser bug must not turn a sender's body into a 500
+        log.exception("webhook parser for %s raised", kind)
+        return _refuse(integration, Refusal.MALFORMED, f"Malformed {kind} webhook: {type(exc).__name__}", headers,
+                       remote_addr, status_code=400)
     kept_headers = {name: value for name, value in headers.items() if name.lower() not in _UNSTORED_HEADERS}
-    # A disabled integration keeps what it is sent, and processes it only once it is enabled again (inbox sweep).
-    processes = integration.enabled and integration.tenant.is_active
-    stored, duplicates = [], 0
-    for event in events:
-        try:
-            with transaction.atomic():
-                inbound = InboundEvent.objects.create(
-                    integration=integration, kind=kind, event_id=event.event_id, event_type=event.event_type,
-                    headers=kept_headers, body=event.body,
-                )
-                if processes:
-                    transaction.on_commit(lambda pk=inbound.pk: inbound_event_enqueue(pk))
-            stored.append(inbound.pk)
-        except IntegrityError:
-            duplicates += 1
-    if not processes:
-        log.info("webhook for disabled integration %s stored, not processed", integration.pk)
-    return WebhookOutcome(200, {"received": len(stored), "duplicates": duplicates})
+    stored, duplicates = 0, 0
+    # One transaction, one commit (one sync to disk) for the whole delivery; a duplicate rolls back only itself.
+    with transaction.atomic():
+        for event in events:
+            try:
+                with transaction.atomic():
+                    InboundEvent.objects.create(
+                        integration=integration, kind=kind, event_id=event.event_id, event_type=event.event_type,
+                        headers=kept_headers, body=event.body,
+                    )
+                stored += 1
+            except IntegrityError:
+                duplicates += 1
+    # Committed: the row is durable and is itself the queue (connectors.inbox); nothing else to write.
+    return WebhookOutcome(200, {"received": stored, "duplicates": duplicates})
 
 
-def _refuse(integration: Integration, reason: str, headers: dict[str, str], remote_addr: str) -> WebhookOutcome:
-    names = sorted(name for name in headers if name.lower() not in _UNSTORED_HEADERS)
-    webhook_rejection_audit(
-        integration=integration, reason=reason, details={"remote_addr": remote_addr, "headers": names}
-    )
-    log.warning("webhook for %s refused: %s", integration.pk, reason)
-    return WebhookOutcome(401, {"detail": "Signature verification failed."})
+def _refuse(integration: Integration, refusal: str, reason: str, headers: dict[str, str], remote_addr: str, *,
+            status_code: int = 401) -> WebhookOutcome:
+    names = sorted(str(name)[:100] for name in headers if str(name).lower() not in _UNSTORED_HEADERS)[:50]
+    webhook_refusal_count(integration=integration, reason=refusal, detail=reason, remote_addr=remote_addr,
+                          audit_details={"remote_addr": remote_addr, "headers": names})
+    if status_code == 401:
+        return WebhookOutcome(401, {"detail": "Signature verification failed."})
+    return WebhookOutcome(status_code, {"detail": reason})
 
 
-def inbound_event_enqueue(event_id: int) -> None:
-    """Hand a stored event to the workers; if the queue is down the inbox sweep finds it later."""
-    try:
-        async_task("connectors.tasks.inbound_event_process", event_id, task_name=f"inbound-event-{event_id}")
-    except Exception:  # the event is stored; the sweep (and process_inbox) will pick it up
-        log.exception("could not enqueue inbound event %s", event_id)
+def webhook_oversize_refuse(*, kind: str, integration_id, limit: int, remote_addr: str = "") -> WebhookOutcome:
+    """A body over the limit: refused before it is read, and counted for the integration it was sent to."""
+    detail = f"Body larger than {limit} bytes."
+    integration = _integration_for_webhook(kind, integration_id)
+    if integration is not None:
+        webhook_refusal_count(integration=integration, reason=Refusal.TOO_LARGE, detail=detail,
+                              remote_addr=remote_addr, audit_details={"remote_addr": remote_addr})
+    return WebhookOutcome(413, {"detail": detail})
 
 
 # --- integrations --------------------------------------------------------------------------------------------
@@ -218,19 +259,58 @@ def integration_save(integration: Integration) -> Integration:
 INBOX_MAX_ATTEMPTS = 5
 
 
-def inbox_process(*, tenant_slug: str | None = None, older_than_seconds: int = 0) -> int:
-    """Process stored events not yet processed (and failed ones with attempts left); returns how many were run."""
-    from datetime import timedelta
+def _inbox_waiting():
+    """Events a worker may take: pending, of an enabled integration of an active tenant (a disabled one keeps what
+    it is sent and processes it once enabled again)."""
+    return InboundEvent.objects.filter(integration__enabled=True, integration__tenant__is_active=True)
 
-    from django.utils import timezone
 
+def inbox_claim(*, limit: int | None, older_than_seconds: int = 0, failed_too: bool = False) -> list[int]:
+    """Lease up to `limit` waiting events to the caller (oldest first) and return their ids.
+
+    An event already leased is left alone until its lease (Q_CLUSTER "retry") runs out, so two pushers, or a pusher
+    and the sweep, never take one event together: on PostgreSQL rows another claim holds are skipped (SKIP LOCKED),
+    on SQLite the IMMEDIATE transaction has the database to itself.
+    """
+    now = timezone.now()
+    free = Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - timedelta(seconds=Conf.RETRY))
+    if failed_too:
+        # A failed event's lease ended when its processing did.
+        free = Q(status=InboundEvent.Status.PENDING) & free | Q(status=InboundEvent.Status.FAILED) & (
+            free | Q(dispatched_at__lte=F("processed_at")))
+    else:
+        free &= Q(status=InboundEvent.Status.PENDING)
+    waiting = _inbox_waiting().filter(free, attempts__lt=INBOX_MAX_ATTEMPTS)
+    if older_than_seconds:
+        waiting = waiting.filter(received_at__lte=now - timedelta(seconds=older_than_seconds))
+    # A read first: an idle pusher asks every second, and must not take SQLite's write lock to hear "nothing".
+    if not waiting.exists():
+        return []
+    with transaction.atomic():
+        claimed = waiting.select_for_update(skip_locked=True, of=("self",)).order_by("received_at")
+        event_ids = list(claimed.values_list("pk", flat=True)[:limit])
+        InboundEvent.objects.filter(pk__in=event_ids).update(dispatched_at=now)
+    return event_ids
+
+
+def inbox_sweep() -> int:
+    """Events the workers were never handed, or whose worker died, and failed ones with attempts left: process them
+    here, each claimed first so a pusher does not take it too. Returns how many were run."""
     from .pipeline import inbound_event_process
 
-    events = InboundEvent.objects.filter(
+    event_ids = inbox_claim(limit=None, older_than_seconds=60, failed_too=True)
+    for event in InboundEvent.objects.filter(pk__in=event_ids).order_by("received_at").only("pk"):
+        inbound_event_process(event)
+    return len(event_ids)
+
+
+def inbox_process(*, tenant_slug: str | None = None, older_than_seconds: int = 0) -> int:
+    """Process stored events not yet processed (and failed ones with attempts left); returns how many were run."""
+    from .pipeline import inbound_event_process
+
+    events = _inbox_waiting().filter(
         status__in=[InboundEvent.Status.PENDING, InboundEvent.Status.FAILED],
         attempts__lt=INBOX_MAX_ATTEMPTS,
-        integration__enabled=True,
-        integration__tenant__is_active=True,
         received_at__lte=timezone.now() - timedelta(seconds=older_than_seconds),
     ).order_by("received_at")
     if tenant_slug:

@@ -30,7 +30,7 @@ from django.utils import timezone
 from connectors.errors import ConnectorError
 from connectors.http import ApiSession
 from connectors.models import InboundEvent, Integration
-from connectors.webhooks import ParsedEvent, Verdict, WebhookVerifier
+from connectors.webhooks import ParsedEvent, Refusal, Verdict, WebhookVerifier, webhook_document
 
 from .client import paypal_time
 
@@ -208,12 +208,13 @@ class PayPalWebhookVerifier(WebhookVerifier):
     def verify(self, *, integration: Integration, headers: Mapping[str, str], body: bytes, url: str) -> Verdict:
         webhook_id = str((integration.partner_connection.credentials or {}).get("webhook_id") or "")
         if not webhook_id:
-            return Verdict.refused("no webhook_id on the PayPal connection: deliveries cannot be verified")
+            return Verdict.refused("no webhook_id on the PayPal connection: deliveries cannot be verified",
+                                   Refusal.NO_SECRET)
         given = {name: _header(headers, name) for name in
                  (H_TRANSMISSION_ID, H_TRANSMISSION_TIME, H_TRANSMISSION_SIG, H_CERT_URL, H_AUTH_ALGO)}
         missing = [name.upper() for name, value in given.items() if not value]
         if missing:
-            return Verdict.refused(f"missing header(s) {', '.join(missing)}")
+            return Verdict.refused(f"missing header(s) {', '.join(missing)}", Refusal.UNSIGNED)
         if given[H_AUTH_ALGO] not in SIGNATURE_HASHES:
             return Verdict.refused(f"{H_AUTH_ALGO.upper()} {given[H_AUTH_ALGO]!r} is not accepted")
         allowed_hosts, max_age = webhook_settings(integration)
@@ -224,20 +225,20 @@ class PayPalWebhookVerifier(WebhookVerifier):
         if abs(now - sent_at) > max_age:
             return Verdict.refused(
                 f"transmission time {given[H_TRANSMISSION_TIME]} is outside the {int(max_age.total_seconds())} s "
-                f"tolerance (replayed or delayed delivery)"
+                f"tolerance (replayed or delayed delivery)", Refusal.STALE
             )
         problem = paypal_cert_url_problem(given[H_CERT_URL], allowed_hosts=allowed_hosts)
         if problem:
-            return Verdict.refused(problem)
+            return Verdict.refused(problem, Refusal.CERTIFICATE)
         try:
             certificate = paypal_certificate_load(given[H_CERT_URL], integration=integration)
         except CertificateUnavailable as exc:
-            return Verdict.refused(str(exc))
+            return Verdict.refused(str(exc), Refusal.CERTIFICATE)
         # The sandbox's self-signed certificate is accepted only from its own (allow-listed) loopback host.
         loopback = settings.SANDBOX_ENABLED and _is_loopback((urlsplit(given[H_CERT_URL]).hostname or "").lower())
         problem = paypal_certificate_problem(certificate, now=now, loopback=loopback)
         if problem:
-            return Verdict.refused(problem)
+            return Verdict.refused(problem, Refusal.CERTIFICATE)
         message = paypal_signed_message(
             transmission_id=given[H_TRANSMISSION_ID], transmission_time=given[H_TRANSMISSION_TIME],
             webhook_id=webhook_id, body=body,
@@ -248,10 +249,7 @@ class PayPalWebhookVerifier(WebhookVerifier):
         return Verdict.refused(problem) if problem else Verdict.genuine()
 
     def parse(self, *, headers: Mapping[str, str], body: bytes) -> list[ParsedEvent]:
-        try:
-            document = json.loads(body)
-        except ValueError as exc:
-            raise ValueError(f"body is not JSON: {exc}") from None
+        document = webhook_document(body)
         if not isinstance(document, dict):
             raise ValueError("body is not a JSON object")
         for field in ("id", "event_type"):
