@@ -204,7 +204,8 @@ def main() -> None:
         database_url = f"sqlite:///{workdir}/bench.sqlite3"
         database = "SQLite (WAL, synchronous from the settings' init command)"
     environment = {
-        **{key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_"))},
+        **{key: value for key, value in os.environ.items()
+           if not key.startswith(("DJANGO_", "DATABASE_")) or key == "DATABASE_CONN_MAX_AGE"},
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
         "FERNET_KEYS": Fernet.generate_key().decode(),
