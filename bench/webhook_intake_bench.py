@@ -39,15 +39,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def process_cpu_seconds(pid: int, *, with_reaped_children: bool = False) -> float:
-    """utime + stime of one process (and of its children already reaped, for the master), from /proc/<pid>/stat."""
+def process_cpu_seconds(pid: int, *, with_reaped_children: bool = False) -> tuple[float, float]:
+    """(user, system) CPU seconds of one process (and of its children already reaped, for the master), from
+    /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     # After the ")" of comm: fields[11] utime, [12] stime, [13] cutime, [14] cstime (stat fields 14-17).
-    ticks = int(fields[11]) + int(fields[12])
+    user, system = int(fields[11]), int(fields[12])
     if with_reaped_children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / CLOCK_TICKS
+        user, system = user + int(fields[13]), system + int(fields[14])
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 def children_of(pid: int) -> list[int]:
@@ -65,15 +66,16 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def server_cpu_seconds(master: int) -> float:
-    """The gunicorn master, its live workers, and workers it has reaped."""
-    total = process_cpu_seconds(master, with_reaped_children=True)
+def server_cpu_seconds(master: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the gunicorn master, its live workers, and workers it has reaped."""
+    user, system = process_cpu_seconds(master, with_reaped_children=True)
     for worker in children_of(master):
         try:
-            total += process_cpu_seconds(worker)
+            worker_user, worker_system = process_cpu_seconds(worker)
         except FileNotFoundError:
-            pass
-    return total
+            continue
+        user, system = user + worker_user, system + worker_system
+    return user, system
 
 
 def postgres_database(url: str, name: str) -> str:
@@ -134,7 +136,8 @@ print(json.dumps({"inbound_events": InboundEvent.objects.count(), "orm_queue": O
 
 def gunicorn_start(environment: dict[str, str], port: int, workers: int, logfile: Path) -> subprocess.Popen:
     command = [PYTHON, "-m", "gunicorn", "config.wsgi:application", "--workers", str(workers),
-               "--worker-class", "sync", "--bind", f"127.0.0.1:{port}", "--error-logfile", str(logfile)]
+               "--worker-class", "sync", "--bind", f"127.0.0.1:{port}", "--error-logfile", str(logfile),
+               *(["--config", os.environ["BENCH_GUNICORN_CONFIG"]] if os.environ.get("BENCH_GUNICORN_CONFIG") else [])]
     # The server's own log (Django's warnings about refused deliveries included) goes to the file, not the report.
     with open(logfile, "ab") as log:
         server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log)
@@ -164,9 +167,10 @@ def load_run(url: str, secret: str, *, count: int, concurrency: int, prefix: str
     subprocess.run([PYTHON, str(LOAD), "--url", url, "--secret", secret, "-n", str(count), "-c", str(concurrency),
                     "--event-prefix", prefix, "--start-index", str(start), "--label", label,
                     "--json-out", str(out)], check=True, stdout=subprocess.DEVNULL)
-    cpu = server_cpu_seconds(master) - before
+    after = server_cpu_seconds(master)
     result = json.loads(out.read_text())
-    result["server_cpu_s"] = cpu
+    result["server_user_s"], result["server_system_s"] = after[0] - before[0], after[1] - before[1]
+    result["server_cpu_s"] = result["server_user_s"] + result["server_system_s"]
     return result
 
 
@@ -176,8 +180,9 @@ def report(result: dict, count: int) -> str:
     return (f"{result['label']:<24} {result['ok_2xx']:>5}/{count} 2xx  {result['responses_per_s']:>7.1f} req/s  "
             f"p50 {latency['p50'] if latency['p50'] is not None else '-':>6} ms  "
             f"p99 {latency['p99'] if latency['p99'] is not None else '-':>6} ms  "
-            f"server CPU {result['server_cpu_s'] * 1000 / max(answered, 1):.2f} ms/request  "
-            f"status {result['status_counts']}")
+            f"server CPU {result['server_cpu_s'] * 1000 / max(answered, 1):.2f} ms/request "
+            f"(user {result['server_user_s'] * 1000 / max(answered, 1):.2f}, "
+            f"system {result['server_system_s'] * 1000 / max(answered, 1):.2f})  status {result['status_counts']}")
 
 
 def main() -> None:

@@ -148,6 +148,20 @@ def test_a_duplicate_event_is_acknowledged_but_stored_once(client, payments_stre
     assert (InboundEvent.objects.count(), OrmQ.objects.count()) == (1, 0)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_test_transaction_a_duplicate_is_one_failed_insert_and_stored_once(client, payments_stream):
+    # given (as in production: no transaction around the request, the insert is its own)
+    integration = paypal_integration()
+    first = post(client, integration, event_body())
+
+    # when
+    second = post(client, integration, event_body())
+
+    # then
+    assert (first.json(), second.json()) == ({"received": 1, "duplicates": 0}, {"received": 0, "duplicates": 1})
+    assert InboundEvent.objects.count() == 1
+
+
 def test_a_body_over_the_limit_is_refused_before_anything_is_stored(client, payments_stream, settings):
     # given
     settings.WEBHOOK_MAX_BODY_BYTES = 100
