@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connections, router, transaction
@@ -17,6 +18,8 @@ from django_q.conf import Conf
 from django_q.models import Schedule
 
 from . import registry
+from mappings.money import currency_is_iso
+
 from .models import Connection, InboundEvent, Integration, Tenant
 from .refusals import webhook_refusal_count
 from .webhooks import Refusal, Verdict
@@ -200,6 +203,53 @@ def connection_credentials(connection: Connection) -> dict[str, Any]:
     return credentials
 
 
+SETTING_NUMBER_MAX = 1_000_000
+SETTING_TEXT_MAX_CHARS = 500
+SETTING_LIST_MAX_ITEMS = 100
+
+
+def _shown(value: Any) -> str:
+    shown = json.dumps(value, default=str)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _host_port_problem(entry: str) -> str | None:
+    try:
+        parts = urlsplit(f"//{entry}")
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return "is not a host or host:port"
+    if not parts.hostname or parts.netloc != entry or parts.username or parts.path:
+        return "is not a host or host:port"
+    return None
+
+
+# Settings whose items are of a known kind: the item's problem, or None.
+SETTING_ITEM_CHECKS = {
+    "collect_currencies": lambda code: None if currency_is_iso(code) else "is not an ISO 4217 currency code",
+    "cert_hosts": _host_port_problem,
+}
+
+
+def _setting_value_problem(key: str, value: Any) -> str | None:
+    """Bounds every setting holds to, whatever its kind: numbers, text and lists of short text."""
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= SETTING_NUMBER_MAX:
+        return f"must be a whole number from 0 to {SETTING_NUMBER_MAX}, got {_shown(value)}"
+    if isinstance(value, str) and (len(value) > SETTING_TEXT_MAX_CHARS or not value.isprintable()):
+        return f"must be printable text of at most {SETTING_TEXT_MAX_CHARS} characters"
+    if isinstance(value, list):
+        if len(value) > SETTING_LIST_MAX_ITEMS:
+            return f"must have at most {SETTING_LIST_MAX_ITEMS} items"
+        for position, item in enumerate(value):
+            if not isinstance(item, str) or not item or len(item) > SETTING_TEXT_MAX_CHARS or not item.isprintable():
+                return f"item {position} must be printable text of 1 to {SETTING_TEXT_MAX_CHARS} characters"
+            check = SETTING_ITEM_CHECKS.get(key)
+            problem = check(item) if check else None
+            if problem:
+                return f"item {position} ({_shown(item)}) {problem}"
+    return None
+
+
 def integration_settings_clean(kind: str, raw: dict | None) -> dict:
     """Validate an integration's settings against its kind's schema; the error names the key and the problem."""
     schema = registry.kind_spec(kind).settings_schema
@@ -212,11 +262,15 @@ def integration_settings_clean(kind: str, raw: dict | None) -> dict:
     cleaned = {}
     for key, (kind_type, default, *allowed) in schema.items():
         value = raw.get(key, default)
-        if value is not None and not isinstance(value, kind_type):
-            raise ValidationError({"settings": f"{key} must be {kind_type.__name__}, got {json.dumps(value)}"})
+        # true is an int to Python, never a number of seconds or days here.
+        if value is not None and (not isinstance(value, kind_type) or kind_type is int and isinstance(value, bool)):
+            raise ValidationError({"settings": f"{key} must be {kind_type.__name__}, got {_shown(value)}"})
+        problem = value is not None and _setting_value_problem(key, value)
+        if problem:
+            raise ValidationError({"settings": f"{key} {problem}"})
         if allowed and value not in allowed[0]:
             raise ValidationError(
-                {"settings": f"{key} must be one of {', '.join(map(str, allowed[0]))}, got {json.dumps(value)}"}
+                {"settings": f"{key} must be one of {', '.join(map(str, allowed[0]))}, got {_shown(value)}"}
             )
         cleaned[key] = value
     return cleaned

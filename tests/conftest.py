@@ -2,9 +2,20 @@
 import os
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from connectors import registry
 from tests import ledger_stream
+
+# Property-based tests: bounded for CI (HYPOTHESIS_PROFILE=thorough for a long run); no example database in the tree;
+# one database per test function, so examples share it (each test checks what changed, not what exists).
+hypothesis_settings.register_profile(
+    "ci", max_examples=150, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+hypothesis_settings.register_profile("thorough", parent=hypothesis_settings.get_profile("ci"), max_examples=3000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Every request a test sends to Visma is checked against the published OpenAPI file.
 pytest_plugins = ["tests.visma_openapi_check"]
