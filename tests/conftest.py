@@ -57,3 +57,17 @@ def register_stream():
     yield register
     for kind, streams in saved.items():
         registry.kind_spec(kind).streams = streams
+
+
+@pytest.fixture(autouse=True)
+def refusal_counts_of_this_test_only():
+    """Refused-delivery counts wait in this process between flushes: none may reach another test's database."""
+    from connectors import refusals
+
+    yield
+    with refusals._lock:
+        refusals._pending.clear()
+        refusals._written.clear()
+        if refusals._timer is not None:
+            refusals._timer.cancel()
+            refusals._timer = None
