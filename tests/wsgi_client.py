@@ -4,6 +4,9 @@ import io
 import sys
 from dataclasses import dataclass
 
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+
 
 @dataclass
 class WsgiResponse:
@@ -33,9 +36,16 @@ def wsgi_request(path: str, body: bytes = b"", *, method: str = "POST", headers:
     def start_response(status, response_headers, exc_info=None):
         answer["status"], answer["headers"] = status, dict(response_headers)
 
-    response = wsgi.application(environ, start_response)
+    # As Django's test client does: the test's own transaction must survive the request's connection hygiene.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     try:
-        content = b"".join(response)
+        response = wsgi.application(environ, start_response)
+        try:
+            content = b"".join(response)
+        finally:
+            response.close()
     finally:
-        response.close()
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     return WsgiResponse(int(answer["status"].split()[0]), answer["headers"], content)
