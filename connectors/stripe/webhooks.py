@@ -11,7 +11,8 @@ import json
 import time
 from collections.abc import Mapping
 
-import stripe
+# Bound once: the stripe package resolves its attributes lazily, through an import, on every access.
+from stripe import SignatureVerificationError, WebhookSignature
 
 from connectors.models import Connection, InboundEvent, Integration
 from connectors.webhooks import ParsedEvent, Refusal, Verdict, WebhookVerifier, webhook_document
@@ -54,7 +55,7 @@ def stripe_signature_problem(*, body: bytes, header: str, secrets: list[str],
     except UnicodeDecodeError:
         return "body is not UTF-8"
     try:
-        timestamp, _ = stripe.WebhookSignature._get_timestamp_and_signatures(header, "v1")
+        timestamp, _ = WebhookSignature._get_timestamp_and_signatures(header, "v1")
     except (IndexError, ValueError):
         return "Stripe-Signature has no t=<unix time>"
     now = time.time() if now is None else now
@@ -68,9 +69,9 @@ def stripe_signature_problem(*, body: bytes, header: str, secrets: list[str],
     for secret in secrets:
         try:
             # Tolerance is checked above against our clock; the library checks t, the v1 list and the HMAC.
-            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+            WebhookSignature.verify_header(payload, header, secret, tolerance=None)
             return None
-        except stripe.SignatureVerificationError as exc:
+        except SignatureVerificationError as exc:
             reasons.append(str(exc.user_message or exc))
     if reasons and all(reason.startswith("No signatures found with expected scheme") for reason in reasons):
         return "Stripe-Signature has no v1 signature"
