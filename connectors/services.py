@@ -17,9 +17,9 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import Schedule
 
-from . import registry
 from mappings.money import currency_is_iso
 
+from . import registry
 from .models import Connection, InboundEvent, Integration, Tenant
 from .refusals import webhook_refusal_count
 from .webhooks import Refusal, Verdict
