@@ -116,6 +116,23 @@ def test_tasks_already_on_the_queue_go_before_the_inbox(client, payments_stream)
 
 
 @pytest.mark.django_db
+def test_when_the_queue_is_down_no_event_is_claimed_so_none_waits_out_a_lease(client, payments_stream):
+    # given an event in the inbox and a broker whose queue cannot be reached
+    integration = books()
+    deliver(client, integration, "EVT-1", "P-1")
+    broker = InboxBroker()
+
+    # when the pusher asks for work
+    with mock.patch.object(broker.inner, "queue_size", side_effect=ConnectionError("queue down")), \
+            pytest.raises(ConnectionError):
+        broker.dequeue()
+
+    # then (django-q2 restarts its pusher) the event is still free for the next one
+    assert InboundEvent.objects.get().dispatched_at is None
+    assert inbox_claim(limit=1) == [InboundEvent.objects.get().pk]
+
+
+@pytest.mark.django_db
 def test_a_claim_takes_at_most_its_limit_oldest_first(client, payments_stream):
     # given
     integration = books()
