@@ -326,7 +326,8 @@ def _rule_plan(index: int, raw: Any, default_system: str | None, kinds: list[str
         amount = values.get(key)
         if isinstance(amount, float):
             problems.add(f"{path}.{key}", "must be a string or a number, never a float")
-        elif amount is not None and (isinstance(amount, bool) or not isinstance(amount, (str, int, Decimal))):
+        elif amount is not None and (isinstance(amount, bool) or not isinstance(amount, (str, int, Decimal))
+                                     or isinstance(amount, str) and not amount.strip()):
             problems.add(f"{path}.{key}", "must be an amount: a number or a string such as \"100.00\"")
     currency = values.get("currency")
     if isinstance(currency, str) and currency and not currency_is_iso(currency):
