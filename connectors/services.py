@@ -20,7 +20,7 @@ from django_q.models import Schedule
 from mappings.money import currency_is_iso
 
 from . import registry
-from .models import Connection, InboundEvent, Integration, Tenant
+from .models import Connection, InboundEvent, Integration
 from .refusals import webhook_refusal_count
 from .webhooks import Refusal, Verdict
 
@@ -40,25 +40,26 @@ class WebhookOutcome:
 
 
 # A webhook's integration, its tenant and both connections, kept per process and reused while their rows are
-# unchanged: each delivery reads the raw rows (SQL the ORM wrote once) instead of building a three-join ORM query
-# and decrypting two sets of credentials. Any change to any column of those rows loads them again.
-_WEBHOOK_ROWS_SQL: dict[str, str] = {}
+# unchanged: each delivery reads a fingerprint of the rows (SQL the ORM wrote once) instead of building a three-join
+# ORM query and decrypting two sets of credentials. The fingerprint is each row's updated_at (any save() moves it)
+# and, for a QuerySet.update() that leaves updated_at alone, every column a verifier reads.
+_FINGERPRINT = [
+    "updated_at", "kind", "enabled", "settings", "tenant_id", "partner_connection_id", "visma_connection_id",
+    "tenant__updated_at", "tenant__is_active",
+    *(f"{connection}__{column}" for connection in ("partner_connection", "visma_connection")
+      for column in ("updated_at", "system", "base_url", "token_url", "credentials")),
+]
+_FINGERPRINT_SQL: dict[str, str] = {}
 _integrations_seen: dict = {}
 _INTEGRATIONS_KEPT = 1000
 
 
 def _integration_rows(integration_id) -> tuple | None:
     database = connections[router.db_for_read(Integration)]
-    sql = _WEBHOOK_ROWS_SQL.get(database.alias)
+    sql = _FINGERPRINT_SQL.get(database.alias)
     if sql is None:
-        columns = [field.attname for field in Integration._meta.concrete_fields] + [
-            f"{related}__{field.attname}"
-            for related, model in (("tenant", Tenant), ("partner_connection", Connection),
-                                   ("visma_connection", Connection))
-            for field in model._meta.concrete_fields
-        ]
-        query = Integration.objects.using(database.alias).filter(pk=uuid.UUID(int=0)).order_by().values_list(*columns)
-        sql = _WEBHOOK_ROWS_SQL[database.alias] = query.query.sql_with_params()[0]
+        query = Integration.objects.using(database.alias).filter(pk=uuid.UUID(int=0)).order_by()
+        sql = _FINGERPRINT_SQL[database.alias] = query.values_list(*_FINGERPRINT).query.sql_with_params()[0]
     with database.cursor() as cursor:
         cursor.execute(sql, [Integration._meta.pk.get_db_prep_value(integration_id, database)])
         return cursor.fetchone()

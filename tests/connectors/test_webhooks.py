@@ -4,13 +4,16 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import stripe
 from django_q.models import OrmQ
 
 from audit.models import AuditEntry, SyncRecord
-from connectors.models import InboundEvent, WebhookRefusal
+from connectors.models import Connection, InboundEvent, WebhookRefusal
 from connectors.services import inbox_process
+from tests.connectors.deliveries import stripe_vendor
 from tests.factories import GLAccountFactory, GLMappingRuleFactory, IntegrationFactory
 from tests.ledger_stream import sign
+from tests.wsgi_client import wsgi_request
 
 pytestmark = pytest.mark.django_db
 
@@ -333,3 +336,28 @@ def test_the_sweep_processes_an_event_no_worker_was_handed_once_it_is_a_minute_o
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("processed", 1)
     assert event.dispatched_at is not None
+
+
+def test_a_changed_secret_counts_from_the_next_delivery_however_it_was_changed():
+    # given a Stripe integration whose deliveries have been verified (and its rows kept by this process)
+    vendor = stripe_vendor()
+    connection = vendor.integration.partner_connection
+
+    def deliver(secret: str, event_id: str) -> int:
+        body = vendor.envelope(event_id_json=f'"{event_id}"')
+        header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
+        return wsgi_request(vendor.path, body, headers={"Stripe-Signature": header}).status_code
+
+    first = deliver("whsec_fuzz_s3cr3t", "evt_1")
+
+    # when the secret is rolled through save(), then through an update() that leaves updated_at as it was
+    connection.credentials = {**connection.credentials, "webhook_secrets": ["whsec_second"]}
+    connection.save()
+    after_save = (deliver("whsec_fuzz_s3cr3t", "evt_2"), deliver("whsec_second", "evt_3"))
+    Connection.objects.filter(pk=connection.pk).update(
+        credentials={**connection.credentials, "webhook_secrets": ["whsec_third"]}, updated_at=connection.updated_at)
+    after_update = (deliver("whsec_second", "evt_4"), deliver("whsec_third", "evt_5"))
+
+    # then
+    assert (first, after_save, after_update) == (200, (401, 200), (401, 200))
+    assert list(InboundEvent.objects.order_by("id").values_list("event_id", flat=True)) == ["evt_1", "evt_3", "evt_5"]
