@@ -9,6 +9,8 @@ and after each run. Prints figures; asserts nothing about time.
 
     .venv/bin/python bench/webhook_intake_bench.py
     .venv/bin/python bench/webhook_intake_bench.py --database-url postgres://postgres@127.0.0.1:5432/postgres
+
+BENCH_GUNICORN_CONFIG=<file> adds a gunicorn config file (e.g. one whose post_fork starts cProfile in each worker).
 """
 from __future__ import annotations
 
