@@ -148,14 +148,19 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web process and workers share one file: WAL + busy timeout + IMMEDIATE make writers queue
-    # instead of failing with "database is locked".
+    # instead of failing with "database is locked". synchronous=FULL syncs the WAL at every commit: a webhook
+    # is acknowledged only once its row survives a power loss (NORMAL may lose the last commits:
+    # https://www.sqlite.org/pragma.html#pragma_synchronous).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
         }
     )
+    # One connection per process kept open: reopening costs the Python functions Django registers, and closing
+    # the last one checkpoints the WAL, on every request.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=600))
     if not str(DATABASES["default"]["NAME"]).startswith(":memory:"):
         Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 else:
@@ -199,6 +204,8 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+# The configured broker, which also hands the workers stored webhook events: the inbox row is the queue.
+Q_CLUSTER["broker_class"] = "connectors.broker.InboxBroker"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -208,6 +215,8 @@ REST_FRAMEWORK = {
 
 # Webhooks: a body over this size is refused with 413 before it is read.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Refused deliveries are counted in memory and written at most this often (the first of each window at once).
+WEBHOOK_REFUSAL_FLUSH_SECONDS = env.float("WEBHOOK_REFUSAL_FLUSH_SECONDS", default=5.0)
 
 # Outbound HTTP: (connect, read) timeouts in seconds, retries on timeouts, 5xx and 429.
 HTTP_CONNECT_TIMEOUT = env.float("HTTP_CONNECT_TIMEOUT", default=5.0)
@@ -249,7 +258,10 @@ VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS = env.int("VISMA_INVOICE_MIRROR_MAX_AGE_SEC
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "connectors.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact_secrets": {"()": "connectors.logging.RedactSecretsFilter"},
+        "counted_webhook_refusals": {"()": "connectors.logging.CountedWebhookRefusalsFilter"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
@@ -257,6 +269,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # A refused webhook is counted (connectors.refusals), not logged once per request.
+        "django.request": {"filters": ["counted_webhook_refusals"]},
         "stripe": {"level": "WARNING"},  # the library logs every request at INFO
     },
 }

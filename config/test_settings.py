@@ -15,3 +15,5 @@ from .settings import *  # noqa: E402,F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 HTTP_BACKOFF_BASE_SECONDS = 0.0
 HTTP_BACKOFF_MAX_SECONDS = 0.0
+# Every refused webhook delivery is written at once, so a test sees its count without waiting for a flush.
+WEBHOOK_REFUSAL_FLUSH_SECONDS = 0

@@ -18,7 +18,17 @@ from audit.selectors import json_pretty
 from audit.services import Actor, configuration_audit
 
 from . import registry
-from .models import Connection, HttpExchange, InboundEvent, Integration, SyncCursor, SyncRun, System, Tenant
+from .models import (
+    Connection,
+    HttpExchange,
+    InboundEvent,
+    Integration,
+    SyncCursor,
+    SyncRun,
+    System,
+    Tenant,
+    WebhookRefusal,
+)
 from .pipeline import inbound_event_process
 from .services import connection_save, integration_clean, integration_save
 
@@ -287,6 +297,18 @@ class SyncCursorAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(WebhookRefusal)
+class WebhookRefusalAdmin(ReadOnlyAdmin):
+    """Refused deliveries per integration, reason and ten minutes: "412 deliveries refused 10:00–10:10: bad signature"."""
+
+    list_display = ["__str__", "integration", "reason", "deliveries", "last_at", "last_remote_addr"]
+    list_filter = ["reason", "integration"]
+    list_select_related = ["integration__tenant"]
+    date_hierarchy = "window_start"
+    fields = ["integration", "reason", "window_start", "deliveries", "first_at", "last_at", "last_remote_addr",
+              "last_detail"]
 
 
 @admin.register(InboundEvent)

@@ -1,4 +1,4 @@
-"""A logging filter that masks credentials wherever a message would carry one."""
+"""Logging filters: credentials masked wherever a message would carry one; refused webhooks counted, not logged."""
 import logging
 import re
 
@@ -25,3 +25,14 @@ class RedactSecretsFilter(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
+
+
+class CountedWebhookRefusalsFilter(logging.Filter):
+    """Drops django.request's line for a webhook answered 4xx: connectors.refusals counts those, so a flood of bad
+    requests does not become a flood of log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        status_code = getattr(record, "status_code", None) or 0
+        path = getattr(request, "path", "") or ""
+        return not (400 <= status_code < 500 and path.startswith("/webhooks/"))

@@ -1,5 +1,6 @@
 """Tenants, their connections to each system, integrations, inbound events, sync runs and cursors."""
 import uuid
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -140,6 +141,8 @@ class InboundEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
+    # The inbox is the queue: when a worker was handed the event (a lease; taken again once it runs out).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -151,6 +154,48 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type or 'event'} {self.event_id}"
+
+
+# Refused deliveries are counted per window of this length (a person reads "412 refused 10:00–10:10").
+REFUSAL_WINDOW_SECONDS = 600
+
+
+class WebhookRefusal(models.Model):
+    """Deliveries refused for one integration, for one kind of reason, in one ten-minute window: a count, so a
+    flood of bad requests writes a bounded number of rows. The first refusal of a window is also audited."""
+
+    class Reason(models.TextChoices):
+        NO_SECRET = "no_secret", "No signing secret configured"
+        NO_VERIFIER = "no_verifier", "No verifier for this system"
+        UNSIGNED = "unsigned", "Signature missing"
+        BAD_SIGNATURE = "bad_signature", "Bad signature"
+        STALE = "stale", "Sent outside the time tolerance"
+        CERTIFICATE = "certificate", "Certificate not accepted"
+        MALFORMED = "malformed", "Malformed delivery"
+        TOO_LARGE = "too_large", "Body too large"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="webhook_refusals")
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    window_start = models.DateTimeField()
+    deliveries = models.PositiveIntegerField(default=0)
+    last_detail = models.TextField(blank=True, help_text="Why the latest delivery counted here was refused.")
+    last_remote_addr = models.CharField(max_length=64, blank=True)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-window_start", "integration", "reason"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "reason", "window_start"], name="one_refusal_count_per_window"),
+        ]
+
+    def __str__(self) -> str:
+        return (f"{self.deliveries} deliveries refused {self.window_start:%Y-%m-%d %H:%M}–{self.window_end:%H:%M} UTC: "
+                f"{self.get_reason_display().lower()}")
+
+    @property
+    def window_end(self) -> datetime:
+        return self.window_start + timedelta(seconds=REFUSAL_WINDOW_SECONDS)
 
 
 class SyncRun(models.Model):

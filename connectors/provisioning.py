@@ -19,11 +19,13 @@ from django.db import transaction
 
 from audit.services import configuration_audit
 from mappings.models import GLAccount, GLMappingRule
+from mappings.money import currency_is_iso
 from mappings.services import mapping_rule_validate
 
 from . import registry
 from .logging import redact
 from .models import PARTNER_SYSTEMS, Connection, Integration, Tenant, visma_own_numbers_validate
+from .paypal.webhooks import PAYPAL_CERT_HOSTS
 from .services import (
     connection_credentials,
     connection_save,
@@ -47,6 +49,18 @@ RULE_FIELDS = (*RULE_TEXT_FIELDS, "priority", "is_active", "min_amount", "max_am
 RULE_REQUIRED = ("name", "gl_account")
 
 DEMO_TENANT_FILE = Path(settings.BASE_DIR) / "examples" / "tenant.json"
+
+# Bounds on what a tenant file may hold: far above any real tenant, far below what would hurt (a 10 MB "secret",
+# a budget of 2**70 that no database column holds, a million rules).
+FILE_MAX_BYTES = 16 * 1024 * 1024
+TEXT_MAX_CHARS = 4096
+KEY_MAX_CHARS = 100
+NESTING_MAX = 16
+LIST_MAX_ITEMS = 10_000
+CREDENTIAL_LIST_MAX = 10
+BUDGET_MAX = 1_000_000
+PRIORITY_MAX = 1_000_000
+DIMENSIONS_MAX = 20
 DEMO_USERS = {"accountant": "Accountant", "finance": "Finance", "operator": "Operator"}
 
 
@@ -83,16 +97,32 @@ class TenantLoadResult:
 # --- reading and checking the file -----------------------------------------------------------------------
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def tenant_file_read(path: str | Path) -> dict:
     """The tenant document in a file; numbers with decimals are read as Decimal, never float."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            raw = file.read(FILE_MAX_BYTES + 1)
     except OSError as exc:
         raise TenantFileError([f"{path}: cannot be read ({exc.strerror or exc})"]) from exc
+    if len(raw) > FILE_MAX_BYTES:
+        raise TenantFileError([f"{path}: larger than {FILE_MAX_BYTES // (1024 * 1024)} MB; a tenant file is a few KB"])
     try:
-        return json.loads(text, parse_float=Decimal)
+        # An editor's byte order mark is tolerated in a file (RFC 8259 §8.1 lets a parser ignore it).
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TenantFileError([f"{path}: not UTF-8 text (byte {exc.start} cannot be read); save it as UTF-8"]) from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise TenantFileError([f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"]) from exc
+    except RecursionError:
+        raise TenantFileError([f"{path}: nested deeper than JSON can be read"]) from None
+    except ValueError as exc:  # a constant (NaN, Infinity) or an integer of thousands of digits
+        raise TenantFileError([f"{path}: not valid JSON ({exc})"]) from None
 
 
 @dataclass
@@ -132,10 +162,50 @@ class _Problems:
 
 
 def _is_url(value: Any) -> bool:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or any(char.isspace() for char in value):
         return False
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _whole_number(value: Any, low: int, high: int) -> bool:
+    """A JSON whole number (not true/false, not 1.0) within [low, high]."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _shape_problems(document: Any, problems: _Problems) -> None:
+    """What no key may hold, wherever it is: text too long or with control characters (NUL, which PostgreSQL cannot
+    store, among them) or lone surrogates, keys that are not short text, nesting or lists beyond reason."""
+    stack: list[tuple[str, Any, int]] = [("", document, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        where = path or "(document)"
+        if depth > NESTING_MAX:
+            problems.add(where, f"nested deeper than {NESTING_MAX} levels")
+        elif isinstance(value, str):
+            if len(value) > TEXT_MAX_CHARS:
+                # Never echoed: it may be a secret.
+                problems.add(where, f"must be at most {TEXT_MAX_CHARS} characters (it has {len(value)})")
+            elif not value.isprintable():
+                problems.add(where, "must not hold control characters (line breaks, tabs, NUL) or lone surrogates")
+        elif isinstance(value, dict):
+            if len(value) > LIST_MAX_ITEMS:
+                problems.add(where, f"has more than {LIST_MAX_ITEMS} keys")
+                continue
+            for key, item in value.items():
+                if not isinstance(key, str) or len(key) > KEY_MAX_CHARS or not key.isprintable():
+                    problems.add(where, f"key {ascii(str(key)[:40])} is not a short printable name")
+                    continue
+                stack.append((f"{path}.{key}" if path else key, item, depth + 1))
+        elif isinstance(value, list):
+            if len(value) > LIST_MAX_ITEMS:
+                problems.add(where, f"has more than {LIST_MAX_ITEMS} items")
+                continue
+            stack.extend((f"{path}[{index}]", item, depth + 1) for index, item in enumerate(value))
 
 
 def _known_credentials(kind: str) -> tuple[str, ...]:
@@ -146,7 +216,8 @@ def _known_credentials(kind: str) -> tuple[str, ...]:
 def _is_credential_value(value: Any) -> bool:
     if isinstance(value, str):
         return True
-    return isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+    return (isinstance(value, list) and len(value) <= CREDENTIAL_LIST_MAX
+            and all(isinstance(item, str) and item for item in value))
 
 
 def _connection_plan(system: str, path: str, raw: Any, problems: _Problems, *, extra_keys=()) -> _ConnectionPlan:
@@ -161,8 +232,8 @@ def _connection_plan(system: str, path: str, raw: Any, problems: _Problems, *, e
     if token_url and (not _is_url(token_url) or len(token_url) > 500):
         problems.add(f"{path}.token_url", "must be an http(s) URL of at most 500 characters")
     budget = raw.get("hourly_call_budget")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
-        problems.add(f"{path}.hourly_call_budget", "must be a whole number ≥ 1, or null for no budget")
+    if budget is not None and not _whole_number(budget, 1, BUDGET_MAX):
+        problems.add(f"{path}.hourly_call_budget", f"must be a whole number from 1 to {BUDGET_MAX}, or null for no budget")
     known = _known_credentials(system)
     credentials = {}
     for key, value in raw.items():
@@ -173,7 +244,7 @@ def _connection_plan(system: str, path: str, raw: Any, problems: _Problems, *, e
             problems.add(f"{path}.{key}", f"unknown key; known: {', '.join(allowed)}")
         elif not _is_credential_value(value):
             # The value is never echoed: it may be a secret.
-            problems.add(f"{path}.{key}", "must be a string (or a list of strings)")
+            problems.add(f"{path}.{key}", f"must be a string (or a list of at most {CREDENTIAL_LIST_MAX} strings)")
         else:
             credentials[key] = value
     for key in registry.kind_spec(system).required_credentials:
@@ -248,18 +319,26 @@ def _rule_plan(index: int, raw: Any, default_system: str | None, kinds: list[str
     for key in RULE_TEXT_FIELDS:
         if key in values and not isinstance(values[key], str):
             problems.add(f"{path}.{key}", "must be a string")
-    if "priority" in values and (isinstance(values["priority"], bool) or not isinstance(values["priority"], int)):
-        problems.add(f"{path}.priority", "must be a whole number")
+    if "priority" in values and not _whole_number(values["priority"], 0, PRIORITY_MAX):
+        problems.add(f"{path}.priority", f"must be a whole number from 0 to {PRIORITY_MAX}")
     if "is_active" in values and not isinstance(values["is_active"], bool):
         problems.add(f"{path}.is_active", "must be true or false")
     for key in ("min_amount", "max_amount"):
-        if isinstance(values.get(key), float):
+        amount = values.get(key)
+        if isinstance(amount, float):
             problems.add(f"{path}.{key}", "must be a string or a number, never a float")
+        elif amount is not None and (isinstance(amount, bool) or not isinstance(amount, (str, int, Decimal))
+                                     or isinstance(amount, str) and not amount.strip()):
+            problems.add(f"{path}.{key}", "must be an amount: a number or a string such as \"100.00\"")
+    currency = values.get("currency")
+    if isinstance(currency, str) and currency and not currency_is_iso(currency):
+        problems.add(f"{path}.currency", f"{ascii(currency[:10])} is not an ISO 4217 currency code (e.g. NOK, EUR)")
     dimensions = values.get("dimensions", {})
-    if not isinstance(dimensions, dict) or not all(
-        isinstance(value, (str, int)) and not isinstance(value, bool) for value in dimensions.values()
+    if not isinstance(dimensions, dict) or len(dimensions) > DIMENSIONS_MAX or not all(
+        isinstance(value, str) or _whole_number(value, 0, 10**12) for value in dimensions.values()
     ):
-        problems.add(f"{path}.dimensions", 'must be an object of segment id → value, e.g. {"1": "100"}')
+        problems.add(f"{path}.dimensions", f'must be an object of at most {DIMENSIONS_MAX} segment id → value, '
+                                           f'e.g. {{"1": "100"}}')
     else:
         values["dimensions"] = {str(segment): str(value) for segment, value in dimensions.items()}
     if len(problems.items) > before:
@@ -281,6 +360,9 @@ def tenant_document_check(document: Any) -> _Plan:
     problems = _Problems()
     if not isinstance(document, dict):
         raise TenantFileError(["(document): must be a JSON object"])
+    _shape_problems(document, problems)
+    if problems.items:
+        raise TenantFileError(problems.items)
     for key in document:
         if key not in ("slug", "name", "visma", "visma_own_numbers", "integrations", "mapping_rules"):
             problems.add(key, "unknown key; a tenant file has: slug, name, visma, visma_own_numbers, integrations, "
@@ -489,7 +571,8 @@ def tenant_connections_check(tenant: Tenant, *, kind: str | None = None) -> list
 
 
 def tenant_document_point_at_sandbox(document: dict, base_url: str) -> dict:
-    """A copy of the document whose URLs on host "sandbox" point at this installation's /sandbox/."""
+    """A copy of the document whose URLs on host "sandbox" point at this installation's /sandbox/; the PayPal
+    integration then accepts certificates from this installation's host too."""
     document = copy.deepcopy(document)
     root = base_url.rstrip("/") + "/sandbox"
 
@@ -505,6 +588,12 @@ def tenant_document_point_at_sandbox(document: dict, base_url: str) -> dict:
     rewrite(document.get("visma"))
     for integration in (document.get("integrations") or {}).values():
         rewrite(integration)
+    paypal = (document.get("integrations") or {}).get("paypal")
+    if isinstance(paypal, dict) and urlsplit(str(paypal.get("base_url") or "")).netloc == urlsplit(root).netloc:
+        # The sandbox signs with its own certificate, served from this host: put it on the allow-list, no other.
+        integration_settings = paypal.setdefault("settings", {})
+        hosts = integration_settings.get("cert_hosts") or list(PAYPAL_CERT_HOSTS)
+        integration_settings["cert_hosts"] = [*hosts, urlsplit(root).netloc]
     return document
 
 

@@ -33,10 +33,10 @@ def records_advance_due() -> int:
 
 
 def inbox_sweep() -> int:
-    """Events stored but never processed (the queue was down, a worker died): process them now."""
-    from .services import inbox_process
+    """Events stored but never handed to a worker, or whose worker died, and failed ones to retry: process them now."""
+    from .services import inbox_sweep
 
-    return inbox_process(older_than_seconds=60)
+    return inbox_sweep()
 
 
 def record_advance_later(record: SyncRecord) -> None:

@@ -1,6 +1,8 @@
 """Money helpers: ISO 4217 minor units, and conversion between major units and a vendor's minor units."""
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
+import pycountry
+
 # Currencies whose minor unit is not 2 (ISO 4217 list one, 2024 edition); every other code has 2.
 _MINOR_UNITS = {
     **dict.fromkeys(
@@ -15,6 +17,12 @@ _MINOR_UNITS = {
 
 class MoneyError(ValueError):
     """An amount or currency that cannot be booked as given."""
+
+
+def currency_is_iso(code: str) -> bool:
+    """True for a code on ISO 4217's list (pycountry's copy of it, from Debian's iso-codes), in any letter case."""
+    return isinstance(code, str) and len(code) == 3 and code.isascii() and code.isalpha() and (
+        pycountry.currencies.get(alpha_3=code.upper()) is not None)
 
 
 def minor_units(currency: str) -> int:

@@ -2,9 +2,20 @@
 import os
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from connectors import registry
 from tests import ledger_stream
+
+# Property-based tests: bounded for CI (HYPOTHESIS_PROFILE=thorough for a long run); no example database in the tree;
+# one database per test function, so examples share it (each test checks what changed, not what exists).
+hypothesis_settings.register_profile(
+    "ci", max_examples=150, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+hypothesis_settings.register_profile("thorough", parent=hypothesis_settings.get_profile("ci"), max_examples=3000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Every request a test sends to Visma is checked against the published OpenAPI file.
 pytest_plugins = ["tests.visma_openapi_check"]
@@ -61,3 +72,17 @@ def register_stream():
     yield register
     for kind, streams in saved.items():
         registry.kind_spec(kind).streams = streams
+
+
+@pytest.fixture(autouse=True)
+def refusal_counts_of_this_test_only():
+    """Refused-delivery counts wait in this process between flushes: none may reach another test's database."""
+    from connectors import refusals
+
+    yield
+    with refusals._lock:
+        refusals._pending.clear()
+        refusals._written.clear()
+        if refusals._timer is not None:
+            refusals._timer.cancel()
+            refusals._timer = None

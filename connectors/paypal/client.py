@@ -129,9 +129,10 @@ def paypal_time(text: str | None) -> datetime | None:
         value = f"{value[:-2]}:{value[-2:]}"
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        # 0001-01-01T00:00:00+01:00 and 9999-12-31T23:59:59-01:00 parse, but fall outside datetime's range in UTC.
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def link_target_id(resource: Mapping[str, Any], rel: str) -> str:

@@ -2,8 +2,9 @@
 
 The signed string is "transmission_id|transmission_time|webhook_id|crc32(raw body)" (unsigned decimal), signed with
 RSA PKCS#1 v1.5 over SHA-256 by the key of the certificate at PAYPAL-CERT-URL. The certificate is fetched only over
-HTTPS from an allow-listed PayPal host (loopback over HTTP too when the sandbox is on), cached by URL, and its
-validity period and subject are checked; a transmission time outside the tolerance window is refused as a replay.
+HTTPS from a host on the integration's allow-list (PayPal's by default; the sandbox adds its own loopback host, served
+over HTTP only while the sandbox is on), cached by URL, and its validity period and subject are checked; a
+transmission time outside the tolerance window is refused as a replay.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from django.utils import timezone
 from connectors.errors import ConnectorError
 from connectors.http import ApiSession
 from connectors.models import InboundEvent, Integration
-from connectors.webhooks import ParsedEvent, Verdict, WebhookVerifier
+from connectors.webhooks import ParsedEvent, Refusal, Verdict, WebhookVerifier, webhook_document
 
 from .client import paypal_time
 
@@ -100,9 +101,11 @@ def _is_loopback(host: str) -> bool:
 
 def paypal_cert_url_problem(url: str, *, allowed_hosts: tuple[str, ...] | list[str] = PAYPAL_CERT_HOSTS,
                             sandbox_enabled: bool | None = None) -> str | None:
-    """None when the certificate may be fetched from `url`: HTTPS from an allowed host, or loopback with the sandbox on.
+    """None when the certificate may be fetched from `url`: HTTPS from a host on the allow-list.
 
-    Checked before anything is fetched, so a forged header cannot make us call an address of its choosing.
+    Checked before anything is fetched, so a forged header cannot make us call an address of its choosing. An entry
+    is a host (port 443) or host:port; loopback is no exception: the sandbox puts its own host:port on the
+    integration's list, and plain HTTP is accepted only from such a loopback entry while the sandbox is on.
     """
     sandbox_enabled = settings.SANDBOX_ENABLED if sandbox_enabled is None else sandbox_enabled
     try:
@@ -115,18 +118,15 @@ def paypal_cert_url_problem(url: str, *, allowed_hosts: tuple[str, ...] | list[s
         return f"certificate URL {url!r} has no host"
     if parts.username or parts.password:
         return "certificate URL carries credentials"
-    if _is_loopback(host):
-        if not sandbox_enabled:
-            return f"certificate host {host} is loopback, allowed only when the sandbox is on"
-        if parts.scheme not in ("http", "https"):
-            return f"certificate URL scheme {parts.scheme!r} is not http(s)"
-        return None
-    if parts.scheme != "https":
+    allowed = {entry.strip().lower() for entry in allowed_hosts}
+    host_port = parts.netloc.lower()
+    default_port = port is None or (parts.scheme == "https" and port == 443)
+    if host_port not in allowed and not (host in allowed and default_port):
+        if host in allowed:
+            return f"certificate URL port {port} is not 443"
+        return f"certificate host {host_port} is not allowed (allowed: {', '.join(allowed_hosts)})"
+    if parts.scheme != "https" and not (parts.scheme == "http" and sandbox_enabled and _is_loopback(host)):
         return f"certificate URL must be https, not {parts.scheme or 'schemeless'}"
-    if host not in {allowed.lower() for allowed in allowed_hosts}:
-        return f"certificate host {host} is not allowed (allowed: {', '.join(allowed_hosts)})"
-    if port not in (None, 443):
-        return f"certificate URL port {port} is not 443"
     if host in PAYPAL_CERT_HOSTS and not parts.path.startswith(PAYPAL_CERT_PATH):
         return f"certificate URL path {parts.path} is not under {PAYPAL_CERT_PATH}"
     return None
@@ -208,12 +208,13 @@ class PayPalWebhookVerifier(WebhookVerifier):
     def verify(self, *, integration: Integration, headers: Mapping[str, str], body: bytes, url: str) -> Verdict:
         webhook_id = str((integration.partner_connection.credentials or {}).get("webhook_id") or "")
         if not webhook_id:
-            return Verdict.refused("no webhook_id on the PayPal connection: deliveries cannot be verified")
+            return Verdict.refused("no webhook_id on the PayPal connection: deliveries cannot be verified",
+                                   Refusal.NO_SECRET)
         given = {name: _header(headers, name) for name in
                  (H_TRANSMISSION_ID, H_TRANSMISSION_TIME, H_TRANSMISSION_SIG, H_CERT_URL, H_AUTH_ALGO)}
         missing = [name.upper() for name, value in given.items() if not value]
         if missing:
-            return Verdict.refused(f"missing header(s) {', '.join(missing)}")
+            return Verdict.refused(f"missing header(s) {', '.join(missing)}", Refusal.UNSIGNED)
         if given[H_AUTH_ALGO] not in SIGNATURE_HASHES:
             return Verdict.refused(f"{H_AUTH_ALGO.upper()} {given[H_AUTH_ALGO]!r} is not accepted")
         allowed_hosts, max_age = webhook_settings(integration)
@@ -224,19 +225,20 @@ class PayPalWebhookVerifier(WebhookVerifier):
         if abs(now - sent_at) > max_age:
             return Verdict.refused(
                 f"transmission time {given[H_TRANSMISSION_TIME]} is outside the {int(max_age.total_seconds())} s "
-                f"tolerance (replayed or delayed delivery)"
+                f"tolerance (replayed or delayed delivery)", Refusal.STALE
             )
         problem = paypal_cert_url_problem(given[H_CERT_URL], allowed_hosts=allowed_hosts)
         if problem:
-            return Verdict.refused(problem)
+            return Verdict.refused(problem, Refusal.CERTIFICATE)
         try:
             certificate = paypal_certificate_load(given[H_CERT_URL], integration=integration)
         except CertificateUnavailable as exc:
-            return Verdict.refused(str(exc))
-        loopback = _is_loopback((urlsplit(given[H_CERT_URL]).hostname or "").lower())
+            return Verdict.refused(str(exc), Refusal.CERTIFICATE)
+        # The sandbox's self-signed certificate is accepted only from its own (allow-listed) loopback host.
+        loopback = settings.SANDBOX_ENABLED and _is_loopback((urlsplit(given[H_CERT_URL]).hostname or "").lower())
         problem = paypal_certificate_problem(certificate, now=now, loopback=loopback)
         if problem:
-            return Verdict.refused(problem)
+            return Verdict.refused(problem, Refusal.CERTIFICATE)
         message = paypal_signed_message(
             transmission_id=given[H_TRANSMISSION_ID], transmission_time=given[H_TRANSMISSION_TIME],
             webhook_id=webhook_id, body=body,
@@ -247,10 +249,7 @@ class PayPalWebhookVerifier(WebhookVerifier):
         return Verdict.refused(problem) if problem else Verdict.genuine()
 
     def parse(self, *, headers: Mapping[str, str], body: bytes) -> list[ParsedEvent]:
-        try:
-            document = json.loads(body)
-        except ValueError as exc:
-            raise ValueError(f"body is not JSON: {exc}") from None
+        document = webhook_document(body)
         if not isinstance(document, dict):
             raise ValueError("body is not a JSON object")
         for field in ("id", "event_type"):

@@ -11,10 +11,11 @@ import json
 import time
 from collections.abc import Mapping
 
-import stripe
+# Bound once: the stripe package resolves its attributes lazily, through an import, on every access.
+from stripe import SignatureVerificationError, WebhookSignature
 
 from connectors.models import Connection, InboundEvent, Integration
-from connectors.webhooks import ParsedEvent, Verdict, WebhookVerifier
+from connectors.webhooks import ParsedEvent, Refusal, Verdict, WebhookVerifier, webhook_document
 
 SIGNATURE_HEADER = "stripe-signature"
 DEFAULT_TOLERANCE_SECONDS = 300
@@ -54,20 +55,23 @@ def stripe_signature_problem(*, body: bytes, header: str, secrets: list[str],
     except UnicodeDecodeError:
         return "body is not UTF-8"
     try:
-        timestamp, _ = stripe.WebhookSignature._get_timestamp_and_signatures(header, "v1")
+        timestamp, _ = WebhookSignature._get_timestamp_and_signatures(header, "v1")
     except (IndexError, ValueError):
         return "Stripe-Signature has no t=<unix time>"
     now = time.time() if now is None else now
     # The library only refuses old timestamps; one from the future is as suspect (a replay prepared in advance).
-    if abs(now - timestamp) > tolerance:
-        return f"timestamp {timestamp} is outside the {tolerance} s tolerance (replayed or delayed delivery)"
+    # Whole seconds in int arithmetic: a t= of 400 digits is far off, not an OverflowError against a float.
+    if abs(int(now) - timestamp) > tolerance:
+        digits = str(timestamp)
+        shown = digits if len(digits) <= 20 else f"{digits[:12]}… ({len(digits)} digits)"
+        return f"timestamp {shown} is outside the {tolerance} s tolerance (replayed or delayed delivery)"
     reasons = []
     for secret in secrets:
         try:
             # Tolerance is checked above against our clock; the library checks t, the v1 list and the HMAC.
-            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+            WebhookSignature.verify_header(payload, header, secret, tolerance=None)
             return None
-        except stripe.SignatureVerificationError as exc:
+        except SignatureVerificationError as exc:
             reasons.append(str(exc.user_message or exc))
     if reasons and all(reason.startswith("No signatures found with expected scheme") for reason in reasons):
         return "Stripe-Signature has no v1 signature"
@@ -105,16 +109,16 @@ class StripeWebhookVerifier(WebhookVerifier):
 
     def verify(self, *, integration: Integration, headers: Mapping[str, str], body: bytes, url: str) -> Verdict:
         tolerance = int((integration.settings or {}).get("webhook_tolerance_seconds") or DEFAULT_TOLERANCE_SECONDS)
-        problem = stripe_signature_problem(body=body, header=_header(headers, SIGNATURE_HEADER),
-                                           secrets=stripe_webhook_secrets(integration.partner_connection),
-                                           tolerance=tolerance)
-        return Verdict.refused(problem) if problem else Verdict.genuine()
+        header, secrets = _header(headers, SIGNATURE_HEADER), stripe_webhook_secrets(integration.partner_connection)
+        problem = stripe_signature_problem(body=body, header=header, secrets=secrets, tolerance=tolerance)
+        if problem is None:
+            return Verdict.genuine()
+        refusal = (Refusal.NO_SECRET if not secrets else Refusal.UNSIGNED if not header
+                   else Refusal.STALE if problem.startswith("timestamp ") else Refusal.BAD_SIGNATURE)
+        return Verdict.refused(problem, refusal)
 
     def parse(self, *, headers: Mapping[str, str], body: bytes) -> list[ParsedEvent]:
-        try:
-            document = json.loads(body)
-        except ValueError as exc:
-            raise ValueError(f"body is not JSON: {exc}") from None
+        document = webhook_document(body)
         if not isinstance(document, dict):
             raise ValueError("body is not a JSON object")
         if document.get("object") != "event":

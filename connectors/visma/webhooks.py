@@ -14,7 +14,10 @@ import re
 from collections.abc import Mapping
 
 from connectors.models import Connection, InboundEvent, Integration
-from connectors.webhooks import ParsedEvent, Verdict, WebhookVerifier
+from connectors.webhooks import ParsedEvent, Refusal, Verdict, WebhookVerifier, webhook_document
+
+# Notifications can be batched (reference: "an array ... can be batched"); a delivery larger than this is not a batch.
+MAX_NOTIFICATIONS = 1000
 
 # The Visma Webhook Dispatcher's header (documented for Business NXT; the ERP docs only say "the header").
 SIGNATURE_HEADER = "x-vwd-signature-v1"
@@ -59,10 +62,11 @@ class VismaWebhookVerifier(WebhookVerifier):
     def verify(self, *, integration: Integration, headers: Mapping[str, str], body: bytes, url: str) -> Verdict:
         secrets = visma_webhook_secrets(integration.visma_connection)
         if not secrets:
-            return Verdict.refused("no webhook secret on the Visma connection (credentials webhook_secrets)")
+            return Verdict.refused("no webhook secret on the Visma connection (credentials webhook_secrets)",
+                                   Refusal.NO_SECRET)
         signature = _header(headers, SIGNATURE_HEADER).strip()
         if not signature:
-            return Verdict.refused(f"no {SIGNATURE_HEADER} header")
+            return Verdict.refused(f"no {SIGNATURE_HEADER} header", Refusal.UNSIGNED)
         given = signature.encode("utf-8", "replace")
         for secret in secrets:
             expected = base64.b64encode(hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest())
@@ -72,22 +76,24 @@ class VismaWebhookVerifier(WebhookVerifier):
 
     def parse(self, *, headers: Mapping[str, str], body: bytes) -> list[ParsedEvent]:
         """One event per notification of the delivery (a JSON array; a single object is taken as one)."""
-        try:
-            document = json.loads(body)
-        except ValueError as exc:
-            raise ValueError(f"body is not JSON: {exc}") from None
+        document = webhook_document(body)
         notifications = document if isinstance(document, list) else [document]
+        if len(notifications) > MAX_NOTIFICATIONS:
+            raise ValueError(f"{len(notifications)} notifications in one delivery; at most {MAX_NOTIFICATIONS} taken")
         events = []
         for position, notification in enumerate(notifications):
             if not isinstance(notification, dict) or not notification.get("notificationId"):
                 raise ValueError(f"notification {position} has no notificationId")
-            events.append(
-                ParsedEvent(
-                    event_id=str(notification["notificationId"]),
-                    event_type=str(notification.get("event") or ""),
+            event_name = notification.get("event")
+            if event_name is not None and not isinstance(event_name, str):
+                raise ValueError(f"notification {position}: event is not a string")
+            try:
+                events.append(ParsedEvent(
+                    event_id=notification["notificationId"], event_type=event_name or "",
                     body=json.dumps(notification, sort_keys=True),
-                )
-            )
+                ))
+            except ValueError as exc:
+                raise ValueError(f"notification {position}: {exc}") from None
         return events
 
     def objects_touched(self, event: InboundEvent) -> list[tuple[str, str]]:

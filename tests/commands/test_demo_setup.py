@@ -57,6 +57,18 @@ def test_demo_setup_creates_the_logins_and_the_sandbox_tenant(var_dir):
     assert GLMappingRule.objects.count() == 7
 
 
+def test_the_demo_paypal_integration_accepts_certificates_from_paypal_and_this_host_only(var_dir):
+    # when
+    run("demo_setup", "--base-url", BASE_URL + "/")
+
+    # then
+    paypal = Integration.objects.get(kind="paypal")
+    assert paypal.settings["cert_hosts"] == [
+        "api.paypal.com", "api-m.paypal.com", "api.sandbox.paypal.com", "api-m.sandbox.paypal.com", "127.0.0.1:8000",
+    ]
+    assert Integration.objects.get(kind="stripe").settings.get("cert_hosts") is None
+
+
 def test_demo_setup_run_again_keeps_the_password_and_the_rows(var_dir):
     # given
     first, _ = run("demo_setup", "--base-url", BASE_URL)

@@ -1,17 +1,19 @@
-"""The webhook intake over HTTP: verified, stored once, acknowledged, and processed by a worker after commit."""
+"""The webhook intake over HTTP: verified, stored once, acknowledged; the stored row is what a worker takes later."""
 import json
 import uuid
 from datetime import timedelta
-from unittest import mock
 
 import pytest
+import stripe
 from django_q.models import OrmQ
 
 from audit.models import AuditEntry, SyncRecord
-from connectors.models import InboundEvent
+from connectors.models import Connection, InboundEvent, WebhookRefusal
 from connectors.services import inbox_process
+from tests.connectors.deliveries import stripe_vendor
 from tests.factories import GLAccountFactory, GLMappingRuleFactory, IntegrationFactory
 from tests.ledger_stream import sign
+from tests.wsgi_client import wsgi_request
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +113,7 @@ def test_a_delivery_with_a_bad_signature_is_refused_stored_nowhere_and_audited(
     assert payments_stream.LEDGER.writes == 0
 
 
-def test_a_genuine_delivery_is_stored_raw_and_enqueued_only_after_commit(
+def test_a_genuine_delivery_is_stored_raw_and_its_row_is_the_only_write(
     client, payments_stream, django_capture_on_commit_callbacks
 ):
     # given
@@ -119,50 +121,48 @@ def test_a_genuine_delivery_is_stored_raw_and_enqueued_only_after_commit(
     body = event_body()
 
     # when
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = post(client, integration, body, HTTP_AUTHORIZATION="Bearer abc.def", HTTP_COOKIE="sessionid=s3")
 
-    # then acknowledged at once, stored, nothing queued before the commit and nothing processed
+    # then acknowledged, stored, waiting in the inbox for a worker; no second write to a queue, nothing processed
     assert (response.status_code, response.json()) == (200, {"received": 1, "duplicates": 0})
     event = InboundEvent.objects.get()
-    assert (event.event_id, event.event_type, event.status, event.attempts) == (
-        "WH-1", "PAYMENT.CAPTURE.COMPLETED", "pending", 0
+    assert (event.event_id, event.event_type, event.status, event.attempts, event.dispatched_at) == (
+        "WH-1", "PAYMENT.CAPTURE.COMPLETED", "pending", 0, None
     )
     assert event.body == body.decode()
     assert event.headers["X-Test-Signature"] == sign(SECRET, body)
     assert {"Authorization", "Cookie"}.isdisjoint(event.headers)
-    assert len(callbacks) == 1
-    assert OrmQ.objects.count() == 0
-
-    # when the transaction commits
-    callbacks[0]()
-
-    # then one task for the worker, and still no record until it runs
-    queued = OrmQ.objects.get()
-    assert (queued.func(), queued.args(), queued.name()) == (
-        "connectors.tasks.inbound_event_process", (event.pk,), f"inbound-event-{event.pk}"
-    )
+    assert (len(callbacks), OrmQ.objects.count()) == (0, 0)
     assert SyncRecord.objects.count() == 0
     assert payments_stream.LEDGER.writes == 0
 
 
-def test_a_duplicate_event_is_acknowledged_but_stored_and_enqueued_once(
-    client, payments_stream, django_capture_on_commit_callbacks
-):
+def test_a_duplicate_event_is_acknowledged_but_stored_once(client, payments_stream):
     # given
     integration = paypal_integration()
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, integration, event_body())
+    post(client, integration, event_body())
 
     # when
-    with mock.patch("connectors.services.async_task") as async_task, \
-            django_capture_on_commit_callbacks(execute=True) as callbacks:
-        response = post(client, integration, event_body())
+    response = post(client, integration, event_body())
 
     # then
     assert (response.status_code, response.json()) == (200, {"received": 0, "duplicates": 1})
+    assert (InboundEvent.objects.count(), OrmQ.objects.count()) == (1, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_test_transaction_a_duplicate_is_one_failed_insert_and_stored_once(client, payments_stream):
+    # given (as in production: no transaction around the request, the insert is its own)
+    integration = paypal_integration()
+    first = post(client, integration, event_body())
+
+    # when
+    second = post(client, integration, event_body())
+
+    # then
+    assert (first.json(), second.json()) == ({"received": 1, "duplicates": 0}, {"received": 0, "duplicates": 1})
     assert InboundEvent.objects.count() == 1
-    assert (len(callbacks), async_task.call_count, OrmQ.objects.count()) == (0, 0, 1)
 
 
 def test_a_body_over_the_limit_is_refused_before_anything_is_stored(client, payments_stream, settings):
@@ -175,9 +175,12 @@ def test_a_body_over_the_limit_is_refused_before_anything_is_stored(client, paym
     # when
     response = post(client, integration, body.encode())
 
-    # then
+    # then refused, nothing stored, and counted for the integration it was sent to
     assert (response.status_code, response.json()) == (413, {"detail": "Body larger than 100 bytes."})
-    assert (InboundEvent.objects.count(), AuditEntry.objects.count(), OrmQ.objects.count()) == (0, 0, 0)
+    assert (InboundEvent.objects.count(), OrmQ.objects.count()) == (0, 0)
+    assert list(WebhookRefusal.objects.values_list("reason", "deliveries")) == [("too_large", 1)]
+    assert list(AuditEntry.objects.values_list("action", "reason")) == [
+        ("webhook_rejected", "Body larger than 100 bytes.")]
 
 
 def test_a_body_at_the_limit_is_accepted(client, payments_stream, settings, django_capture_on_commit_callbacks):
@@ -207,7 +210,9 @@ def test_a_malformed_body_with_a_good_signature_is_refused_naming_the_field(clie
     # then
     assert response.status_code == 400
     assert response.json() == {"detail": "Malformed paypal webhook: field 'id' missing or body not JSON"}
-    assert (InboundEvent.objects.count(), AuditEntry.objects.count()) == (0, 0)
+    assert InboundEvent.objects.count() == 0
+    assert list(WebhookRefusal.objects.values_list("reason", "deliveries")) == [("malformed", 1)]
+    assert AuditEntry.objects.get().reason == "Malformed paypal webhook: field 'id' missing or body not JSON"
 
 
 def test_a_stored_event_is_processed_by_the_inbox_into_one_posting(
@@ -231,21 +236,18 @@ def test_a_stored_event_is_processed_by_the_inbox_into_one_posting(
     assert inbox_process() == 0
 
 
-def test_the_same_event_delivered_three_times_is_posted_once(
-    client, payments_stream, django_capture_on_commit_callbacks
-):
+def test_the_same_event_delivered_three_times_is_posted_once(client, payments_stream):
     # given
     integration = paypal_integration()
     payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
 
     # when
-    with django_capture_on_commit_callbacks(execute=True):
-        statuses = [post(client, integration, event_body()).status_code for _ in range(3)]
+    statuses = [post(client, integration, event_body()).status_code for _ in range(3)]
     inbox_process()
 
     # then
     assert statuses == [200, 200, 200]
-    assert (InboundEvent.objects.count(), SyncRecord.objects.count(), OrmQ.objects.count()) == (1, 1, 1)
+    assert (InboundEvent.objects.count(), SyncRecord.objects.count(), OrmQ.objects.count()) == (1, 1, 0)
     assert payments_stream.LEDGER.writes == 1
 
 
@@ -314,29 +316,48 @@ def test_an_event_whose_processing_fails_is_marked_failed_and_retried_by_the_inb
     assert SyncRecord.objects.get().status == "posted"
 
 
-def test_an_event_the_queue_could_not_take_stays_pending_for_the_inbox_sweep(
-    client, payments_stream, django_capture_on_commit_callbacks, caplog
-):
-    # given a broker that is down
+def test_the_sweep_processes_an_event_no_worker_was_handed_once_it_is_a_minute_old(client, payments_stream):
+    # given an event stored while no cluster was running
     integration = paypal_integration()
     payments_stream.SOURCE["P-1"] = {"amount": "100.00", "currency": "EUR"}
-
-    # when
-    with mock.patch("connectors.services.async_task", side_effect=ConnectionError("broker down")), \
-            django_capture_on_commit_callbacks(execute=True):
-        response = post(client, integration, event_body())
-
-    # then the sender is still answered 200 and the event waits
+    post(client, integration, event_body())
     event = InboundEvent.objects.get()
-    assert (response.status_code, event.status) == (200, "pending")
-    assert f"could not enqueue inbound event {event.pk}" in caplog.messages
 
-    # when the sweep runs a minute later
+    # when the sweep runs at once, then a minute later
     from connectors.tasks import inbox_sweep
 
+    swept_now = inbox_sweep()
     InboundEvent.objects.filter(pk=event.pk).update(received_at=event.received_at - timedelta(minutes=2))
-    swept = inbox_sweep()
+    swept_later = inbox_sweep()
 
     # then
-    assert swept == 1
+    assert (swept_now, swept_later) == (0, 1)
     assert SyncRecord.objects.get().status == "posted"
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("processed", 1)
+    assert event.dispatched_at is not None
+
+
+def test_a_changed_secret_counts_from_the_next_delivery_however_it_was_changed():
+    # given a Stripe integration whose deliveries have been verified (and its rows kept by this process)
+    vendor = stripe_vendor()
+    connection = vendor.integration.partner_connection
+
+    def deliver(secret: str, event_id: str) -> int:
+        body = vendor.envelope(event_id_json=f'"{event_id}"')
+        header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
+        return wsgi_request(vendor.path, body, headers={"Stripe-Signature": header}).status_code
+
+    first = deliver("whsec_fuzz_s3cr3t", "evt_1")
+
+    # when the secret is rolled through save(), then through an update() that leaves updated_at as it was
+    connection.credentials = {**connection.credentials, "webhook_secrets": ["whsec_second"]}
+    connection.save()
+    after_save = (deliver("whsec_fuzz_s3cr3t", "evt_2"), deliver("whsec_second", "evt_3"))
+    Connection.objects.filter(pk=connection.pk).update(
+        credentials={**connection.credentials, "webhook_secrets": ["whsec_third"]}, updated_at=connection.updated_at)
+    after_update = (deliver("whsec_second", "evt_4"), deliver("whsec_third", "evt_5"))
+
+    # then
+    assert (first, after_save, after_update) == (200, (401, 200), (401, 200))
+    assert list(InboundEvent.objects.order_by("id").values_list("event_id", flat=True)) == ["evt_1", "evt_3", "evt_5"]

@@ -2,6 +2,7 @@
 an allowed host, are taken; anything else gets 401 and leaves no event, no record and no journal behind."""
 from datetime import timedelta
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import pytest
 from django.utils import timezone
@@ -82,6 +83,20 @@ def test_a_certificate_from_a_host_not_allowed_is_refused_without_fetching_it(wo
     # then
     _refused(world, response, "certificate host certs.evil.example is not allowed")
     assert HttpExchange.objects.filter(url__contains="evil").count() == 0
+
+
+def test_a_certificate_from_another_loopback_address_is_refused_without_fetching_it(world, capture_event):
+    # given: the sandbox's own host is on the allow-list; another port on this machine is not
+    host, port = urlsplit(world.url).hostname, urlsplit(world.url).port
+    cert_url = f"http://{host}:{port + 1}/sandbox/paypal/certs/CERT-360caa42-fca2a594-a5cafa77"
+    delivery = paypal_delivery_build(capture_event, webhook_id=world.subscription.webhook_id, cert_url=cert_url)
+
+    # when
+    response = post_raw(_webhook_url(world), delivery.body, delivery.headers)
+
+    # then
+    _refused(world, response, f"certificate host {host}:{port + 1} is not allowed")
+    assert HttpExchange.objects.filter(url__contains="/certs/").count() == 0
 
 
 def test_a_stale_transmission_time_is_refused_as_a_replay(world, capture_event):

@@ -222,17 +222,46 @@ def test_certificate_urls_must_be_https_on_paypals_hosts(url, problem):
     assert paypal_cert_url_problem(url) == problem
 
 
-def test_a_loopback_certificate_url_is_allowed_only_with_the_sandbox_on():
-    # given
-    url = "http://127.0.0.1:8000/sandbox/paypal/certs/CERT-1"
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8000/sandbox/paypal/certs/CERT-1",
+    "https://127.0.0.1/v1/notifications/certs/CERT-1",
+    "http://localhost:8000/sandbox/paypal/certs/CERT-1",
+    "http://[::1]:8000/sandbox/paypal/certs/CERT-1",
+    "http://127.0.0.2:8000/sandbox/paypal/certs/CERT-1",
+])
+def test_a_loopback_certificate_url_off_the_allow_list_is_refused_even_with_the_sandbox_on(url):
+    # then
+    with override_settings(SANDBOX_ENABLED=True):
+        assert paypal_cert_url_problem(url).startswith("certificate host ")
+        assert "is not allowed (allowed: api.paypal.com, " in paypal_cert_url_problem(url)
+
+
+def test_the_sandbox_host_on_the_allow_list_is_the_one_loopback_address_accepted():
+    # given the allow-list the sandbox sets up: PayPal's hosts and its own host:port
+    hosts = ["api.paypal.com", "127.0.0.1:8000"]
 
     # then
-    with override_settings(SANDBOX_ENABLED=False):
-        assert paypal_cert_url_problem(url) == (
-            "certificate host 127.0.0.1 is loopback, allowed only when the sandbox is on")
     with override_settings(SANDBOX_ENABLED=True):
-        assert paypal_cert_url_problem(url) is None
-        assert paypal_cert_url_problem("http://localhost:8000/sandbox/paypal/certs/CERT-1") is None
+        assert paypal_cert_url_problem("http://127.0.0.1:8000/sandbox/paypal/certs/CERT-1", allowed_hosts=hosts) is None
+        assert paypal_cert_url_problem("http://127.0.0.1:8001/sandbox/paypal/certs/CERT-1", allowed_hosts=hosts) == (
+            "certificate host 127.0.0.1:8001 is not allowed (allowed: api.paypal.com, 127.0.0.1:8000)")
+        assert paypal_cert_url_problem("http://localhost:8000/sandbox/paypal/certs/CERT-1", allowed_hosts=hosts) == (
+            "certificate host localhost:8000 is not allowed (allowed: api.paypal.com, 127.0.0.1:8000)")
+
+
+def test_plain_http_from_the_sandbox_host_is_refused_once_the_sandbox_is_off():
+    # then
+    with override_settings(SANDBOX_ENABLED=False):
+        assert paypal_cert_url_problem("http://127.0.0.1:8000/sandbox/paypal/certs/CERT-1",
+                                       allowed_hosts=["127.0.0.1:8000"]) == "certificate URL must be https, not http"
+
+
+def test_plain_http_is_refused_from_an_allowed_host_that_is_not_loopback():
+    # then
+    with override_settings(SANDBOX_ENABLED=True):
+        assert paypal_cert_url_problem("http://certs.internal.example:8000/pp.pem",
+                                       allowed_hosts=["certs.internal.example:8000"]) == (
+            "certificate URL must be https, not http")
 
 
 def test_an_integration_may_allow_its_own_certificate_hosts():

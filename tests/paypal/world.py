@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -20,6 +21,7 @@ import connectors.paypal  # noqa: F401  (registers the PayPal kind's streams and
 from audit.models import SyncRecord
 from connectors.http import ApiSession
 from connectors.models import Connection, HttpExchange, Integration, Tenant
+from connectors.paypal.webhooks import PAYPAL_CERT_HOSTS
 from connectors.services import inbox_process, integration_save
 from mappings.documents import posting_marker_part
 from tests.factories import stream_marker
@@ -139,8 +141,11 @@ def world_build(url: str) -> World:
         credentials={"client_id": PAYPAL_SANDBOX_CLIENT_ID, "client_secret": PAYPAL_SANDBOX_CLIENT_SECRET,
                      "webhook_id": WEBHOOK_ID},
     )
-    integration = integration_save(Integration(tenant=tenant, kind="paypal", visma_connection=visma,
-                                               partner_connection=paypal))
+    # The sandbox serves its signing certificate from this server: its host joins PayPal's on the allow-list.
+    integration = integration_save(Integration(
+        tenant=tenant, kind="paypal", visma_connection=visma, partner_connection=paypal,
+        settings={"cert_hosts": [*PAYPAL_CERT_HOSTS, urlsplit(url).netloc]},
+    ))
     subscription = paypal_webhook_subscribe(f"{url}{integration.webhook_path}", webhook_id=WEBHOOK_ID)
     reference_data_refresh(tenant, full=True)
     rules = {
