@@ -197,6 +197,28 @@ def record_upsert(*, integration, stream: str, source_id: str, payload: dict, so
     return record, False
 
 
+def record_create_claimed(draft: SyncRecord, *, proposed_posting: dict, posting_marker: str) -> SyncRecord:
+    """A new source object that was mapped and validated before it was stored: stored already claimed for its write
+    (`posting`, the marker kept), with its arrival, its validation and its claim audited, in one transaction.
+
+    Raises IntegrityError when another worker stored the same source object meanwhile (the caller takes that one).
+    """
+    now = timezone.now()
+    draft.status, draft.version = S.POSTING, 1
+    draft.proposed_posting, draft.posting_marker, draft.reasons = proposed_posting, posting_marker, []
+    draft.posting_started_at, draft.write_attempted = now, True
+    with transaction.atomic():
+        draft.save(force_insert=True)
+        AuditEntry.objects.bulk_create([
+            _audit_entry(draft, actor=SYSTEM, from_status=before, to_status=after, reason=reason)
+            for before, after, reason in (
+                ("", S.RECEIVED, "received from source"), (S.RECEIVED, S.READY, "mapped and validated"),
+                (S.READY, S.POSTING, f"writing to target with marker {posting_marker}"),
+            )
+        ])
+    return draft
+
+
 # --- the pipeline's decisions ----------------------------------------------------------------------------
 
 

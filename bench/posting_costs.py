@@ -2,9 +2,11 @@
 
 Both emulators (Visma, PayPal) run in this process behind a threaded WSGI server on 127.0.0.1 (a fresh SQLite file,
 or DATABASE_URL); every call goes over real HTTP through the connector's clients. Each capture's webhook is
-delivered signed, then processed here as a worker would (`inbox_process`): the queries counted are this process's
-(the worker's) from picking the stored event up to the record being posted; the emulators' own queries run on their
-server threads and are not counted. Visma calls are counted from the exchange log.
+delivered signed, then processed here as a worker does: the inbox broker claims the stored event
+(`inbox_claim`), the task processes it (`connectors.tasks.inbound_event_process`). The queries counted are this
+process's (the worker's), from claiming the event to the record being posted; the emulators' and the webhook
+intake's own queries run on the server's threads and are not counted. Visma calls are counted from the exchange
+log.
 
 Cases: captures found by a poll of Transaction Search (no webhook; a journal each); then, each from its webhook:
 plain captures (a journal); captures naming an invoice reference Visma lacks (a journal); captures paying a Visma
@@ -96,7 +98,8 @@ def main() -> None:
     from audit.models import RecordStatus
     from connectors.models import HttpExchange
     from connectors.pipeline import stream_poll
-    from connectors.services import inbox_process
+    from connectors.services import inbox_claim
+    from connectors.tasks import inbound_event_process as inbound_event_task
     from sandbox.paypal import paypal_capture_create
     from sandbox.paypal_webhooks import paypal_delivery_build, paypal_delivery_send
     from tests.paypal.world import ANNA, MIKKO, hours_ago, world_build
@@ -147,7 +150,8 @@ def main() -> None:
                 "id", flat=True).first() or 0
             before = counter.count
             with connection.execute_wrapper(counter):
-                inbox_process()
+                for event_id in inbox_claim(limit=1):
+                    inbound_event_task(event_id)
             per_record_queries.append(counter.count - before)
             record = world.record("captures", event.body["resource"]["id"])
             if record.status != RecordStatus.POSTED:

@@ -13,8 +13,8 @@ from functools import cached_property
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit import services as record_services
@@ -179,6 +179,8 @@ class RunCounts:
 
 
 SETTLED = frozenset({S.POSTED, S.REJECTED, S.FLAGGED, S.APPROVED, S.POSTING})
+# Records a fresh read of their source leaves as they are (record_upsert refreshes none of them).
+KEPT_AS_DECIDED = frozenset({S.POSTED, S.REJECTED, S.APPROVED, S.POSTING})
 # What advancing a record reads besides the record: its tenant and both connections (the clients need them).
 RECORD_RELATED = ("integration__tenant", "integration__partner_connection", "integration__visma_connection")
 # How many links of a chain of waiting records (a refund on a capture on an invoice) one posting wakes at once.
@@ -193,6 +195,63 @@ def record_ingest(integration: Integration, stream_name: str, source: SourceObje
         integration=integration, stream=stream_name, source_id=source.source_id, payload=source.payload,
         source_updated_at=source.updated_at, amount=source.amount, currency=source.currency,
     )
+
+
+def source_take(integration: Integration, stream: Stream, source: SourceObject) -> tuple[SyncRecord, bool]:
+    """A source object a poll or a webhook read: stored, and taken as far as it goes now. Returns the record and
+    whether it was already settled (posted, flagged, being written...) and left as it was.
+
+    A new one is mapped and validated before it is stored, then stored already claimed for its write, in one
+    transaction; should another worker store it meanwhile, that one is taken as it stands.
+    """
+    stored = SyncRecord.objects.filter(integration=integration, stream=stream.name,
+                                       source_id=source.source_id).only("status").first()
+    if stored is None:
+        try:
+            return _new_source_advance(integration, stream, source), False
+        except IntegrityError:
+            pass  # stored by another worker meanwhile
+    elif stored.status in KEPT_AS_DECIDED:
+        # Decided or being written: the fresh payload changes nothing (a flagged one is refreshed below).
+        return stored, True
+    record, created = record_ingest(integration, stream.name, source)
+    if not created and record.status in SETTLED:
+        return record, True
+    return record_advance(record, stream=stream, fresh=True), False
+
+
+def _new_source_advance(integration: Integration, stream: Stream, source: SourceObject) -> SyncRecord:
+    draft = SyncRecord(
+        integration=integration, stream=stream.name, source_id=source.source_id, status=S.RECEIVED,
+        source_payload=source.payload, source_updated_at=source.updated_at, amount=source.amount,
+        currency=source.currency,
+    )
+    prepared = _prepare(draft, stream)
+    if isinstance(prepared, SyncRecord):
+        return prepared
+    claimed = record_services.record_create_claimed(draft, proposed_posting=prepared.to_json(),
+                                                    posting_marker=prepared.marker)
+    try:
+        record = _write(claimed, stream, prepared, look_up_first=False)
+    except record_services.TransitionRefused as refused:
+        log.info("record %s: %s", claimed.pk, refused)
+        return SyncRecord.objects.select_related(*RECORD_RELATED).get(pk=claimed.pk)
+    if record.status == S.POSTED:
+        _waiters_advance(record, depth=0)
+    return record
+
+
+def _stored(record: SyncRecord) -> SyncRecord:
+    """The record as stored: a new source object that did not become a posting is stored (received) first, so what
+    became of it can be recorded and audited."""
+    if record.pk is not None:
+        return record
+    stored, _ = record_services.record_upsert(
+        integration=record.integration, stream=record.stream, source_id=record.source_id,
+        payload=record.source_payload, source_updated_at=record.source_updated_at, amount=record.amount,
+        currency=record.currency,
+    )
+    return stored
 
 
 def record_advance(record: SyncRecord, *, stream: Stream | None = None, fresh: bool = False,
@@ -252,32 +311,33 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord | Posting:
     try:
         posting = stream.transform(source)
     except WaitFor as waiting:
-        return record_services.record_wait(record, reason=f"waiting: {waiting}", on=waiting.on)
+        return record_services.record_wait(_stored(record), reason=f"waiting: {waiting}", on=waiting.on)
     except TransientError as exc:
-        return _retry_later(record, exc, error=str(exc))
+        return _retry_later(_stored(record), exc, error=str(exc))
     except (SourceDataError, MoneyError, PermanentError) as exc:
-        return record_services.record_flag(record, reasons=[f"{record.stream} {record.source_id}: {exc}"])
+        return record_services.record_flag(_stored(record), reasons=[f"{record.stream} {record.source_id}: {exc}"])
     except Exception as exc:
         # A payload the stream did not expect must not stall its window or the sweep: a person sees it, and
         # replays it once the stream is fixed.
-        log.exception("record %s: transform failed", record.pk)
-        return record_services.record_flag(record, reasons=[
+        log.exception("record %s %s: transform failed", record.stream, record.source_id)
+        return record_services.record_flag(_stored(record), reasons=[
             f"{record.stream} {record.source_id}: could not be read as a posting: {type(exc).__name__}: {exc}"
         ])
     outcome = stream.map(posting)
     if outcome.rule is None and outcome.problems:
         return record_services.record_flag(
-            record, reasons=outcome.problems, proposed_posting=posting.to_json(), posting_marker=posting.marker
+            _stored(record), reasons=outcome.problems, proposed_posting=posting.to_json(),
+            posting_marker=posting.marker,
         )
     try:
         problems = stream.problems(posting)
     except TransientError as exc:
-        return _retry_later(record, exc, error=f"could not check reference data: {exc}")
+        return _retry_later(_stored(record), exc, error=f"could not check reference data: {exc}")
     # The rule's own gaps (no fee account...) say more than the validator's "line has no GL account".
     problems = list(dict.fromkeys([*outcome.problems, *problems]))
     if problems:
         return record_services.record_flag(
-            record, reasons=problems, proposed_posting=posting.to_json(), posting_marker=posting.marker
+            _stored(record), reasons=problems, proposed_posting=posting.to_json(), posting_marker=posting.marker
         )
     return posting
 
@@ -419,10 +479,7 @@ def stream_poll(integration: Integration, stream_name: str, *, trigger: str = Sy
     try:
         for source in stream.read_window(start, end):
             counts.fetched += 1
-            record, created = record_ingest(integration, stream_name, source)
-            already_settled = not created and record.status in SETTLED
-            if not already_settled:
-                record = record_advance(record, stream=stream, fresh=True)
+            record, already_settled = source_take(integration, stream, source)
             counts.count(record, already_settled=already_settled)
             if progress and counts.fetched % 50 == 0:
                 progress(f"{stream_name}: {counts.fetched} read, {counts.posted} posted, {counts.flagged} flagged")
@@ -566,12 +623,12 @@ def work_lease_release(name: str, *, holder: str) -> None:
 
 def inbound_event_process(event: InboundEvent) -> InboundEvent:
     """Turn a stored webhook into records: the kind's verifier says which objects it touches; each is re-read."""
-    with transaction.atomic():
-        event = InboundEvent.objects.select_for_update(of=("self",)).select_related(
-            "integration__tenant", "integration__partner_connection", "integration__visma_connection").get(pk=event.pk)
-        if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
-            return event
-        InboundEvent.objects.filter(pk=event.pk).update(attempts=event.attempts + 1)
+    # Counting the attempt takes the event on: one that is processed (or ignored) already is left as it is.
+    waiting = [InboundEvent.Status.PENDING, InboundEvent.Status.FAILED]
+    if not InboundEvent.objects.filter(pk=event.pk, status__in=waiting).update(attempts=F("attempts") + 1):
+        return InboundEvent.objects.get(pk=event.pk)
+    event = InboundEvent.objects.select_related(
+        "integration__tenant", "integration__partner_connection", "integration__visma_connection").get(pk=event.pk)
     integration = event.integration
     verifier = registry.kind_spec(event.kind or integration.kind).verifier
     try:
@@ -585,8 +642,7 @@ def inbound_event_process(event: InboundEvent) -> InboundEvent:
             source = stream.read_one(source_id)
             if source is None:
                 continue
-            record, _ = record_ingest(integration, stream_name, source)
-            record_advance(record, stream=stream, fresh=True)
+            source_take(integration, stream, source)
     except Exception as exc:
         log.exception("inbound event %s failed", event.pk)
         return _event_done(event, InboundEvent.Status.FAILED, error=f"{type(exc).__name__}: {exc}")

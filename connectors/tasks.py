@@ -20,8 +20,7 @@ def stream_poll(integration_id: str, stream: str) -> str:
 
 
 def inbound_event_process(event_id: int) -> str:
-    event = InboundEvent.objects.get(pk=event_id)
-    return pipeline.inbound_event_process(event).status
+    return pipeline.inbound_event_process(InboundEvent(pk=event_id)).status
 
 
 def record_advance(record_id: int) -> str:
