@@ -219,6 +219,8 @@ def main() -> None:
         "DATABASE_URL": database_url,
         "ML_VAR_DIR": str(workdir),
         "SANDBOX_ENABLED": "false",
+        # Plain http on loopback, as gunicorn sees it behind a TLS proxy: no redirect to https.
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }
