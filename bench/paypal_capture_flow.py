@@ -13,44 +13,10 @@ an empty one of its own.)
 import argparse
 import os
 import statistics
-import sys
-import tempfile
-import threading
 import time
 from collections import Counter
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def setup_django(database_url: str | None) -> None:
-    workdir = tempfile.mkdtemp(prefix="ml-paypal-bench-")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
-    os.environ["DATABASE_URL"] = database_url or os.environ.get("DATABASE_URL") or f"sqlite:///{workdir}/bench.sqlite3"
-    os.environ["HTTP_LOG_EXCHANGES"] = "true"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def serve() -> str:
-    """The project's WSGI app (webhooks, /sandbox/visma, /sandbox/paypal) on a free loopback port, in threads."""
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-    from django.core.wsgi import get_wsgi_application
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=True)
-    server.set_app(get_wsgi_application())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}"
+from in_process_sandbox import serve, setup_django
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -71,7 +37,7 @@ def main() -> None:
     parser.add_argument("--captures", type=int, default=40, help="captures per kind (default 40)")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
-    setup_django(args.database_url)
+    setup_django(args.database_url, prefix="ml-paypal-bench-")
 
     from decimal import Decimal
 

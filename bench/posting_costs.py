@@ -21,44 +21,10 @@ Usage: .venv/bin/python bench/posting_costs.py [--captures 40] [--database-url U
 import argparse
 import os
 import statistics
-import sys
-import tempfile
-import threading
 from collections import Counter
 from decimal import Decimal
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def setup_django(database_url: str | None) -> None:
-    workdir = tempfile.mkdtemp(prefix="ml-posting-costs-")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
-    os.environ["DATABASE_URL"] = database_url or os.environ.get("DATABASE_URL") or f"sqlite:///{workdir}/bench.sqlite3"
-    os.environ["HTTP_LOG_EXCHANGES"] = "true"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def serve() -> str:
-    """The project's WSGI app (webhooks, /sandbox/visma, /sandbox/paypal) on a free loopback port, in threads."""
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-    from django.core.wsgi import get_wsgi_application
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=True)
-    server.set_app(get_wsgi_application())
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}"
+from in_process_sandbox import serve, setup_django
 
 
 class QueryCounter:
@@ -91,7 +57,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--queries", action="store_true", help="also print the queries of each case by table")
     args = parser.parse_args()
-    setup_django(args.database_url)
+    setup_django(args.database_url, prefix="ml-posting-costs-")
 
     from django.db import connection
 
