@@ -222,13 +222,6 @@ def record_create_claimed(draft: SyncRecord, *, proposed_posting: dict, posting_
 # --- the pipeline's decisions ----------------------------------------------------------------------------
 
 
-def record_mark_ready(record: SyncRecord, *, proposed_posting: dict, posting_marker: str) -> SyncRecord:
-    return record_transition(
-        record, S.READY, reason="mapped and validated", proposed_posting=proposed_posting,
-        posting_marker=posting_marker, reasons=[],
-    )
-
-
 def record_flag(record: SyncRecord, *, reasons: list[str], proposed_posting: dict | None = None,
                 posting_marker: str | None = None, actor: Actor = SYSTEM, keep_waiting: bool = False) -> SyncRecord:
     """Stop for a person, with the reasons. `keep_waiting`: flagged because of what it waits for, and revived

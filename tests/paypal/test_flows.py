@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 import responses
 
-from audit.services import record_claim_write, record_mark_posted, record_mark_ready, record_upsert
+from audit.services import record_claim_write, record_mark_posted, record_upsert
 from connectors.errors import WaitFor
 from connectors.paypal.flows import (
     CapturesStream,
@@ -255,8 +255,7 @@ def _post(integration, stream_name: str, posting, source_id: str, target_id: str
     posting_map(tenant=integration.tenant, system="paypal", posting=posting)
     record, _ = record_upsert(integration=integration, stream=stream_name, source_id=source_id, payload={},
                               source_updated_at=None, amount=posting.facts.amount, currency=posting.currency)
-    record = record_mark_ready(record, proposed_posting=posting.to_json(), posting_marker=posting.marker)
-    record, _ = record_claim_write(record)
+    record, _ = record_claim_write(record, proposed_posting=posting.to_json(), posting_marker=posting.marker)
     return record_mark_posted(record, target_id=target_id, target_kind=posting.document)
 
 
