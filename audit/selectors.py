@@ -313,3 +313,9 @@ def records_marked_since(tenant, since) -> list[SyncRecord]:
     """The tenant's records that carry a marker and changed since `since`: what the duplicate check matches."""
     return list(SyncRecord.objects.filter(integration__tenant=tenant, updated_at__gte=since).exclude(
         posting_marker="").select_related("integration"))
+
+
+def record_claim_times(record: SyncRecord, *, first: int = 2) -> list:
+    """When the record's write was claimed (moved into `posting`), oldest first, at most `first` of them."""
+    return list(AuditEntry.objects.filter(sync_record=record, to_status=RecordStatus.POSTING)
+                .order_by("created_at", "id").values_list("created_at", flat=True)[:first])

@@ -23,7 +23,7 @@ from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.target import VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.models import ExternalReference
+from mappings.selectors import external_reference_visma_id
 from mappings.reference import customer_invoice_by_reference
 from mappings.money import MoneyError, is_exact, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
@@ -66,16 +66,8 @@ def paypal_amount(document: Mapping | None, *, currency: str, field: str) -> Dec
 
 def paypal_customer_for(tenant, *, payer_id: str = "", email: str = "") -> str:
     """The Visma customer a PayPal payer stands for: by payer id, else by email; "" when neither is mapped."""
-    keys = [("payer", payer_id), ("payer_email", (email or "").strip().lower())]
-    for kind, external_id in keys:
-        if not external_id:
-            continue
-        found = ExternalReference.objects.filter(
-            tenant=tenant, system=SYSTEM, external_kind=kind, external_id=external_id, visma_kind="customer"
-        ).values_list("visma_id", flat=True).first()
-        if found:
-            return found
-    return ""
+    return external_reference_visma_id(tenant, system=SYSTEM, visma_kind="customer", keys=[
+        ("payer", payer_id), ("payer_email", (email or "").strip().lower())])
 
 
 def is_unresolved_customer(number: str) -> bool:

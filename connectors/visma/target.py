@@ -9,7 +9,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from audit.models import AuditEntry, RecordStatus, SyncRecord
+from audit.models import SyncRecord
+from audit.selectors import record_claim_times
 from connectors.errors import AuthenticationError, PermanentError, TransientError
 from connectors.pipeline import Written
 from mappings.documents import Posting
@@ -33,10 +34,7 @@ class _Claims:
 
 
 def _claims(record: SyncRecord) -> _Claims:
-    moments = list(
-        AuditEntry.objects.filter(sync_record=record, to_status=RecordStatus.POSTING)
-        .order_by("created_at", "id").values_list("created_at", flat=True)[:2]
-    )
+    moments = record_claim_times(record)
     # Visma does not say which zone lastModifiedDateTime is in: the overlap covers that, and clock skew.
     return _Claims(since=moments[0] - DELTA_OVERLAP if moments else None, may_have_written=len(moments) > 1)
 
