@@ -197,28 +197,6 @@ def record_upsert(*, integration, stream: str, source_id: str, payload: dict, so
     return record, False
 
 
-def record_create_claimed(draft: SyncRecord, *, proposed_posting: dict, posting_marker: str) -> SyncRecord:
-    """A new source object that was mapped and validated before it was stored: stored already claimed for its write
-    (`posting`, the marker kept), with its arrival, its validation and its claim audited, in one transaction.
-
-    Raises IntegrityError when another worker stored the same source object meanwhile (the caller takes that one).
-    """
-    now = timezone.now()
-    draft.status, draft.version = S.POSTING, 1
-    draft.proposed_posting, draft.posting_marker, draft.reasons = proposed_posting, posting_marker, []
-    draft.posting_started_at, draft.write_attempted = now, True
-    with transaction.atomic():
-        draft.save(force_insert=True)
-        AuditEntry.objects.bulk_create([
-            _audit_entry(draft, actor=SYSTEM, from_status=before, to_status=after, reason=reason)
-            for before, after, reason in (
-                ("", S.RECEIVED, "received from source"), (S.RECEIVED, S.READY, "mapped and validated"),
-                (S.READY, S.POSTING, f"writing to target with marker {posting_marker}"),
-            )
-        ])
-    return draft
-
-
 # --- the pipeline's decisions ----------------------------------------------------------------------------
 
 
@@ -244,8 +222,13 @@ def record_claim_write(record: SyncRecord, *, proposed_posting: dict | None = No
     already have landed (an earlier claim wrote, or may have) — read from the stored record the claim was taken on,
     never from an older copy. With `proposed_posting` the record was just mapped and validated: `ready` and the
     claim are one change (two audit entries). From `posting` it re-claims a write whose worker's lease ran out.
+
+    A record not stored yet (a new source object mapped before it was stored) is stored already claimed, its arrival
+    audited too, in one transaction; IntegrityError when another worker stored the same source object meanwhile.
     """
     marker = posting_marker or record.posting_marker
+    if record.pk is None:
+        return _create_claimed(record, proposed_posting=proposed_posting, posting_marker=marker), False
     claim = (S.POSTING, f"writing to target with marker {marker}")
     changes: dict[str, Any] = {"posting_started_at": timezone.now(), "write_attempted": True,
                                "sweep_claimed_until": None, "next_attempt_at": None}
@@ -257,6 +240,22 @@ def record_claim_write(record: SyncRecord, *, proposed_posting: dict | None = No
         path = [(S.POSTING, f"the write's lease ran out: looked up by marker {marker} before anything is written")]
     may_have_landed = record.write_attempted
     return _move(record, path, changes=changes), may_have_landed
+
+
+def _create_claimed(draft: SyncRecord, *, proposed_posting: dict | None, posting_marker: str) -> SyncRecord:
+    draft.status, draft.version = S.POSTING, 1
+    draft.proposed_posting, draft.posting_marker, draft.reasons = proposed_posting, posting_marker, []
+    draft.posting_started_at, draft.write_attempted = timezone.now(), True
+    with transaction.atomic():
+        draft.save(force_insert=True)
+        AuditEntry.objects.bulk_create([
+            _audit_entry(draft, actor=SYSTEM, from_status=before, to_status=after, reason=reason)
+            for before, after, reason in (
+                ("", S.RECEIVED, "received from source"), (S.RECEIVED, S.READY, "mapped and validated"),
+                (S.READY, S.POSTING, f"writing to target with marker {posting_marker}"),
+            )
+        ])
+    return draft
 
 
 def record_mark_posted(record: SyncRecord, *, target_id: str, target_kind: str = "", reason: str = "posted",

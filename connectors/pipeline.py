@@ -207,8 +207,14 @@ def source_take(integration: Integration, stream: Stream, source: SourceObject) 
     stored = SyncRecord.objects.filter(integration=integration, stream=stream.name,
                                        source_id=source.source_id).only("status").first()
     if stored is None:
+        draft = SyncRecord(
+            integration=integration, stream=stream.name, source_id=source.source_id, status=S.RECEIVED,
+            source_payload=source.payload, source_updated_at=source.updated_at, amount=source.amount,
+            currency=source.currency,
+        )
         try:
-            return _new_source_advance(integration, stream, source), False
+            # Stored only once it is claimed for its write (or once it is known what else became of it).
+            return record_advance(draft, stream=stream, fresh=True), False
         except IntegrityError:
             pass  # stored by another worker meanwhile
     elif stored.status in KEPT_AS_DECIDED:
@@ -220,45 +226,18 @@ def source_take(integration: Integration, stream: Stream, source: SourceObject) 
     return record_advance(record, stream=stream, fresh=True), False
 
 
-def _new_source_advance(integration: Integration, stream: Stream, source: SourceObject) -> SyncRecord:
-    draft = SyncRecord(
-        integration=integration, stream=stream.name, source_id=source.source_id, status=S.RECEIVED,
-        source_payload=source.payload, source_updated_at=source.updated_at, amount=source.amount,
-        currency=source.currency,
-    )
-    prepared = _prepare(draft, stream)
-    if isinstance(prepared, SyncRecord):
-        return prepared
-    claimed = record_services.record_create_claimed(draft, proposed_posting=prepared.to_json(),
-                                                    posting_marker=prepared.marker)
-    try:
-        record = _write(claimed, stream, prepared, look_up_first=False)
-    except record_services.TransitionRefused as refused:
-        log.info("record %s: %s", claimed.pk, refused)
-        return SyncRecord.objects.select_related(*RECORD_RELATED).get(pk=claimed.pk)
-    if record.status == S.POSTED:
-        _waiters_advance(record, depth=0)
-    return record
-
-
-def _stored(record: SyncRecord) -> SyncRecord:
+def _stored(record: SyncRecord, source: SourceObject) -> SyncRecord:
     """The record as stored: a new source object that did not become a posting is stored (received) first, so what
     became of it can be recorded and audited."""
-    if record.pk is not None:
-        return record
-    stored, _ = record_services.record_upsert(
-        integration=record.integration, stream=record.stream, source_id=record.source_id,
-        payload=record.source_payload, source_updated_at=record.source_updated_at, amount=record.amount,
-        currency=record.currency,
-    )
-    return stored
+    return record if record.pk is not None else record_ingest(record.integration, record.stream, source)[0]
 
 
 def record_advance(record: SyncRecord, *, stream: Stream | None = None, fresh: bool = False,
                    depth: int = 0) -> SyncRecord:
     """Take a record as far as it can go now: posted, flagged for a person, waiting, or scheduled for a retry.
 
-    `fresh`: the caller has just read or written the record (ingest), so it is not read again.
+    `fresh`: the caller has just read or written the record (ingest), or made it and not stored it yet (a new
+    source object), so it is not read again.
     """
     if not fresh:
         record = SyncRecord.objects.select_related(*RECORD_RELATED).get(pk=record.pk)
@@ -311,33 +290,34 @@ def _prepare(record: SyncRecord, stream: Stream) -> SyncRecord | Posting:
     try:
         posting = stream.transform(source)
     except WaitFor as waiting:
-        return record_services.record_wait(_stored(record), reason=f"waiting: {waiting}", on=waiting.on)
+        return record_services.record_wait(_stored(record, source), reason=f"waiting: {waiting}", on=waiting.on)
     except TransientError as exc:
-        return _retry_later(_stored(record), exc, error=str(exc))
+        return _retry_later(_stored(record, source), exc, error=str(exc))
     except (SourceDataError, MoneyError, PermanentError) as exc:
-        return record_services.record_flag(_stored(record), reasons=[f"{record.stream} {record.source_id}: {exc}"])
+        return record_services.record_flag(_stored(record, source),
+                                           reasons=[f"{record.stream} {record.source_id}: {exc}"])
     except Exception as exc:
         # A payload the stream did not expect must not stall its window or the sweep: a person sees it, and
         # replays it once the stream is fixed.
         log.exception("record %s %s: transform failed", record.stream, record.source_id)
-        return record_services.record_flag(_stored(record), reasons=[
+        return record_services.record_flag(_stored(record, source), reasons=[
             f"{record.stream} {record.source_id}: could not be read as a posting: {type(exc).__name__}: {exc}"
         ])
     outcome = stream.map(posting)
     if outcome.rule is None and outcome.problems:
         return record_services.record_flag(
-            _stored(record), reasons=outcome.problems, proposed_posting=posting.to_json(),
+            _stored(record, source), reasons=outcome.problems, proposed_posting=posting.to_json(),
             posting_marker=posting.marker,
         )
     try:
         problems = stream.problems(posting)
     except TransientError as exc:
-        return _retry_later(_stored(record), exc, error=f"could not check reference data: {exc}")
+        return _retry_later(_stored(record, source), exc, error=f"could not check reference data: {exc}")
     # The rule's own gaps (no fee account...) say more than the validator's "line has no GL account".
     problems = list(dict.fromkeys([*outcome.problems, *problems]))
     if problems:
         return record_services.record_flag(
-            _stored(record), reasons=problems, proposed_posting=posting.to_json(), posting_marker=posting.marker
+            _stored(record, source), reasons=problems, proposed_posting=posting.to_json(), posting_marker=posting.marker
         )
     return posting
 
