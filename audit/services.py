@@ -201,10 +201,12 @@ def record_upsert(*, integration, stream: str, source_id: str, payload: dict, so
 
 
 def record_flag(record: SyncRecord, *, reasons: list[str], proposed_posting: dict | None = None,
-                posting_marker: str | None = None, actor: Actor = SYSTEM, keep_waiting: bool = False) -> SyncRecord:
-    """Stop for a person, with the reasons. `keep_waiting`: flagged because of what it waits for, and revived
-    (mapped again) by itself once that record posts."""
-    changes: dict[str, Any] = {"reasons": reasons, "next_attempt_at": None}
+                posting_marker: str | None = None, actor: Actor = SYSTEM, keep_waiting: bool = False,
+                **waiting_on) -> SyncRecord:
+    """Stop for a person, with the reasons. `keep_waiting`: flagged because of what it waits for (`waiting_on`:
+    waiting_on_stream, waiting_on_source_id, waiting_since, when it did not wait yet), and revived (mapped again) by
+    itself once that record posts."""
+    changes: dict[str, Any] = {"reasons": reasons, "next_attempt_at": None, **waiting_on}
     if proposed_posting is not None:
         changes["proposed_posting"] = proposed_posting
     if posting_marker is not None:
@@ -323,13 +325,8 @@ def record_wait(record: SyncRecord, *, reason: str, on: tuple[str, str] | None =
                                             source_id=on_source_id).first()
         if awaited is not None and awaited.status in (S.FLAGGED, S.REJECTED):
             # Waiting on a record that itself waits for a person would only end in the longest wait.
-            already = record.status == S.WAITING and (record.waiting_on_stream, record.waiting_on_source_id) == on
-            waiting = record if already else record_transition(
-                record, S.WAITING, reason=reason, last_error=reason, waiting_on_stream=on_stream,
-                waiting_on_source_id=on_source_id, waiting_since=now)
-            awaited.integration = record.integration
-            _waiters_flag(awaited)
-            return SyncRecord.objects.select_related("integration__tenant").get(pk=waiting.pk)
+            return _waiter_flag(record, awaited, waiting_on_stream=on_stream, waiting_on_source_id=on_source_id,
+                                waiting_since=record.waiting_since or now)
     next_look = now + timedelta(seconds=settings.SYNC_WAIT_SECONDS)
     same = (record.status == S.WAITING and (record.waiting_on_stream, record.waiting_on_source_id) == (on_stream,
             on_source_id) and record.last_error == reason)
@@ -361,19 +358,24 @@ def _awaited(record: SyncRecord) -> str:
 
 def _waiters_flag(awaited: SyncRecord) -> None:
     """The awaited record stopped for a person (flagged) or for good (rejected): who waits on it stops too."""
-    why = "; ".join(str(reason) for reason in awaited.reasons or []) if awaited.status == S.FLAGGED else ""
     # A rejection also ends what was flagged only because of the wait: it will never be revived.
     waiters = _waiting_on(awaited)
     if awaited.status == S.FLAGGED:
         waiters = waiters.filter(status=S.WAITING)
     for waiter in waiters:
-        state = "was rejected" if awaited.status == S.REJECTED else "is flagged for review"
-        reason = f"{_awaited(awaited)}, which this record waits for, {state}" + (f" ({why})" if why else "")
-        if awaited.status == S.FLAGGED:
-            reason += "; this record is mapped again by itself once that one is posted"
-        else:
-            reason += ": reject this record too, or book it by hand"
-        record_flag(waiter, reasons=[reason], keep_waiting=awaited.status == S.FLAGGED)
+        _waiter_flag(waiter, awaited)
+
+
+def _waiter_flag(waiter: SyncRecord, awaited: SyncRecord, **waiting_on) -> SyncRecord:
+    """Flag a record because what it waits for stopped: revived by itself when that one still posts (flagged), or
+    for good (rejected)."""
+    why = "; ".join(str(reason) for reason in awaited.reasons or []) if awaited.status == S.FLAGGED else ""
+    state = "was rejected" if awaited.status == S.REJECTED else "is flagged for review"
+    reason = f"{_awaited(awaited)}, which this record waits for, {state}" + (f" ({why})" if why else "")
+    if awaited.status == S.FLAGGED:
+        reason += "; this record is mapped again by itself once that one is posted"
+        return record_flag(waiter, reasons=[reason], keep_waiting=True, **waiting_on)
+    return record_flag(waiter, reasons=[reason + ": reject this record too, or book it by hand"])
 
 
 def records_wake(awaited: SyncRecord) -> list[SyncRecord]:
