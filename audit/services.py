@@ -260,12 +260,14 @@ def _create_claimed(draft: SyncRecord, *, proposed_posting: dict | None, posting
     return draft
 
 
-def record_mark_posted(record: SyncRecord, *, target_id: str, target_kind: str = "", reason: str = "posted",
-                       actor: Actor = SYSTEM) -> SyncRecord:
-    """The write is done; refused unless `record` is the claim that wrote (no other worker moved it since)."""
+def record_mark_posted(record: SyncRecord, *, target_id: str, target_kind: str = "", target_status: str = "",
+                       reason: str = "posted", actor: Actor = SYSTEM) -> SyncRecord:
+    """The write is done; refused unless `record` is the claim that wrote (no other worker moved it since).
+    `target_status`: the target's own status of the document (Visma: Hold, Balanced, Open, Posted...)."""
     return record_transition(
         record, S.POSTED, actor=actor, reason=reason, target_id=target_id, target_kind=target_kind,
-        next_attempt_at=None, last_error="", reasons=[],
+        target_status=target_status, next_attempt_at=None, last_error="", reasons=[],
+        details={"target_status": target_status} if target_status else None,
     )
 
 

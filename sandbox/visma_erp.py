@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 
 from .models import VismaDocument, VismaGLBalance
+from .visma_periods import financial_period_require
 from .visma_store import (
     ListFilter,
     ListSpec,
@@ -105,17 +106,17 @@ def _dto_datetime(dto: dict, name: str, default: datetime) -> datetime:
     return moment.replace(tzinfo=default.tzinfo) if moment.tzinfo is None else moment
 
 
-def _periods(dto: dict, moment: datetime, where: str) -> tuple[str, str]:
-    """(financialPeriod YYYYMM, postPeriod MMYYYY) from the DTO, else from the document date."""
+def _periods(company_id: str, dto: dict, moment: datetime, where: str, ledger: str) -> tuple[str, str]:
+    """(financialPeriod YYYYPP, postPeriod PPYYYY) from the DTO, else the company's period of the document date;
+    refused when the company's calendar has no such period or it is not open in the document's ledger
+    (FinancialPeriodDto: active, closedIn…; sandbox.visma_periods)."""
     financial = _value(dto, "financialPeriod")
     post = _value(dto, "postPeriod")
     if financial is None and post is not None:
         if len(post) != 6 or not post.isdigit():
             raise VismaError.invalid(f"{where}postPeriod: '{post}' is not a period in the format MMYYYY.")
         financial = post[2:] + post[:2]
-    financial = financial or moment.strftime("%Y%m")
-    if len(financial) != 6 or not financial.isdigit() or not 1 <= int(financial[4:]) <= 12:
-        raise VismaError.invalid(f"{where}financialPeriod: '{financial}' is not a period in the format YYYYMM.")
+    financial = financial_period_require(company_id, financial, moment.date(), ledger, f"{where}financialPeriod")
     return financial, financial[4:] + financial[:4]
 
 
@@ -458,7 +459,7 @@ def customer_invoice_create(company_id: str, dto: dict, *, at: datetime | None =
         if (line.get("operation") or "Insert") != "Insert":
             raise VismaError.invalid(f"invoiceLines[{index}].operation: a new invoice can only insert lines.")
     document_date = _dto_datetime(dto, "documentDate", moment)
-    financial_period, post_period = _periods(dto, document_date, "")
+    financial_period, post_period = _periods(company_id, dto, document_date, "", "AR")
     currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or BASE_CURRENCY)
     reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
     if not reference:
@@ -514,7 +515,8 @@ def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None =
     customer_number = _value(dto, "customer")
     customer = _party_require(company_id, "customer", customer_number, "Customer", "customer")
     application_date = _dto_datetime(dto, "applicationDate", moment)
-    period = _value(dto, "applicationPeriod") or application_date.strftime("%Y%m")
+    period = financial_period_require(company_id, _value(dto, "applicationPeriod"), application_date.date(), "AR",
+                                      "applicationPeriod")
     currency, _rate = _currency(dto, "currency", customer.get("currencyId") or BASE_CURRENCY)
     cash_account = _value(dto, "cashAccount")
     if cash_account:
@@ -613,7 +615,7 @@ def supplier_invoice_create(company_id: str, dto: dict, *, at: datetime | None =
     supplier = _party_require(company_id, "supplier", supplier_number, "Supplier", "supplierNumber")
     document_type = _value(dto, "documentType", "Invoice")
     document_date = _dto_datetime(dto, "date", moment)
-    financial_period, post_period = _periods(dto, document_date, "")
+    financial_period, post_period = _periods(company_id, dto, document_date, "", "AP")
     currency, rate = _currency(dto, "currencyId", supplier.get("currencyId") or BASE_CURRENCY)
     for index, line in enumerate(dto.get("invoiceLines", [])):
         if (line.get("operation") or "Insert") != "Insert":
@@ -701,7 +703,8 @@ def supplier_payment_create(company_id: str, dto: dict, *, at: datetime | None =
         "status": "Hold" if hold else "Balanced",
         "hold": hold,
         "applicationDate": visma_date_format(application_date),
-        "applicationPeriod": _value(dto, "applicationPeriod") or application_date.strftime("%Y%m"),
+        "applicationPeriod": financial_period_require(company_id, _value(dto, "applicationPeriod"),
+                                                      application_date.date(), "AP", "applicationPeriod"),
         "paymentRef": _value(dto, "paymentRef"),
         "supplier": {"internalId": supplier["internalId"], "number": supplier_number, "name": supplier["name"]},
         "paymentMethod": _value(dto, "paymentMethod", "BANK"),
@@ -725,6 +728,13 @@ def supplier_payment_create(company_id: str, dto: dict, *, at: datetime | None =
 def _journal_line(company_id: str, rate: Decimal, line_number: int, update: dict, where: str) -> dict:
     account_cd = _value(update, "accountNumber")
     account = gl_account_require(company_id, account_cd, where)
+    if account.get("controlAccountModule") and not account.get("allowManualEntry", True):
+        # AccountDto.controlAccountModule / allowManualEntry: only the ledger owning a control account posts to it.
+        # (Visma's exact words are not published; the sense is Acumatica's control-account check.)
+        raise VismaError.invalid(
+            f"{where}accountNumber: Account '{account_cd}' is a control account of the "
+            f"{account['controlAccountModule']} module and cannot be used in a journal transaction."
+        )
     debit = visma_money(_value(update, "debitAmountInCurrency", 0))
     credit = visma_money(_value(update, "creditAmountInCurrency", 0))
     if debit < 0 or credit < 0:
@@ -761,7 +771,7 @@ def journal_create(company_id: str, dto: dict, *, at: datetime | None = None) ->
     if not updates:
         raise VismaError.invalid("journalTransactionLines: a journal transaction needs at least one line.")
     transaction_date = _dto_datetime(dto, "transactionDate", moment)
-    financial_period, post_period = _periods(dto, transaction_date, "")
+    financial_period, post_period = _periods(company_id, dto, transaction_date, "", "GL")
     currency, rate = _currency(dto, "currencyId", BASE_CURRENCY)
     lines = []
     for index, update in enumerate(updates):

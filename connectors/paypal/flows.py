@@ -275,12 +275,16 @@ class CaptureSource(PayPalSource):
             lines.append(PostingLine(role="fee", debit=fee, description=f"PayPal {capture_id} fee{party}"))
         lines.append(PostingLine(role="account", credit=gross, description=f"PayPal {capture_id}{party}"))
         posting = Posting(
-            document="journal", marker=self.marker(source.source_id), currency=currency,
-            date=_day(capture.get("create_time"), timezone.now().date()),
+            # A payment of a known Visma invoice is always a customer payment applied to it: a journal would credit
+            # revenue or the receivable control account and leave the invoice open.
+            document="customer_payment" if invoice else "journal", marker=self.marker(source.source_id),
+            currency=currency, date=_day(capture.get("create_time"), timezone.now().date()),
             description=f"PayPal capture {capture_id}" + (f" for invoice {invoice['number']}" if invoice else "")
             + party,
             facts=MatchFacts(transaction_type="invoice_payment" if invoice else "capture", amount=gross,
-                             currency=currency, customer_group=group),
+                             currency=currency, customer_group=group,
+                             customer="" if is_unresolved_customer(customer) else customer,
+                             payer=payer.get("payer_id") or payer.get("email_address", "")),
             lines=lines, customer=customer,
             extra={"paypal_id": capture_id, "payer_id": payer.get("payer_id", ""), "gross": str(gross),
                    "fee": str(fee), "net": str(net),
@@ -288,14 +292,6 @@ class CaptureSource(PayPalSource):
                       if invoice else {})},
         )
         return posting
-
-    def map(self, posting: Posting) -> MappingOutcome:
-        """The rule's accounts; a payment of a known Visma invoice becomes a customer payment applied to it when the
-        rule says so (GLMappingRule.posting_document), else it stays a journal."""
-        outcome = super().map(posting)
-        if outcome.rule is not None and posting.extra.get("invoice_number"):
-            posting.document = "customer_payment" if outcome.rule.posting_document == "customer_payment" else "journal"
-        return outcome
 
     def visma_invoice_paid_by(self, capture: Mapping, *, currency: str) -> dict | None:
         """The Visma invoice this capture pays, by its invoice_id or custom_id, or None.
@@ -434,7 +430,8 @@ class RefundSource(PayPalSource):
             date=_day(refund.get("create_time"), capture_posting.date),
             description=f"PayPal {self.transaction_type} {refund_id} of capture {capture_id}{party}",
             facts=MatchFacts(transaction_type=self.transaction_type, amount=gross, currency=currency,
-                             customer_group=capture_posting.facts.customer_group),
+                             customer_group=capture_posting.facts.customer_group,
+                             customer=capture_posting.facts.customer, payer=capture_posting.facts.payer),
             lines=lines, customer=capture_posting.customer,
             extra={"paypal_id": refund_id, "capture_id": capture_id, "capture_target_id": capture_record.target_id,
                    "gross": str(gross), "fee": str(fee), "net": str(net)},
@@ -549,7 +546,8 @@ class InvoiceSource(PayPalSource):
         return Posting(
             document="customer_invoice", marker=self.marker(source.source_id), currency=currency, date=invoice_date,
             description=f"PayPal invoice {detail.get('invoice_number') or invoice_id}",
-            facts=MatchFacts(transaction_type="invoice", amount=total, currency=currency, customer_group=group),
+            facts=MatchFacts(transaction_type="invoice", amount=total, currency=currency, customer_group=group,
+                             customer="" if is_unresolved_customer(customer) else customer, payer=email),
             lines=lines, customer=customer,
             extra={"external_reference": invoice_id, "customer_ref": invoice_id, "paypal_id": invoice_id,
                    "paypal_invoice_number": str(detail.get("invoice_number") or ""), "lines": document_lines,
