@@ -20,15 +20,19 @@ from .visma_erp import (
     LISTS,
     customer_create,
     customer_invoice_create,
+    customer_invoice_release,
     customer_invoice_update,
     customer_payment_create,
+    customer_payment_release,
     customer_update,
     journal_create,
     journal_page,
     journal_release,
     supplier_create,
     supplier_invoice_create,
+    supplier_invoice_release,
     supplier_payment_create,
+    supplier_payment_release,
     supplier_update,
 )
 from .visma_periods import (
@@ -336,6 +340,42 @@ class JournalReleaseView(VismaApiView):
 
     def post(self, request, caller, body, query, key):
         return JsonResponse(journal_release(caller.company_id, key))
+
+
+class CustomerInvoiceReleaseView(VismaApiView):
+    """POST /v1/customerinvoice/{invoiceNumber}/action/release → 200 ReleaseInvoiceActionResultDto."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, caller, body, query, key):
+        return JsonResponse(customer_invoice_release(caller.company_id, key))
+
+
+class CustomerPaymentReleaseView(VismaApiView):
+    """POST /v1/customerPayment/{paymentNumber}/action/release (ReleasePaymentActionDto) → 200."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, caller, body, query, key):
+        return JsonResponse(customer_payment_release(caller.company_id, key, body))
+
+
+class SupplierInvoiceReleaseView(VismaApiView):
+    """POST /v1/supplierInvoice/{documentType}/{invoiceNumber}/action/release: the swagger lists 202 (and 412)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, caller, body, query, document_type, key):
+        return JsonResponse(supplier_invoice_release(caller.company_id, f"{document_type}/{key}"), status=202)
+
+
+class SupplierPaymentReleaseView(VismaApiView):
+    """POST /v1/supplierPayment/{paymentNumber}/action/release (ReleaseSupplierPaymentActionDto): 202 per swagger."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, caller, body, query, key):
+        return JsonResponse(supplier_payment_release(caller.company_id, key, body), status=202)
 
 
 class FinancialPeriodListView(VismaApiView):

@@ -21,6 +21,7 @@ from .visma_store import (
     visma_datetime_format,
     visma_document_create,
     visma_document_find,
+    visma_document_get,
     visma_document_render,
     visma_document_update,
     visma_documents_query,
@@ -846,6 +847,116 @@ def journal_release(company_id: str, batch_number: str) -> dict:
         )
         gl_balances_post(company_id, released)
     return {"actionId": str(uuid.uuid4()), "actionResult": "Done", "errorInfo": None}
+
+
+def _action_done() -> dict:
+    # ReleaseInvoiceActionResultDto / ReleasePaymentActionResultDto: {actionId, actionResult, errorInfo}.
+    return {"actionId": str(uuid.uuid4()), "actionResult": "Done", "errorInfo": None}
+
+
+def _releasable(body: dict, label: str, number: str) -> None:
+    """Only a document neither on hold nor released yet can be released (Acumatica: a document on hold must be
+    taken off hold first)."""
+    if body.get("hold") or body.get("status") == "Hold":
+        raise VismaError.invalid(f"{label} '{number}' is on hold and cannot be released.")
+    if body.get("status") != "Balanced":
+        raise VismaError.invalid(f"{label} '{number}' is {body.get('status')}: it has been released already.")
+
+
+def _period_open_at_release(company_id: str, body: dict, field_name: str, ledger: str) -> None:
+    # A period closed since the document was entered stops its release too.
+    financial_period_require(company_id, body.get(field_name), datetime.now().date(), ledger, field_name)
+
+
+def customer_invoice_release(company_id: str, number: str) -> dict:
+    """POST /v1/customerinvoice/{invoiceNumber}/action/release: a balanced invoice becomes Open (payable)."""
+
+    def change(body: dict) -> dict:
+        _releasable(body, "Invoice", number)
+        _period_open_at_release(company_id, body, "financialPeriod", "AR")
+        body["status"] = "Open" if visma_money(body.get("balanceInCurrency")) else "Closed"
+        return body
+
+    visma_document_update(company_id, "customer_invoice", number, change, label="Invoice", if_match=None,
+                          edited_by_others=False)
+    return _action_done()
+
+
+def _settle(company_id: str, collection: str, key: str, label: str, amount_paid: Decimal, where: str) -> None:
+    """Take a released payment's amount off the invoice's balance; a balance of 0 closes the invoice."""
+
+    def change(body: dict) -> dict:
+        balance = visma_money(body["balanceInCurrency"])
+        if amount_paid > balance:
+            raise VismaError.invalid(f"{where}amountPaid: {amount_paid} exceeds the balance {balance} of {label} "
+                                     f"'{key}'.")
+        rate = Decimal(str(body.get("exchangeRate") or 1))
+        body["balanceInCurrency"] = _amount(balance - amount_paid)
+        body["balance"] = _amount(visma_money((balance - amount_paid) * rate))
+        if balance - amount_paid == 0:
+            body["status"] = "Closed"
+        return body
+
+    visma_document_update(company_id, collection, key, change, label=label, if_match=None, edited_by_others=False)
+
+
+def customer_payment_release(company_id: str, number: str, dto: dict | None) -> dict:
+    """POST /v1/customerPayment/{paymentNumber}/action/release (ReleasePaymentActionDto): only now does the payment
+    settle the invoices it is applied to (Acumatica ARPayment: the application is posted at release; an unreleased
+    payment leaves the invoice's balance as it was)."""
+    document = visma_document_get(company_id, "customer_payment", number, label="Payment")
+    payment_type = _value(dto or {}, "type")
+    if payment_type and payment_type != document.body.get("type"):
+        raise VismaError.invalid(f"type: Payment '{number}' is a {document.body.get('type')}, not a {payment_type}.")
+    _releasable(document.body, "Payment", number)
+    _period_open_at_release(company_id, document.body, "applicationPeriod", "AR")
+    with transaction.atomic():
+        for index, line in enumerate(document.body.get("paymentLines") or []):
+            _settle(company_id, "customer_invoice", line["refNbr"], "Invoice", visma_money(line["amountPaid"]),
+                    f"paymentLines[{index}].")
+
+        def change(body: dict) -> dict:
+            body["status"] = "Open" if visma_money(body.get("availableBalance")) else "Closed"
+            return body
+
+        visma_document_update(company_id, "customer_payment", number, change, label="Payment", if_match=None,
+                              edited_by_others=False)
+    return _action_done()
+
+
+def supplier_invoice_release(company_id: str, key: str) -> dict:
+    """POST /v1/supplierInvoice/{documentType}/{invoiceNumber}/action/release: a balanced invoice becomes Open."""
+
+    def change(body: dict) -> dict:
+        _releasable(body, "Supplier invoice", key)
+        _period_open_at_release(company_id, body, "financialPeriod", "AP")
+        body["status"] = "Open"
+        return body
+
+    visma_document_update(company_id, "supplier_invoice", key, change, label="Supplier invoice", if_match=None,
+                          edited_by_others=False)
+    return _action_done()
+
+
+def supplier_payment_release(company_id: str, number: str, dto: dict | None) -> dict:
+    """POST /v1/supplierPayment/{paymentNumber}/action/release (ReleaseSupplierPaymentActionDto): the payment
+    settles the supplier invoices it is applied to."""
+    document = visma_document_get(company_id, "supplier_payment", number, label="Supplier payment")
+    _releasable(document.body, "Supplier payment", number)
+    _period_open_at_release(company_id, document.body, "applicationPeriod", "AP")
+    with transaction.atomic():
+        for index, line in enumerate(document.body.get("paymentLines") or []):
+            _settle(company_id, "supplier_invoice", f"{line['docType']}/{line['invoiceRefNbr']}", "Supplier invoice",
+                    visma_money(line["amountPaid"]), f"paymentLines[{index}].")
+
+        def change(body: dict) -> dict:
+            body["status"] = "Open" if visma_money(body.get("unappliedBalance")) else "Closed"
+            body["released"] = True
+            return body
+
+        visma_document_update(company_id, "supplier_payment", number, change, label="Supplier payment",
+                              if_match=None, edited_by_others=False)
+    return _action_done()
 
 
 def gl_balances_post(company_id: str, lines: list[dict]) -> None:

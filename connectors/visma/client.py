@@ -339,7 +339,8 @@ class VismaClient:
                sync_record: SyncRecord | None = None) -> dict:
         """POST a document action (…/action/release) with its DTO (plain fields, wrapped here); Visma's
         {actionId, actionResult, errorInfo} (ReleaseInvoiceActionResultDto and its kin)."""
-        response = self.api.request("POST", self.url(path), json=visma_dto(fields or {}), sync_record=sync_record)
+        body = visma_dto(fields) if fields is not None else None
+        response = self.api.request("POST", self.url(path), json=body, sync_record=sync_record)
         try:
             return response.json() if response.content else {}
         except ValueError:
