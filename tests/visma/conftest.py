@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import responses
 
-from tests.factories import ConnectionFactory
+from tests.factories import ConnectionFactory, TenantFactory
 
 PAYLOADS = Path(__file__).parent / "payloads"
 API = "https://api.finance.visma.net"
@@ -37,7 +37,8 @@ def calendar_year_company():
 
 @pytest.fixture
 def visma_connection(db):
-    return ConnectionFactory(system="visma")
+    # Its tenant's mirror is empty, financial periods too: what a refresh brings is all there is.
+    return ConnectionFactory(system="visma", tenant=TenantFactory(financial_periods=False))
 
 
 @pytest.fixture
