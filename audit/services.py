@@ -477,6 +477,31 @@ def record_approve(record: SyncRecord, *, user, corrected_posting: dict | None =
         )
 
 
+def record_approve_into_open_period(record: SyncRecord, *, user, corrected_posting: dict | None = None,
+                                    note: str = "") -> SyncRecord:
+    """Finance says: post it in the first financial period open for it, its own closed (or missing) in Visma's
+    calendar: booked on that period's first day (or on its own date, when its period is open). Audited with the
+    period chosen; the write is validated again, so it posts once, or is flagged again."""
+    from mappings.documents import Posting, posting_apply_correction
+    from mappings.periods import FinancialCalendar
+
+    if not record.proposed_posting:
+        raise TransitionRefused(f"Cannot approve {record.stream}/{record.source_id}: there is no posting to write")
+    posting = posting_apply_correction(Posting.from_json(record.proposed_posting), corrected_posting)
+    calendar = FinancialCalendar(record.integration.tenant)
+    period = calendar.first_open(posting.date, posting.document)
+    if period is None:
+        raise TransitionRefused(
+            f"Cannot approve {record.stream}/{record.source_id} into an open period: Visma's calendar (as mirrored) "
+            f"has no period open for a {posting.document} from {posting.date.isoformat()}; open one in Visma and "
+            "refresh the reference data"
+        )
+    day = max(posting.date, period.start_date)
+    reason = note or f"approved into financial period {period.period_id}, booked on {day.isoformat()}"
+    return record_approve(record, user=user, corrected_posting={**(corrected_posting or {}), "date": day.isoformat()},
+                          note=reason)
+
+
 def record_reject(record: SyncRecord, *, user, reason: str) -> SyncRecord:
     if not reason.strip():
         raise TransitionRefused("A rejection needs a reason.")
