@@ -22,6 +22,7 @@ from .services import (
     Actor,
     TransitionRefused,
     record_approve,
+    record_approve_into_open_period,
     record_duplicate_resolve,
     record_reject,
     record_replay,
@@ -36,6 +37,20 @@ STATUS_COLOURS = {
     RecordStatus.RETRYING: "#a16207",
     RecordStatus.WAITING: "#0e7490",
 }
+
+
+# Visma's statuses of a document created but not released (swagger status enums); anything else is released.
+AWAITING_RELEASE = frozenset({"Hold", "Balanced"})
+
+
+def record_release_state(record) -> str:
+    """What became of a posted document in Visma, in Visma's words: "created, awaiting release (Hold)" or
+    "released (Open)"; empty when the target keeps no such status."""
+    if record.status != RecordStatus.POSTED or not record.target_status:
+        return ""
+    if record.target_status in AWAITING_RELEASE:
+        return f"created, awaiting release ({record.target_status})"
+    return f"released ({record.target_status})"
 
 
 def status_badge(status: str, label: str):
@@ -97,14 +112,15 @@ class SyncRecordAdmin(admin.ModelAdmin):
     fieldsets = [
         ("Record", {"fields": ["integration_display", "stream", "source_id", "status_display", "amount_display",
                                "source_updated_at"]}),
-        ("In the target system", {"fields": ["target_kind", "target_id", "posting_marker", "write_attempted",
+        ("In the target system", {"fields": ["target_kind", "target_id", "release_display", "posting_marker",
+                                             "write_attempted",
                                              "posting_started_at", "duplicate_targets"]}),
         ("Waiting", {"fields": ["waiting_on_stream", "waiting_on_source_id", "waiting_since"],
                      "classes": ["collapse"]}),
         ("Retries", {"fields": ["attempts", "next_attempt_at", "last_error"], "classes": ["collapse"]}),
         ("Times", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
-    readonly_fields = ["integration_display", "status_display", "amount_display"]
+    readonly_fields = ["integration_display", "status_display", "amount_display", "release_display"]
     change_form_template = "admin/audit/syncrecord/change_form.html"
 
     # --- nobody edits a record by hand --------------------------------------------------------------------
@@ -141,7 +157,13 @@ class SyncRecordAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_display(self, record):
-        return status_badge(record.status, record.get_status_display())
+        badge = status_badge(record.status, record.get_status_display())
+        release = record_release_state(record)
+        return format_html('{}<br><span class="quiet">{}</span>', badge, release) if release else badge
+
+    @admin.display(description="in Visma")
+    def release_display(self, record):
+        return record_release_state(record)
 
     @admin.display(description="updated", ordering="updated_at")
     def updated(self, record):
@@ -209,9 +231,14 @@ class SyncRecordAdmin(admin.ModelAdmin):
         form = RecordApproveForm(self._posted(request), records=records)
         if request.method == "POST" and records and form.is_valid():
             correction, note = form.correction(), form.cleaned_data["note"]
+            into_open_period = form.cleaned_data.get("into_first_open_period")
             for record in records:
                 try:
-                    record = record_approve(record, user=request.user, corrected_posting=correction, note=note)
+                    if into_open_period:
+                        record = record_approve_into_open_period(record, user=request.user,
+                                                                 corrected_posting=correction, note=note)
+                    else:
+                        record = record_approve(record, user=request.user, corrected_posting=correction, note=note)
                 except TransitionRefused as refused:
                     self.message_user(request, f"{record.source_id}: {refused}", messages.ERROR)
                     continue

@@ -5,6 +5,7 @@ from django import forms
 
 from mappings.documents import Posting, posting_apply_correction
 from mappings.models import DimensionValue
+from mappings.periods import FinancialCalendar
 from mappings.services import ReferenceMirror
 
 from .models import SyncRecord
@@ -69,8 +70,18 @@ class RecordApproveForm(forms.Form):
             help_text=f"Proposed: {now or 'none'}. Leave empty to keep it." if len(records) == 1
             else "Leave empty to keep each record's own customer.",
         )
+        self.fields["into_first_open_period"] = forms.BooleanField(
+            required=False, label="Book in the first open financial period",
+            help_text="For a posting whose own period is closed in Visma: booked on the first day of the first open "
+                      "period after it.",
+        )
+        self.fields["booking_date"] = forms.DateField(
+            required=False, label="Or book on this date",
+            help_text="A day in a period open in Visma (YYYY-MM-DD). Leave empty to keep the transaction's date.",
+        )
         self.order_fields([*(f"account_{role}" for role in self.roles),
-                           *(f"dimension_{segment}" for segment in self.segments), "customer", "note"])
+                           *(f"dimension_{segment}" for segment in self.segments), "customer",
+                           "into_first_open_period", "booking_date", "note"])
 
     def clean(self):
         cleaned = super().clean()
@@ -90,9 +101,21 @@ class RecordApproveForm(forms.Form):
             customer = cleaned.get("customer")
             if customer and not (mirror.customer(customer) or (False,))[0]:
                 self.add_error("customer", f"Customer {customer} is unknown or inactive in Visma ({tenant.slug}).")
+        if cleaned.get("booking_date") and cleaned.get("into_first_open_period"):
+            self.add_error("booking_date", "Choose a date or the first open period, not both.")
+        elif cleaned.get("booking_date"):
+            self._require_open_period(cleaned["booking_date"])
         if not self.errors:
             self._require_every_line_accounted()
         return cleaned
+
+    def _require_open_period(self, day) -> None:
+        calendars = {tenant_id: FinancialCalendar(tenant) for tenant_id, tenant in self.tenants.items()}
+        for record in self.records:
+            document = (record.proposed_posting or {}).get("document", "journal")
+            problem = calendars[record.integration.tenant_id].problem(day, document)
+            if problem:
+                self.add_error("booking_date", f"{record.source_id}: {problem}")
 
     def _require_every_line_accounted(self) -> None:
         """Approving a posting that still has a line without an account would only flag it again."""
@@ -117,6 +140,8 @@ class RecordApproveForm(forms.Form):
             correction["dimensions"] = dimensions
         if data.get("customer"):
             correction["customer"] = data["customer"]
+        if data.get("booking_date"):
+            correction["date"] = data["booking_date"].isoformat()
         return correction or None
 
 

@@ -61,6 +61,8 @@ class SyncRecord(models.Model):
     )
     target_kind = models.CharField(max_length=64, blank=True)
     target_id = models.CharField(max_length=255, blank=True)
+    # Visma's status of what was written (Hold, Balanced, Open, Closed, Posted...): released or awaiting release.
+    target_status = models.CharField(max_length=32, blank=True)
 
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)

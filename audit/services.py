@@ -260,12 +260,14 @@ def _create_claimed(draft: SyncRecord, *, proposed_posting: dict | None, posting
     return draft
 
 
-def record_mark_posted(record: SyncRecord, *, target_id: str, target_kind: str = "", reason: str = "posted",
-                       actor: Actor = SYSTEM) -> SyncRecord:
-    """The write is done; refused unless `record` is the claim that wrote (no other worker moved it since)."""
+def record_mark_posted(record: SyncRecord, *, target_id: str, target_kind: str = "", target_status: str = "",
+                       reason: str = "posted", actor: Actor = SYSTEM) -> SyncRecord:
+    """The write is done; refused unless `record` is the claim that wrote (no other worker moved it since).
+    `target_status`: the target's own status of the document (Visma: Hold, Balanced, Open, Posted...)."""
     return record_transition(
         record, S.POSTED, actor=actor, reason=reason, target_id=target_id, target_kind=target_kind,
-        next_attempt_at=None, last_error="", reasons=[],
+        target_status=target_status, next_attempt_at=None, last_error="", reasons=[],
+        details={"target_status": target_status} if target_status else None,
     )
 
 
@@ -473,6 +475,31 @@ def record_approve(record: SyncRecord, *, user, corrected_posting: dict | None =
             locked, S.APPROVED, actor=Actor.of(user), reason=reason, corrected_posting=corrected_posting,
             details={"corrected_posting": corrected_posting} if corrected_posting else None,
         )
+
+
+def record_approve_into_open_period(record: SyncRecord, *, user, corrected_posting: dict | None = None,
+                                    note: str = "") -> SyncRecord:
+    """Finance says: post it in the first financial period open for it, its own closed (or missing) in Visma's
+    calendar: booked on that period's first day (or on its own date, when its period is open). Audited with the
+    period chosen; the write is validated again, so it posts once, or is flagged again."""
+    from mappings.documents import Posting, posting_apply_correction
+    from mappings.periods import FinancialCalendar
+
+    if not record.proposed_posting:
+        raise TransitionRefused(f"Cannot approve {record.stream}/{record.source_id}: there is no posting to write")
+    posting = posting_apply_correction(Posting.from_json(record.proposed_posting), corrected_posting)
+    calendar = FinancialCalendar(record.integration.tenant)
+    period = calendar.first_open(posting.date, posting.document)
+    if period is None:
+        raise TransitionRefused(
+            f"Cannot approve {record.stream}/{record.source_id} into an open period: Visma's calendar (as mirrored) "
+            f"has no period open for a {posting.document} from {posting.date.isoformat()}; open one in Visma and "
+            "refresh the reference data"
+        )
+    day = max(posting.date, period.start_date)
+    reason = note or f"approved into financial period {period.period_id}, booked on {day.isoformat()}"
+    return record_approve(record, user=user, corrected_posting={**(corrected_posting or {}), "date": day.isoformat()},
+                          note=reason)
 
 
 def record_reject(record: SyncRecord, *, user, reason: str) -> SyncRecord:

@@ -48,8 +48,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "is_active", "visma_own_numbers", "created_at"]
-    list_filter = ["is_active"]
+    list_display = ["slug", "name", "is_active", "time_zone", "visma_release", "visma_own_numbers", "created_at"]
+    list_filter = ["is_active", "visma_release"]
     search_fields = ["slug", "name"]
     actions = ["refresh_reference_data"]
 
@@ -66,7 +66,8 @@ class TenantAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 f"{tenant.slug}: {refresh.accounts} GL accounts, {refresh.dimension_values} dimension values, "
-                f"{refresh.customers} customers, {refresh.suppliers} suppliers read; "
+                f"{refresh.customers} customers, {refresh.suppliers} suppliers, {refresh.financial_periods} "
+                "financial periods read; "
                 f"{refresh.invalid_rules} mapping rule(s) invalid",
                 messages.SUCCESS,
             )

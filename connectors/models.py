@@ -1,6 +1,7 @@
 """Tenants, their connections to each system, integrations, inbound events, sync runs and cursors."""
 import uuid
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -34,6 +35,14 @@ def visma_own_numbers_default() -> list[str]:
     return ["journal", "customer_payment", "supplier_invoice", "supplier_payment"]
 
 
+def time_zone_validate(value) -> None:
+    """An IANA time zone name (Europe/Oslo), as the zoneinfo database knows it."""
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"{value!r} is not an IANA time zone name, e.g. Europe/Oslo") from exc
+
+
 def visma_own_numbers_validate(value) -> None:
     if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
         raise ValidationError("a list of document kinds, e.g. [\"journal\", \"supplier_invoice\"]")
@@ -57,6 +66,16 @@ class Tenant(models.Model):
         help_text="Document kinds whose Visma number is our marker (overrideNumberSeries), so Visma itself refuses a "
                   "second one: journal, customer_invoice, customer_payment, supplier_invoice, supplier_payment, "
                   "customer, supplier. The series must allow manual numbers in Visma.",
+    )
+    time_zone = models.CharField(
+        max_length=64, default="Europe/Oslo", validators=[time_zone_validate],
+        help_text="IANA name: a transaction is booked on its date in this zone (00:30 local on the 1st is in the new "
+                  "month).",
+    )
+    visma_release = models.BooleanField(
+        "release documents in Visma", default=True,
+        help_text="Release each document in Visma after creating it; off: documents are created on hold, for review "
+                  "and release in Visma.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

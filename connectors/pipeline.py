@@ -61,10 +61,12 @@ class Written:
     kind: str
     target_id: str
     marker: str
+    # The target's own status of it (Visma: Hold, Balanced, Open, Closed, Posted...), where the target has one.
+    status: str = ""
 
     @classmethod
-    def of(cls, posting: Posting, target_id: str, *, kind: str | None = None) -> Written:
-        return cls(kind=kind or posting.document, target_id=str(target_id), marker=posting.marker)
+    def of(cls, posting: Posting, target_id: str, *, kind: str | None = None, status: str = "") -> Written:
+        return cls(kind=kind or posting.document, target_id=str(target_id), marker=posting.marker, status=status)
 
 
 class Stream(abc.ABC):
@@ -356,7 +358,7 @@ def _write(record: SyncRecord, stream: Stream, posting: Posting, *, look_up_firs
         ])
     if found:
         return record_services.record_mark_posted(
-            record, target_id=found.target_id, target_kind=found.kind,
+            record, target_id=found.target_id, target_kind=found.kind, target_status=found.status,
             reason=f"found already posted by marker {posting.marker}",
         )
     try:
@@ -375,7 +377,7 @@ def _write(record: SyncRecord, stream: Stream, posting: Posting, *, look_up_firs
         return _finish(record, lambda: record_services.record_flag(
             record, reasons=[f"{posting.document} refused by the target: {exc.system_message}"]))
     return _finish(record, lambda: record_services.record_mark_posted(
-        record, target_id=written.target_id, target_kind=written.kind, reason="posted",
+        record, target_id=written.target_id, target_kind=written.kind, target_status=written.status, reason="posted",
     ), written=written)
 
 
@@ -425,7 +427,7 @@ def _recover_interrupted_write(record: SyncRecord, stream: Stream) -> SyncRecord
         ])
     if written:
         return record_services.record_mark_posted(
-            claimed, target_id=written.target_id, target_kind=written.kind,
+            claimed, target_id=written.target_id, target_kind=written.kind, target_status=written.status,
             reason=f"interrupted write found in target by marker {posting.marker}",
         )
     return _write(claimed, stream, posting, look_up_first=False)

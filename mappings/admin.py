@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from .models import Customer, DimensionValue, ExternalReference, GLAccount, GLMappingRule, Supplier
+from .models import Customer, DimensionValue, ExternalReference, FinancialPeriod, GLAccount, GLMappingRule, Supplier
 from .services import mapping_rule_validate
 
 VALIDATION_COLOURS = {
@@ -43,13 +43,13 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
     list_display_links = ["name"]
     list_filter = ["tenant", "system", "is_active", "validation_state", "currency"]
     list_select_related = ["tenant"]
-    search_fields = ["name", "transaction_type", "customer_group", "payment_method", "gl_account", "fee_account",
-                     "clearing_account"]
+    search_fields = ["name", "transaction_type", "customer_group", "customer", "payer", "payment_method", "gl_account",
+                     "fee_account", "clearing_account"]
     fieldsets = [
         (None, {"fields": ["tenant", "system", "name", "priority", "is_active"]}),
         ("Matches (empty: any)", {"fields": ["transaction_type", "currency", "min_amount", "max_amount",
-                                             "customer_group", "payment_method"]}),
-        ("Posts to", {"fields": ["posting_document", "gl_account", "fee_account", "clearing_account", "dimensions"]}),
+                                             "customer_group", "customer", "payer", "payment_method"]}),
+        ("Posts to", {"fields": ["gl_account", "fee_account", "clearing_account", "dimensions"]}),
         ("Check against Visma", {"fields": ["validation", "validation_problems_list", "validated_at"]}),
         ("Why", {"fields": ["change_reason"]}),
     ]
@@ -80,6 +80,10 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
             parts.append(f"{low}–{high}")
         if rule.customer_group:
             parts.append(f"group {rule.customer_group}")
+        if rule.customer:
+            parts.append(f"customer {rule.customer}")
+        if rule.payer:
+            parts.append(f"payer {rule.payer}")
         if rule.payment_method:
             parts.append(rule.payment_method)
         return " · ".join(parts)
@@ -128,9 +132,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(GLAccount)
 class GLAccountAdmin(ReadOnlyAdmin):
-    list_display = ["number", "description", "account_type", "currency", "active", "tenant", "refreshed_at"]
-    list_filter = ["tenant", "active", "account_type", "currency"]
+    list_display = ["number", "description", "account_type", "currency", "control_account_module", "active", "tenant",
+                    "refreshed_at"]
+    list_filter = ["tenant", "active", "account_type", "currency", "control_account_module"]
     search_fields = ["number", "description"]
+
+
+@admin.register(FinancialPeriod)
+class FinancialPeriodAdmin(ReadOnlyAdmin):
+    list_display = ["period_id", "description", "start_date", "end_date", "active", "closed_in_general_ledger",
+                    "closed_in_customer_ledger", "closed_in_supplier_ledger", "tenant"]
+    list_filter = ["tenant", "active", "year"]
+    search_fields = ["period_id", "description"]
 
 
 @admin.register(DimensionValue)

@@ -57,6 +57,9 @@ class MatchFacts:
     currency: str
     customer_group: str = ""
     payment_method: str = ""
+    # Who paid: the Visma customer and the partner's payer id or email (a per-customer rule matches on them).
+    customer: str = ""
+    payer: str = ""
 
 
 @dataclass
@@ -133,6 +136,8 @@ class Posting:
                 currency=facts["currency"],
                 customer_group=facts.get("customer_group", ""),
                 payment_method=facts.get("payment_method", ""),
+                customer=facts.get("customer", ""),
+                payer=facts.get("payer", ""),
             ),
             lines=[
                 PostingLine(
@@ -166,4 +171,7 @@ def posting_apply_correction(posting: Posting, correction: dict | None) -> Posti
         posting.customer = correction["customer"]
     if correction.get("supplier"):
         posting.supplier = correction["supplier"]
+    if correction.get("date"):
+        # Finance moves a posting out of a closed period (into the first open one, or a day they chose).
+        posting.date = date.fromisoformat(str(correction["date"]))
     return posting

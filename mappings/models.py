@@ -27,6 +27,11 @@ class GLAccount(ReferenceData):
     description = models.CharField(max_length=255, blank=True)
     account_type = models.CharField(max_length=32, blank=True, help_text="Asset, Liability, Income, Expense")
     currency = models.CharField(max_length=3, blank=True)
+    # AccountDto.controlAccountModule (swagger): the ledger (AR, AP...) that alone may post to the account.
+    control_account_module = models.CharField(
+        max_length=32, blank=True, help_text="Visma controlAccountModule: a control account of this ledger (AR, AP) "
+                                             "takes no journal lines; empty: not a control account",
+    )
 
     class Meta:
         ordering = ["tenant", "number"]
@@ -56,6 +61,29 @@ class DimensionValue(ReferenceData):
 
     def __str__(self) -> str:
         return f"{self.segment_name or self.segment_id}={self.value} {self.description}".strip()
+
+
+class FinancialPeriod(ReferenceData):
+    """A financial period as Visma has it (FinancialPeriodDto, GET /v1/financialPeriod): `active` means open for
+    posting; a module may have closed it."""
+
+    period_id = models.CharField(max_length=6, help_text="Visma period: year and period number, YYYYPP")
+    year = models.PositiveSmallIntegerField()
+    start_date = models.DateField()
+    end_date = models.DateField(help_text="The last day of the period")
+    description = models.CharField(max_length=100, blank=True)
+    closed_in_general_ledger = models.BooleanField(default=False)
+    closed_in_customer_ledger = models.BooleanField(default=False)
+    closed_in_supplier_ledger = models.BooleanField(default=False)
+    closed_in_cash_management = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["tenant", "start_date", "period_id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "period_id"], name="one_financial_period_per_id")]
+        indexes = [models.Index(fields=["tenant", "start_date"], name="financial_period_start")]
+
+    def __str__(self) -> str:
+        return f"{self.period_id} {self.description}".strip()
 
 
 class Customer(ReferenceData):
@@ -156,6 +184,13 @@ class GLMappingRule(models.Model):
     )
     customer_group = models.CharField(max_length=64, blank=True, help_text="Customer class or group; empty: any")
     payment_method = models.CharField(max_length=64, blank=True, help_text="card, sepa_debit...; empty: any")
+    # A per-customer exception: a rule naming the customer or payer wins over every group rule.
+    customer = models.CharField(
+        max_length=64, blank=True, help_text="One Visma customer number; a rule for it wins over group rules"
+    )
+    payer = models.CharField(
+        max_length=255, blank=True, help_text="One partner payer (PayPal payer id or email); wins over group rules"
+    )
 
     # Where it posts.
     gl_account = models.CharField("GL account", max_length=32, help_text="Revenue / receivable account")
@@ -165,11 +200,6 @@ class GLMappingRule(models.Model):
         default=dict,
         blank=True,
         help_text='Subaccount segment values by segment id, e.g. {"1": "100", "2": "P-42"}',
-    )
-    posting_document = models.CharField(
-        max_length=32,
-        default="journal",
-        choices=[("journal", "Journal transaction"), ("customer_payment", "Customer payment")],
     )
 
     validation_state = models.CharField(

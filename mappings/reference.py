@@ -16,16 +16,19 @@ from connectors.models import Integration, SyncCursor
 from connectors.visma import reference as visma
 from connectors.visma.client import VismaClient, visma_client_for
 
-from .models import Customer, CustomerInvoice, DimensionValue, GLAccount, Supplier
+from .models import Customer, CustomerInvoice, DimensionValue, FinancialPeriod, GLAccount, Supplier
 from .services import LiveCheck, mapping_rules_revalidate
 
 ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS = "accounts", "dimension_values", "customers", "suppliers"
 CUSTOMER_INVOICES = "customer_invoices"
-REFERENCE_KINDS = (ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS, CUSTOMER_INVOICES)
+FINANCIAL_PERIODS = "financial_periods"
+REFERENCE_KINDS = (ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS, CUSTOMER_INVOICES, FINANCIAL_PERIODS)
 MIRROR_MODEL: dict[str, type[models.Model]] = {
     ACCOUNTS: GLAccount, DIMENSION_VALUES: DimensionValue, CUSTOMERS: Customer, SUPPLIERS: Supplier,
-    CUSTOMER_INVOICES: CustomerInvoice,
+    CUSTOMER_INVOICES: CustomerInvoice, FINANCIAL_PERIODS: FinancialPeriod,
 }
+# Kinds read whole every time: small, and without a documented delta.
+READ_WHOLE = (DIMENSION_VALUES, FINANCIAL_PERIODS)
 BATCH_SIZE = 500
 
 
@@ -38,6 +41,7 @@ class ReferenceRefresh:
     customers: int = 0
     suppliers: int = 0
     customer_invoices: int = 0
+    financial_periods: int = 0
     deactivated: int = 0
     invalid_rules: int = 0
 
@@ -61,7 +65,7 @@ def _account_row(tenant, account: visma.VismaAccount) -> GLAccount:
     return GLAccount(
         tenant=tenant, number=account.number, description=account.description[:255],
         account_type=account.account_type[:32], currency=account.currency[:3], active=account.active,
-        visma_last_modified=account.last_modified,
+        visma_last_modified=account.last_modified, control_account_module=account.control_account_module[:32],
     )
 
 
@@ -95,6 +99,17 @@ def _customer_invoice_row(tenant, invoice: visma.VismaInvoiceRef) -> CustomerInv
     )
 
 
+def _financial_period_row(tenant, period: visma.VismaFinancialPeriod) -> FinancialPeriod:
+    return FinancialPeriod(
+        tenant=tenant, period_id=period.period_id[:6], year=period.year, start_date=period.start_date,
+        end_date=period.end_date, description=period.description[:100], active=period.active,
+        closed_in_general_ledger=period.closed_in_general_ledger,
+        closed_in_customer_ledger=period.closed_in_customer_ledger,
+        closed_in_supplier_ledger=period.closed_in_supplier_ledger,
+        closed_in_cash_management=period.closed_in_cash_management,
+    )
+
+
 @dataclass(frozen=True)
 class _Kind:
     """How one kind of reference data is read from Visma and stored in the mirror."""
@@ -108,7 +123,7 @@ class _Kind:
 _KINDS: dict[str, _Kind] = {
     ACCOUNTS: _Kind(
         read_all=visma.visma_accounts_read, row=_account_row, unique=["tenant", "number"],
-        update=["description", "account_type", "currency", "active", "visma_last_modified"],
+        update=["description", "account_type", "currency", "active", "visma_last_modified", "control_account_module"],
     ),
     DIMENSION_VALUES: _Kind(
         read_all=lambda client, since: visma.visma_dimension_values_read(client, visma.SUBACCOUNT),
@@ -126,6 +141,11 @@ _KINDS: dict[str, _Kind] = {
     CUSTOMER_INVOICES: _Kind(
         read_all=visma.visma_customer_invoices_read, row=_customer_invoice_row, unique=["tenant", "number"],
         update=["external_reference", "customer", "currency", "status", "active", "visma_last_modified"],
+    ),
+    FINANCIAL_PERIODS: _Kind(
+        read_all=visma.visma_financial_periods_read, row=_financial_period_row, unique=["tenant", "period_id"],
+        update=["year", "start_date", "end_date", "description", "active", "closed_in_general_ledger",
+                "closed_in_customer_ledger", "closed_in_supplier_ledger", "closed_in_cash_management"],
     ),
 }
 
@@ -195,7 +215,7 @@ def reference_data_refresh(tenant, *, full: bool = False, kinds: Iterable[str] =
         for kind in kinds:
             started = timezone.now()
             # A dimension is read whole each time: it is small, and its delta semantics are not documented.
-            since = None if full or kind == DIMENSION_VALUES else reference_refreshed_since(tenant, kind, integration)
+            since = None if full or kind in READ_WHOLE else reference_refreshed_since(tenant, kind, integration)
             counts[kind], retired = _kind_refresh(tenant, kind, client, since=since)
             deactivated += retired
             if kind == CUSTOMER_INVOICES:

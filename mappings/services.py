@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db.models import Q
 from django.utils import timezone
 
-from .documents import Posting
+from .documents import Posting, PostingLine
 from .models import Customer, DimensionValue, GLAccount, GLMappingRule, Supplier
 from .money import MoneyError, is_exact, minor_units
 
@@ -23,11 +23,18 @@ class MappingOutcome:
     problems: list[str] = field(default_factory=list)
 
 
+def _payer_matches(rule_payer: str, payer: str) -> bool:
+    # A payer id is matched as given; an email address whatever its case.
+    return rule_payer == payer or ("@" in rule_payer and rule_payer.strip().lower() == payer.strip().lower())
+
+
 def mapping_rule_matches(rule: GLMappingRule, posting: Posting) -> bool:
     facts = posting.facts
     amount = abs(facts.amount)
     return (
-        (not rule.transaction_type or rule.transaction_type == facts.transaction_type)
+        (not rule.customer or rule.customer == (facts.customer or posting.customer))
+        and (not rule.payer or _payer_matches(rule.payer, facts.payer))
+        and (not rule.transaction_type or rule.transaction_type == facts.transaction_type)
         and (not rule.currency or rule.currency.upper() == facts.currency.upper())
         and (rule.min_amount is None or amount >= rule.min_amount)
         and (rule.max_amount is None or amount <= rule.max_amount)
@@ -43,9 +50,13 @@ def mapping_rules_active(*, tenant, system: str) -> list[GLMappingRule]:
 
 def mapping_rule_resolve(*, tenant, system: str, posting: Posting,
                          rules: list[GLMappingRule] | None = None) -> GLMappingRule | None:
-    """The first active rule, by priority, whose conditions all match the posting's facts (`rules`: already read)."""
+    """The first active rule, by priority, whose conditions all match the posting's facts (`rules`: already read).
+
+    A rule naming the customer or payer is an exception for that one party: it wins over every rule that does not,
+    whatever their priorities."""
     rules = rules if rules is not None else mapping_rules_active(tenant=tenant, system=system)
-    return next((rule for rule in rules if mapping_rule_matches(rule, posting)), None)
+    matching = [rule for rule in rules if mapping_rule_matches(rule, posting)]
+    return next((rule for rule in matching if rule.customer or rule.payer), None) or next(iter(matching), None)
 
 
 def posting_map(*, tenant, system: str, posting: Posting, rules: list[GLMappingRule] | None = None
@@ -97,6 +108,7 @@ class ReferenceMirror:
 
     def refresh(self) -> None:
         self._accounts: dict[str, bool | None] = {}
+        self._control: dict[str, str] = {}
         self._dimensions: dict[tuple[str, str], bool | None] = {}
         self._customers: dict[str, tuple[bool, str] | None] = {}
         self._everything = False
@@ -105,9 +117,10 @@ class ReferenceMirror:
         """Read the named accounts and (segment id, value) pairs not read yet: one query each."""
         wanted = {str(number) for number in accounts} - set(self._accounts)
         if wanted and not self._everything:
-            found = dict(GLAccount.objects.filter(tenant=self.tenant, number__in=wanted)
-                         .values_list("number", "active"))
-            self._accounts.update({number: found.get(number) for number in wanted})
+            found = {number: (active, module) for number, active, module in GLAccount.objects.filter(
+                tenant=self.tenant, number__in=wanted).values_list("number", "active", "control_account_module")}
+            self._accounts.update({number: (found[number][0] if number in found else None) for number in wanted})
+            self._control.update({number: found[number][1] for number in wanted if number in found})
         pairs = {(str(segment), str(value)) for segment, value in dimensions} - set(self._dimensions)
         if pairs and not self._everything:
             query = Q()
@@ -121,6 +134,11 @@ class ReferenceMirror:
         """True when active in the mirror, False when inactive, None when unknown."""
         self.load(accounts=[number])
         return self._accounts.get(str(number))
+
+    def control_module(self, number: str) -> str:
+        """The ledger whose control account this is (Visma's controlAccountModule: AR, AP...); "" when none."""
+        self.load(accounts=[number])
+        return self._control.get(str(number), "")
 
     def dimension(self, segment_id: str, value: str) -> bool | None:
         self.load(dimensions=[(segment_id, value)])
@@ -153,7 +171,10 @@ class ReferenceMirror:
     def _load_everything(self) -> None:
         if self._everything:
             return
-        self._accounts.update(GLAccount.objects.filter(tenant=self.tenant).values_list("number", "active"))
+        for number, active, module in GLAccount.objects.filter(tenant=self.tenant).values_list(
+                "number", "active", "control_account_module"):
+            self._accounts[number] = active
+            self._control[number] = module
         self._dimensions.update({
             (str(segment_id), value): active
             for segment_id, value, active in DimensionValue.objects.filter(tenant=self.tenant).values_list(
@@ -239,6 +260,14 @@ def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None =
                     f"Dimension value {value} of segment {segment_id} on line {number} is {_state(found)}{rule}: "
                     "fix the rule's dimensions or the value in Visma."
                 )
+    for number, line in _journal_lines(posting):
+        module = mirror.control_module(line.account)
+        if module:
+            problems.append(
+                f"Line {number} ({line.role}): GL account {line.account} is a control account of the {module} ledger "
+                f"in Visma{rule}: a journal must not post to it (only {module} documents do); a payment of an "
+                "invoice is a customer payment, and the rule must point this line at another account."
+            )
     customer = mirror.customer(posting.customer) if posting.customer else None
     if posting.customer and not (customer and customer[0]):
         if not visma_has("customer", posting.customer):
@@ -247,6 +276,20 @@ def posting_validate(*, tenant, posting: Posting, live_check: LiveCheck | None =
         if not visma_has("supplier", posting.supplier):
             problems.append(f"Supplier {posting.supplier} is unknown or inactive in Visma.")
     return _unique(problems)
+
+
+# The line roles of a posting that become journal lines in Visma: all of a journal's; a payment's fee journal.
+JOURNAL_ROLES = {"customer_payment": ("fee", "clearing")}
+
+
+def _journal_lines(posting: Posting) -> list[tuple[int, PostingLine]]:
+    numbered = [(number, line) for number, line in enumerate(posting.lines, start=1) if line.account]
+    if posting.document == "journal":
+        return numbered
+    if posting.document in JOURNAL_ROLES and any(line.role == "fee" and (line.debit or line.credit)
+                                                 for line in posting.lines):
+        return [(number, line) for number, line in numbered if line.role in JOURNAL_ROLES[posting.document]]
+    return []
 
 
 def _exact(amount: Decimal, currency: str) -> bool:
@@ -272,6 +315,9 @@ def mapping_rule_validate(rule: GLMappingRule, *, mirror: ReferenceMirror | None
         found = mirror.accounts.get(number)
         if found is not True:
             problems.append(f"{label} {number} is {_state(found)}")
+        elif mirror.control_module(number) and _journal_field(rule, field_name):
+            problems.append(f"{label} {number} is a control account of the {mirror.control_module(number)} ledger in "
+                            "Visma: a journal line cannot post to it")
     for segment_id, value in (rule.dimensions or {}).items():
         found = mirror.dimensions.get((str(segment_id), str(value)))
         if found is not True:
@@ -287,6 +333,13 @@ def mapping_rule_validate(rule: GLMappingRule, *, mirror: ReferenceMirror | None
         validated_at=rule.validated_at,
     )
     return rule
+
+
+def _journal_field(rule: GLMappingRule, field_name: str) -> bool:
+    """Whether the rule's account field ends up on a journal line: the fee and clearing accounts always (a payment's
+    fee journal); the GL account unless the rule is for payments of invoices (a customer payment, whose
+    receivable side is the invoice's own)."""
+    return field_name != "gl_account" or rule.transaction_type != "invoice_payment"
 
 
 def mapping_rules_revalidate(tenant) -> int:

@@ -20,16 +20,26 @@ from .visma_erp import (
     LISTS,
     customer_create,
     customer_invoice_create,
+    customer_invoice_release,
     customer_invoice_update,
     customer_payment_create,
+    customer_payment_release,
     customer_update,
     journal_create,
     journal_page,
     journal_release,
     supplier_create,
     supplier_invoice_create,
+    supplier_invoice_release,
     supplier_payment_create,
+    supplier_payment_release,
     supplier_update,
+)
+from .visma_periods import (
+    CalendarShape,
+    financial_period_close,
+    financial_periods_list,
+    financial_periods_set,
 )
 from .visma_store import (
     VismaError,
@@ -332,6 +342,59 @@ class JournalReleaseView(VismaApiView):
         return JsonResponse(journal_release(caller.company_id, key))
 
 
+class CustomerInvoiceReleaseView(VismaApiView):
+    """POST /v1/customerinvoice/{invoiceNumber}/action/release → 200 ReleaseInvoiceActionResultDto."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, caller, body, query, key):
+        return JsonResponse(customer_invoice_release(caller.company_id, key))
+
+
+class CustomerPaymentReleaseView(VismaApiView):
+    """POST /v1/customerPayment/{paymentNumber}/action/release (ReleasePaymentActionDto) → 200."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, caller, body, query, key):
+        return JsonResponse(customer_payment_release(caller.company_id, key, body))
+
+
+class SupplierInvoiceReleaseView(VismaApiView):
+    """POST /v1/supplierInvoice/{documentType}/{invoiceNumber}/action/release: the swagger lists 202 (and 412)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, caller, body, query, document_type, key):
+        return JsonResponse(supplier_invoice_release(caller.company_id, f"{document_type}/{key}"), status=202)
+
+
+class SupplierPaymentReleaseView(VismaApiView):
+    """POST /v1/supplierPayment/{paymentNumber}/action/release (ReleaseSupplierPaymentActionDto): 202 per swagger."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, caller, body, query, key):
+        return JsonResponse(supplier_payment_release(caller.company_id, key, body), status=202)
+
+
+class FinancialPeriodListView(VismaApiView):
+    """GET /v1/financialPeriod (FinancialPeriod_GetAll): FinancialPeriodDto rows, after greaterThanValue."""
+
+    def get(self, request, caller, body, query):
+        return JsonResponse(financial_periods_list(caller.company_id, query.get("greaterThanValue")), safe=False)
+
+
+class FinancialPeriodView(VismaApiView):
+    """GET /v1/financialPeriod/{financialPeriodId} (YYYYPP)."""
+
+    def get(self, request, caller, body, query, key):
+        rows = [row for row in financial_periods_list(caller.company_id, None) if row["period"] == key]
+        if not rows:
+            raise VismaError.not_found(f"Financial period '{key}' was not found.")
+        return JsonResponse(rows[0])
+
+
 # Visma Connect ------------------------------------------------------------------------------------------------
 
 
@@ -435,6 +498,20 @@ class VismaControlView(View):
             return {"collection": document.collection, "key": document.key, "etag": document.etag}
         if switch == "clear":
             return {"cleared": services.visma_faults_clear()}
+        if switch == "financial-periods":
+            # The company's calendar: {"first_month": 7, "periods": 13, "year_named_by": "end"|"start",
+            # "end_date": "inclusive"|"exclusive", "years": [2025, 2026], "closed": ["202601"], "inactive": [...]}
+            shape = CalendarShape(first_month=int(data.get("first_month", 1)), periods=int(data.get("periods", 12)),
+                                  year_named_by=data.get("year_named_by", "end"),
+                                  end_date=data.get("end_date", "inclusive"))
+            years = [int(year) for year in data.get("years") or range(2024, 2029)]
+            count = financial_periods_set(data.get("company_id", services.VISMA_SANDBOX_COMPANY_ID), shape, years,
+                                          closed=data.get("closed") or (), inactive=data.get("inactive") or ())
+            return {"periods": count}
+        if switch == "close-period":
+            body = financial_period_close(data.get("company_id", services.VISMA_SANDBOX_COMPANY_ID),
+                                          data["period"], ledgers=data.get("ledgers") or ("GL", "AR", "AP", "CA"))
+            return {"period": body["period"]}
         if switch == "client":
             budget, lifetime = data.get("hourly_call_budget"), data.get("token_lifetime_seconds")
             client = services.visma_client_configure(

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 
 from .models import VismaDocument, VismaGLBalance
+from .visma_periods import financial_period_require
 from .visma_store import (
     ListFilter,
     ListSpec,
@@ -20,6 +21,7 @@ from .visma_store import (
     visma_datetime_format,
     visma_document_create,
     visma_document_find,
+    visma_document_get,
     visma_document_render,
     visma_document_update,
     visma_documents_query,
@@ -105,17 +107,17 @@ def _dto_datetime(dto: dict, name: str, default: datetime) -> datetime:
     return moment.replace(tzinfo=default.tzinfo) if moment.tzinfo is None else moment
 
 
-def _periods(dto: dict, moment: datetime, where: str) -> tuple[str, str]:
-    """(financialPeriod YYYYMM, postPeriod MMYYYY) from the DTO, else from the document date."""
+def _periods(company_id: str, dto: dict, moment: datetime, where: str, ledger: str) -> tuple[str, str]:
+    """(financialPeriod YYYYPP, postPeriod PPYYYY) from the DTO, else the company's period of the document date;
+    refused when the company's calendar has no such period or it is not open in the document's ledger
+    (FinancialPeriodDto: active, closedIn…; sandbox.visma_periods)."""
     financial = _value(dto, "financialPeriod")
     post = _value(dto, "postPeriod")
     if financial is None and post is not None:
         if len(post) != 6 or not post.isdigit():
             raise VismaError.invalid(f"{where}postPeriod: '{post}' is not a period in the format MMYYYY.")
         financial = post[2:] + post[:2]
-    financial = financial or moment.strftime("%Y%m")
-    if len(financial) != 6 or not financial.isdigit() or not 1 <= int(financial[4:]) <= 12:
-        raise VismaError.invalid(f"{where}financialPeriod: '{financial}' is not a period in the format YYYYMM.")
+    financial = financial_period_require(company_id, financial, moment.date(), ledger, f"{where}financialPeriod")
     return financial, financial[4:] + financial[:4]
 
 
@@ -458,7 +460,7 @@ def customer_invoice_create(company_id: str, dto: dict, *, at: datetime | None =
         if (line.get("operation") or "Insert") != "Insert":
             raise VismaError.invalid(f"invoiceLines[{index}].operation: a new invoice can only insert lines.")
     document_date = _dto_datetime(dto, "documentDate", moment)
-    financial_period, post_period = _periods(dto, document_date, "")
+    financial_period, post_period = _periods(company_id, dto, document_date, "", "AR")
     currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or BASE_CURRENCY)
     reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
     if not reference:
@@ -514,7 +516,8 @@ def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None =
     customer_number = _value(dto, "customer")
     customer = _party_require(company_id, "customer", customer_number, "Customer", "customer")
     application_date = _dto_datetime(dto, "applicationDate", moment)
-    period = _value(dto, "applicationPeriod") or application_date.strftime("%Y%m")
+    period = financial_period_require(company_id, _value(dto, "applicationPeriod"), application_date.date(), "AR",
+                                      "applicationPeriod")
     currency, _rate = _currency(dto, "currency", customer.get("currencyId") or BASE_CURRENCY)
     cash_account = _value(dto, "cashAccount")
     if cash_account:
@@ -613,7 +616,7 @@ def supplier_invoice_create(company_id: str, dto: dict, *, at: datetime | None =
     supplier = _party_require(company_id, "supplier", supplier_number, "Supplier", "supplierNumber")
     document_type = _value(dto, "documentType", "Invoice")
     document_date = _dto_datetime(dto, "date", moment)
-    financial_period, post_period = _periods(dto, document_date, "")
+    financial_period, post_period = _periods(company_id, dto, document_date, "", "AP")
     currency, rate = _currency(dto, "currencyId", supplier.get("currencyId") or BASE_CURRENCY)
     for index, line in enumerate(dto.get("invoiceLines", [])):
         if (line.get("operation") or "Insert") != "Insert":
@@ -701,7 +704,8 @@ def supplier_payment_create(company_id: str, dto: dict, *, at: datetime | None =
         "status": "Hold" if hold else "Balanced",
         "hold": hold,
         "applicationDate": visma_date_format(application_date),
-        "applicationPeriod": _value(dto, "applicationPeriod") or application_date.strftime("%Y%m"),
+        "applicationPeriod": financial_period_require(company_id, _value(dto, "applicationPeriod"),
+                                                      application_date.date(), "AP", "applicationPeriod"),
         "paymentRef": _value(dto, "paymentRef"),
         "supplier": {"internalId": supplier["internalId"], "number": supplier_number, "name": supplier["name"]},
         "paymentMethod": _value(dto, "paymentMethod", "BANK"),
@@ -725,6 +729,13 @@ def supplier_payment_create(company_id: str, dto: dict, *, at: datetime | None =
 def _journal_line(company_id: str, rate: Decimal, line_number: int, update: dict, where: str) -> dict:
     account_cd = _value(update, "accountNumber")
     account = gl_account_require(company_id, account_cd, where)
+    if account.get("controlAccountModule") and not account.get("allowManualEntry", True):
+        # AccountDto.controlAccountModule / allowManualEntry: only the ledger owning a control account posts to it.
+        # (Visma's exact words are not published; the sense is Acumatica's control-account check.)
+        raise VismaError.invalid(
+            f"{where}accountNumber: Account '{account_cd}' is a control account of the "
+            f"{account['controlAccountModule']} module and cannot be used in a journal transaction."
+        )
     debit = visma_money(_value(update, "debitAmountInCurrency", 0))
     credit = visma_money(_value(update, "creditAmountInCurrency", 0))
     if debit < 0 or credit < 0:
@@ -761,7 +772,7 @@ def journal_create(company_id: str, dto: dict, *, at: datetime | None = None) ->
     if not updates:
         raise VismaError.invalid("journalTransactionLines: a journal transaction needs at least one line.")
     transaction_date = _dto_datetime(dto, "transactionDate", moment)
-    financial_period, post_period = _periods(dto, transaction_date, "")
+    financial_period, post_period = _periods(company_id, dto, transaction_date, "", "GL")
     currency, rate = _currency(dto, "currencyId", BASE_CURRENCY)
     lines = []
     for index, update in enumerate(updates):
@@ -836,6 +847,116 @@ def journal_release(company_id: str, batch_number: str) -> dict:
         )
         gl_balances_post(company_id, released)
     return {"actionId": str(uuid.uuid4()), "actionResult": "Done", "errorInfo": None}
+
+
+def _action_done() -> dict:
+    # ReleaseInvoiceActionResultDto / ReleasePaymentActionResultDto: {actionId, actionResult, errorInfo}.
+    return {"actionId": str(uuid.uuid4()), "actionResult": "Done", "errorInfo": None}
+
+
+def _releasable(body: dict, label: str, number: str) -> None:
+    """Only a document neither on hold nor released yet can be released (Acumatica: a document on hold must be
+    taken off hold first)."""
+    if body.get("hold") or body.get("status") == "Hold":
+        raise VismaError.invalid(f"{label} '{number}' is on hold and cannot be released.")
+    if body.get("status") != "Balanced":
+        raise VismaError.invalid(f"{label} '{number}' is {body.get('status')}: it has been released already.")
+
+
+def _period_open_at_release(company_id: str, body: dict, field_name: str, ledger: str) -> None:
+    # A period closed since the document was entered stops its release too.
+    financial_period_require(company_id, body.get(field_name), datetime.now().date(), ledger, field_name)
+
+
+def customer_invoice_release(company_id: str, number: str) -> dict:
+    """POST /v1/customerinvoice/{invoiceNumber}/action/release: a balanced invoice becomes Open (payable)."""
+
+    def change(body: dict) -> dict:
+        _releasable(body, "Invoice", number)
+        _period_open_at_release(company_id, body, "financialPeriod", "AR")
+        body["status"] = "Open" if visma_money(body.get("balanceInCurrency")) else "Closed"
+        return body
+
+    visma_document_update(company_id, "customer_invoice", number, change, label="Invoice", if_match=None,
+                          edited_by_others=False)
+    return _action_done()
+
+
+def _settle(company_id: str, collection: str, key: str, label: str, amount_paid: Decimal, where: str) -> None:
+    """Take a released payment's amount off the invoice's balance; a balance of 0 closes the invoice."""
+
+    def change(body: dict) -> dict:
+        balance = visma_money(body["balanceInCurrency"])
+        if amount_paid > balance:
+            raise VismaError.invalid(f"{where}amountPaid: {amount_paid} exceeds the balance {balance} of {label} "
+                                     f"'{key}'.")
+        rate = Decimal(str(body.get("exchangeRate") or 1))
+        body["balanceInCurrency"] = _amount(balance - amount_paid)
+        body["balance"] = _amount(visma_money((balance - amount_paid) * rate))
+        if balance - amount_paid == 0:
+            body["status"] = "Closed"
+        return body
+
+    visma_document_update(company_id, collection, key, change, label=label, if_match=None, edited_by_others=False)
+
+
+def customer_payment_release(company_id: str, number: str, dto: dict | None) -> dict:
+    """POST /v1/customerPayment/{paymentNumber}/action/release (ReleasePaymentActionDto): only now does the payment
+    settle the invoices it is applied to (Acumatica ARPayment: the application is posted at release; an unreleased
+    payment leaves the invoice's balance as it was)."""
+    document = visma_document_get(company_id, "customer_payment", number, label="Payment")
+    payment_type = _value(dto or {}, "type")
+    if payment_type and payment_type != document.body.get("type"):
+        raise VismaError.invalid(f"type: Payment '{number}' is a {document.body.get('type')}, not a {payment_type}.")
+    _releasable(document.body, "Payment", number)
+    _period_open_at_release(company_id, document.body, "applicationPeriod", "AR")
+    with transaction.atomic():
+        for index, line in enumerate(document.body.get("paymentLines") or []):
+            _settle(company_id, "customer_invoice", line["refNbr"], "Invoice", visma_money(line["amountPaid"]),
+                    f"paymentLines[{index}].")
+
+        def change(body: dict) -> dict:
+            body["status"] = "Open" if visma_money(body.get("availableBalance")) else "Closed"
+            return body
+
+        visma_document_update(company_id, "customer_payment", number, change, label="Payment", if_match=None,
+                              edited_by_others=False)
+    return _action_done()
+
+
+def supplier_invoice_release(company_id: str, key: str) -> dict:
+    """POST /v1/supplierInvoice/{documentType}/{invoiceNumber}/action/release: a balanced invoice becomes Open."""
+
+    def change(body: dict) -> dict:
+        _releasable(body, "Supplier invoice", key)
+        _period_open_at_release(company_id, body, "financialPeriod", "AP")
+        body["status"] = "Open"
+        return body
+
+    visma_document_update(company_id, "supplier_invoice", key, change, label="Supplier invoice", if_match=None,
+                          edited_by_others=False)
+    return _action_done()
+
+
+def supplier_payment_release(company_id: str, number: str, dto: dict | None) -> dict:
+    """POST /v1/supplierPayment/{paymentNumber}/action/release (ReleaseSupplierPaymentActionDto): the payment
+    settles the supplier invoices it is applied to."""
+    document = visma_document_get(company_id, "supplier_payment", number, label="Supplier payment")
+    _releasable(document.body, "Supplier payment", number)
+    _period_open_at_release(company_id, document.body, "applicationPeriod", "AP")
+    with transaction.atomic():
+        for index, line in enumerate(document.body.get("paymentLines") or []):
+            _settle(company_id, "supplier_invoice", f"{line['docType']}/{line['invoiceRefNbr']}", "Supplier invoice",
+                    visma_money(line["amountPaid"]), f"paymentLines[{index}].")
+
+        def change(body: dict) -> dict:
+            body["status"] = "Open" if visma_money(body.get("unappliedBalance")) else "Closed"
+            body["released"] = True
+            return body
+
+        visma_document_update(company_id, "supplier_payment", number, change, label="Supplier payment",
+                              if_match=None, edited_by_others=False)
+    return _action_done()
 
 
 def gl_balances_post(company_id: str, lines: list[dict]) -> None:

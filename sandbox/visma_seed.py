@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from django.db import transaction
 
 from .models import VismaClient, VismaDocument
+from .visma_periods import COLLECTION as FINANCIAL_PERIODS
+from .visma_periods import financial_periods_seed_rows
 from .visma_erp import (
     customer_body,
     customer_invoice_create,
@@ -33,6 +35,9 @@ CUSTOMERS_FIRST_MODIFIED = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 CUSTOMERS_MODIFIED_STEP = timedelta(hours=3)
 SUPPLIERS_FIRST_MODIFIED = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
 OPENING_BALANCE_POSTED = datetime(2026, 1, 2, 7, 0, tzinfo=UTC)
+
+# AccountDto.controlAccountModule (swagger): the receivable and payable are the AR and AP control accounts.
+CONTROL_ACCOUNTS = {"1510": "AR", "2440": "AP"}
 
 # (account, description, type, active, cash account)
 ACCOUNTS = [
@@ -102,8 +107,9 @@ def _account_body(index: int, account_cd: str, description: str, kind: str, acti
         "taxCategory": None,
         "cashAccount": cash,
         "publicCode1": None,
-        "controlAccountModule": None,
-        "allowManualEntry": True,
+        "controlAccountModule": CONTROL_ACCOUNTS.get(account_cd),
+        # A control account takes no manual GL entries (AccountDto.allowManualEntry).
+        "allowManualEntry": account_cd not in CONTROL_ACCOUNTS,
         "errorInfo": None,
     }
 
@@ -325,6 +331,9 @@ def visma_sandbox_seed(
             ],
         )
         _bulk_missing(company_id, "dimension", [("SUBACCOUNT", _dimension_body(company_id), ACCOUNTS_MODIFIED)])
+        # A calendar-year company; the control switch financial-periods reshapes it (July years, 13 periods).
+        _bulk_missing(company_id, FINANCIAL_PERIODS,
+                      [(key, body, ACCOUNTS_MODIFIED) for key, body in financial_periods_seed_rows()])
         _bulk_missing(
             company_id,
             "subaccount",

@@ -1,4 +1,5 @@
 """factory_boy factories for the platform's models."""
+from datetime import date
 from decimal import Decimal
 
 import factory
@@ -8,16 +9,46 @@ from django.contrib.auth.models import Group
 from audit.models import SyncRecord
 from connectors.models import Connection, Integration, Tenant
 from mappings.documents import posting_marker
-from mappings.models import DimensionValue, GLAccount, GLMappingRule
+from mappings.models import DimensionValue, FinancialPeriod, GLAccount, GLMappingRule
 
 
 class TenantFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Tenant
         django_get_or_create = ("slug",)
+        skip_postgeneration_save = True
 
     slug = factory.Sequence(lambda n: f"tenant-{n}")
     name = factory.LazyAttribute(lambda o: f"{o.slug.title()} AS")
+
+    @factory.post_generation
+    def financial_periods(self, create, extracted, **kwargs):
+        # A tenant whose mirror was refreshed from a calendar-year company (as the sandbox seeds it); pass
+        # financial_periods=False for one whose Visma periods were never read.
+        if create and extracted is not False:
+            financial_periods_mirror(self)
+
+
+def financial_periods_mirror(tenant, *, years=range(2024, 2029), first_month: int = 1, periods: int = 12,
+                             closed=(), year_named_by: str = "end") -> list[FinancialPeriod]:
+    """The tenant's mirror of a Visma financial calendar, built as the sandbox builds one (sandbox.visma_periods)."""
+    from sandbox.visma_periods import CalendarShape, financial_periods_build
+
+    bodies = financial_periods_build(CalendarShape(first_month=first_month, periods=periods,
+                                                   year_named_by=year_named_by), years, closed=frozenset(closed))
+    rows = []
+    for body in bodies:
+        rows.append(FinancialPeriod(
+            tenant=tenant, period_id=body["period"], year=body["year"],
+            start_date=date.fromisoformat(body["startDate"][:10]), end_date=date.fromisoformat(body["endDate"][:10]),
+            description=body["description"], active=body["active"],
+            closed_in_general_ledger=body["closedInGeneralLedger"],
+            closed_in_customer_ledger=body["closedInCustomerLedger"],
+            closed_in_supplier_ledger=body["closedInSupplierLedger"],
+            closed_in_cash_management=body["closedInCashManagement"],
+        ))
+    FinancialPeriod.objects.filter(tenant=tenant).delete()
+    return FinancialPeriod.objects.bulk_create(rows)
 
 
 class ConnectionFactory(factory.django.DjangoModelFactory):

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from audit.models import RecordStatus
 from audit.selectors import record_of, record_posting, records_final
+from connectors.dates import tenant_date
 from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.target import VismaTarget
@@ -80,9 +81,13 @@ def _batches(items: Iterable, size: int = BATCH) -> Iterator[list]:
         yield batch
 
 
-def _day(moment: str | None, fallback: date) -> date:
+def _day(tenant, moment: str | None, fallback: date | None = None) -> date:
+    """The booking date of a PayPal timestamp: its date in the tenant's time zone; `fallback` (else today's date
+    there) when PayPal gave none."""
     parsed = paypal_time(moment)
-    return parsed.date() if parsed else fallback
+    if parsed is None and fallback is not None:
+        return fallback
+    return tenant_date(tenant, parsed)
 
 
 # --- the shared reading side ----------------------------------------------------------------------------------
@@ -275,12 +280,16 @@ class CaptureSource(PayPalSource):
             lines.append(PostingLine(role="fee", debit=fee, description=f"PayPal {capture_id} fee{party}"))
         lines.append(PostingLine(role="account", credit=gross, description=f"PayPal {capture_id}{party}"))
         posting = Posting(
-            document="journal", marker=self.marker(source.source_id), currency=currency,
-            date=_day(capture.get("create_time"), timezone.now().date()),
+            # A payment of a known Visma invoice is always a customer payment applied to it: a journal would credit
+            # revenue or the receivable control account and leave the invoice open.
+            document="customer_payment" if invoice else "journal", marker=self.marker(source.source_id),
+            currency=currency, date=_day(self.tenant, capture.get("create_time")),
             description=f"PayPal capture {capture_id}" + (f" for invoice {invoice['number']}" if invoice else "")
             + party,
             facts=MatchFacts(transaction_type="invoice_payment" if invoice else "capture", amount=gross,
-                             currency=currency, customer_group=group),
+                             currency=currency, customer_group=group,
+                             customer="" if is_unresolved_customer(customer) else customer,
+                             payer=payer.get("payer_id") or payer.get("email_address", "")),
             lines=lines, customer=customer,
             extra={"paypal_id": capture_id, "payer_id": payer.get("payer_id", ""), "gross": str(gross),
                    "fee": str(fee), "net": str(net),
@@ -288,14 +297,6 @@ class CaptureSource(PayPalSource):
                       if invoice else {})},
         )
         return posting
-
-    def map(self, posting: Posting) -> MappingOutcome:
-        """The rule's accounts; a payment of a known Visma invoice becomes a customer payment applied to it when the
-        rule says so (GLMappingRule.posting_document), else it stays a journal."""
-        outcome = super().map(posting)
-        if outcome.rule is not None and posting.extra.get("invoice_number"):
-            posting.document = "customer_payment" if outcome.rule.posting_document == "customer_payment" else "journal"
-        return outcome
 
     def visma_invoice_paid_by(self, capture: Mapping, *, currency: str) -> dict | None:
         """The Visma invoice this capture pays, by its invoice_id or custom_id, or None.
@@ -431,10 +432,11 @@ class RefundSource(PayPalSource):
         lines.append(PostingLine(role="clearing", credit=net, description=f"PayPal {refund_id} net{party}"))
         return Posting(
             document="journal", marker=self.marker(source.source_id), currency=currency,
-            date=_day(refund.get("create_time"), capture_posting.date),
+            date=_day(self.tenant, refund.get("create_time"), capture_posting.date),
             description=f"PayPal {self.transaction_type} {refund_id} of capture {capture_id}{party}",
             facts=MatchFacts(transaction_type=self.transaction_type, amount=gross, currency=currency,
-                             customer_group=capture_posting.facts.customer_group),
+                             customer_group=capture_posting.facts.customer_group,
+                             customer=capture_posting.facts.customer, payer=capture_posting.facts.payer),
             lines=lines, customer=capture_posting.customer,
             extra={"paypal_id": refund_id, "capture_id": capture_id, "capture_target_id": capture_record.target_id,
                    "gross": str(gross), "fee": str(fee), "net": str(net)},
@@ -543,13 +545,15 @@ class InvoiceSource(PayPalSource):
         email = str(recipient.get("email_address") or "")
         customer = paypal_customer_for(self.tenant, email=email) or UNMAPPED_RECIPIENT + (email or "without email")
         group = "" if is_unresolved_customer(customer) else self.mirror.customer_class(customer)
+        # PayPal's invoice_date is already a date (the merchant's); without one, today where the tenant books.
         invoice_date = date.fromisoformat(detail["invoice_date"]) if detail.get("invoice_date") else \
-            timezone.now().date()
+            tenant_date(self.tenant, None)
         due = (detail.get("payment_term") or {}).get("due_date")
         return Posting(
             document="customer_invoice", marker=self.marker(source.source_id), currency=currency, date=invoice_date,
             description=f"PayPal invoice {detail.get('invoice_number') or invoice_id}",
-            facts=MatchFacts(transaction_type="invoice", amount=total, currency=currency, customer_group=group),
+            facts=MatchFacts(transaction_type="invoice", amount=total, currency=currency, customer_group=group,
+                             customer="" if is_unresolved_customer(customer) else customer, payer=email),
             lines=lines, customer=customer,
             extra={"external_reference": invoice_id, "customer_ref": invoice_id, "paypal_id": invoice_id,
                    "paypal_invoice_number": str(detail.get("invoice_number") or ""), "lines": document_lines,

@@ -20,6 +20,7 @@ import stripe
 from audit.models import RecordStatus
 from audit.selectors import record_of
 from connectors.pipeline import Written
+from connectors.dates import tenant_date
 from connectors.errors import PermanentError, WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.postings import CUSTOMER_INVOICES
@@ -41,8 +42,9 @@ def _moment(unix: int | None) -> datetime | None:
     return datetime.fromtimestamp(int(unix), tz=UTC) if unix else None
 
 
-def _day(unix: int | None) -> date:
-    return (_moment(unix) or datetime.now(tz=UTC)).date()
+def _day(tenant, unix: int | None) -> date:
+    """The booking date of a Stripe timestamp: its date in the tenant's time zone (today there when none)."""
+    return tenant_date(tenant, _moment(unix))
 
 
 def stripe_amount(minor: object, currency: str, *, field: str) -> Decimal:
@@ -142,8 +144,9 @@ class ChargesStream(StripeToVisma, StripeSource):
             reason = charge.get("failure_message") or charge.get("failure_code") or "no reason given"
             return Posting(
                 document=INVOICE_NOTE, marker=self.marker(source.source_id),
-                currency=currency, date=_day(charge.get("created")),
-                description=f"Stripe charge {charge_id} of {gross} {currency} failed on {_day(charge.get('created'))}: "
+                currency=currency, date=_day(self.tenant, charge.get("created")),
+                description=f"Stripe charge {charge_id} of {gross} {currency} failed on "
+                            f"{_day(self.tenant, charge.get('created'))}: "
                             f"{reason} ({charge.get('failure_code') or 'no code'})",
                 facts=MatchFacts(transaction_type="payment_failed", amount=gross, currency=currency),
                 customer=visma["customer"], extra={"invoice_number": visma["number"], "stripe_id": charge_id},
@@ -168,7 +171,7 @@ class ChargesStream(StripeToVisma, StripeSource):
                                  description=f"Stripe {charge_id} · invoice {visma['number']}"))
         return Posting(
             document="customer_payment", marker=self.marker(source.source_id),
-            currency=currency, date=_day(charge.get("created")),
+            currency=currency, date=_day(self.tenant, charge.get("created")),
             description=f"Stripe charge {charge_id} for invoice {visma['number']}",
             facts=MatchFacts(transaction_type="invoice_payment", amount=gross, currency=currency,
                              customer_group=self.mirror.customer_class(customer)),
@@ -204,13 +207,13 @@ class DisputesStream(StripeToVisma, StripeSource):
         amount = stripe_amount(dispute.get("amount"), currency, field="amount")
         visma = self.visma_invoice([charge, *([invoice] if invoice else [])], currency=currency,
                                    what=f"dispute {dispute['id']}")
-        due = _day((dispute.get("evidence_details") or {}).get("due_by"))
+        due = _day(self.tenant, (dispute.get("evidence_details") or {}).get("due_by"))
         status = str(dispute.get("status"))
         text = {"needs_response": f"evidence due {due}", "won": "won: the money stays",
                 "lost": "lost: the money was taken back"}.get(status, status)
         return Posting(
             document=INVOICE_NOTE, marker=self.marker(source.source_id),
-            currency=currency, date=_day(dispute.get("created")),
+            currency=currency, date=_day(self.tenant, dispute.get("created")),
             description=f"Stripe dispute {dispute['id']} of {amount} {currency} ({dispute.get('reason')}), "
                         f"charge {charge['id']}: {text}",
             facts=MatchFacts(transaction_type="dispute", amount=amount, currency=currency),
@@ -260,7 +263,7 @@ class RefundsStream(StripeToVisma, StripeSource):
         customer = visma["customer"]
         return Posting(
             document="journal", marker=self.marker(source.source_id),
-            currency=currency, date=_day(refund.get("created")),
+            currency=currency, date=_day(self.tenant, refund.get("created")),
             description=f"Stripe refund {refund_id} of charge {charge_id} for invoice {visma['number']}",
             facts=MatchFacts(transaction_type="refund", amount=amount, currency=currency,
                              customer_group=self.mirror.customer_class(customer)),

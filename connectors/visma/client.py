@@ -335,6 +335,17 @@ class VismaClient:
             )
         return resource_id
 
+    def action(self, path: str, fields: Mapping[str, Any] | None = None, *,
+               sync_record: SyncRecord | None = None) -> dict:
+        """POST a document action (…/action/release) with its DTO (plain fields, wrapped here); Visma's
+        {actionId, actionResult, errorInfo} (ReleaseInvoiceActionResultDto and its kin)."""
+        body = visma_dto(fields) if fields is not None else None
+        response = self.api.request("POST", self.url(path), json=body, sync_record=sync_record)
+        try:
+            return response.json() if response.content else {}
+        except ValueError:
+            return {}
+
     def update(self, path: str, change: Callable[[dict], Mapping[str, Any]], *, attempts: int = UPDATE_ATTEMPTS,
                sync_record: SyncRecord | None = None) -> str | None:
         """Read the resource for its ETag and PUT `change(current)` with If-Match; on 412 (changed meanwhile) read

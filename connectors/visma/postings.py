@@ -7,7 +7,10 @@ has own numbers on for a kind (Tenant.visma_own_numbers), the marker is also the
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -47,9 +50,33 @@ def _date(day: date) -> str:
     return f"{day.isoformat()}T00:00:00"
 
 
+# The company's financial calendar while a tenant's documents are written: day → Visma period id (YYYYPP).
+_calendar: ContextVar[Callable[[date], str] | None] = ContextVar("visma_financial_calendar", default=None)
+
+
+@contextmanager
+def visma_financial_calendar(period_of: Callable[[date], str]) -> Iterator[None]:
+    """Write (and look up) documents with this company's financial calendar: `period_of(day)` is its period id,
+    raising when the calendar has none (VismaTarget binds the tenant's mirrored periods)."""
+    token = _calendar.set(period_of)
+    try:
+        yield
+    finally:
+        _calendar.reset(token)
+
+
 def _period(day: date) -> str:
-    """The financial period of a date, YYYYMM."""
-    return f"{day.year:04d}{day.month:02d}"
+    """The financial period of a date (YYYYPP) in the company's own calendar, as Visma has it (GET
+    /v1/financialPeriod, mirrored): a financial year may start in July or have 13 periods, so it is never the
+    calendar month. The one place a document's period is made."""
+    period_of = _calendar.get()
+    if period_of is None:
+        raise VismaDocumentError(f"no financial calendar is bound to find the period of {day.isoformat()}: write "
+                                 "through VismaTarget, or inside visma_financial_calendar")
+    try:
+        return period_of(day)
+    except ValueError as exc:
+        raise VismaDocumentError(str(exc)) from exc
 
 
 def _amount(value: Any, what: str) -> Decimal:
@@ -169,6 +196,7 @@ def visma_journal_fields(posting: Posting, *, own_number: bool = False) -> dict:
     if not lines:
         raise VismaDocumentError(f"journal {marker} has no line with an amount")
     fields = {
+        **visma_hold_fields(posting),
         "transactionDate": _date(posting.date),
         "financialPeriod": _period(posting.date),
         "currencyId": posting.currency,
@@ -251,6 +279,7 @@ def visma_fee_journal(posting: Posting) -> Posting | None:
     return Posting(
         document="journal", marker=posting_marker_part(posting.marker, FEE_PART), currency=posting.currency,
         date=posting.date, description=description, facts=posting.facts, rule=posting.rule,
+        extra={"hold": posting.extra["hold"]} if "hold" in posting.extra else {},
         lines=[
             PostingLine(role="fee", debit=debit, credit=credit, account=fee_line.account,
                         dimensions=dict(fee_line.dimensions), description=fee_line.description or description),
@@ -306,6 +335,7 @@ def visma_customer_invoice_fields(posting: Posting, *, own_number: bool = False)
         for line in _lines(posting, "account")
     ]
     fields: dict[str, Any] = {
+        **visma_hold_fields(posting),
         "customerNumber": posting.customer,
         "documentDate": _date(posting.date),
         "financialPeriod": _period(posting.date),
@@ -424,6 +454,7 @@ def _payment_fields(posting: Posting, settings: Mapping[str, Any] | None, what: 
     amount = _settled_amount(posting)
     fields: dict[str, Any] = {
         "type": "Payment",
+        **visma_hold_fields(posting),
         "applicationDate": _date(posting.date),
         "applicationPeriod": _period(posting.date),
         "paymentRef": posting.marker,
@@ -543,6 +574,7 @@ def visma_supplier_invoice_fields(posting: Posting, *, own_number: bool = False)
         raise VismaDocumentError(f"supplier invoice {posting.marker} has no posting line with role 'account'")
     fields = {
         "documentType": "Invoice",
+        **visma_hold_fields(posting),
         "supplierNumber": posting.supplier,
         "date": _date(posting.date),
         "financialPeriod": _period(posting.date),
@@ -713,3 +745,63 @@ def visma_supplier_update(client: VismaClient, number: str, fields: Mapping[str,
     """Change a supplier (PUT with If-Match, read again on 412); returns the new ETag."""
     fitted = _fitted("supplier", dict(fields), number)
     return client.update(f"{SUPPLIERS}/{quote(number, safe='')}", lambda current: fitted, sync_record=sync_record)
+
+
+# --- release --------------------------------------------------------------------------------------------------
+# A document is created on hold (for review in Visma) or not; one not on hold is released by POST …/action/release
+# (swagger: /v2/journaltransaction/{n}, /v1/customerinvoice/{n}, /v1/customerPayment/{n} with
+# ReleasePaymentActionDto, /v1/supplierInvoice/{documentType}/{n}, /v1/supplierPayment/{n} with
+# ReleaseSupplierPaymentActionDto; reference §4). Only a released payment settles its invoice.
+
+# Where each kind is read and released: (GET path, release path, release DTO).
+_RELEASE = {
+    "journal": (JOURNALS + "/{n}", JOURNALS + "/{n}/action/release", None),
+    "customer_invoice": (CUSTOMER_INVOICES + "/{n}", CUSTOMER_INVOICES + "/{n}/action/release", None),
+    "customer_payment": (CUSTOMER_PAYMENTS + "/{n}", CUSTOMER_PAYMENTS + "/{n}/action/release", {"type": "Payment"}),
+    "supplier_invoice": (SUPPLIER_INVOICES + "/Invoice/{n}", SUPPLIER_INVOICES + "/Invoice/{n}/action/release",
+                         None),
+    "supplier_payment": (SUPPLIER_PAYMENTS + "/Payment/{n}", SUPPLIER_PAYMENTS + "/{n}/action/release",
+                         {"type": "Payment"}),
+}
+RELEASABLE = frozenset(_RELEASE)
+# Statuses of a document not released yet (swagger status enums: Hold, Balanced); Hold waits for a person.
+ON_HOLD, BALANCED = "Hold", "Balanced"
+UNRELEASED_STATUSES = frozenset({ON_HOLD, BALANCED})
+_PAYMENT_WITH_FEE = re.compile(r"^payment (?P<payment>\S+) \+ journal (?P<journal>\S+)$")
+
+
+def visma_hold_fields(posting: Posting) -> dict:
+    """{"hold": …} when the writer decided it (extra["hold"]: the tenant leaves documents for review in Visma);
+    a document not on hold is released after it is created."""
+    return {"hold": bool(posting.extra["hold"])} if "hold" in posting.extra else {}
+
+
+def visma_document_parts(kind: str, target_id: str) -> list[tuple[str, str]]:
+    """The Visma documents behind a record's target id: a payment with a fee is "payment X + journal Y"."""
+    found = _PAYMENT_WITH_FEE.match(target_id or "")
+    if kind == "customer_payment" and found:
+        return [("customer_payment", found["payment"]), ("journal", found["journal"])]
+    return [(kind, target_id)] if kind in RELEASABLE and target_id else []
+
+
+def visma_document_status(client: VismaClient, kind: str, number: str, *,
+                          sync_record: SyncRecord | None = None) -> str:
+    """Visma's status of the document (Hold, Balanced, Open, Closed, Posted...); "" when Visma does not have it."""
+    read_path = _RELEASE[kind][0].format(n=quote(number, safe=""))
+    document = client.get_one(read_path, sync_record=sync_record)
+    return str((document or {}).get("status") or "")
+
+
+def visma_document_release(client: VismaClient, kind: str, number: str, *,
+                           sync_record: SyncRecord | None = None) -> str:
+    """Release the document unless it is released already or on hold (a person keeps it for review); returns its
+    status after. Safe to repeat: a released document is left as it is."""
+    status = visma_document_status(client, kind, number, sync_record=sync_record)
+    if status != BALANCED:
+        return status
+    _read, release_path, dto = _RELEASE[kind]
+    answer = client.action(release_path.format(n=quote(number, safe="")), dto, sync_record=sync_record)
+    if str(answer.get("actionResult") or "Done") == "Failed":
+        raise VismaDocumentError(f"Visma did not release {kind.replace('_', ' ')} {number}: "
+                                 f"{answer.get('errorInfo') or 'no reason given'}")
+    return visma_document_status(client, kind, number, sync_record=sync_record)

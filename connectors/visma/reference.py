@@ -3,8 +3,9 @@ invoices a payment may settle) as typed rows."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 
 from django.utils.dateparse import parse_datetime
@@ -28,6 +29,8 @@ class VismaAccount:
     currency: str
     active: bool
     last_modified: datetime | None
+    # AccountDto.controlAccountModule: the ledger (AR, AP...) the account is a control account of; "" when none.
+    control_account_module: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,24 @@ class VismaInvoiceRef:
     last_modified: datetime | None
 
 
+@dataclass(frozen=True)
+class VismaFinancialPeriod:
+    """A financial period of the company's calendar (FinancialPeriodDto): its id (YYYYPP), its first and last day,
+    whether it is open for posting (`active`) and in which ledgers it is closed."""
+
+    period_id: str
+    year: int
+    start_date: date
+    end_date: date
+    description: str
+    active: bool
+    closed_in_general_ledger: bool
+    closed_in_customer_ledger: bool
+    closed_in_supplier_ledger: bool
+    closed_in_cash_management: bool
+    last_modified: datetime | None = None
+
+
 def visma_timestamp(value: str | None) -> datetime | None:
     """A Visma timestamp as an aware datetime; one without an offset is taken as UTC (Visma does not say)."""
     if not value:
@@ -85,6 +106,7 @@ def _account(row: dict) -> VismaAccount:
         currency=str(row.get("currency") or ""),
         active=bool(row.get("active", True)),
         last_modified=visma_timestamp(row.get("lastModifiedDateTime")),
+        control_account_module=str(row.get("controlAccountModule") or "").strip(),
     )
 
 
@@ -172,3 +194,45 @@ def visma_customer_invoices_read(client: VismaClient, *, since: datetime | None 
     params = {"documentType": "Invoice", **({} if since is not None else {"status": "Open"})}
     for row in client.changed(CUSTOMER_INVOICES, since=since, key="referenceNumber", params=params):
         yield _invoice_ref(row)
+
+
+FINANCIAL_PERIODS = "/v1/financialPeriod"
+
+
+def _visma_day(value: Any, what: str) -> date:
+    moment = parse_datetime(str(value or "")) or (date.fromisoformat(str(value)) if value else None)
+    if moment is None:
+        raise ValueError(f"financial period {what} {value!r} is not a date")
+    return moment.date() if isinstance(moment, datetime) else moment
+
+
+def visma_financial_periods_read(client: VismaClient, *, since: datetime | None = None) -> list[VismaFinancialPeriod]:
+    """The company's whole financial calendar (GET /v1/financialPeriod, one answer; it has no delta).
+
+    FinancialPeriodDto.endDate is "the date when the financial period ends": written either as the period's last day
+    or, as Acumatica stores FinPeriod.EndDate, as the next period's first day. Which one this company writes is
+    read from the calendar itself (a period ending on the day the next one starts); without that evidence the
+    shorter reading is taken, so a date is never booked into a period it may not belong to.
+    """
+    rows = client.get_json(FINANCIAL_PERIODS) or []
+    periods = sorted(
+        ((str(row["period"]).strip(), row) for row in rows if row.get("period")),
+        key=lambda pair: (_visma_day(pair[1].get("startDate"), "startDate"), pair[0]),
+    )
+    starts = {_visma_day(row.get("startDate"), "startDate") for _, row in periods}
+    ends = [_visma_day(row.get("endDate"), "endDate") for _, row in periods]
+    inclusive = any(end + timedelta(days=1) in starts for end in ends) and not any(end in starts for end in ends)
+    result = []
+    for (period_id, row), end in zip(periods, ends):
+        start = _visma_day(row.get("startDate"), "startDate")
+        last_day = end if inclusive else end - timedelta(days=1)
+        result.append(VismaFinancialPeriod(
+            period_id=period_id, year=int(row.get("year") or period_id[:4]), start_date=start,
+            end_date=last_day, description=str(row.get("description") or ""),
+            active=bool(row.get("active", False)),
+            closed_in_general_ledger=bool(row.get("closedInGeneralLedger")),
+            closed_in_customer_ledger=bool(row.get("closedInCustomerLedger")),
+            closed_in_supplier_ledger=bool(row.get("closedInSupplierLedger")),
+            closed_in_cash_management=bool(row.get("closedInCashManagement")),
+        ))
+    return result

@@ -14,6 +14,7 @@ from audit.selectors import record_claim_times
 from connectors.errors import AuthenticationError, PermanentError, TransientError
 from connectors.pipeline import Written
 from mappings.documents import Posting
+from mappings.periods import FinancialCalendar
 from mappings.reference import reference_live_check
 from mappings.services import LiveCheck, MappingOutcome
 
@@ -119,14 +120,38 @@ class VismaTarget:
         weakref.finalize(self, client.close)
         return client
 
+    @cached_property
+    def financial_calendar(self) -> FinancialCalendar:
+        """The tenant's financial periods as mirrored from Visma, read once per stream."""
+        return FinancialCalendar(self.tenant)
+
     @property
     def own_numbers(self) -> frozenset[str]:
         """The document kinds this tenant numbers with the marker."""
         return frozenset(self.tenant.visma_own_numbers or ())
 
     def find_posted(self, posting: Posting, record: SyncRecord) -> Written | None:
-        target_id = self._find(posting, record)
-        return Written.of(posting, target_id) if target_id else None
+        with postings.visma_financial_calendar(self.financial_calendar.period_id):
+            target_id = self._find(posting, record)
+            if not target_id:
+                return None
+            # Found but maybe not released yet (the answer to the release was lost): released now, never re-created.
+            return Written.of(posting, target_id, status=self._released(posting, target_id, record))
+
+    def _released(self, posting: Posting, target_id: str, record: SyncRecord) -> str:
+        """Release every document behind the target id when the tenant releases (else leave them on hold); Visma's
+        status after: the first part's, or that of a part still awaiting release."""
+        statuses = []
+        with visma_outcome(posting):
+            for kind, number in postings.visma_document_parts(posting.document, target_id):
+                if self.tenant.visma_release:
+                    statuses.append(postings.visma_document_release(self.visma_client, kind, number,
+                                                                    sync_record=record))
+                else:
+                    statuses.append(postings.visma_document_status(self.visma_client, kind, number,
+                                                                   sync_record=record))
+        waiting = [status for status in statuses if status in postings.UNRELEASED_STATUSES]
+        return (waiting or statuses or [""])[0]
 
     def _find(self, posting: Posting, record: SyncRecord) -> str | None:
         claims = _claims(record)
@@ -160,7 +185,12 @@ class VismaTarget:
         raise _unknown_document(posting)
 
     def write(self, posting: Posting, record: SyncRecord) -> Written:
-        return Written.of(posting, self._write(posting, record))
+        if posting.document in postings.RELEASABLE:
+            # Tenant.visma_release: released after create, else created on hold for review in Visma.
+            posting.extra["hold"] = not self.tenant.visma_release
+        with postings.visma_financial_calendar(self.financial_calendar.period_id):
+            target_id = self._write(posting, record)
+            return Written.of(posting, target_id, status=self._released(posting, target_id, record))
 
     def _write(self, posting: Posting, record: SyncRecord) -> str:
         client = self.visma_client
@@ -207,7 +237,10 @@ class VismaTarget:
             return [] if posting.extra.get("invoice_number") else [f"note {posting.marker} names no Visma invoice"]
         if posting.document in PARTIES:
             return [] if _party_name(posting) else [f"{posting.document} {posting.marker} has no name"]
-        return super().problems(posting)
+        problems = super().problems(posting)
+        # A date with no period, or in a closed one, waits for finance (approve into an open period), not retried.
+        period = self.financial_calendar.problem(posting.date, posting.document)
+        return [*problems, f"{posting.document} {posting.marker}: {period}"] if period else problems
 
     def live_check(self) -> LiveCheck:
         return reference_live_check(self.tenant, client=self.visma_client)

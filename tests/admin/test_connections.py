@@ -317,7 +317,8 @@ def test_a_tenant_s_own_numbers_are_edited_in_the_admin_and_an_unknown_kind_is_r
     tenant = TenantFactory(slug="fjellheim")
     client.force_login(operator)
     url = reverse("admin:connectors_tenant_change", args=[tenant.pk])
-    form = {"slug": tenant.slug, "name": tenant.name, "is_active": "on"}
+    form = {"slug": tenant.slug, "name": tenant.name, "is_active": "on", "time_zone": "Europe/Oslo",
+            "visma_release": "on"}
 
     # when
     refused = client.post(url, {**form, "visma_own_numbers": '["journal", "credit_note"]'})
@@ -329,3 +330,22 @@ def test_a_tenant_s_own_numbers_are_edited_in_the_admin_and_an_unknown_kind_is_r
     assert saved.status_code == 302
     tenant.refresh_from_db()
     assert tenant.visma_own_numbers == ["journal", "supplier_invoice"]
+
+
+def test_a_tenant_s_time_zone_must_be_an_iana_name_and_release_can_be_turned_off(client, operator):
+    # given
+    tenant = TenantFactory(slug="fjellheim-zone")
+    client.force_login(operator)
+    url = reverse("admin:connectors_tenant_change", args=[tenant.pk])
+    form = {"slug": tenant.slug, "name": tenant.name, "is_active": "on", "visma_own_numbers": '["journal"]'}
+
+    # when
+    refused = client.post(url, {**form, "time_zone": "Oslo/Norway", "visma_release": "on"})
+    saved = client.post(url, {**form, "time_zone": "America/New_York"})
+
+    # then
+    assert refused.status_code == 200
+    assert "'Oslo/Norway' is not an IANA time zone name" in text(refused)
+    assert saved.status_code == 302
+    tenant.refresh_from_db()
+    assert (tenant.time_zone, tenant.visma_release) == ("America/New_York", False)

@@ -27,7 +27,7 @@ def rule_post_data(tenant, **changes):
     return {
         "tenant": tenant.pk, "system": "paypal", "name": "PayPal captures", "priority": "100", "is_active": "on",
         "transaction_type": "capture", "currency": "EUR", "min_amount": "", "max_amount": "", "customer_group": "",
-        "payment_method": "", "posting_document": "journal", "gl_account": "3000", "fee_account": "7770",
+        "payment_method": "", "customer": "", "payer": "", "gl_account": "3000", "fee_account": "7770",
         "clearing_account": "1920", "dimensions": '{"1": "100"}', "change_reason": "", **changes,
     }
 

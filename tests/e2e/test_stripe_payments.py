@@ -55,8 +55,7 @@ class StripeWorld:
         reference_data_refresh(self.tenant, full=True)
         GLMappingRule.objects.create(tenant=self.tenant, system="stripe", name="Stripe payments of invoices",
                                      priority=10, transaction_type="invoice_payment", gl_account="1510",
-                                     fee_account="7770", clearing_account="1580", dimensions={"1": "100"},
-                                     posting_document="customer_payment")
+                                     fee_account="7770", clearing_account="1580", dimensions={"1": "100"})
         self.session = requests.Session()
         self.stripe = stripe.StripeClient(SECRET_KEY, base_addresses={"api": f"{url}/sandbox/stripe"},
                                           max_network_retries=0,

@@ -14,7 +14,7 @@ from tests.paypal.world import journal_lines
 def _refund_rule(world) -> GLMappingRule:  # noqa: F811
     return GLMappingRule.objects.create(tenant=world.tenant, system="stripe", name="Stripe refunds", priority=20,
                                         transaction_type="refund", gl_account="1510", clearing_account="1580",
-                                        dimensions={"1": "100"}, posting_document="journal")
+                                        dimensions={"1": "100"})
 
 
 def _journals_marked(world, refund_id: str) -> list[dict]:  # noqa: F811

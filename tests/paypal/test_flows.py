@@ -167,7 +167,8 @@ def test_a_yen_capture_is_posted_in_whole_yen(integration, visma):
         ("clearing", Decimal("4785"), Decimal("0")), ("fee", Decimal("215"), Decimal("0")),
         ("account", Decimal("0"), Decimal("5000")),
     ]
-    assert posting.date == date(2026, 3, 3)
+    # 23:59:59 UTC on 3 March is 00:59 on 4 March in Oslo, where the tenant books.
+    assert posting.date == date(2026, 3, 4)
 
 
 def test_a_yen_amount_with_decimals_is_refused(integration, visma):
@@ -196,13 +197,13 @@ def test_a_breakdown_that_does_not_add_up_is_refused(integration, visma):
     assert str(raised.value) == "capture 2GG279541U471931P: gross 100.00 less fee 3.88 is not net 96.13 EUR"
 
 
-def test_a_capture_of_a_visma_invoice_is_a_customer_payment_when_its_rule_says_so(integration, visma):
+def test_a_capture_of_a_visma_invoice_is_always_a_customer_payment(integration, visma):
     # given
     visma.add(responses.GET, f"{VISMA}/v1/customerinvoice", json=[
         {"documentType": "Invoice", "status": "Open", "referenceNumber": "100002", "externalReference": "WEB-2041",
          "customer": {"number": "10004", "name": "Helsinki Trail Oy"}, "currencyId": "EUR"}])
     GLMappingRuleFactory(tenant=integration.tenant, name="Invoice payments", transaction_type="invoice_payment",
-                         gl_account="1510", posting_document="customer_payment")
+                         gl_account="1510")
 
     stream = CapturesStream(integration)
     posting = stream.transform(_capture())
@@ -218,22 +219,16 @@ def test_a_capture_of_a_visma_invoice_is_a_customer_payment_when_its_rule_says_s
         "10004", "100002", "WEB-2041")
 
 
-def test_a_capture_of_a_visma_invoice_stays_a_journal_when_its_rule_says_journal(integration, visma):
+def test_a_capture_without_a_visma_invoice_is_a_journal_and_names_its_payer(integration, visma):
     # given
-    visma.add(responses.GET, f"{VISMA}/v1/customerinvoice", json=[
-        {"documentType": "Invoice", "status": "Open", "referenceNumber": "100002", "externalReference": "WEB-2041",
-         "customer": {"number": "10004"}, "currencyId": "EUR"}])
-    GLMappingRuleFactory(tenant=integration.tenant, name="Invoice payments", transaction_type="invoice_payment",
-                         gl_account="1510", posting_document="journal")
-
-    stream = CapturesStream(integration)
-    posting = stream.transform(_capture())
+    visma.add(responses.GET, f"{VISMA}/v1/customerinvoice", json=[])
 
     # when
-    stream.map(posting)
+    posting = CapturesStream(integration).transform(_capture())
 
     # then
-    assert (posting.document, posting.extra["invoice_number"]) == ("journal", "100002")
+    assert posting.document == "journal"
+    assert (posting.facts.transaction_type, posting.facts.payer) == ("capture", "M3XK8D2QJRB5P")
 
 
 def test_a_capture_in_another_currency_than_its_visma_invoice_is_refused(integration, visma):

@@ -116,13 +116,13 @@ def journal_lines(journal: dict) -> list[tuple[str, str, str]]:
              f"{Decimal(str(line['creditAmountInCurrency'])):.2f}") for line in journal["journalTransactionLines"]]
 
 
-def rule(tenant: Tenant, name: str, priority: int, transaction_type: str, gl_account: str, *,
-         posting_document: str = "journal", **fields) -> GLMappingRule:
+def rule(tenant: Tenant, name: str, priority: int, transaction_type: str, gl_account: str,
+         **fields) -> GLMappingRule:
     return GLMappingRule.objects.create(
         tenant=tenant, system="paypal", name=name, priority=priority, transaction_type=transaction_type,
         gl_account=gl_account, fee_account=fields.pop("fee_account", "7770"),
         clearing_account=fields.pop("clearing_account", "1580"), dimensions=fields.pop("dimensions", {"1": "100"}),
-        posting_document=posting_document, **fields,
+        **fields,
     )
 
 
@@ -152,8 +152,7 @@ def world_build(url: str) -> World:
         "capture": rule(tenant, "PayPal captures", 10, "capture", "3000"),
         "refund": rule(tenant, "PayPal refunds", 20, "refund", "3000"),
         "reversal": rule(tenant, "PayPal reversals", 30, "reversal", "3000"),
-        "invoice_payment": rule(tenant, "PayPal payments of invoices", 40, "invoice_payment", "1510",
-                                posting_document="customer_payment"),
+        "invoice_payment": rule(tenant, "PayPal payments of invoices", 40, "invoice_payment", "1510"),
         "invoice": rule(tenant, "PayPal invoices", 50, "invoice", "3000"),
     }
     for payer_id, customer in PAYER_CUSTOMERS.items():

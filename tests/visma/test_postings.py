@@ -19,7 +19,9 @@ from connectors.visma.target import VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.models import DimensionValue
 from mappings.reference import reference_exists_live
-from tests.factories import GLAccountFactory, GLMappingRuleFactory, IntegrationFactory, hand_marker, stream_marker
+from tests.factories import (
+    GLAccountFactory, GLMappingRuleFactory, IntegrationFactory, financial_periods_mirror, hand_marker, stream_marker,
+)
 from tests.visma.conftest import API, TOKEN_URL, payload, token_reply
 from tests.visma_openapi_check import visma_requests_recorded
 
@@ -461,6 +463,7 @@ def captures(visma_connection, mocked, register_stream):
     integration = IntegrationFactory(tenant=visma_connection.tenant, kind="paypal")
     for number in ("1580", "7770", "3000"):
         GLAccountFactory(tenant=integration.tenant, number=number)
+    financial_periods_mirror(integration.tenant)
     GLMappingRuleFactory(tenant=integration.tenant, name="PayPal captures", gl_account="3000", fee_account="7770",
                          clearing_account="1580")
     register_stream("paypal", Captures)
@@ -547,29 +550,35 @@ def test_a_lookup_after_an_interrupted_write_is_bounded_by_the_first_claim_less_
     mocked.add(responses.GET, f"{API}/v2/journaltransaction", match=[matchers.query_param_matcher({
         "module": "GL", "lastModifiedDateTime": "2026-03-10T06:30:00", "pageNumber": "1", "pageSize": "500"})],
         json=[journal_row("000042", [marker_of(captures)] * 3, total=3)])
+    mocked.add(responses.GET, f"{API}/v2/journaltransaction/000042", json={"batchNumber": "000042",
+                                                                            "status": "Posted"})
 
     # when
     with time_machine.travel(failed.next_attempt_at + timedelta(seconds=1), tick=False):
         posted = record_advance(failed)
 
     # then
-    assert (posted.status, posted.target_id) == (RecordStatus.POSTED, "000042")
+    assert (posted.status, posted.target_id, posted.target_status) == (RecordStatus.POSTED, "000042", "Posted")
     assert AuditEntry.objects.filter(sync_record=posted).first().reason == (
         f"found already posted by marker {marker_of(captures)}")
-    assert api_calls(mocked) == [("POST", "/v2/journaltransaction"), ("GET", "/v2/journaltransaction")]
+    assert api_calls(mocked) == [("POST", "/v2/journaltransaction"), ("GET", "/v2/journaltransaction"),
+                                 ("GET", "/v2/journaltransaction/000042")]
 
 
 def test_every_exchange_of_a_write_is_logged_against_its_record(captures, mocked):
     # given
     created(mocked, "/v2/journaltransaction", "000042")
+    mocked.add(responses.GET, f"{API}/v2/journaltransaction/000042", json={"batchNumber": "000042",
+                                                                            "status": "Posted"})
 
     # when
     record = advance(captures, "CAP-1")
 
     # then
     assert (record.status, record.target_id) == (RecordStatus.POSTED, "000042")
-    assert list(HttpExchange.objects.filter(sync_record=record).values_list("method", "status_code")) == [
-        ("POST", 201)]
+    # The write, then the read of its status for the release.
+    assert sorted(HttpExchange.objects.filter(sync_record=record).values_list("method", "status_code")) == [
+        ("GET", 200), ("POST", 201)]
 
 
 def test_a_created_answer_without_a_location_is_retried_and_looked_up_by_marker_later(captures, mocked):
