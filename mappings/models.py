@@ -91,6 +91,24 @@ class CustomerInvoice(ReferenceData):
         return f"{self.number} {self.external_reference}".strip()
 
 
+class Currency(ReferenceData):
+    """A currency of the Visma company (mirror of GET /v1/currency): `is_base` marks the company's base currency,
+    which tells which of a customer invoice's amount twins is in its document currency."""
+
+    code = models.CharField(max_length=3)
+    description = models.CharField(max_length=100, blank=True)
+    is_base = models.BooleanField(default=False)
+    decimals = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "code"]
+        verbose_name_plural = "currencies"
+        constraints = [models.UniqueConstraint(fields=["tenant", "code"], name="one_currency_per_code")]
+
+    def __str__(self) -> str:
+        return f"{self.code}{' (base)' if self.is_base else ''}"
+
+
 class Supplier(ReferenceData):
     number = models.CharField(max_length=64, help_text="Visma supplierCd")
     name = models.CharField(max_length=255)

@@ -16,16 +16,18 @@ from connectors.models import Integration, SyncCursor
 from connectors.visma import reference as visma
 from connectors.visma.client import VismaClient, visma_client_for
 
-from .models import Customer, CustomerInvoice, DimensionValue, GLAccount, Supplier
+from .models import Currency, Customer, CustomerInvoice, DimensionValue, GLAccount, Supplier
 from .services import LiveCheck, mapping_rules_revalidate
 
 ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS = "accounts", "dimension_values", "customers", "suppliers"
-CUSTOMER_INVOICES = "customer_invoices"
-REFERENCE_KINDS = (ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS, CUSTOMER_INVOICES)
+CUSTOMER_INVOICES, CURRENCIES = "customer_invoices", "currencies"
+REFERENCE_KINDS = (ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS, CUSTOMER_INVOICES, CURRENCIES)
 MIRROR_MODEL: dict[str, type[models.Model]] = {
     ACCOUNTS: GLAccount, DIMENSION_VALUES: DimensionValue, CUSTOMERS: Customer, SUPPLIERS: Supplier,
-    CUSTOMER_INVOICES: CustomerInvoice,
+    CUSTOMER_INVOICES: CustomerInvoice, CURRENCIES: Currency,
 }
+# Kinds whose Visma list has no delta filter: read whole each time.
+WHOLE_KINDS = (DIMENSION_VALUES, CURRENCIES)
 BATCH_SIZE = 500
 
 
@@ -38,6 +40,7 @@ class ReferenceRefresh:
     customers: int = 0
     suppliers: int = 0
     customer_invoices: int = 0
+    currencies: int = 0
     deactivated: int = 0
     invalid_rules: int = 0
 
@@ -95,6 +98,11 @@ def _customer_invoice_row(tenant, invoice: visma.VismaInvoiceRef) -> CustomerInv
     )
 
 
+def _currency_row(tenant, currency: visma.VismaCurrency) -> Currency:
+    return Currency(tenant=tenant, code=currency.code[:3], description=currency.description[:100],
+                    is_base=currency.is_base, decimals=currency.decimals, active=True)
+
+
 @dataclass(frozen=True)
 class _Kind:
     """How one kind of reference data is read from Visma and stored in the mirror."""
@@ -126,6 +134,10 @@ _KINDS: dict[str, _Kind] = {
     CUSTOMER_INVOICES: _Kind(
         read_all=visma.visma_customer_invoices_read, row=_customer_invoice_row, unique=["tenant", "number"],
         update=["external_reference", "customer", "currency", "status", "active", "visma_last_modified"],
+    ),
+    CURRENCIES: _Kind(
+        read_all=visma.visma_currencies_read, row=_currency_row, unique=["tenant", "code"],
+        update=["description", "is_base", "decimals", "active"],
     ),
 }
 
@@ -195,7 +207,7 @@ def reference_data_refresh(tenant, *, full: bool = False, kinds: Iterable[str] =
         for kind in kinds:
             started = timezone.now()
             # A dimension is read whole each time: it is small, and its delta semantics are not documented.
-            since = None if full or kind == DIMENSION_VALUES else reference_refreshed_since(tenant, kind, integration)
+            since = None if full or kind in WHOLE_KINDS else reference_refreshed_since(tenant, kind, integration)
             counts[kind], retired = _kind_refresh(tenant, kind, client, since=since)
             deactivated += retired
             if kind == CUSTOMER_INVOICES:
@@ -209,6 +221,16 @@ def reference_data_refresh(tenant, *, full: bool = False, kinds: Iterable[str] =
             client.close()
     invalid_rules = mapping_rules_revalidate(tenant) if revalidate_rules else 0
     return ReferenceRefresh(**counts, deactivated=deactivated, invalid_rules=invalid_rules)
+
+
+def tenant_base_currency(tenant, *, client: VismaClient | None = None) -> str | None:
+    """The base currency of the tenant's Visma company, from the mirror; read from Visma (/v1/currency) when the
+    mirror has none yet. None when Visma names none."""
+    code = Currency.objects.filter(tenant=tenant, is_base=True, active=True).values_list("code", flat=True).first()
+    if code is None:
+        reference_data_refresh(tenant, kinds=[CURRENCIES], client=client, revalidate_rules=False)
+        code = Currency.objects.filter(tenant=tenant, is_base=True, active=True).values_list("code", flat=True).first()
+    return code
 
 
 LIVE_KINDS = ("account", "dimension", "customer", "supplier")

@@ -67,6 +67,16 @@ class VismaInvoiceRef:
     last_modified: datetime | None
 
 
+@dataclass(frozen=True)
+class VismaCurrency:
+    """A currency of the company (CurrencyDto): its code, whether it is the company's base currency, its decimals."""
+
+    code: str
+    description: str
+    is_base: bool
+    decimals: int | None
+
+
 def visma_timestamp(value: str | None) -> datetime | None:
     """A Visma timestamp as an aware datetime; one without an offset is taken as UTC (Visma does not say)."""
     if not value:
@@ -130,6 +140,15 @@ def visma_dimension_values_read(client: VismaClient, dimension: str = SUBACCOUNT
                 )
             )
     return values
+
+
+def visma_currencies_read(client: VismaClient, *, since: datetime | None = None) -> list[VismaCurrency]:
+    """Every currency of the company, the base one flagged (GET /v1/currency, CurrencyDto.isBaseCurrency; the list
+    has no delta filter: read whole each time)."""
+    return [VismaCurrency(code=str(row["id"]).strip().upper(), description=str(row.get("description") or ""),
+                          is_base=bool(row.get("isBaseCurrency")),
+                          decimals=int(row["decimalPrecision"]) if row.get("decimalPrecision") is not None else None)
+            for row in client.get_json("/v1/currency") or []]
 
 
 def visma_customers_read(client: VismaClient, *, since: datetime | None = None) -> Iterator[VismaParty]:
