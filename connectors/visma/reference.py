@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from urllib.parse import quote
 
 from django.utils.dateparse import parse_datetime
@@ -149,6 +150,19 @@ def visma_currencies_read(client: VismaClient, *, since: datetime | None = None)
                           is_base=bool(row.get("isBaseCurrency")),
                           decimals=int(row["decimalPrecision"]) if row.get("decimalPrecision") is not None else None)
             for row in client.get_json("/v1/currency") or []]
+
+
+def visma_vat_rate_read(client: VismaClient, vat_id: str, day: date) -> Decimal | None:
+    """The rate (%) of a VAT code on `day`: the VAT schedule row with the latest startDate not after it
+    (GET /v1/vat/{vatId}, VatInformationDto.schedules[].startDate / vatRate); None when Visma lacks the code or it
+    has no rate then."""
+    vat = client.get_one(f"/v1/vat/{quote(vat_id, safe='')}")
+    rows = [row for row in (vat or {}).get("schedules") or []
+            if row.get("vatRate") is not None and str(row.get("startDate") or "")[:10] <= day.isoformat()]
+    if not rows:
+        return None
+    rate = Decimal(str(max(rows, key=lambda row: str(row.get("startDate") or ""))["vatRate"]))
+    return rate.quantize(Decimal(1)) if rate == rate.to_integral_value() else rate.normalize()
 
 
 def visma_customers_read(client: VismaClient, *, since: datetime | None = None) -> Iterator[VismaParty]:

@@ -64,31 +64,46 @@ def test_the_collection_criterion_is_configurable(db, settings, invoice, collect
     assert VismaInvoicesStream(integration).is_for_stripe(invoice) is collected
 
 
-SENT = {"referenceNumber": "200001", "currencyId": "EUR", "amountInCurrency": 129.9, "vatTotalInCurrency": 0.0,
-        "documentDueDate": "2026-06-30T00:00:00", "balanceInCurrency": 129.9, "status": "Open", "note": None,
-        "invoiceLines": [{"description": "Tent", "amountInCurrency": 120.0},
-                         {"description": "Pegs", "amountInCurrency": 9.9}]}
+SENT = {"referenceNumber": "200001", "currencyId": "EUR", "exchangeRate": 1.0, "amount": 129.9,
+        "amountInCurrency": 129.9, "detailTotal": 129.9, "detailTotalInCurrency": 129.9, "vatTotal": 0.0,
+        "vatTotalInCurrency": 0.0, "documentDueDate": "2026-06-30T00:00:00", "balance": 129.9,
+        "balanceInCurrency": 129.9, "status": "Open", "note": None,
+        "invoiceLines": [{"description": "Tent", "amount": 120.0, "amountInCurrency": 120.0},
+                         {"description": "Pegs", "amount": 9.9, "amountInCurrency": 9.9}]}
+
+
+def _terms(invoice: dict) -> dict:
+    return visma_billed_terms(invoice, base_currency="EUR")
 
 
 def test_balance_status_and_note_are_not_billed_terms():
     # given
-    paid_in_part = {**SENT, "balanceInCurrency": 29.9, "status": "Closed", "note": "Called",
+    paid_in_part = {**SENT, "balance": 29.9, "balanceInCurrency": 29.9, "status": "Closed", "note": "Called",
                     "amountInCurrency": "129.90"}
 
     # then
-    assert visma_billed_terms(paid_in_part) == visma_billed_terms(SENT)
-    assert visma_billed_changes(visma_billed_terms(SENT), visma_billed_terms(paid_in_part)) == []
+    assert _terms(paid_in_part) == _terms(SENT)
+    assert visma_billed_changes(_terms(SENT), _terms(paid_in_part)) == []
 
 
 def test_each_changed_billed_term_is_named_with_before_and_after():
     # given
     changed = {**SENT, "currencyId": "SEK", "documentDueDate": "2026-07-31T00:00:00",
-               "invoiceLines": [{"description": "Tent (green)", "amountInCurrency": 120.0},
-                                {"description": "Pegs", "amountInCurrency": 9.9}]}
+               "invoiceLines": [{"description": "Tent (green)", "amount": 120.0, "amountInCurrency": 120.0},
+                                {"description": "Pegs", "amount": 9.9, "amountInCurrency": 9.9}]}
 
     # then
-    assert visma_billed_changes(visma_billed_terms(SENT), visma_billed_terms(changed)) == [
+    assert visma_billed_changes(_terms(SENT), _terms(changed)) == [
         "currency EUR → SEK", "due date 2026-06-30 → 2026-07-31", "lines changed (2 → 2 lines)"]
+
+
+def test_vat_added_to_a_sent_invoice_is_a_change_of_amount_and_vat():
+    # given: 25 % VAT on both lines added in Visma after the invoice was sent
+    with_vat = {**SENT, "vatTotal": 32.48, "vatTotalInCurrency": 32.48, "amount": 162.38,
+                "amountInCurrency": 162.38, "balance": 162.38, "balanceInCurrency": 162.38}
+
+    # then
+    assert visma_billed_changes(_terms(SENT), _terms(with_vat)) == ["amount 129.90 → 162.38", "VAT 0.00 → 32.48"]
 
 
 class StripeCustomers:
