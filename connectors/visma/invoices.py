@@ -168,3 +168,12 @@ def visma_invoice_figures(invoice: Mapping, *, base_currency: str) -> VismaInvoi
                               f"{currency}, detailTotal is {net}")
     return VismaInvoiceFigures(number=number, currency=currency, net=net, vat=vat, total=total, balance=balance,
                                lines=tuple(lines), twins=twins)
+
+
+def visma_vat_total(net_by_code: Mapping[str, Decimal], percent_by_code: Mapping[str, Decimal], currency: str) -> Decimal:
+    """The VAT Visma puts on a customer invoice: per VAT code, the code's rate on the total of the lines carrying it,
+    rounded half up to the currency's minor unit (Acumatica's tax engine rounds each tax of a document, not each
+    line; half up is its default rounding — docs/visma-invoices.md)."""
+    unit = _unit(currency)
+    return sum(((net * percent_by_code[code] / 100).quantize(unit, rounding=ROUND_HALF_UP)
+                for code, net in net_by_code.items()), Decimal(0).quantize(unit))
