@@ -330,3 +330,17 @@ def test_an_invoice_reference_a_stale_mirror_lacks_is_looked_for_in_one_delta_re
                                           payable=True)
     assert [call.request.url.split("?")[0] for call in mocked.calls] == [
         "https://connect.visma.com/connect/token", f"{API}/v1/customerinvoice"]
+
+
+def test_the_base_currency_is_read_from_visma_once_when_the_mirror_has_none(visma_connection, mocked):
+    # given
+    token_reply(mocked)
+    mocked.add(responses.GET, f"{API}/v1/currency", json=payload("currencies.json"))
+
+    # when
+    first = tenant_base_currency(visma_connection.tenant)
+    again = tenant_base_currency(visma_connection.tenant)
+
+    # then
+    assert (first, again) == ("NOK", "NOK")
+    assert len([call for call in mocked.calls if call.request.url.endswith("/v1/currency")]) == 1
