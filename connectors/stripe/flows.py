@@ -393,7 +393,11 @@ class VismaInvoicesStream(StripeSource):
         of its own per change (`<number>:changed:<digest>`), which transform flags: a sent invoice is never re-sent."""
         number = str(invoice["referenceNumber"])
         currency = str(invoice.get("currencyId") or "")
-        base = self._base_currency()
+        try:
+            base = self._base_currency()
+        except SourceDataError:
+            # Read without figures; transform flags the invoice with the reason (a poll is not stopped by it).
+            base = ""
         now = visma_billed_terms(invoice, base_currency=base)
         amount = Decimal(now["amount"]) if now["amount"] else None
         sent = record_of(self.integration, self.name, number)
