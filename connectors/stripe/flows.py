@@ -27,7 +27,7 @@ from connectors.visma.postings import CUSTOMER_INVOICES
 from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.money import MoneyError, from_minor, minor_units, to_minor
+from mappings.money import from_minor, minor_units, to_minor
 from mappings.reference import tenant_base_currency
 from mappings.services import MappingOutcome
 
