@@ -6,7 +6,10 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from .models import Customer, DimensionValue, ExternalReference, FinancialPeriod, GLAccount, GLMappingRule, Supplier
+from .models import (
+    Currency, Customer, DimensionValue, ExternalReference, FinancialPeriod, GLAccount, GLMappingRule, Supplier,
+    VatCodeMapping,
+)
 from .services import mapping_rule_validate
 
 VALIDATION_COLOURS = {
@@ -173,3 +176,17 @@ class ExternalReferenceAdmin(admin.ModelAdmin):
     list_filter = ["tenant", "system", "external_kind", "visma_kind"]
     list_select_related = ["tenant"]
     search_fields = ["external_id", "visma_id"]
+
+
+@admin.register(VatCodeMapping)
+class VatCodeMappingAdmin(SimpleHistoryAdmin):
+    list_display = ["system", "tax_name", "percent", "vat_code", "tenant", "updated_at"]
+    list_filter = ["tenant", "system", "vat_code"]
+    list_select_related = ["tenant"]
+    search_fields = ["tax_name", "vat_code"]
+
+
+@admin.register(Currency)
+class CurrencyAdmin(ReadOnlyAdmin):
+    list_display = ["code", "description", "is_base", "decimals", "active", "tenant"]
+    list_filter = ["tenant", "is_base", "active"]

@@ -119,6 +119,24 @@ class CustomerInvoice(ReferenceData):
         return f"{self.number} {self.external_reference}".strip()
 
 
+class Currency(ReferenceData):
+    """A currency of the Visma company (mirror of GET /v1/currency): `is_base` marks the company's base currency,
+    which tells which of a customer invoice's amount twins is in its document currency."""
+
+    code = models.CharField(max_length=3)
+    description = models.CharField(max_length=100, blank=True)
+    is_base = models.BooleanField(default=False)
+    decimals = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "code"]
+        verbose_name_plural = "currencies"
+        constraints = [models.UniqueConstraint(fields=["tenant", "code"], name="one_currency_per_code")]
+
+    def __str__(self) -> str:
+        return f"{self.code}{' (base)' if self.is_base else ''}"
+
+
 class Supplier(ReferenceData):
     number = models.CharField(max_length=64, help_text="Visma supplierCd")
     name = models.CharField(max_length=255)
@@ -155,6 +173,31 @@ class ExternalReference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.system}:{self.external_kind}:{self.external_id} → {self.visma_kind} {self.visma_id}"
+
+
+class VatCodeMapping(models.Model):
+    """Which Visma VAT code a partner's tax stands for (a PayPal invoice line's tax name and percent → Visma's VAT
+    code), so a document we create in Visma carries VAT as the partner billed it. Kept by finance in the admin."""
+
+    tenant = models.ForeignKey("connectors.Tenant", on_delete=models.CASCADE, related_name="+")
+    system = models.CharField(max_length=32, choices=PARTNER_SYSTEMS)
+    tax_name = models.CharField(max_length=100, blank=True,
+                                help_text="The tax's name as the partner gives it (e.g. PayPal's item tax name); "
+                                          "blank: any name at this percent")
+    percent = models.DecimalField(max_digits=6, decimal_places=3, help_text="The tax rate in percent, e.g. 25")
+    vat_code = models.CharField("Visma VAT code", max_length=15, help_text="Visma's VAT id (GET /v1/vat)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["tenant", "system", "percent", "tax_name"]
+        verbose_name = "VAT code mapping"
+        constraints = [models.UniqueConstraint(fields=["tenant", "system", "tax_name", "percent"],
+                                               name="one_vat_code_per_partner_tax")]
+
+    def __str__(self) -> str:
+        return f"{self.system}: {self.tax_name or 'any tax'} {self.percent} % → VAT code {self.vat_code}"
 
 
 class GLMappingRule(models.Model):

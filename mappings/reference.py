@@ -16,19 +16,19 @@ from connectors.models import Integration, SyncCursor
 from connectors.visma import reference as visma
 from connectors.visma.client import VismaClient, visma_client_for
 
-from .models import Customer, CustomerInvoice, DimensionValue, FinancialPeriod, GLAccount, Supplier
+from .models import Currency, Customer, CustomerInvoice, DimensionValue, FinancialPeriod, GLAccount, Supplier
 from .services import LiveCheck, mapping_rules_revalidate
 
 ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS = "accounts", "dimension_values", "customers", "suppliers"
-CUSTOMER_INVOICES = "customer_invoices"
+CUSTOMER_INVOICES, CURRENCIES = "customer_invoices", "currencies"
 FINANCIAL_PERIODS = "financial_periods"
-REFERENCE_KINDS = (ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS, CUSTOMER_INVOICES, FINANCIAL_PERIODS)
+REFERENCE_KINDS = (ACCOUNTS, DIMENSION_VALUES, CUSTOMERS, SUPPLIERS, CUSTOMER_INVOICES, CURRENCIES, FINANCIAL_PERIODS)
 MIRROR_MODEL: dict[str, type[models.Model]] = {
     ACCOUNTS: GLAccount, DIMENSION_VALUES: DimensionValue, CUSTOMERS: Customer, SUPPLIERS: Supplier,
-    CUSTOMER_INVOICES: CustomerInvoice, FINANCIAL_PERIODS: FinancialPeriod,
+    CUSTOMER_INVOICES: CustomerInvoice, CURRENCIES: Currency, FINANCIAL_PERIODS: FinancialPeriod,
 }
 # Kinds read whole every time: small, and without a documented delta.
-READ_WHOLE = (DIMENSION_VALUES, FINANCIAL_PERIODS)
+READ_WHOLE = (DIMENSION_VALUES, CURRENCIES, FINANCIAL_PERIODS)
 BATCH_SIZE = 500
 
 
@@ -41,6 +41,7 @@ class ReferenceRefresh:
     customers: int = 0
     suppliers: int = 0
     customer_invoices: int = 0
+    currencies: int = 0
     financial_periods: int = 0
     deactivated: int = 0
     invalid_rules: int = 0
@@ -99,6 +100,11 @@ def _customer_invoice_row(tenant, invoice: visma.VismaInvoiceRef) -> CustomerInv
     )
 
 
+def _currency_row(tenant, currency: visma.VismaCurrency) -> Currency:
+    return Currency(tenant=tenant, code=currency.code[:3], description=currency.description[:100],
+                    is_base=currency.is_base, decimals=currency.decimals, active=True)
+
+
 def _financial_period_row(tenant, period: visma.VismaFinancialPeriod) -> FinancialPeriod:
     return FinancialPeriod(
         tenant=tenant, period_id=period.period_id[:6], year=period.year, start_date=period.start_date,
@@ -141,6 +147,10 @@ _KINDS: dict[str, _Kind] = {
     CUSTOMER_INVOICES: _Kind(
         read_all=visma.visma_customer_invoices_read, row=_customer_invoice_row, unique=["tenant", "number"],
         update=["external_reference", "customer", "currency", "status", "active", "visma_last_modified"],
+    ),
+    CURRENCIES: _Kind(
+        read_all=visma.visma_currencies_read, row=_currency_row, unique=["tenant", "code"],
+        update=["description", "is_base", "decimals", "active"],
     ),
     FINANCIAL_PERIODS: _Kind(
         read_all=visma.visma_financial_periods_read, row=_financial_period_row, unique=["tenant", "period_id"],
@@ -229,6 +239,16 @@ def reference_data_refresh(tenant, *, full: bool = False, kinds: Iterable[str] =
             client.close()
     invalid_rules = mapping_rules_revalidate(tenant) if revalidate_rules else 0
     return ReferenceRefresh(**counts, deactivated=deactivated, invalid_rules=invalid_rules)
+
+
+def tenant_base_currency(tenant, *, client: VismaClient | None = None) -> str | None:
+    """The base currency of the tenant's Visma company, from the mirror; read from Visma (/v1/currency) when the
+    mirror has none yet. None when Visma names none."""
+    code = Currency.objects.filter(tenant=tenant, is_base=True, active=True).values_list("code", flat=True).first()
+    if code is None:
+        reference_data_refresh(tenant, kinds=[CURRENCIES], client=client, revalidate_rules=False)
+        code = Currency.objects.filter(tenant=tenant, is_base=True, active=True).values_list("code", flat=True).first()
+    return code
 
 
 LIVE_KINDS = ("account", "dimension", "customer", "supplier")

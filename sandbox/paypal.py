@@ -7,6 +7,7 @@ would, which `sandbox.paypal_webhooks` signs and delivers to the subscriptions.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import secrets
 import string
@@ -524,15 +525,34 @@ def paypal_transactions_search(app: PayPalApp, query: Mapping[str, str]) -> dict
 # --- Invoicing v2 -----------------------------------------------------------------------------------------------
 
 
+def _item_tax(item: dict, net: Decimal, currency: str) -> Decimal:
+    """An item's tax: `tax.amount` is read-only, "the calculated tax amount" (invoicing_v2.json `tax`), PayPal works
+    it out from `tax.percent` on the item after its discount (template configuration tax_calculated_after_discount),
+    rounded half up to the currency's minor unit (the rounding is an assumption: PayPal does not publish it)."""
+    tax = item.get("tax")
+    if not tax or tax.get("percent") in (None, ""):
+        return Decimal("0")
+    amount = (net * Decimal(str(tax["percent"])) / 100).quantize(Decimal(1).scaleb(-minor_units(currency)),
+                                                               rounding=ROUND_HALF_UP)
+    tax["amount"] = money(amount, currency)
+    return amount
+
+
 def _invoice_totals(invoice: dict) -> dict:
     currency = invoice["detail"]["currency_code"]
-    total = Decimal("0")
+    total = tax_total = Decimal("0")
     for item in invoice.get("items") or []:
         line = Decimal(str(item.get("quantity") or "1")) * money_value(item.get("unit_amount"))
         discount = money_value((item.get("discount") or {}).get("amount"))
-        tax = money_value((item.get("tax") or {}).get("amount"))
-        total += quantize(line - discount + tax, currency)
-    invoice["amount"] = {**money(total, currency), "breakdown": {"item_total": money(total, currency)}}
+        net = quantize(line - discount, currency)
+        tax = _item_tax(item, net, currency)
+        tax_total += tax
+        total += net + tax
+    breakdown = {"item_total": money(total - tax_total, currency)}
+    if tax_total:
+        # amount_with_breakdown.tax_total: "The aggregated amount of the item and shipping taxes."
+        breakdown["tax_total"] = money(tax_total, currency)
+    invoice["amount"] = {**money(total, currency), "breakdown": breakdown}
     paid = money_value((invoice.get("payments") or {}).get("paid_amount"))
     invoice["due_amount"] = money(total - paid, currency)
     return invoice
@@ -631,9 +651,33 @@ def paypal_invoice_cancel(invoice_id: str, *, at: datetime | None = None, notify
     return stored
 
 
+# search_data.fields (invoicing_v2.json): "Because the invoice object can be very large, field filtering is required.
+# Valid collection fields are items, payments, refunds, additional_recipients_info, and attachments." A search row
+# carries a collection only when `fields` names it; the key each names in the invoice object.
+SEARCH_COLLECTION_FIELDS = {"items": ("items",), "payments": ("payments",), "refunds": ("refunds",),
+                            "additional_recipients_info": ("additional_recipients",),
+                            "attachments": ("detail", "attachments")}
+
+
+def paypal_invoice_search_row(invoice: dict, fields: list[str] | str | None) -> dict:
+    """An invoice as a search-invoices row: without the collections `fields` (a list, or CSV text) does not name."""
+    named = {name.strip() for name in (fields.split(",") if isinstance(fields, str) else fields or [])}
+    row = json.loads(json.dumps(invoice))
+    for field, path in SEARCH_COLLECTION_FIELDS.items():
+        if field in named:
+            continue
+        holder = row
+        for key in path[:-1]:
+            holder = holder.get(key) or {}
+        holder.pop(path[-1], None)
+    return row
+
+
 def paypal_invoices_page(*, page: int, page_size: int, created_from: datetime | None = None,
-                         created_to: datetime | None = None, statuses: list[str] | None = None) -> dict:
-    """GET /v2/invoicing/invoices and POST /v2/invoicing/search-invoices: newest first, paged."""
+                         created_to: datetime | None = None, statuses: list[str] | None = None,
+                         search_fields: list[str] | str | None = None, search: bool = False) -> dict:
+    """GET /v2/invoicing/invoices and POST /v2/invoicing/search-invoices: newest first, paged; a search row without
+    the collections its `fields` does not name."""
     invoices = PayPalObject.objects.filter(kind="invoice")
     if created_from is not None:
         invoices = invoices.filter(created_at__gte=created_from)
@@ -643,6 +687,8 @@ def paypal_invoices_page(*, page: int, page_size: int, created_from: datetime | 
         invoices = invoices.filter(body__status__in=statuses)
     total = invoices.count()
     items = [row.body for row in invoices.order_by("-created_at", "-id")[(page - 1) * page_size: page * page_size]]
+    if search:
+        items = [paypal_invoice_search_row(item, search_fields) for item in items]
     return {"items": items, "total_items": total, "total_pages": math.ceil(total / page_size) if total else 0,
             "links": [{"href": "/v2/invoicing/invoices", "rel": "self", "method": "GET"}]}
 

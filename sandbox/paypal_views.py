@@ -179,6 +179,7 @@ class InvoiceSearchView(PayPalApiView):
         return 200, service.paypal_invoices_page(
             page=int(query.get("page") or 1), page_size=int(query.get("page_size") or 20),
             created_from=created_from, created_to=created_to, statuses=criteria.get("status"),
+            search_fields=criteria.get("fields"), search=True,
         )
 
 

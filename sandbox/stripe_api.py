@@ -34,7 +34,7 @@ EVENTS_KEPT_SECONDS = 30 * 24 * 3600
 DECLINED_TOKEN = "tok_chargeDeclined"
 DISPUTE_TOKEN = "tok_createDispute"
 PREFIX = {"customer": "cus", "invoiceitem": "ii", "invoice": "in", "charge": "ch", "dispute": "dp", "event": "evt",
-          "refund": "re", "balance_transaction": "txn", "invoice_payment": "inpay"}
+          "refund": "re", "balance_transaction": "txn", "invoice_payment": "inpay", "tax_rate": "txr"}
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -381,12 +381,63 @@ def customer_search(account: StripeAccount, params: Mapping) -> dict:
             "next_page": None, "url": "/v1/customers/search", "total_count": len(found)}
 
 
+# --- tax rates ------------------------------------------------------------------------------------------------
+
+
+def tax_rate_create(account: StripeAccount, params: Mapping) -> dict:
+    """POST /v1/tax_rates (stripe-python 16.1.0 TaxRateCreateParams: display_name, inclusive and percentage
+    required)."""
+    _known(params, {"display_name", "inclusive", "percentage", "active", "country", "description", "jurisdiction",
+                    "metadata", "state", "tax_type"})
+    for name in ("display_name", "inclusive", "percentage"):
+        if params.get(name) in (None, ""):
+            raise StripeApiError(400, f"Missing required param: {name}.", param=name, code="parameter_missing")
+    try:
+        percentage = Decimal(str(params["percentage"]))
+    except ArithmeticError:
+        raise StripeApiError(400, f"Invalid decimal: {params['percentage']}", param="percentage") from None
+    if not percentage.is_finite() or not 0 <= percentage <= 100:
+        raise StripeApiError(400, "percentage must be between 0 and 100.", param="percentage")
+    rate = {
+        "id": new_id("tax_rate"), "object": "tax_rate", "created": now(), "livemode": False,
+        "active": _bool(params, "active", default=True), "country": params.get("country") or None,
+        "description": params.get("description") or None, "display_name": str(params["display_name"]),
+        "effective_percentage": float(percentage), "flat_amount": None,
+        "inclusive": _bool(params, "inclusive"), "jurisdiction": params.get("jurisdiction") or None,
+        "jurisdiction_level": None, "metadata": _metadata(params), "percentage": float(percentage),
+        "rate_type": "percentage", "state": params.get("state") or None, "tax_type": params.get("tax_type") or None,
+    }
+    return _store(account, rate)
+
+
+def tax_rate_list(account: StripeAccount, params: Mapping, *, url: str) -> dict:
+    """GET /v1/tax_rates with the `active` and `inclusive` filters (TaxRateListParams)."""
+    where = {name: _bool(params, name) for name in ("active", "inclusive") if params.get(name) not in (None, "")}
+    return object_list(account, "tax_rate", params, url=url, where=where)
+
+
+def _tax_rates(account: StripeAccount, params: Mapping, name: str) -> list[dict]:
+    """The TaxRate objects a `tax_rates[]` / `default_tax_rates[]` parameter names; each must exist and be active."""
+    given = params.get(name)
+    if given in (None, ""):
+        return []
+    if not isinstance(given, list):
+        raise StripeApiError(400, f"Invalid array: {name}", param=name)
+    rates = []
+    for rate_id in given:
+        rate = object_get(account, "tax_rate", str(rate_id), param=name)
+        if not rate["active"]:
+            raise StripeApiError(400, f"Tax rate {rate_id} is archived and cannot be applied.", param=name)
+        rates.append(rate)
+    return rates
+
+
 # --- invoice items and invoices -------------------------------------------------------------------------------
 
 
 def invoice_item_create(account: StripeAccount, params: Mapping) -> dict:
     _known(params, {"customer", "amount", "currency", "description", "metadata", "invoice", "quantity",
-                    "unit_amount_decimal", "period"})
+                    "unit_amount_decimal", "period", "tax_rates"})
     customer_id = str(params.get("customer") or "")
     if not customer_id:
         raise StripeApiError(400, "Missing required param: customer.", param="customer", code="parameter_missing")
@@ -407,6 +458,8 @@ def invoice_item_create(account: StripeAccount, params: Mapping) -> dict:
         "amount": amount, "currency": currency, "customer": customer_id,
         "description": params.get("description") or None, "discountable": True, "invoice": invoice_id,
         "metadata": _metadata(params), "quantity": _int(params, "quantity", default=1), "proration": False,
+        # InvoiceItem.tax_rates (stripe-python 16.1.0 stripe/_invoice_item.py): the TaxRate objects themselves.
+        "tax_rates": _tax_rates(account, params, "tax_rates"),
     }
     _store(account, item)
     if invoice_id:
@@ -415,22 +468,63 @@ def invoice_item_create(account: StripeAccount, params: Mapping) -> dict:
     return item
 
 
-def _line(item: dict) -> dict:
+def _line(item: dict, default_tax_rates: list[dict]) -> dict:
+    """An invoice line item of an invoice item (stripe-python 16.1.0 stripe/_invoice_line_item.py, pinned
+    2026-10-28.endive): `taxes` per tax rate, each {amount, tax_behavior, tax_rate_details: {tax_rate}, taxability_reason,
+    taxable_amount, type: "tax_rate_details"}. The item's own tax_rates apply, else the invoice's default_tax_rates
+    (InvoiceItemCreateParams.tax_rates). Tax is computed per line item ("assign a tax rate on individual invoice
+    items", docs.stripe.com/invoicing/taxes/tax-rates), rounded half up to the smallest unit (an assumption: Stripe
+    does not publish its rounding)."""
+    rates = item.get("tax_rates") or default_tax_rates
+    taxes = []
+    for rate in rates:
+        percentage = Decimal(str(rate["percentage"]))
+        if rate["inclusive"]:
+            amount = (Decimal(item["amount"]) - Decimal(item["amount"]) / (1 + percentage / 100)).quantize(
+                Decimal(1), rounding=ROUND_HALF_UP)
+            taxable = item["amount"] - int(amount)
+        else:
+            amount = (Decimal(item["amount"]) * percentage / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+            taxable = item["amount"]
+        taxes.append({"amount": int(amount), "tax_behavior": "inclusive" if rate["inclusive"] else "exclusive",
+                      "tax_rate_details": {"tax_rate": rate["id"]}, "taxability_reason": "standard_rated",
+                      "taxable_amount": taxable, "type": "tax_rate_details"})
     return {"id": f"il_{item['id'][3:]}", "object": "line_item", "amount": item["amount"],
-            "currency": item["currency"], "description": item["description"], "metadata": item["metadata"],
-            "quantity": item["quantity"], "parent": {"type": "invoice_item_details",
-                                                     "invoice_item_details": {"invoice_item": item["id"]}}}
+            "subtotal": item["amount"], "currency": item["currency"], "description": item["description"],
+            "metadata": item["metadata"], "quantity": item["quantity"], "taxes": taxes,
+            "parent": {"type": "invoice_item_details", "invoice_item_details": {"invoice_item": item["id"]}}}
 
 
 def _invoice_add_line(invoice: dict, item: dict) -> None:
-    invoice["lines"]["data"].append(_line(item))
+    invoice["lines"]["data"].append(_line(item, invoice.get("default_tax_rates") or []))
     invoice["lines"]["total_count"] = len(invoice["lines"]["data"])
-    total = sum(line["amount"] for line in invoice["lines"]["data"])
-    invoice.update(subtotal=total, total=total, amount_due=total, amount_remaining=total - invoice["amount_paid"])
+    _invoice_totals(invoice)
+
+
+def _invoice_totals(invoice: dict) -> None:
+    """Invoice.subtotal (the lines before tax), total_taxes (per tax rate: amount and taxable_amount summed over the
+    lines, Invoice.TotalTax in stripe-python 16.1.0 stripe/_invoice.py), total = subtotal + exclusive taxes,
+    total_excluding_tax, amount_due and amount_remaining."""
+    lines = invoice["lines"]["data"]
+    subtotal = sum(line["amount"] for line in lines)
+    by_rate: dict[str, dict] = {}
+    for line in lines:
+        for tax in line.get("taxes") or []:
+            rate_id = tax["tax_rate_details"]["tax_rate"]
+            total_tax = by_rate.setdefault(rate_id, {**tax, "amount": 0, "taxable_amount": 0})
+            total_tax["amount"] += tax["amount"]
+            total_tax["taxable_amount"] += tax["taxable_amount"]
+    total_taxes = list(by_rate.values())
+    exclusive = sum(tax["amount"] for tax in total_taxes if tax["tax_behavior"] == "exclusive")
+    inclusive = sum(tax["amount"] for tax in total_taxes if tax["tax_behavior"] == "inclusive")
+    total = subtotal + exclusive
+    invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal - inclusive, total_taxes=total_taxes,
+                   total=total, total_excluding_tax=total - exclusive - inclusive, amount_due=total,
+                   amount_remaining=total - invoice["amount_paid"])
 
 
 INVOICE_FIELDS = {"customer", "currency", "description", "metadata", "collection_method", "days_until_due",
-                  "due_date", "auto_advance", "pending_invoice_items_behavior", "footer"}
+                  "due_date", "auto_advance", "pending_invoice_items_behavior", "footer", "default_tax_rates"}
 
 
 def invoice_create(account: StripeAccount, params: Mapping) -> dict:
@@ -459,7 +553,9 @@ def invoice_create(account: StripeAccount, params: Mapping) -> dict:
         "auto_advance": _bool(params, "auto_advance", default=False), "status": "draft", "number": None,
         "lines": {"object": "list", "data": [], "has_more": False, "total_count": 0,
                   "url": "/v1/invoices/{}/lines"},
-        "subtotal": 0, "total": 0, "amount_due": 0, "amount_paid": 0, "amount_remaining": 0,
+        "subtotal": 0, "subtotal_excluding_tax": 0, "total": 0, "total_excluding_tax": 0, "total_taxes": [],
+        "default_tax_rates": _tax_rates(account, params, "default_tax_rates"),
+        "amount_due": 0, "amount_paid": 0, "amount_remaining": 0,
         "attempt_count": 0, "attempted": False, "hosted_invoice_url": None, "invoice_pdf": None,
         "footer": params.get("footer") or None,
         "payments": {"object": "list", "data": [], "has_more": False, "url": "/v1/invoice_payments"},

@@ -15,9 +15,11 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import services
 from .openapi import visma_request_problems
+from .visma_company import TWINS_MODES, visma_base_currency_set, visma_twins_mode_set
 from .visma_fields import MODES, visma_field_lengths_apply, visma_field_lengths_mode_set
 from .visma_erp import (
     LISTS,
+    currencies,
     customer_create,
     customer_invoice_create,
     customer_invoice_release,
@@ -185,6 +187,33 @@ class AccountListView(DocumentListView):
 
 class AccountView(DocumentView):
     collection, label = "account", "Account"
+
+
+class VatListView(DocumentListView):
+    list_name = "vat"
+
+
+class VatView(DocumentView):
+    collection, label = "vat", "VAT"
+
+
+class CurrencyListView(VismaApiView):
+    """GET /v1/currency: CurrencyDto per currency, the company's base currency with isBaseCurrency true."""
+
+    http_method_names = ["get"]
+
+    def get(self, request, caller, body, query):
+        return JsonResponse(currencies(), safe=False)
+
+
+class CurrencyView(VismaApiView):
+    http_method_names = ["get"]
+
+    def get(self, request, caller, body, query, key):
+        found = next((currency for currency in currencies() if currency["id"] == key), None)
+        if found is None:
+            raise VismaError.not_found(f"Currency '{key}' cannot be found in the system.")
+        return JsonResponse(found)
 
 
 class SubaccountListView(DocumentListView):
@@ -488,6 +517,12 @@ class VismaControlView(View):
             if data.get("mode") not in MODES:
                 raise ValueError(f"mode must be one of {', '.join(MODES)}")
             return {"mode": visma_field_lengths_mode_set(data["mode"])}
+        if switch == "amount-twins":
+            if data.get("mode") not in TWINS_MODES:
+                raise ValueError(f"mode must be one of {', '.join(TWINS_MODES)}")
+            return {"mode": visma_twins_mode_set(data["mode"])}
+        if switch == "base-currency":
+            return {"currency": visma_base_currency_set(data["currency"])}
         if switch == "stale-puts":
             fault = services.visma_fault_stale_puts(int(data["calls"]))
             return {"fault": fault.kind, "calls": fault.remaining}

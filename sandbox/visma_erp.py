@@ -12,6 +12,7 @@ from django.db.models import F
 
 from .models import VismaDocument, VismaGLBalance
 from .visma_periods import financial_period_require
+from .visma_company import visma_base_currency
 from .visma_store import (
     ListFilter,
     ListSpec,
@@ -31,10 +32,10 @@ from .visma_store import (
     visma_page_window,
 )
 
-BASE_CURRENCY = "SEK"
 BRANCH = {"number": "1", "name": "Main branch"}
 LEDGER = {"ledger": "ACTUAL", "ledgerDescription": "Actual ledger"}
-# Fixed rates, so amounts in the base currency are predictable in tests.
+# Fixed rates in SEK, so amounts in the base currency are predictable in tests; a company whose base currency is
+# another (sandbox.visma_company, switch base-currency) converts through SEK.
 CURRENCY_RATES = {
     "SEK": Decimal("1"),
     "EUR": Decimal("11.50"),
@@ -42,6 +43,7 @@ CURRENCY_RATES = {
     "DKK": Decimal("1.54"),
     "USD": Decimal("10.60"),
     "GBP": Decimal("13.40"),
+    "JPY": Decimal("0.07"),
 }
 COUNTRIES = {
     "SE": "Sweden",
@@ -126,7 +128,9 @@ def _currency(dto: dict, field_name: str, default: str) -> tuple[str, Decimal]:
     if currency not in CURRENCY_RATES:
         raise VismaError.invalid(f"{field_name}: Currency '{currency}' does not exist.")
     rate = _value(dto, "exchangeRate")
-    return currency, Decimal(str(rate)) if rate else CURRENCY_RATES[currency]
+    if rate:
+        return currency, Decimal(str(rate))
+    return currency, (CURRENCY_RATES[currency] / CURRENCY_RATES[visma_base_currency()]).quantize(Decimal("0.000001"))
 
 
 def _internal_id(company_id: str) -> int:
@@ -269,7 +273,7 @@ def customer_body(dto: dict, *, number: str, internal_id: int, created: datetime
         "accountReference": None,
         "customerClass": {"id": "STANDARD", "description": "Standard customers"},
         "creditTerms": _coded("30", CREDIT_TERMS),
-        "currencyId": BASE_CURRENCY,
+        "currencyId": visma_base_currency(),
         "vatRegistrationId": None,
         "corporateId": None,
         "attributes": [],
@@ -316,7 +320,7 @@ def supplier_body(dto: dict, *, number: str, internal_id: int, created: datetime
         "accountReference": None,
         "supplierClass": {"id": "STANDARD", "description": "Standard suppliers"},
         "creditTerms": _coded("30", CREDIT_TERMS),
-        "currencyId": BASE_CURRENCY,
+        "currencyId": visma_base_currency(),
         "paymentMethod": _coded("BANK", PAYMENT_METHODS),
         "cashAccount": "1920",
         "vatRegistrationId": None,
@@ -403,7 +407,9 @@ def _customer_invoice_line(company_id: str, rate: Decimal):
         if "subaccount" in update:
             line["subaccount"] = subaccount_resolve(company_id, update["subaccount"], where)
         if _given(update, "vatCodeId"):
-            line["vatCode"] = {"id": _value(update, "vatCodeId"), "description": None}
+            vat_code = _value(update, "vatCodeId")
+            line["vatCode"] = {"id": vat_code, "description": vat_code_require(company_id, vat_code, where)[
+                "description"]} if vat_code else None
         if line.get("manualAmountInCurrency") is not None:
             amount = visma_money(line["manualAmountInCurrency"])
         else:
@@ -418,15 +424,57 @@ def _customer_invoice_line(company_id: str, rate: Decimal):
     return build
 
 
-def _customer_invoice_totals(body: dict) -> dict:
-    total = sum((visma_money(line["amountInCurrency"]) for line in body["invoiceLines"]), Decimal("0.00"))
+def vat_code_require(company_id: str, vat_id: str, where: str) -> dict:
+    """The VAT code's read DTO (VatInformationDto); one Visma lacks is refused."""
+    document = visma_document_find(company_id, "vat", vat_id)
+    if document is None:
+        raise VismaError.invalid(f"{where}vatCodeId: VAT '{vat_id}' cannot be found in the system.")
+    return document.body
+
+
+def vat_rate_on(vat: dict, day: str) -> Decimal:
+    """The VAT rate (%) in effect on `day` (YYYY-MM-DD): the schedule row with the latest startDate not after it
+    (VatInformationDto.schedules, VatInformationScheduleDto.startDate / vatRate)."""
+    effective = [row for row in vat.get("schedules") or [] if str(row.get("startDate") or "")[:10] <= day[:10]]
+    if not effective:
+        return Decimal("0")
+    return Decimal(str(max(effective, key=lambda row: str(row["startDate"]))["vatRate"]))
+
+
+def _customer_invoice_totals(company_id: str, body: dict) -> dict:
+    """The document's totals as CustomerInvoiceDto describes them: detailTotal the lines' total, vatTotal the VAT
+    (per VAT code: the code's rate on the lines' taxable total of that code, rounded to the cent half up, as
+    Acumatica's tax engine rounds a TaxTran), amount = detailTotal + vatTotal, balance what is left of amount; each
+    in the document currency and in the base currency (document × exchangeRate, rounded). Stored in the "document"
+    reading of the twins (`…InCurrency` = document currency); sandbox.visma_company renders the other on request."""
     rate = Decimal(str(body["exchangeRate"]))
+    day = str(body.get("documentDate") or "")[:10]
+    detail = sum((visma_money(line["amountInCurrency"]) for line in body["invoiceLines"]), Decimal("0.00"))
+    detail_base = sum((visma_money(line["amount"]) for line in body["invoiceLines"]), Decimal("0.00"))
+    taxable_by_code: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    for line in body["invoiceLines"]:
+        if line.get("vatCode"):
+            taxable_by_code[line["vatCode"]["id"]] += visma_money(line["amountInCurrency"])
+    vat = vat_base = taxable = exempt = Decimal("0.00")
+    for vat_id, base in sorted(taxable_by_code.items()):
+        code = vat_code_require(company_id, vat_id, "invoiceLines.")
+        code_vat = visma_money(base * vat_rate_on(code, day) / 100)
+        vat += code_vat
+        vat_base += visma_money(code_vat * rate)
+        if code.get("includeinVatExemptTotal"):
+            exempt += base
+        elif code.get("includeinVatTotal", True):
+            taxable += base
+    total, total_base = detail + vat, detail_base + vat_base
     applied = visma_money(body.get("amountInCurrency", 0)) - visma_money(body.get("balanceInCurrency", 0))
-    body["detailTotalInCurrency"] = body["amountInCurrency"] = _amount(total)
-    body["detailTotal"] = body["amount"] = _amount(visma_money(total * rate))
-    body["balanceInCurrency"] = _amount(total - applied)
-    body["balance"] = _amount(visma_money((total - applied) * rate))
-    body["vatTotal"] = body["vatTotalInCurrency"] = 0.0
+    balance = total - applied
+    body["detailTotalInCurrency"], body["detailTotal"] = _amount(detail), _amount(detail_base)
+    body["vatTotalInCurrency"], body["vatTotal"] = _amount(vat), _amount(vat_base)
+    body["vatTaxableTotalInCurrency"], body["vatTaxableTotal"] = _amount(taxable), _amount(visma_money(taxable * rate))
+    body["vatExemptTotalInCurrency"], body["vatExemptTotal"] = _amount(exempt), _amount(visma_money(exempt * rate))
+    body["amountInCurrency"], body["amount"] = _amount(total), _amount(total_base)
+    body["balanceInCurrency"] = _amount(balance)
+    body["balance"] = _amount(total_base if balance == total else visma_money(balance * rate))
     return body
 
 
@@ -449,7 +497,7 @@ def _customer_invoice_apply(company_id: str, body: dict, dto: dict) -> dict:
         body["invoiceLines"] = _lines_apply(
             body["invoiceLines"], dto["invoiceLines"], _customer_invoice_line(company_id, rate), "invoiceLines"
         )
-    return _customer_invoice_totals(body)
+    return _customer_invoice_totals(company_id, body)
 
 
 def customer_invoice_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
@@ -461,7 +509,7 @@ def customer_invoice_create(company_id: str, dto: dict, *, at: datetime | None =
             raise VismaError.invalid(f"invoiceLines[{index}].operation: a new invoice can only insert lines.")
     document_date = _dto_datetime(dto, "documentDate", moment)
     financial_period, post_period = _periods(company_id, dto, document_date, "", "AR")
-    currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or BASE_CURRENCY)
+    currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or visma_base_currency())
     reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
     if not reference:
         reference = _number_new(company_id, "customer_invoice", "customer_invoice")
@@ -518,7 +566,7 @@ def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None =
     application_date = _dto_datetime(dto, "applicationDate", moment)
     period = financial_period_require(company_id, _value(dto, "applicationPeriod"), application_date.date(), "AR",
                                       "applicationPeriod")
-    currency, _rate = _currency(dto, "currency", customer.get("currencyId") or BASE_CURRENCY)
+    currency, _rate = _currency(dto, "currency", customer.get("currencyId") or visma_base_currency())
     cash_account = _value(dto, "cashAccount")
     if cash_account:
         gl_account_require(company_id, cash_account, "cashAccount.")
@@ -617,7 +665,7 @@ def supplier_invoice_create(company_id: str, dto: dict, *, at: datetime | None =
     document_type = _value(dto, "documentType", "Invoice")
     document_date = _dto_datetime(dto, "date", moment)
     financial_period, post_period = _periods(company_id, dto, document_date, "", "AP")
-    currency, rate = _currency(dto, "currencyId", supplier.get("currencyId") or BASE_CURRENCY)
+    currency, rate = _currency(dto, "currencyId", supplier.get("currencyId") or visma_base_currency())
     for index, line in enumerate(dto.get("invoiceLines", [])):
         if (line.get("operation") or "Insert") != "Insert":
             raise VismaError.invalid(f"invoiceLines[{index}].operation: a new invoice can only insert lines.")
@@ -667,7 +715,7 @@ def supplier_payment_create(company_id: str, dto: dict, *, at: datetime | None =
     supplier_number = _value(dto, "supplier")
     supplier = _party_require(company_id, "supplier", supplier_number, "Supplier", "supplier")
     application_date = _dto_datetime(dto, "applicationDate", moment)
-    currency, _rate = _currency(dto, "currency", supplier.get("currencyId") or BASE_CURRENCY)
+    currency, _rate = _currency(dto, "currency", supplier.get("currencyId") or visma_base_currency())
     lines = []
     applied = Decimal("0.00")
     for index, line in enumerate(dto.get("paymentLines", [])):
@@ -710,7 +758,7 @@ def supplier_payment_create(company_id: str, dto: dict, *, at: datetime | None =
         "supplier": {"internalId": supplier["internalId"], "number": supplier_number, "name": supplier["name"]},
         "paymentMethod": _value(dto, "paymentMethod", "BANK"),
         "cashAccount": _value(dto, "cashAccount", supplier.get("cashAccount")),
-        "currency": {"id": currency, "description": currency, "isBaseCurrency": currency == BASE_CURRENCY},
+        "currency": {"id": currency, "description": currency, "isBaseCurrency": currency == visma_base_currency()},
         "description": _value(dto, "description"),
         "paymentAmount": _amount(payment_amount),
         "appliedAmount": _amount(applied),
@@ -773,7 +821,7 @@ def journal_create(company_id: str, dto: dict, *, at: datetime | None = None) ->
         raise VismaError.invalid("journalTransactionLines: a journal transaction needs at least one line.")
     transaction_date = _dto_datetime(dto, "transactionDate", moment)
     financial_period, post_period = _periods(company_id, dto, transaction_date, "", "GL")
-    currency, rate = _currency(dto, "currencyId", BASE_CURRENCY)
+    currency, rate = _currency(dto, "currencyId", visma_base_currency())
     lines = []
     for index, update in enumerate(updates):
         where = f"journalTransactionLines[{index}]."
@@ -972,6 +1020,17 @@ def gl_balances_post(company_id: str, lines: list[dict]) -> None:
         )
 
 
+# Currencies --------------------------------------------------------------------------------------------------
+
+
+def currencies() -> list[dict]:
+    """GET /v1/currency (CurrencyDto): every currency the company knows, the base currency flagged isBaseCurrency."""
+    base = visma_base_currency()
+    return [{"id": code, "description": code, "symbol": code, "isBaseCurrency": code == base,
+             "decimalPrecision": 0 if code == "JPY" else 2, "isUsedForAccounting": True}
+            for code in sorted(CURRENCY_RATES)]
+
+
 # Lists -------------------------------------------------------------------------------------------------------
 
 
@@ -991,6 +1050,7 @@ def _module(body: dict, value: str) -> bool:
 
 
 LISTS = {
+    "vat": ListSpec("vat", paged=False),
     "account": ListSpec("account", {"active": ListFilter("active", "boolean")}, paged=False,
                         ignored=frozenset({"greaterThanValue", "includeAccountClassDescription"})),
     "subaccount": ListSpec("subaccount", {"active": ListFilter("active", "boolean")}),

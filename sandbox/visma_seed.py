@@ -75,6 +75,16 @@ NAMED_CUSTOMERS = [
     ("10006", "Old Harbour Trading AB", "SE", "Malmö", "SEK", "info@old-harbour.example", "Inactive"),
 ]
 
+# VAT codes (VatInformationDto): (vatId, description, rate %, include in VAT exempt total). Norway's standard SAF-T
+# codes for output VAT (Skatteetaten, "Standard Tax Codes"): 3 high rate, 31 medium, 33 low, 5 zero-rated.
+VAT_CODES = [
+    ("3", "Output VAT, high rate", "25", False),
+    ("31", "Output VAT, medium rate", "15", False),
+    ("33", "Output VAT, low rate", "12", False),
+    ("5", "Zero-rated sales", "0", True),
+]
+VAT_RATES_FROM = "2016-01-01T00:00:00"
+
 # (number, name, country, city, currency)
 SUPPLIERS = [
     ("20001", "Stockholm Office Supplies AB", "SE", "Stockholm", "SEK"),
@@ -111,6 +121,31 @@ def _account_body(index: int, account_cd: str, description: str, kind: str, acti
         # A control account takes no manual GL entries (AccountDto.allowManualEntry).
         "allowManualEntry": account_cd not in CONTROL_ACCOUNTS,
         "errorInfo": None,
+    }
+
+
+def _vat_body(vat_id: str, description: str, rate: str, exempt: bool) -> dict:
+    return {
+        "vatId": vat_id,
+        "description": description,
+        "type": "Sales",
+        "deductibleVat": False,
+        "reverseVat": False,
+        "statisticalVat": False,
+        "pendingVat": False,
+        "includeinVatExemptTotal": exempt,
+        "includeinVatTotal": not exempt,
+        "enterFromVatInvoice": False,
+        "calculateOn": "Calculate on document amount",
+        "cashDiscount": "Reduces VAT amount",
+        "notValidAfter": None,
+        "euReportCode": None,
+        "documentText": description,
+        "vismaXmlVatType": None,
+        "schedules": [{"startDate": VAT_RATES_FROM, "vatRate": float(rate), "minTaxableAmt": 0.0,
+                       "maxTaxableAmt": 0.0, "reportingGroup": None, "deductibleVatRate": 0.0, "groupType": None}],
+        "categories": [],
+        "zones": [],
     }
 
 
@@ -334,6 +369,7 @@ def visma_sandbox_seed(
         # A calendar-year company; the control switch financial-periods reshapes it (July years, 13 periods).
         _bulk_missing(company_id, FINANCIAL_PERIODS,
                       [(key, body, ACCOUNTS_MODIFIED) for key, body in financial_periods_seed_rows()])
+        _bulk_missing(company_id, "vat", [(row[0], _vat_body(*row), ACCOUNTS_MODIFIED) for row in VAT_CODES])
         _bulk_missing(
             company_id,
             "subaccount",

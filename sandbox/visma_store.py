@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from .models import VismaCounter, VismaDocument, VismaFault
 from .openapi import visma_datetime_parse
+from .visma_company import visma_invoice_twins_render
 
 # Visma pages list endpoints and silently caps a larger pageSize at this (returned as metadata.maxPageSize).
 VISMA_MAX_PAGE_SIZE = 100
@@ -219,6 +220,8 @@ def visma_document_render(document: VismaDocument, *, metadata: dict | None = No
     rendered = dict(document.body)
     rendered["lastModifiedDateTime"] = visma_datetime_format(document.last_modified)
     rendered["timeStamp"] = document.etag
+    if document.collection == "customer_invoice":
+        rendered = visma_invoice_twins_render(rendered)
     if metadata is not None:
         rendered["metadata"] = metadata
     return rendered

@@ -361,8 +361,11 @@ class PayPalClient:
         return self.get_one(f"/v2/invoicing/invoices/{quote(invoice_id, safe='')}")
 
     def invoices_created(self, start: datetime, end: datetime, *, page_size: int = INVOICE_PAGE_SIZE) -> Iterator[dict]:
-        """Invoices created in [start, end] (POST /v2/invoicing/search-invoices), page by page."""
-        criteria = {"creation_date_range": {"start": paypal_datetime(start), "end": paypal_datetime(end)}}
+        """Invoices created in [start, end] (POST /v2/invoicing/search-invoices), page by page, with their items
+        (a search row carries `items`, `payments` and `refunds` only when `fields` names them: invoicing_v2.json
+        `search_data.fields`)."""
+        criteria = {"creation_date_range": {"start": paypal_datetime(start), "end": paypal_datetime(end)},
+                    "fields": list(INVOICE_SEARCH_FIELDS)}
         page = 1
         while True:
             document = self.post_json(
@@ -374,6 +377,9 @@ class PayPalClient:
             if not items or page >= int(document.get("total_pages") or 0):
                 return
             page += 1
+
+
+INVOICE_SEARCH_FIELDS = ("items",)
 
 
 def paypal_client_for(integration) -> PayPalClient:

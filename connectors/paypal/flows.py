@@ -22,9 +22,11 @@ from audit.selectors import record_of, record_posting, records_final
 from connectors.dates import tenant_date
 from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
+from connectors.visma.invoices import visma_vat_total
+from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.selectors import external_reference_visma_id
+from mappings.selectors import external_reference_visma_id, vat_code_for
 from mappings.reference import customer_invoice_by_reference
 from mappings.money import MoneyError, is_exact, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
@@ -470,6 +472,11 @@ class InvoiceSource(PayPalSource):
                     if str(invoice.get("id")) in final:
                         yield self._as_stored(final[str(invoice["id"])])
                     elif invoice.get("status") not in INVOICE_NOT_SENT:
+                        if "items" not in invoice:
+                            # A search row carries items only when `fields` asked for them: read the invoice whole.
+                            invoice = paypal.invoice_get(str(invoice["id"]))
+                            if invoice is None:
+                                continue
                         yield self.source_object(invoice)
 
     def read_one(self, source_id: str) -> SourceObject | None:
@@ -503,11 +510,13 @@ class InvoiceSource(PayPalSource):
             raise SourceDataError(f"PayPal invoice {invoice_id} was cancelled before it reached Visma: reject it")
         detail = invoice.get("detail") or {}
         currency = str(detail.get("currency_code") or (invoice.get("amount") or {}).get("currency_code") or "")
+        if "items" not in invoice:
+            raise SourceDataError(f"PayPal invoice {invoice_id} was read without its items (a search result without "
+                                  "fields=items): replay it to read the invoice whole")
         document_lines, lines = [], []
+        net_by_code: dict[str, Decimal] = {}
         for index, item in enumerate(invoice.get("items") or []):
-            if (item.get("tax") or {}).get("percent") or (item.get("tax") or {}).get("amount"):
-                raise SourceDataError(f"PayPal invoice {invoice_id} line {index + 1} carries PayPal tax; Visma "
-                                      "calculates VAT itself: issue it without tax in PayPal, or book it by hand")
+            vat_code = self._vat_code(invoice_id, item.get("tax"), where=f"line {index + 1}")
             quantity = to_decimal(item.get("quantity") or "1", field=f"items[{index}].quantity")
             unit_price = paypal_amount(item.get("unit_amount"), currency=currency, field=f"items[{index}].unit_amount")
             discount = paypal_amount((item.get("discount") or {}).get("amount"), currency=currency,
@@ -519,28 +528,44 @@ class InvoiceSource(PayPalSource):
             description = str(item.get("name") or f"Line {index + 1}")[:255]
             # A discounted line goes as its total, so Visma does not recompute it from the unit price.
             document_lines.append({"description": description, "quantity": str(quantity),
-                                   **({"amount": str(amount)} if discount else {"unit_price": str(unit_price)})})
+                                   **({"amount": str(amount)} if discount else {"unit_price": str(unit_price)}),
+                                   **({"vat_code": vat_code} if vat_code else {})})
             lines.append(PostingLine(role="account", credit=amount, description=description))
+            if vat_code:
+                net_by_code[vat_code] = net_by_code.get(vat_code, Decimal(0)) + amount
         breakdown = (invoice.get("amount") or {}).get("breakdown") or {}
-        for label, value in (("Shipping", (breakdown.get("shipping") or {}).get("amount")),
-                             ((breakdown.get("custom") or {}).get("label") or "Other",
-                              (breakdown.get("custom") or {}).get("amount"))):
+        shipping = breakdown.get("shipping") or {}
+        custom = breakdown.get("custom") or {}
+        for label, value, tax in (("Shipping", shipping.get("amount"), shipping.get("tax")),
+                                  (custom.get("label") or "Other", custom.get("amount"), None)):
             extra_amount = paypal_amount(value, currency=currency, field=label)
             if extra_amount:
-                document_lines.append({"description": label, "quantity": "1", "unit_price": str(extra_amount)})
+                vat_code = self._vat_code(invoice_id, tax, where=label.lower())
+                document_lines.append({"description": label, "quantity": "1", "unit_price": str(extra_amount),
+                                       **({"vat_code": vat_code} if vat_code else {})})
                 lines.append(PostingLine(role="account", credit=extra_amount, description=label))
+                if vat_code:
+                    net_by_code[vat_code] = net_by_code.get(vat_code, Decimal(0)) + extra_amount
         if not lines:
             raise SourceDataError(f"PayPal invoice {invoice_id} has no items")
-        total = sum((line.credit for line in lines), Decimal("0"))
+        net = sum((line.credit for line in lines), Decimal("0"))
         invoice_discount = (breakdown.get("discount") or {}).get("invoice_discount") or {}
         if invoice_discount.get("amount") or invoice_discount.get("percent"):
             raise SourceDataError(f"PayPal invoice {invoice_id} has an invoice-level discount; give discounts per "
                                   "line")
+        invoice_date = date.fromisoformat(detail["invoice_date"]) if detail.get("invoice_date") else \
+            timezone.now().date()
+        vat = self._visma_vat(invoice_id, net_by_code, currency, invoice_date)
+        total = net + vat
         stated = paypal_amount(invoice.get("amount"), currency=currency, field="amount") if \
             (invoice.get("amount") or {}).get("value") is not None else total
-        if stated != total:
+        if stated != total and not net_by_code:
             raise SourceDataError(f"PayPal invoice {invoice_id}: lines add up to {total}, the invoice says "
                                   f"{stated} {currency}")
+        if stated != total:
+            raise SourceDataError(f"PayPal invoice {invoice_id}: Visma would total {total} {currency} (lines {net} + "
+                                  f"VAT {vat} by VAT code), PayPal's invoice total is {stated} {currency}: not written, "
+                                  "the totals would differ")
         recipient = ((invoice.get("primary_recipients") or [{}])[0].get("billing_info") or {})
         email = str(recipient.get("email_address") or "")
         customer = paypal_customer_for(self.tenant, email=email) or UNMAPPED_RECIPIENT + (email or "without email")
@@ -552,13 +577,37 @@ class InvoiceSource(PayPalSource):
         return Posting(
             document="customer_invoice", marker=self.marker(source.source_id), currency=currency, date=invoice_date,
             description=f"PayPal invoice {detail.get('invoice_number') or invoice_id}",
-            facts=MatchFacts(transaction_type="invoice", amount=total, currency=currency, customer_group=group,
+            facts=MatchFacts(transaction_type="invoice", amount=stated, currency=currency, customer_group=group,
                              customer="" if is_unresolved_customer(customer) else customer, payer=email),
             lines=lines, customer=customer,
             extra={"external_reference": invoice_id, "customer_ref": invoice_id, "paypal_id": invoice_id,
                    "paypal_invoice_number": str(detail.get("invoice_number") or ""), "lines": document_lines,
-                   "due_date": due or "", "note": str(detail.get("note") or "")[:500]},
+                   "due_date": due or "", "note": str(detail.get("note") or "")[:500], "net": str(net),
+                   "vat": str(vat)},
         )
+
+    def _vat_code(self, invoice_id: str, tax: Mapping | None, *, where: str) -> str | None:
+        """The Visma VAT code mapped to a PayPal tax (name and percent: invoicing_v2.json `tax`), None for no tax."""
+        tax = tax or {}
+        if tax.get("percent") in (None, "") and not (tax.get("amount") or {}).get("value"):
+            return None
+        percent = to_decimal(tax.get("percent") or "0", field=f"{where} tax percent")
+        name = str(tax.get("name") or "")
+        vat_code = vat_code_for(self.tenant, system="paypal", tax_name=name, percent=percent)
+        if not vat_code:
+            raise SourceDataError(f"PayPal invoice {invoice_id} {where}: tax {name or 'without a name'} {percent} % has "
+                                  "no Visma VAT code mapped (admin: VAT code mappings)")
+        return vat_code
+
+    def _visma_vat(self, invoice_id: str, net_by_code: Mapping[str, Decimal], currency: str, day: date) -> Decimal:
+        """The VAT Visma will compute for these lines: each VAT code's rate on the invoice date (GET /v1/vat)."""
+        percents = {}
+        for code in net_by_code:
+            percent = visma_vat_rate_read(self.visma_client, code, day)
+            if percent is None:
+                raise SourceDataError(f"PayPal invoice {invoice_id}: Visma has no VAT code {code} with a rate on {day}")
+            percents[code] = percent
+        return visma_vat_total(net_by_code, percents, currency)
 
 
 # --- the streams: PayPal read, Visma written ----------------------------------------------------------------------

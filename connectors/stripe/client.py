@@ -99,6 +99,12 @@ class StripeApi:
         with stripe_errors():
             yield from self.client.v1.invoices.list({"customer": customer_id, "limit": PAGE_SIZE}).auto_paging_iter()
 
+    def tax_rates(self, *, inclusive: bool) -> Iterator[stripe.TaxRate]:
+        """Every active tax rate, exclusive or inclusive (Stripe has no search for tax rates), page by page."""
+        with stripe_errors():
+            yield from self.client.v1.tax_rates.list(
+                {"active": True, "inclusive": inclusive, "limit": PAGE_SIZE}).auto_paging_iter()
+
     def customer_find(self, *, metadata_key: str, value: str) -> stripe.Customer | None:
         """The customer whose metadata[`metadata_key`] is `value` (Stripe's search), or None."""
         found = self.customers_search(f"metadata['{metadata_key}']:{stripe_search_text(value)}", limit=1)
@@ -114,6 +120,10 @@ class StripeApi:
     def customer_create(self, params: dict[str, Any], *, idempotency_key: str) -> stripe.Customer:
         with stripe_errors():
             return self.client.v1.customers.create(params, {"idempotency_key": idempotency_key})
+
+    def tax_rate_create(self, params: dict[str, Any], *, idempotency_key: str) -> stripe.TaxRate:
+        with stripe_errors():
+            return self.client.v1.tax_rates.create(params, {"idempotency_key": idempotency_key})
 
     def invoice_item_create(self, params: dict[str, Any], *, idempotency_key: str) -> stripe.InvoiceItem:
         with stripe_errors():

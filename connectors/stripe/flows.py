@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
 from urllib.parse import quote
 
@@ -23,10 +23,13 @@ from connectors.pipeline import Written
 from connectors.dates import tenant_date
 from connectors.errors import PermanentError, WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
+from connectors.visma.invoices import VismaInvoiceFigures, visma_invoice_figures
 from connectors.visma.postings import CUSTOMER_INVOICES
+from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.money import MoneyError, from_minor, minor_units
+from mappings.money import from_minor, minor_units, to_minor
+from mappings.reference import tenant_base_currency
 from mappings.services import MappingOutcome
 
 from .client import StripeApi, stripe_search_text
@@ -36,6 +39,8 @@ SYSTEM = "stripe"
 # Where a Stripe object names the Visma invoice and customer it is about.
 VISMA_INVOICE_KEY = "visma_invoice"
 VISMA_CUSTOMER_KEY = "visma_customer"
+# Where a Stripe TaxRate names the Visma VAT code it stands for.
+VISMA_VAT_CODE_KEY = "visma_vat_code"
 
 
 def _moment(unix: int | None) -> datetime | None:
@@ -290,38 +295,30 @@ def visma_field_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def visma_money(value: object, currency: str, *, field: str) -> Decimal:
-    """A Visma amount (a JSON number) as Decimal in the currency's minor unit."""
-    try:
-        amount = Decimal(str(value if value is not None else "0"))
-    except ArithmeticError:
-        raise SourceDataError(f"{field} {value!r} is not an amount") from None
-    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)))
+def stripe_minor_amount(amount: Decimal, currency: str) -> int:
+    """An amount in the integer smallest unit Stripe takes for the currency (the one place that converts)."""
+    return to_minor(amount, currency)
 
 
-def visma_billed_terms(invoice: Mapping) -> dict:
-    """What Stripe bills from a Visma invoice: amount, currency, due date and lines; a change to any is a change to
-    a sent invoice (its balance, status or notes are not)."""
+def stripe_line_tax(net: Decimal, percent: Decimal, currency: str) -> Decimal:
+    """The tax Stripe puts on one line at an exclusive percentage rate: per line item, to the smallest unit, half up
+    (docs.stripe.com/invoicing/taxes/tax-rates; the rounding is our assumption, docs/visma-invoices.md)."""
+    unit = Decimal(1).scaleb(-minor_units(currency))
+    return (net * percent / 100).quantize(unit, rounding=ROUND_HALF_UP)
+
+
+def visma_billed_terms(invoice: Mapping, *, base_currency: str) -> dict:
+    """What Stripe bills from a Visma invoice: total and VAT (in the document currency), currency, due date and lines;
+    a change to any is a change to a sent invoice (its balance, status or notes are not). An invoice whose figures
+    cannot be read is a term of its own (so it differs from a readable one)."""
     currency = str(invoice.get("currencyId") or "").upper()
+    terms = {"currency": currency, "due_date": str(invoice.get("documentDueDate") or "")[:10]}
     try:
-        places = Decimal(1).scaleb(-minor_units(currency))
-    except MoneyError:
-        places = Decimal("0.01")
-
-    def money(value: object) -> str:
-        try:
-            return str(Decimal(str(value)).quantize(places)) if value is not None else ""
-        except ArithmeticError:
-            return str(value)
-
-    return {
-        "amount": money(invoice.get("amountInCurrency")),
-        "vat": money(invoice.get("vatTotalInCurrency") or 0),
-        "currency": currency,
-        "due_date": str(invoice.get("documentDueDate") or "")[:10],
-        "lines": [[str(line.get("description") or ""), money(line.get("amountInCurrency"))]
-                  for line in invoice.get("invoiceLines") or []],
-    }
+        figures = visma_invoice_figures(invoice, base_currency=base_currency)
+    except SourceDataError as exc:
+        return {**terms, "amount": "", "vat": "", "lines": [], "unreadable": str(exc)}
+    return {**terms, "amount": str(figures.total), "vat": str(figures.vat),
+            "lines": [[line.description, str(line.net), line.vat_code or ""] for line in figures.lines]}
 
 
 def visma_billed_changes(before: Mapping, now: Mapping) -> list[str]:
@@ -330,6 +327,8 @@ def visma_billed_changes(before: Mapping, now: Mapping) -> list[str]:
     for term, label in (("amount", "amount"), ("vat", "VAT"), ("currency", "currency"), ("due_date", "due date")):
         if before.get(term) != now.get(term):
             changes.append(f"{label} {before.get(term) or 'none'} → {now.get(term) or 'none'}")
+    if before.get("unreadable") != now.get("unreadable") and now.get("unreadable"):
+        changes.append(f"figures unreadable: {now['unreadable']}")
     if before.get("lines") != now.get("lines"):
         changes.append(f"lines changed ({len(before.get('lines') or [])} → {len(now.get('lines') or [])} lines)")
     return changes
@@ -384,15 +383,29 @@ class VismaInvoicesStream(StripeSource):
         found = visma_field_text(invoice.get(settings.get("collect_field") or "paymentMethod")).lower()
         return bool(wanted) and wanted in found
 
+    def _base_currency(self) -> str:
+        """The Visma company's base currency (mirrored with the reference data, read once when missing)."""
+        base = tenant_base_currency(self.tenant, client=self.visma_client)
+        if not base:
+            raise SourceDataError("Visma names no base currency for the company (GET /v1/currency): invoice amounts "
+                                  "cannot be read")
+        return base
+
     def _source(self, invoice: dict) -> SourceObject:
         """The invoice as a source object; once it was sent to Stripe and what Stripe bills changed since, a source
         of its own per change (`<number>:changed:<digest>`), which transform flags: a sent invoice is never re-sent."""
         number = str(invoice["referenceNumber"])
         currency = str(invoice.get("currencyId") or "")
-        amount = Decimal(str(invoice.get("amountInCurrency") or 0))
+        try:
+            base = self._base_currency()
+        except SourceDataError:
+            # Read without figures; transform flags the invoice with the reason (a poll is not stopped by it).
+            base = ""
+        now = visma_billed_terms(invoice, base_currency=base)
+        amount = Decimal(now["amount"]) if now["amount"] else None
         sent = record_of(self.integration, self.name, number)
         if sent is not None and sent.status == RecordStatus.POSTED:
-            before, now = visma_billed_terms(sent.source_payload["invoice"]), visma_billed_terms(invoice)
+            before = visma_billed_terms(sent.source_payload["invoice"], base_currency=base)
             if before != now:
                 digest = hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()[:12]
                 return SourceObject(source_id=f"{number}:changed:{digest}",
@@ -417,7 +430,8 @@ class VismaInvoicesStream(StripeSource):
     def transform(self, source: SourceObject) -> Posting:
         invoice = source.payload["invoice"]
         if "sent" in source.payload:
-            changes = visma_billed_changes(source.payload["sent"], visma_billed_terms(invoice))
+            changes = visma_billed_changes(source.payload["sent"],
+                                           visma_billed_terms(invoice, base_currency=self._base_currency()))
             raise SourceDataError(
                 f"Visma invoice {invoice['referenceNumber']} changed after it was sent to Stripe as "
                 f"{source.payload['stripe_invoice']} ({'; '.join(changes)}): not re-sent; correct the Stripe invoice "
@@ -429,30 +443,44 @@ class VismaInvoicesStream(StripeSource):
         if invoice.get("status") != "Open":
             raise SourceDataError(f"Visma invoice {number} is {invoice.get('status')}: only released (Open) invoices "
                                   "are collected")
-        total = visma_money(invoice.get("amountInCurrency"), currency, field="amountInCurrency")
-        balance = visma_money(invoice.get("balanceInCurrency", invoice.get("amountInCurrency")), currency,
-                              field="balanceInCurrency")
-        if balance != total:
-            raise SourceDataError(f"Visma invoice {number} is partly paid ({balance} of {total} {currency} open)")
-        lines = [{"description": str(line.get("description") or f"Line {line.get('lineNumber')}"),
-                  "amount": str(visma_money(line.get("amountInCurrency"), currency, field="amountInCurrency"))}
-                 for line in invoice.get("invoiceLines") or []]
-        vat = visma_money(invoice.get("vatTotalInCurrency"), currency, field="vatTotalInCurrency")
-        if vat:
-            lines.append({"description": "VAT", "amount": str(vat)})
-        if sum((Decimal(line["amount"]) for line in lines), Decimal(0)) != total + vat:
-            raise SourceDataError(f"Visma invoice {number}: its lines do not add up to {total + vat} {currency}")
+        figures = visma_invoice_figures(invoice, base_currency=self._base_currency())
+        if figures.balance != figures.total:
+            raise SourceDataError(f"Visma invoice {number} is partly paid ({figures.balance} of {figures.total} "
+                                  f"{currency} open)")
+        day = date.fromisoformat(str(invoice.get("documentDate") or "")[:10]) if invoice.get("documentDate") \
+            else datetime.now(tz=UTC).date()
+        lines = self._stripe_lines(figures, day)
         customer = str((invoice.get("customer") or {}).get("number") or "")
         return Posting(
-            document="stripe_invoice", marker=self.marker(source.source_id), currency=currency,
-            date=date.fromisoformat(str(invoice.get("documentDate") or "")[:10]) if invoice.get("documentDate")
-            else datetime.now(tz=UTC).date(),
+            document="stripe_invoice", marker=self.marker(source.source_id), currency=currency, date=day,
             description=str(invoice.get("invoiceText") or f"Invoice {number}"),
-            facts=MatchFacts(transaction_type="invoice", amount=total + vat, currency=currency),
+            facts=MatchFacts(transaction_type="invoice", amount=figures.total, currency=currency),
             customer=customer,
             extra={"invoice_number": number, "lines": lines, "customer_name": (invoice.get("customer") or {})
-                   .get("name") or "", "due_date": str(invoice.get("documentDueDate") or "")[:10]},
+                   .get("name") or "", "due_date": str(invoice.get("documentDueDate") or "")[:10],
+                   "subtotal": str(figures.net), "vat": str(figures.vat), "total": str(figures.total)},
         )
+
+    def _stripe_lines(self, figures: VismaInvoiceFigures, day: date) -> list[dict]:
+        """The invoice's lines as Stripe will bill them: net amount, and the Visma VAT code with its rate on the
+        document date; SourceDataError when the VAT Stripe computes from them is not Visma's vatTotal."""
+        percents: dict[str, Decimal] = {}
+        for code in sorted({line.vat_code for line in figures.lines if line.vat_code}):
+            percent = visma_vat_rate_read(self.visma_client, code, day)
+            if percent is None:
+                raise SourceDataError(f"Visma invoice {figures.number}: Visma has no VAT code {code} with a rate on "
+                                      f"{day}")
+            percents[code] = percent
+        lines = [{"description": line.description or f"Line {line.line_number}", "amount": str(line.net),
+                  "vat_code": line.vat_code or "", "vat_percent": str(percents[line.vat_code]) if line.vat_code else ""}
+                 for line in figures.lines]
+        stripe_vat = sum((stripe_line_tax(line.net, percents[line.vat_code], figures.currency)
+                          for line in figures.lines if line.vat_code), Decimal(0))
+        if stripe_vat != figures.vat:
+            raise SourceDataError(
+                f"Visma invoice {figures.number}: Stripe would bill VAT {stripe_vat} {figures.currency} (its tax rates "
+                f"on each line), Visma's vatTotal is {figures.vat}: not sent, the totals would differ")
+        return lines
 
     def map(self, posting: Posting) -> MappingOutcome:
         return MappingOutcome(posting, None, [])
@@ -561,18 +589,48 @@ class VismaInvoicesStream(StripeSource):
         invoice = self.stripe.invoice(created.id)
         if invoice.status == "draft" and not invoice.lines.data:
             for index, line in enumerate(posting.extra["lines"]):
-                amount = int(Decimal(line["amount"]).scaleb(minor_units(posting.currency)))
-                self.stripe.invoice_item_create(
-                    {"customer": customer, "invoice": invoice.id, "currency": currency, "amount": amount,
-                     "description": line["description"]},
-                    idempotency_key=self._key("invoice", number, "line", index))
+                item = {"customer": customer, "invoice": invoice.id, "currency": currency,
+                        "amount": stripe_minor_amount(Decimal(line["amount"]), posting.currency),
+                        "description": line["description"]}
+                if line.get("vat_code"):
+                    item["tax_rates"] = [self._stripe_tax_rate(line["vat_code"], Decimal(line["vat_percent"]))]
+                self.stripe.invoice_item_create(item, idempotency_key=self._key("invoice", number, "line", index))
+            invoice = self.stripe.invoice(invoice.id)
         if invoice.status == "draft":
+            self._totals_check(invoice, posting)
             self.stripe.invoice_finalize(invoice.id, idempotency_key=self._key("invoice", number, "finalize"))
         self.stripe.invoice_send(invoice.id, idempotency_key=self._key("invoice", number, "send"))
         return Written.of(posting, invoice.id, kind=self.target_kind)
+
+    def _stripe_tax_rate(self, vat_code: str, percent: Decimal) -> str:
+        """The id of the Stripe TaxRate for a Visma VAT code at a percentage (exclusive, as Visma adds VAT to the
+        lines): an active one marked with the code, else a new one (created once: its key is the code and rate)."""
+        for rate in self.stripe.tax_rates(inclusive=False):
+            found = rate.to_dict()
+            if (found.get("metadata") or {}).get(VISMA_VAT_CODE_KEY) == vat_code and \
+                    Decimal(str(found.get("percentage"))) == percent:
+                return rate.id
+        params = {"display_name": "VAT", "description": f"Visma VAT code {vat_code}", "percentage": str(percent),
+                  "inclusive": False, "metadata": {VISMA_VAT_CODE_KEY: vat_code}}
+        return self.stripe.tax_rate_create(params, idempotency_key=self._key("tax_rate", vat_code, percent)).id
+
+    @staticmethod
+    def _totals_check(invoice: stripe.Invoice, posting: Posting) -> None:
+        """Before it is finalized: the draft's subtotal, tax and total are the Visma invoice's, else it stays a draft
+        and the record is flagged (a person compares both)."""
+        found = invoice.to_dict()
+        tax = sum(int(row.get("amount") or 0) for row in found.get("total_taxes") or [])
+        stripe_figures = (found.get("subtotal"), tax, found.get("total"))
+        visma_figures = tuple(stripe_minor_amount(Decimal(posting.extra[name]), posting.currency)
+                              for name in ("subtotal", "vat", "total"))
+        if stripe_figures != visma_figures:
+            raise PermanentError(
+                f"Stripe invoice {invoice.id} bills subtotal/tax/total {'/'.join(map(str, stripe_figures))}, Visma "
+                f"invoice {posting.extra['invoice_number']} {'/'.join(map(str, visma_figures))} (smallest units of "
+                f"{posting.currency}): left as a draft, not sent")
 
 
 STREAMS[VismaInvoicesStream.name] = VismaInvoicesStream
 
 __all__ = ["STREAMS", "ChargesStream", "DisputesStream", "RefundsStream", "StripeCustomerMatch", "VismaInvoicesStream",
-           "stripe_amount", "stripe_customer_match"]
+           "stripe_amount", "stripe_customer_match", "stripe_line_tax", "stripe_minor_amount"]

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from urllib.parse import quote
 
 from django.utils.dateparse import parse_datetime
@@ -88,6 +89,16 @@ class VismaFinancialPeriod:
     last_modified: datetime | None = None
 
 
+@dataclass(frozen=True)
+class VismaCurrency:
+    """A currency of the company (CurrencyDto): its code, whether it is the company's base currency, its decimals."""
+
+    code: str
+    description: str
+    is_base: bool
+    decimals: int | None
+
+
 def visma_timestamp(value: str | None) -> datetime | None:
     """A Visma timestamp as an aware datetime; one without an offset is taken as UTC (Visma does not say)."""
     if not value:
@@ -152,6 +163,28 @@ def visma_dimension_values_read(client: VismaClient, dimension: str = SUBACCOUNT
                 )
             )
     return values
+
+
+def visma_currencies_read(client: VismaClient, *, since: datetime | None = None) -> list[VismaCurrency]:
+    """Every currency of the company, the base one flagged (GET /v1/currency, CurrencyDto.isBaseCurrency; the list
+    has no delta filter: read whole each time)."""
+    return [VismaCurrency(code=str(row["id"]).strip().upper(), description=str(row.get("description") or ""),
+                          is_base=bool(row.get("isBaseCurrency")),
+                          decimals=int(row["decimalPrecision"]) if row.get("decimalPrecision") is not None else None)
+            for row in client.get_json("/v1/currency") or []]
+
+
+def visma_vat_rate_read(client: VismaClient, vat_id: str, day: date) -> Decimal | None:
+    """The rate (%) of a VAT code on `day`: the VAT schedule row with the latest startDate not after it
+    (GET /v1/vat/{vatId}, VatInformationDto.schedules[].startDate / vatRate); None when Visma lacks the code or it
+    has no rate then."""
+    vat = client.get_one(f"/v1/vat/{quote(vat_id, safe='')}")
+    rows = [row for row in (vat or {}).get("schedules") or []
+            if row.get("vatRate") is not None and str(row.get("startDate") or "")[:10] <= day.isoformat()]
+    if not rows:
+        return None
+    rate = Decimal(str(max(rows, key=lambda row: str(row.get("startDate") or ""))["vatRate"]))
+    return rate.quantize(Decimal(1)) if rate == rate.to_integral_value() else rate.normalize()
 
 
 def visma_customers_read(client: VismaClient, *, since: datetime | None = None) -> Iterator[VismaParty]:

@@ -299,7 +299,7 @@ def test_invoices_are_searched_by_creation_date_page_by_page(paypal_connection, 
     first = _api_calls(mocked)[0].request
     assert parse_qs(urlsplit(first.url).query) == {"page": ["1"], "page_size": ["100"], "total_required": ["true"]}
     assert first.body == (b'{"creation_date_range": {"start": "2026-03-01T00:00:00Z", '
-                          b'"end": "2026-03-02T00:00:00Z"}}')
+                          b'"end": "2026-03-02T00:00:00Z"}, "fields": ["items"]}')
 
 
 def test_paypal_times_in_every_shape_it_writes_are_read_as_utc():

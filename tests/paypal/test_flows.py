@@ -16,7 +16,7 @@ from connectors.paypal.flows import (
     ReversalsStream,
 )
 from connectors.pipeline import SourceDataError, SourceObject
-from mappings.models import ExternalReference, GLMappingRule
+from mappings.models import ExternalReference, GLMappingRule, VatCodeMapping
 from mappings.money import MoneyError
 from mappings.services import posting_map, posting_validate
 from tests.admin.factories import CustomerFactory
@@ -366,17 +366,100 @@ def test_a_draft_invoice_waits_and_a_cancelled_one_is_for_a_person(integration):
                                  "reject it")
 
 
-def test_an_invoice_with_paypal_tax_is_refused_since_visma_calculates_vat(integration):
-    # given
+def _taxed_invoice(percent: str = "24", total: str = "235.60") -> SourceObject:
+    """invoice_unpaid.json with VAT on both lines (170.00 and 20.00 net), PayPal's total as `total`."""
     source = _invoice()
-    source.payload["invoice"]["items"][0]["tax"] = {"name": "VAT", "percent": "24"}
+    invoice = source.payload["invoice"]
+    for item in invoice["items"]:
+        item["tax"] = {"name": "VAT", "percent": percent}
+    invoice["amount"] = {"currency_code": "EUR", "value": total}
+    return source
+
+
+def _visma_vat_code(visma, code: str, rate: float) -> None:
+    visma.add(responses.GET, f"{VISMA}/v1/vat/{code}", json={
+        "vatId": code, "description": f"Output VAT {rate} %",
+        "schedules": [{"startDate": "2024-09-01T00:00:00", "vatRate": rate},
+                      {"startDate": "2013-01-01T00:00:00", "vatRate": 22.0}]})
+
+
+def test_an_invoice_with_paypal_tax_gets_the_mapped_visma_vat_code_on_its_lines(integration, visma):
+    # given: PayPal's "VAT" at 24 % is Visma VAT code 3 (24 % since 2024-09-01)
+    VatCodeMapping.objects.create(tenant=integration.tenant, system="paypal", tax_name="VAT", percent=Decimal("24"),
+                                  vat_code="3")
+    _visma_vat_code(visma, "3", 24.0)
+
+    # when
+    posting = InvoicesStream(integration).transform(_taxed_invoice())
+
+    # then
+    assert posting.extra["lines"] == [
+        {"description": "Guided trail day", "quantity": "2", "unit_price": "85.00", "vat_code": "3"},
+        {"description": "Trail map set", "quantity": "1", "amount": "20.00", "vat_code": "3"},
+    ]
+    assert (posting.extra["net"], posting.extra["vat"], posting.facts.amount) == ("190.00", "45.60",
+                                                                                  Decimal("235.60"))
+    assert [(line.role, line.credit) for line in posting.lines] == [("account", Decimal("170.00")),
+                                                                    ("account", Decimal("20.00"))]
+
+
+def test_a_tax_mapped_by_percent_alone_is_used_for_any_tax_name(integration, visma):
+    # given
+    VatCodeMapping.objects.create(tenant=integration.tenant, system="paypal", tax_name="", percent=Decimal("24"),
+                                  vat_code="3")
+    _visma_vat_code(visma, "3", 24.0)
+    source = _taxed_invoice()
+    for item in source.payload["invoice"]["items"]:
+        item["tax"]["name"] = "ALV"
+
+    # when
+    posting = InvoicesStream(integration).transform(source)
+
+    # then
+    assert [line["vat_code"] for line in posting.extra["lines"]] == ["3", "3"]
+
+
+def test_an_invoice_with_a_paypal_tax_no_visma_vat_code_is_mapped_to_is_flagged(integration):
+    # given
+    source = _taxed_invoice()
 
     # when
     with pytest.raises(SourceDataError) as raised:
         InvoicesStream(integration).transform(source)
 
     # then
-    assert str(raised.value).startswith("PayPal invoice INV2-Z56S-5LLA-Q52L-CPZ5 line 1 carries PayPal tax")
+    assert str(raised.value) == ("PayPal invoice INV2-Z56S-5LLA-Q52L-CPZ5 line 1: tax VAT 24 % has no Visma VAT code "
+                                 "mapped (admin: VAT code mappings)")
+
+
+def test_a_paypal_total_visma_would_not_reach_is_flagged_naming_both_totals(integration, visma):
+    # given: PayPal bills 24 %, the mapped Visma code is 25.5 %
+    VatCodeMapping.objects.create(tenant=integration.tenant, system="paypal", tax_name="VAT", percent=Decimal("24"),
+                                  vat_code="3")
+    _visma_vat_code(visma, "3", 25.5)
+
+    # when
+    with pytest.raises(SourceDataError) as raised:
+        InvoicesStream(integration).transform(_taxed_invoice())
+
+    # then
+    assert str(raised.value) == (
+        "PayPal invoice INV2-Z56S-5LLA-Q52L-CPZ5: Visma would total 238.45 EUR (lines 190.00 + VAT 48.45 by VAT code), "
+        "PayPal's invoice total is 235.60 EUR: not written, the totals would differ")
+
+
+def test_an_invoice_read_from_a_search_row_without_items_is_not_taken_for_one_without_lines(integration):
+    # given: a search-invoices row as PayPal gives it without fields=items
+    source = _invoice()
+    del source.payload["invoice"]["items"]
+
+    # when
+    with pytest.raises(SourceDataError) as raised:
+        InvoicesStream(integration).transform(source)
+
+    # then
+    assert str(raised.value) == ("PayPal invoice INV2-Z56S-5LLA-Q52L-CPZ5 was read without its items (a search result "
+                                 "without fields=items): replay it to read the invoice whole")
 
 
 def test_a_capture_paying_a_paypal_invoice_on_its_way_to_visma_waits_for_it(integration, visma):

@@ -6,7 +6,9 @@ from decimal import Decimal
 import time_machine
 
 from sandbox.models import PayPalToken, PayPalTransaction, PayPalWebhookEvent
-from sandbox.paypal import Payer, paypal_capture_create, paypal_refund_create, paypal_sandbox_configure
+from sandbox.paypal import (
+    Payer, paypal_capture_create, paypal_invoice_search_row, paypal_refund_create, paypal_sandbox_configure,
+)
 from sandbox.paypal_openapi import paypal_response_problems
 from tests.paypal.conftest import BASE, basic
 
@@ -340,3 +342,14 @@ def test_the_signing_certificate_is_served_as_pem(paypal_app, client):
     assert response.status_code == 200
     assert response.content.decode() == certificate.certificate_pem
     assert response.content.startswith(b"-----BEGIN CERTIFICATE-----")
+
+def test_the_sandbox_search_row_carries_only_the_collections_fields_names():
+    # given
+    invoice = {"id": "INV2-1", "items": [{"name": "Tent"}], "payments": {"paid_amount": {}}, "refunds": {},
+               "detail": {"attachments": [{"id": "a"}], "currency_code": "EUR"}, "additional_recipients": ["x"]}
+
+    # then
+    assert paypal_invoice_search_row(invoice, None) == {"id": "INV2-1", "detail": {"currency_code": "EUR"}}
+    assert paypal_invoice_search_row(invoice, ["items", "refunds"]) == {
+        "id": "INV2-1", "items": [{"name": "Tent"}], "refunds": {}, "detail": {"currency_code": "EUR"}}
+    assert paypal_invoice_search_row(invoice, "payments,attachments")["payments"] == {"paid_amount": {}}

@@ -13,6 +13,7 @@ from connectors.stripe.flows import (
     VismaInvoicesStream,
     stripe_amount,
     stripe_customer_match,
+    stripe_line_tax,
     visma_billed_changes,
     visma_billed_terms,
     visma_field_text,
@@ -64,31 +65,46 @@ def test_the_collection_criterion_is_configurable(db, settings, invoice, collect
     assert VismaInvoicesStream(integration).is_for_stripe(invoice) is collected
 
 
-SENT = {"referenceNumber": "200001", "currencyId": "EUR", "amountInCurrency": 129.9, "vatTotalInCurrency": 0.0,
-        "documentDueDate": "2026-06-30T00:00:00", "balanceInCurrency": 129.9, "status": "Open", "note": None,
-        "invoiceLines": [{"description": "Tent", "amountInCurrency": 120.0},
-                         {"description": "Pegs", "amountInCurrency": 9.9}]}
+SENT = {"referenceNumber": "200001", "currencyId": "EUR", "exchangeRate": 1.0, "amount": 129.9,
+        "amountInCurrency": 129.9, "detailTotal": 129.9, "detailTotalInCurrency": 129.9, "vatTotal": 0.0,
+        "vatTotalInCurrency": 0.0, "documentDueDate": "2026-06-30T00:00:00", "balance": 129.9,
+        "balanceInCurrency": 129.9, "status": "Open", "note": None,
+        "invoiceLines": [{"description": "Tent", "amount": 120.0, "amountInCurrency": 120.0},
+                         {"description": "Pegs", "amount": 9.9, "amountInCurrency": 9.9}]}
+
+
+def _terms(invoice: dict) -> dict:
+    return visma_billed_terms(invoice, base_currency="EUR")
 
 
 def test_balance_status_and_note_are_not_billed_terms():
     # given
-    paid_in_part = {**SENT, "balanceInCurrency": 29.9, "status": "Closed", "note": "Called",
+    paid_in_part = {**SENT, "balance": 29.9, "balanceInCurrency": 29.9, "status": "Closed", "note": "Called",
                     "amountInCurrency": "129.90"}
 
     # then
-    assert visma_billed_terms(paid_in_part) == visma_billed_terms(SENT)
-    assert visma_billed_changes(visma_billed_terms(SENT), visma_billed_terms(paid_in_part)) == []
+    assert _terms(paid_in_part) == _terms(SENT)
+    assert visma_billed_changes(_terms(SENT), _terms(paid_in_part)) == []
 
 
 def test_each_changed_billed_term_is_named_with_before_and_after():
     # given
     changed = {**SENT, "currencyId": "SEK", "documentDueDate": "2026-07-31T00:00:00",
-               "invoiceLines": [{"description": "Tent (green)", "amountInCurrency": 120.0},
-                                {"description": "Pegs", "amountInCurrency": 9.9}]}
+               "invoiceLines": [{"description": "Tent (green)", "amount": 120.0, "amountInCurrency": 120.0},
+                                {"description": "Pegs", "amount": 9.9, "amountInCurrency": 9.9}]}
 
     # then
-    assert visma_billed_changes(visma_billed_terms(SENT), visma_billed_terms(changed)) == [
+    assert visma_billed_changes(_terms(SENT), _terms(changed)) == [
         "currency EUR → SEK", "due date 2026-06-30 → 2026-07-31", "lines changed (2 → 2 lines)"]
+
+
+def test_vat_added_to_a_sent_invoice_is_a_change_of_amount_and_vat():
+    # given: 25 % VAT on both lines added in Visma after the invoice was sent
+    with_vat = {**SENT, "vatTotal": 32.48, "vatTotalInCurrency": 32.48, "amount": 162.38,
+                "amountInCurrency": 162.38, "balance": 162.38, "balanceInCurrency": 162.38}
+
+    # then
+    assert visma_billed_changes(_terms(SENT), _terms(with_vat)) == ["amount 129.90 → 162.38", "VAT 0.00 → 32.48"]
 
 
 class StripeCustomers:
@@ -233,3 +249,45 @@ def test_a_customer_billed_in_another_currency_is_flagged_naming_both(db):
     assert problems == [("Stripe customer cus_A of Visma customer 10004 Helsinki Trail Oy is billed in SEK; Visma "
                          "invoice 200001 is in EUR")]
     assert api.created == []
+
+
+def _draft(subtotal: int, taxes: list[int], total: int) -> stripe.Invoice:
+    return stripe.Invoice.construct_from({
+        "id": "in_draft", "object": "invoice", "status": "draft", "subtotal": subtotal, "total": total,
+        "total_taxes": [{"amount": amount, "tax_behavior": "exclusive", "type": "tax_rate_details",
+                         "tax_rate_details": {"tax_rate": "txr_1"}, "taxable_amount": subtotal} for amount in taxes]},
+        "sk_test")
+
+
+def _billing(subtotal: str, vat: str, total: str) -> Posting:
+    return Posting(document="stripe_invoice", marker=hand_marker("visma-invoice-300001"), currency="NOK",
+                   date=date(2026, 5, 4), description="Order 300001", customer="10002",
+                   facts=MatchFacts(transaction_type="invoice", amount=Decimal(total), currency="NOK"),
+                   extra={"invoice_number": "300001", "subtotal": subtotal, "vat": vat, "total": total})
+
+
+def test_a_draft_billing_what_visma_bills_passes_the_totals_check():
+    # then: no error
+    VismaInvoicesStream._totals_check(_draft(80000, [20000], 100000), _billing("800.00", "200.00", "1000.00"))
+
+
+def test_a_draft_whose_totals_differ_from_visma_is_not_finalized():
+    # when
+    with pytest.raises(PermanentError) as refused:
+        VismaInvoicesStream._totals_check(_draft(80000, [20100], 100100), _billing("800.00", "200.00", "1000.00"))
+
+    # then
+    assert str(refused.value) == (
+        "Stripe invoice in_draft bills subtotal/tax/total 80000/20100/100100, Visma invoice 300001 80000/20000/100000 "
+        "(smallest units of NOK): left as a draft, not sent")
+
+
+@pytest.mark.parametrize("net, percent, currency, tax", [
+    (Decimal("800.00"), Decimal("25"), "NOK", Decimal("200.00")),
+    (Decimal("0.35"), Decimal("25"), "EUR", Decimal("0.09")),
+    (Decimal("8000"), Decimal("25"), "JPY", Decimal("2000")),
+    (Decimal("333"), Decimal("12.5"), "JPY", Decimal("42")),
+])
+def test_the_tax_stripe_puts_on_a_line_is_rounded_to_the_smallest_unit(net, percent, currency, tax):
+    # then
+    assert stripe_line_tax(net, percent, currency) == tax

@@ -13,7 +13,7 @@ from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.models import Customer, CustomerInvoice, DimensionValue, GLAccount, GLMappingRule, Supplier
 from mappings.reference import (
     InvoiceFound, ReferenceRefresh, customer_invoice_by_reference, reference_data_refresh, reference_exists_live,
-    reference_live_check,
+    reference_live_check, tenant_base_currency,
 )
 from mappings.services import posting_validate
 from tests.factories import (
@@ -44,6 +44,7 @@ def _visma_has_everything(mocked, *, customers_delta=None, suppliers_delta=None,
     # The financial calendar is read whole every time (GET /v1/financialPeriod has no delta).
     mocked.add(responses.GET, f"{API}/v1/financialPeriod", json=payload("financial_periods.json"),
                match=[matchers.query_param_matcher({})])
+    mocked.add(responses.GET, f"{API}/v1/currency", json=payload("currencies.json"))
 
 
 @time_machine.travel(REFRESH_TIME, tick=False)
@@ -61,7 +62,9 @@ def test_a_full_refresh_mirrors_every_kind_and_revalidates_the_rules(visma_conne
 
     # then
     assert refresh == ReferenceRefresh(accounts=3, dimension_values=3, customers=3, suppliers=1,
-                                       customer_invoices=2, financial_periods=12, deactivated=0, invalid_rules=1)
+                                       customer_invoices=2, currencies=2, financial_periods=12, deactivated=0,
+                                       invalid_rules=1)
+    assert tenant_base_currency(tenant) == "NOK"
     accounts = GLAccount.objects.filter(tenant=tenant)
     assert list(accounts.values_list("number", "account_type", "currency", "active")) == [
         ("1920", "Asset", "EUR", True), ("3000", "Income", "", True), ("7770", "Expense", "", False),
@@ -149,7 +152,8 @@ def test_a_delta_refresh_reads_from_the_last_refresh_less_the_overlap_and_moves_
     assert dict(SyncCursor.objects.filter(integration=integration).values_list("stream", "position")) == {
         "visma:reference:accounts": REFRESH_TIME, "visma:reference:dimension_values": REFRESH_TIME,
         "visma:reference:customers": REFRESH_TIME, "visma:reference:suppliers": REFRESH_TIME,
-        "visma:reference:customer_invoices": REFRESH_TIME, "visma:reference:financial_periods": REFRESH_TIME,
+        "visma:reference:customer_invoices": REFRESH_TIME, "visma:reference:currencies": REFRESH_TIME,
+        "visma:reference:financial_periods": REFRESH_TIME,
     }
 
 
@@ -182,7 +186,7 @@ def test_an_unknown_kind_is_refused_before_any_call(visma_connection, mocked):
     # then
     assert str(raised.value) == (
         "unknown reference kind(s) projects; known: accounts, dimension_values, customers, suppliers, "
-        "customer_invoices, financial_periods"
+        "customer_invoices, currencies, financial_periods"
     )
     assert len(mocked.calls) == 0
 
@@ -331,3 +335,17 @@ def test_an_invoice_reference_a_stale_mirror_lacks_is_looked_for_in_one_delta_re
                                           payable=True)
     assert [call.request.url.split("?")[0] for call in mocked.calls] == [
         "https://connect.visma.com/connect/token", f"{API}/v1/customerinvoice"]
+
+
+def test_the_base_currency_is_read_from_visma_once_when_the_mirror_has_none(visma_connection, mocked):
+    # given
+    token_reply(mocked)
+    mocked.add(responses.GET, f"{API}/v1/currency", json=payload("currencies.json"))
+
+    # when
+    first = tenant_base_currency(visma_connection.tenant)
+    again = tenant_base_currency(visma_connection.tenant)
+
+    # then
+    assert (first, again) == ("NOK", "NOK")
+    assert len([call for call in mocked.calls if call.request.url.endswith("/v1/currency")]) == 1
