@@ -34,7 +34,11 @@ EVENTS_KEPT_SECONDS = 30 * 24 * 3600
 DECLINED_TOKEN = "tok_chargeDeclined"
 DISPUTE_TOKEN = "tok_createDispute"
 PREFIX = {"customer": "cus", "invoiceitem": "ii", "invoice": "in", "charge": "ch", "dispute": "dp", "event": "evt",
-          "refund": "re", "balance_transaction": "txn", "invoice_payment": "inpay"}
+          "refund": "re", "balance_transaction": "txn", "invoice_payment": "inpay", "payment_intent": "pi"}
+# The API version the emulator renders: stripe==16.1.0's (stripe/_api_version.py), the one our client pins. Its
+# shapes follow that package's typed objects (stripe/_charge.py, _invoice.py, _invoice_payment.py,
+# _payment_intent.py), as the vendored spec3.yaml is of 2023-08-16 (vendor_specs/stripe/SOURCES.md).
+API_VERSION = "2026-10-28.endive"
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -205,7 +209,7 @@ def event_emit(account: StripeAccount, event_type: str, body: dict, *, previous:
     if previous:
         data["previous_attributes"] = previous
     event = {
-        "id": new_id("event"), "object": "event", "api_version": "2025-11-17.clover", "created": now(),
+        "id": new_id("event"), "object": "event", "api_version": API_VERSION, "created": now(),
         "data": data, "livemode": False, "pending_webhooks": 1 if account.webhook_url else 0,
         "request": {"id": None, "idempotency_key": None}, "type": event_type,
     }
@@ -219,6 +223,11 @@ def expanded(account: StripeAccount, body: dict, expand: list[str] | None) -> di
     result = dict(body)
     for path in expand:
         field = path.split(".")[-1] if path.startswith("data.") else path
+        if field == "payments" and result.get("object") == "invoice":
+            # Invoice.payments is includable: present only when expanded (stripe/_invoice.py `payments`).
+            result["payments"] = invoice_payments_list(account, {"invoice": result["id"]},
+                                                       url="/v1/invoice_payments")
+            continue
         value = result.get(field)
         if isinstance(value, str):
             row = StripeObject.objects.filter(account=account, stripe_id=value).first()
@@ -462,10 +471,10 @@ def invoice_create(account: StripeAccount, params: Mapping) -> dict:
         "subtotal": 0, "total": 0, "amount_due": 0, "amount_paid": 0, "amount_remaining": 0,
         "attempt_count": 0, "attempted": False, "hosted_invoice_url": None, "invoice_pdf": None,
         "footer": params.get("footer") or None,
-        "payments": {"object": "list", "data": [], "has_more": False, "url": "/v1/invoice_payments"},
+        # No `charge` and no `payment_intent` (gone in the pinned version); `payments` only when expanded.
         "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None,
                                "voided_at": None},
-        "last_finalization_error": None, "charge": None,
+        "last_finalization_error": None,
     }
     invoice["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
     # Stripe's default "include" pulls the customer's pending invoice items of the invoice's currency in.
@@ -498,6 +507,8 @@ def invoice_finalize(account: StripeAccount, invoice_id: str, params: Mapping) -
     if invoice["amount_due"] == 0:
         invoice["status"] = "paid"
         invoice["status_transitions"]["paid_at"] = now()
+    else:
+        _invoice_default_payment(account, invoice)
     _save(account, invoice)
     event_emit(account, "invoice.finalized", invoice, previous={"status": "draft"})
     if invoice["status"] == "paid":
@@ -531,33 +542,84 @@ def invoice_pay(account: StripeAccount, invoice_id: str, params: Mapping) -> dic
     invoice["attempt_count"] += 1
     invoice["attempted"] = True
     if _bool(params, "paid_out_of_band"):
-        return _invoice_paid(account, invoice, charge=None)
+        return _invoice_paid(account, invoice)
     token = str(params.get("source") or params.get("payment_method") or "tok_visa")
+    payment = _invoice_default_payment(account, invoice)
+    intent = object_get(account, "payment_intent", payment["payment"]["payment_intent"], lock=True)
     try:
         charge = _charge_make(account, amount=invoice["amount_remaining"], currency=invoice["currency"],
                               customer=invoice["customer"], token=token,
                               description=f"Payment for Invoice {invoice['number']}", metadata={},
-                              invoice=invoice["id"])
+                              payment_intent=intent["id"])
     except StripeApiError as declined:  # the failed charge stays, as on Stripe
-        invoice["charge"] = declined.body["error"].get("charge")
+        intent.update(latest_charge=declined.body["error"].get("charge"), status="requires_payment_method",
+                      last_payment_error={"type": "card_error", "code": declined.body["error"].get("code"),
+                                          "message": str(declined)})
+        _save(account, intent)
         _save(account, invoice)
         event_emit(account, "invoice.payment_failed", invoice)
         raise
-    return _invoice_paid(account, invoice, charge=charge)
+    intent.update(latest_charge=charge["id"], status="succeeded", amount_received=charge["amount"],
+                  last_payment_error=None)
+    _save(account, intent)
+    payment.update(status="paid", amount_paid=charge["amount"])
+    payment["status_transitions"]["paid_at"] = now()
+    _save(account, payment)
+    return _invoice_paid(account, invoice)
 
 
-def _invoice_paid(account: StripeAccount, invoice: dict, *, charge: dict | None) -> dict:
+def _invoice_default_payment(account: StripeAccount, invoice: dict) -> dict:
+    """The invoice's default InvoicePayment and its payment intent, made at finalization when missing (stripe/
+    _invoice_payment.py `is_default`: "Stripe automatically creates a default InvoicePayment when the invoice is
+    finalized"; `payment.type` payment_intent)."""
+    rows = StripeObject.objects.filter(account=account, object_type="invoice_payment", body__invoice=invoice["id"],
+                                       body__is_default=True)
+    found = rows.first()
+    if found is not None:
+        return found.body
+    intent = _store(account, {
+        "id": new_id("payment_intent"), "object": "payment_intent", "created": now(), "livemode": False,
+        "amount": invoice["amount_remaining"], "amount_received": 0, "currency": invoice["currency"],
+        "customer": invoice["customer"], "description": f"Payment for Invoice {invoice['number']}",
+        "latest_charge": None, "last_payment_error": None, "metadata": {}, "payment_method_types": ["card"],
+        "status": "requires_payment_method",
+    })
+    return _store(account, {
+        "id": new_id("invoice_payment"), "object": "invoice_payment", "created": now(), "livemode": False,
+        "amount_paid": None, "amount_requested": invoice["amount_remaining"], "currency": invoice["currency"],
+        "invoice": invoice["id"], "is_default": True,
+        "payment": {"type": "payment_intent", "payment_intent": intent["id"]}, "status": "open",
+        "status_transitions": {"canceled_at": None, "paid_at": None},
+    })
+
+
+def invoice_payments_list(account: StripeAccount, params: Mapping, *, url: str) -> dict:
+    """GET /v1/invoice_payments: filters `invoice`, `payment[type]` with `payment[payment_intent]`, and `status`
+    (stripe/params/_invoice_payment_list_params.py); `payment[type]` is required when `payment` is given."""
+    where: dict[str, Any] = {}
+    if params.get("invoice"):
+        where["invoice"] = params["invoice"]
+    if params.get("status"):
+        if params["status"] not in ("canceled", "open", "paid"):
+            raise StripeApiError(400, f"Invalid status: {params['status']}", param="status")
+        where["status"] = params["status"]
+    payment = params.get("payment")
+    if payment not in (None, ""):
+        if not isinstance(payment, dict) or not payment.get("type"):
+            raise StripeApiError(400, "Missing required param: payment[type].", param="payment[type]",
+                                 code="parameter_missing")
+        if payment["type"] not in ("payment_intent", "payment_record"):
+            raise StripeApiError(400, f"Invalid payment[type]: {payment['type']}", param="payment[type]")
+        where["payment__type"] = payment["type"]
+        if payment.get(payment["type"]):
+            where[f"payment__{payment['type']}"] = payment[payment["type"]]
+    return object_list(account, "invoice_payment", params, url=url, where=where)
+
+
+def _invoice_paid(account: StripeAccount, invoice: dict) -> dict:
     paid = invoice["amount_remaining"]
     invoice.update(status="paid", amount_paid=invoice["amount_paid"] + paid, amount_remaining=0)
     invoice["status_transitions"]["paid_at"] = now()
-    if charge is not None:
-        invoice["charge"] = charge["id"]
-        invoice["payments"]["data"].append({
-            "id": new_id("invoice_payment"), "object": "invoice_payment", "amount_paid": paid,
-            "amount_requested": paid, "currency": invoice["currency"], "invoice": invoice["id"], "is_default": True,
-            "livemode": False, "payment": {"type": "charge", "charge": charge["id"]}, "status": "paid",
-            "created": now(),
-        })
     _save(account, invoice)
     event_emit(account, "invoice.paid", invoice, previous={"status": "open"})
     return invoice
@@ -574,7 +636,7 @@ def fee_for(amount: int, currency: str) -> int:
 
 
 def _charge_make(account: StripeAccount, *, amount: int, currency: str, customer: str | None, token: str,
-                 description: str | None, metadata: dict, invoice: str | None = None) -> dict:
+                 description: str | None, metadata: dict, payment_intent: str | None = None) -> dict:
     minimum = MINIMUM_AMOUNT.get(currency, 50)
     if amount < minimum:
         shown = amount if currency in ZERO_DECIMAL else f"{Decimal(amount).scaleb(-2):.2f}"
@@ -583,7 +645,9 @@ def _charge_make(account: StripeAccount, *, amount: int, currency: str, customer
     created = now()
     charge = {
         "id": new_id("charge"), "object": "charge", "created": created, "livemode": False, "amount": amount,
-        "amount_captured": 0, "amount_refunded": 0, "currency": currency, "customer": customer, "invoice": invoice,
+        "amount_captured": 0, "amount_refunded": 0, "currency": currency, "customer": customer,
+        # No `invoice` (gone in the pinned version, stripe/_charge.py); an invoice's charge has its payment intent.
+        "payment_intent": payment_intent,
         "description": description, "metadata": metadata, "balance_transaction": None, "captured": False,
         "paid": False, "refunded": False, "disputed": False, "status": "failed", "failure_code": None,
         "failure_message": None, "outcome": None, "receipt_url": None,

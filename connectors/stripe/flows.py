@@ -35,6 +35,8 @@ SYSTEM = "stripe"
 # Where a Stripe object names the Visma invoice and customer it is about.
 VISMA_INVOICE_KEY = "visma_invoice"
 VISMA_CUSTOMER_KEY = "visma_customer"
+# Stands in for the invoice when one payment intent pays several Stripe invoices.
+SEVERAL_INVOICES = "several_invoices"
 
 
 def _moment(unix: int | None) -> datetime | None:
@@ -86,6 +88,11 @@ class StripeSource(Stream):
     def visma_invoice(self, references: list[Mapping], *, currency: str, what: str) -> dict:
         """The Visma invoice named in the metadata of `references` (charge, then its Stripe invoice): number, customer
         and currency, checked against Visma; SourceDataError when none is named, Visma lacks it or currencies differ."""
+        several = next((ref for ref in references if ref.get(SEVERAL_INVOICES)), None)
+        if several is not None:
+            raise SourceDataError(f"{what}: its payment intent {several['payment_intent']} pays several Stripe invoices "
+                                  f"({', '.join(several[SEVERAL_INVOICES])}); which Visma invoice it settles needs a "
+                                  "person")
         number = next((str(ref["metadata"][VISMA_INVOICE_KEY]) for ref in references
                        if (ref.get("metadata") or {}).get(VISMA_INVOICE_KEY)), "")
         if not number:
@@ -104,9 +111,23 @@ class StripeSource(Stream):
         return {"number": number, "customer": customer or named, "currency": visma_currency or currency.upper()}
 
     def _charge_with_invoice(self, charge_id: str) -> tuple[dict, dict | None]:
-        charge = self.stripe.charge(charge_id).to_dict()
-        invoice_id = charge.get("invoice")
-        invoice = self.stripe.invoice(invoice_id).to_dict() if isinstance(invoice_id, str) and invoice_id else None
+        """The charge (numbers as Decimal) and the Stripe invoice it paid, or None.
+
+        In the pinned API version a charge does not name its invoice (`Charge.invoice` is gone): the invoice is found
+        through the InvoicePayment of the charge's payment intent. A stale `invoice` key on the charge is never read.
+        """
+        charge = self.stripe.charge_data(charge_id)
+        intent = charge.get("payment_intent")
+        intent_id = intent.get("id") if isinstance(intent, Mapping) else intent
+        if not isinstance(intent_id, str) or not intent_id:
+            return charge, None
+        invoice_ids = list(dict.fromkeys(
+            str(payment["invoice"]["id"] if isinstance(payment.get("invoice"), Mapping) else payment["invoice"])
+            for payment in self.stripe.invoice_payments_of(intent_id) if payment.get("invoice")))
+        if len(invoice_ids) > 1:
+            # Flagged by visma_invoice when the record is transformed: which Visma invoice it settles needs a person.
+            return charge, {SEVERAL_INVOICES: invoice_ids, "payment_intent": intent_id}
+        invoice = self.stripe.invoice(invoice_ids[0]).to_dict() if invoice_ids else None
         return charge, invoice
 
 
