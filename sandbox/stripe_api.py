@@ -24,6 +24,11 @@ from .models import StripeAccount, StripeIdempotentRequest, StripeObject
 # Stripe's zero-decimal currencies (docs.stripe.com/currencies#zero-decimal).
 ZERO_DECIMAL = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
                           "xaf", "xof", "xpf"})
+# docs.stripe.com/currencies "Three-decimal currencies": the last digit of the amount must be 0.
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+# docs.stripe.com/currencies "Special cases"; support.stripe.com "Deprecation of fractional ISK charges and refunds":
+# ISK amounts stay two-decimal (100 = 1 króna) and must be divisible by 100 in charges, invoices and refunds.
+WHOLE_UNITS = frozenset({"isk"})
 # Stripe's minimum charge amounts, in the smallest unit (docs.stripe.com/currencies#minimum-and-maximum-charge-amounts).
 MINIMUM_AMOUNT = {"usd": 50, "eur": 50, "gbp": 30, "nok": 300, "sek": 300, "dkk": 250, "chf": 50, "jpy": 50}
 # The emulator's card pricing: a percentage and a fixed part in the smallest unit (JPY: 3.6 %, no fixed part).
@@ -132,6 +137,18 @@ def _currency(params: Mapping, *, required: bool = True, default: str | None = N
     if not re.fullmatch(r"[a-z]{3}", raw):
         raise StripeApiError(400, f"Invalid currency: {raw}.", param="currency")
     return raw
+
+
+def _amount_allowed(amount: int, currency: str, param: str = "amount") -> int:
+    """Refuse an amount Stripe refuses for its currency (fractional ISK, a three-decimal amount not ending in 0)."""
+    if currency in WHOLE_UNITS and amount % 100:
+        raise StripeApiError(400, f"Invalid amount. Currency {currency.upper()} has become effectively zero-decimal "
+                                  "and charged amounts must be evenly divisible by 100.", param=param,
+                             code="invalid_charge_amount_no_decimal_compatible")
+    if currency in THREE_DECIMAL and amount % 10:
+        raise StripeApiError(400, f"Invalid amount. Amounts in {currency.upper()} must end in 0.", param=param,
+                             code="amount_invalid")
+    return amount
 
 
 def _metadata(params: Mapping, existing: Mapping | None = None) -> dict[str, str]:
@@ -401,7 +418,7 @@ def invoice_item_create(account: StripeAccount, params: Mapping) -> dict:
         raise StripeApiError(400, "Missing required param: customer.", param="customer", code="parameter_missing")
     object_get(account, "customer", customer_id, param="customer")
     currency = _currency(params, default=account.default_currency)
-    amount = _int(params, "amount", required=True)
+    amount = _amount_allowed(_int(params, "amount", required=True), currency)
     invoice_id = params.get("invoice") or None
     if invoice_id:
         invoice = object_get(account, "invoice", invoice_id, param="invoice", lock=True)
@@ -637,6 +654,7 @@ def fee_for(amount: int, currency: str) -> int:
 
 def _charge_make(account: StripeAccount, *, amount: int, currency: str, customer: str | None, token: str,
                  description: str | None, metadata: dict, payment_intent: str | None = None) -> dict:
+    _amount_allowed(amount, currency)
     minimum = MINIMUM_AMOUNT.get(currency, 50)
     if amount < minimum:
         shown = amount if currency in ZERO_DECIMAL else f"{Decimal(amount).scaleb(-2):.2f}"

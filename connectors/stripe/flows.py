@@ -25,10 +25,11 @@ from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.postings import CUSTOMER_INVOICES
 from connectors.visma.target import INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.money import MoneyError, from_minor, minor_units
+from mappings.money import MoneyError, minor_units
 from mappings.services import MappingOutcome
 
 from .client import StripeApi, stripe_search_text
+from .currencies import stripe_amount, stripe_minor, stripe_minor_units
 from .webhooks import stripe_event_objects
 
 SYSTEM = "stripe"
@@ -45,13 +46,6 @@ def _moment(unix: int | None) -> datetime | None:
 
 def _day(unix: int | None) -> date:
     return (_moment(unix) or datetime.now(tz=UTC)).date()
-
-
-def stripe_amount(minor: object, currency: str, *, field: str) -> Decimal:
-    """Stripe's integer smallest unit → Decimal in the currency (JPY 5000 → 5000, NOK 125000 → 1250.00)."""
-    if isinstance(minor, bool) or not isinstance(minor, int):
-        raise SourceDataError(f"{field} {minor!r} is not an integer amount")
-    return from_minor(minor, currency)
 
 
 class StripeSource(Stream):
@@ -155,7 +149,7 @@ class ChargesStream(StripeToVisma, StripeSource):
         invoice = source.payload.get("invoice")
         charge_id = charge["id"]
         currency = str(charge.get("currency") or "").upper()
-        minor_units(currency)
+        stripe_minor_units(currency)
         references = [charge, *([invoice] if invoice else [])]
         visma = self.visma_invoice(references, currency=currency, what=f"charge {charge_id}")
         gross = stripe_amount(charge.get("amount"), currency, field="amount")
@@ -483,6 +477,11 @@ class VismaInvoicesStream(StripeSource):
                             f"account collects {', '.join(allowed)}")
         if not posting.customer:
             problems.append(f"Visma invoice {posting.extra['invoice_number']} has no customer")
+        for index, line in enumerate(posting.extra.get("lines") or []):
+            try:
+                stripe_minor(Decimal(line["amount"]), posting.currency, field=f"line {index + 1}")
+            except (SourceDataError, MoneyError) as exc:
+                problems.append(f"Visma invoice {posting.extra['invoice_number']}: {exc}")
         if posting.facts.amount <= 0:
             problems.append(f"Visma invoice {posting.extra['invoice_number']} has nothing to collect")
         if not problems:
@@ -579,7 +578,7 @@ class VismaInvoicesStream(StripeSource):
         invoice = self.stripe.invoice(created.id)
         if invoice.status == "draft" and not invoice.lines.data:
             for index, line in enumerate(posting.extra["lines"]):
-                amount = int(Decimal(line["amount"]).scaleb(minor_units(posting.currency)))
+                amount = stripe_minor(Decimal(line["amount"]), posting.currency, field=f"line {index + 1}")
                 self.stripe.invoice_item_create(
                     {"customer": customer, "invoice": invoice.id, "currency": currency, "amount": amount,
                      "description": line["description"]},
