@@ -35,6 +35,10 @@ MINIMUM_AMOUNT = {"usd": 50, "eur": 50, "gbp": 30, "nok": 300, "sek": 300, "dkk"
 FEE_PERCENT = {"jpy": Decimal("3.6")}
 FEE_FIXED = {"usd": 30, "eur": 25, "gbp": 20, "nok": 200, "sek": 180, "dkk": 180, "chf": 30, "jpy": 0}
 DEFAULT_FEE_PERCENT = Decimal("2.9")
+# The emulator's conversion rates (one unit of the charge's currency in the settlement currency) for accounts that
+# settle in one currency; Stripe's own rates move, these are fixed so tests can reckon.
+CONVERSION_RATES = {("eur", "sek"): Decimal("11.42"), ("eur", "nok"): Decimal("11.62"),
+                    ("usd", "sek"): Decimal("10.52"), ("nok", "sek"): Decimal("0.975")}
 EVENTS_KEPT_SECONDS = 30 * 24 * 3600
 DECLINED_TOKEN = "tok_chargeDeclined"
 DISPUTE_TOKEN = "tok_createDispute"
@@ -683,11 +687,13 @@ def _charge_make(account: StripeAccount, *, amount: int, currency: str, customer
         event_emit(account, "charge.failed", charge)
         raise StripeApiError(402, "Your card was declined.", type_="card_error", code="card_declined",
                              extra={"decline_code": "generic_decline", "charge": charge["id"]})
-    fee = fee_for(amount, currency)
+    settled_in, settled, rate = _settlement(account, amount, currency)
+    fee = fee_for(settled, settled_in)
     balance = {
         "id": new_id("balance_transaction"), "object": "balance_transaction", "created": created,
-        "available_on": created + 2 * 86400, "amount": amount, "currency": currency, "fee": fee, "net": amount - fee,
-        "fee_details": [{"amount": fee, "currency": currency, "description": "Stripe processing fees",
+        "available_on": created + 2 * 86400, "amount": settled, "currency": settled_in, "fee": fee,
+        "net": settled - fee, "exchange_rate": rate,
+        "fee_details": [{"amount": fee, "currency": settled_in, "description": "Stripe processing fees",
                          "type": "stripe_fee"}],
         "reporting_category": "charge", "source": charge["id"], "status": "pending", "type": "charge",
     }
@@ -701,6 +707,21 @@ def _charge_make(account: StripeAccount, *, amount: int, currency: str, customer
     if token == DISPUTE_TOKEN:
         dispute_open(account, charge)
     return charge
+
+
+def _settlement(account: StripeAccount, amount: int, currency: str) -> tuple[str, int, float | None]:
+    """(currency, amount, exchange_rate) of the balance transaction. Converted when the account settles in another
+    currency (stripe/_balance_transaction.py: `amount` in the settlement currency = the charge's amount times
+    `exchange_rate`, a JSON number; null when nothing was converted)."""
+    target = account.settlement_currency.lower()
+    if not target or target == currency:
+        return currency, amount, None
+    rate = CONVERSION_RATES.get((currency, target))
+    if rate is None:
+        raise StripeApiError(400, f"The emulator has no conversion rate {currency}→{target}.", param="currency")
+    places = (0 if target in ZERO_DECIMAL else 2) - (0 if currency in ZERO_DECIMAL else 2)
+    settled = int((Decimal(amount).scaleb(places) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return target, settled, float(rate)
 
 
 def charge_create(account: StripeAccount, params: Mapping) -> dict:

@@ -22,6 +22,7 @@ from audit.selectors import record_of
 from connectors.pipeline import Written
 from connectors.errors import PermanentError, WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
+from connectors.visma.currency import Settlement, converted_within_rounding, settlement_valued, visma_exchange_rate
 from connectors.visma.postings import CUSTOMER_INVOICES
 from connectors.visma.target import INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
@@ -168,17 +169,26 @@ class ChargesStream(StripeToVisma, StripeSource):
         balance = charge.get("balance_transaction")
         if not isinstance(balance, Mapping):
             raise SourceDataError(f"charge {charge_id} has no balance transaction (fee and net unknown)")
-        fee = stripe_amount(balance.get("fee"), str(balance.get("currency") or currency), field="fee")
-        net = stripe_amount(balance.get("net"), str(balance.get("currency") or currency), field="net")
-        if str(balance.get("currency") or currency).upper() != currency:
-            raise SourceDataError(f"charge {charge_id} in {currency} settled in {balance.get('currency')}: "
-                                  "a converted charge needs a person")
-        if net != gross - fee:
-            raise SourceDataError(f"charge {charge_id}: gross {gross} less fee {fee} is not net {net} {currency}")
+        settled_in = str(balance.get("currency") or currency).upper()
+        fee = stripe_amount(balance.get("fee"), settled_in, field="fee")
+        net = stripe_amount(balance.get("net"), settled_in, field="net")
         customer = visma["customer"]
-        lines = [PostingLine(role="clearing", debit=net, description=f"Stripe {charge_id} net · customer {customer}")]
-        if fee:
-            lines.append(PostingLine(role="fee", debit=fee, description=f"Stripe {charge_id} fee"))
+        settlement = None
+        if settled_in != currency:
+            settlement = self.settlement(charge, balance, gross=gross, fee=fee, net=net)
+        elif net != gross - fee:
+            raise SourceDataError(f"charge {charge_id}: gross {gross} less fee {fee} is not net {net} {currency}")
+        if settlement is None:
+            lines = [PostingLine(role="clearing", debit=net,
+                                 description=f"Stripe {charge_id} net · customer {customer}")]
+            if fee:
+                lines.append(PostingLine(role="fee", debit=fee, description=f"Stripe {charge_id} fee"))
+        else:
+            # The payment moves clearing by the gross at Visma's rate; the fee and the exchange difference leave it
+            # in a journal of the settlement currency (connectors/visma/postings.py _settlement_journal).
+            lines = [PostingLine(role="clearing", debit=gross, description=f"Stripe {charge_id} · customer {customer}"),
+                     PostingLine(role="fee", description=f"Stripe {charge_id} fee"),
+                     PostingLine(role="exchange_difference", description=f"Stripe {charge_id} exchange difference")]
         lines.append(PostingLine(role="account", credit=gross,
                                  description=f"Stripe {charge_id} · invoice {visma['number']}"))
         return Posting(
@@ -189,8 +199,30 @@ class ChargesStream(StripeToVisma, StripeSource):
                              customer_group=self.mirror.customer_class(customer)),
             lines=lines, customer=customer,
             extra={"invoice_number": visma["number"], "stripe_id": charge_id, "gross": str(gross), "fee": str(fee),
-                   "net": str(net)},
+                   "net": str(net), **({"settlement": settlement.to_json()} if settlement else {})},
         )
+
+    def settlement(self, charge: Mapping, balance: Mapping, *, gross: Decimal, fee: Decimal,
+                   net: Decimal) -> Settlement:
+        """A charge Stripe converted into the settlement currency (balance transaction `amount`, `fee`, `net` in it,
+        `exchange_rate`: stripe/_balance_transaction.py), valued at Visma's rate on the charge's day."""
+        charge_id, currency = charge["id"], str(charge["currency"]).upper()
+        settled_in = str(balance["currency"]).upper()
+        amount = stripe_amount(balance.get("amount"), settled_in, field="balance_transaction.amount")
+        raw_rate = balance.get("exchange_rate")
+        if raw_rate is None or isinstance(raw_rate, bool) or isinstance(raw_rate, float):
+            raise SourceDataError(f"charge {charge_id}: settled in {settled_in} without an exact exchange_rate "
+                                  f"({raw_rate!r})")
+        rate = Decimal(str(raw_rate))
+        if net != amount - fee:
+            raise SourceDataError(f"charge {charge_id}: amount {amount} less fee {fee} is not net {net} {settled_in}")
+        if rate <= 0 or not converted_within_rounding(amount=gross, converted=amount, rate=rate, currency=settled_in):
+            raise SourceDataError(f"charge {charge_id}: balance transaction amount {amount} {settled_in} is not "
+                                  f"{gross} {currency} × exchange_rate {rate}")
+        visma_rate = visma_exchange_rate(self.visma_client, from_currency=currency, to_currency=settled_in,
+                                         day=_day(charge.get("created")))
+        return settlement_valued(transaction_gross=gross, transaction_currency=currency, currency=settled_in,
+                                 net=net, fee=fee, exchange_rate=rate, visma_rate=visma_rate)
 
 
 class DisputesStream(StripeToVisma, StripeSource):

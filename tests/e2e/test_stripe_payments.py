@@ -213,3 +213,35 @@ def test_the_events_poll_posts_a_payment_whose_webhook_never_came(world):
     assert world.record("charges", world.charge_of(paid.id)).status == "posted"
     assert len(world.visma("customer_payment")) == 1
     assert run.status == "completed"
+
+
+def test_a_eur_invoice_paid_through_an_account_settling_in_sek_moves_clearing_by_stripes_net(world):
+    # given: the Stripe account settles in SEK (the sandbox Visma company's base currency) and converts at 11.42;
+    # Visma's EUR rate is 11.50. Visma invoice 100002 is EUR 120.00 for customer 10004
+    world.account.settlement_currency = "sek"
+    world.account.save()
+    GLMappingRule.objects.filter(tenant=world.tenant).update(exchange_difference_account="7960")
+    invoice_id = world.stripe_invoice_for("100002", 12000, "eur")
+    world.stripe.v1.invoices.pay(invoice_id, {"source": "tok_visa"})
+    charge_id = world.charge_of(invoice_id)
+
+    # when
+    world.deliver_and_process()
+
+    # then: Stripe: 120.00 EUR × 11.42 = 1370.40 SEK, fee 2.9 % + 1.80 = 41.54, net 1328.86 SEK
+    record = world.record("charges", charge_id)
+    assert (record.status, record.target_kind) == ("posted", "customer_payment")
+    [payment] = world.visma("customer_payment")
+    assert (Decimal(str(payment["paymentAmount"])), payment["currency"]) == (Decimal("120.00"), "EUR")
+    # applied in full to the invoice (the sandbox lowers its balance once the payment is released: ledger's item 6)
+    assert [(line["refNbr"], Decimal(str(line["amountPaid"]))) for line in payment["paymentLines"]] == [
+        ("100002", Decimal("120.00"))]
+    [journal] = [journal for journal in world.visma("journal")
+                 if journal["journalTransactionLines"][0]["referenceNumber"]
+                 == world.marker("charges", charge_id, "fee")]
+    assert journal["currencyId"] == "SEK"
+    # the sale at Visma's rate is 1380.00 SEK; Stripe's rate gave 1370.40: 9.60 SEK exchange difference
+    assert journal_lines(journal) == [("7770", "41.54", "0.00"), ("7960", "9.60", "0.00"), ("1580", "0.00", "51.14")]
+    # the clearing account: the payment at Visma's rate, less the journal, is exactly what Stripe credited
+    payment_in_sek = Decimal("120.00") * Decimal("11.50")
+    assert payment_in_sek - Decimal("51.14") == Decimal("1328.86")
