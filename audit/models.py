@@ -1,5 +1,6 @@
 """The ledger of moved records (`SyncRecord` and its states) and the append-only audit trail."""
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -24,7 +25,9 @@ class SyncRecord(models.Model):
     source_id = models.CharField(max_length=255)
     status = models.CharField(max_length=16, choices=RecordStatus.choices, default=RecordStatus.RECEIVED)
 
-    source_payload = models.JSONField(default=dict, help_text="The source object as last read from its system.")
+    # Vendor JSON is read with parse_float=Decimal; a Decimal is kept as its exact text.
+    source_payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder,
+                                      help_text="The source object as last read from its system.")
     source_updated_at = models.DateTimeField(null=True, blank=True)
     amount = models.DecimalField(max_digits=19, decimal_places=4, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)

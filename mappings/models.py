@@ -239,6 +239,9 @@ class GLMappingRule(models.Model):
     gl_account = models.CharField("GL account", max_length=32, help_text="Revenue / receivable account")
     fee_account = models.CharField(max_length=32, blank=True, help_text="Where the processor's fee goes")
     clearing_account = models.CharField(max_length=32, blank=True, help_text="Processor clearing account (net)")
+    exchange_difference_account = models.CharField(
+        max_length=32, blank=True,
+        help_text="Where the difference between the processor's exchange rate and Visma's goes (converted payments)")
     dimensions = models.JSONField(
         default=dict,
         blank=True,

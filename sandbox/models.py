@@ -301,6 +301,9 @@ class StripeAccount(models.Model):
     secret_key = models.CharField(max_length=200, unique=True)
     name = models.CharField(max_length=200, blank=True)
     default_currency = models.CharField(max_length=3, default="nok")
+    # docs.stripe.com/currencies "Currency presentment and settlement": a charge in another currency than the
+    # settlement currency is converted to it. Empty: the account settles every currency it charges in.
+    settlement_currency = models.CharField(max_length=3, blank=True, default="")
     webhook_url = models.URLField(max_length=500, blank=True)
     webhook_secret = models.CharField(max_length=200, blank=True, help_text="The endpoint's whsec_… signing secret.")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -285,9 +285,11 @@ def _search_row(*, transaction_id: str, event_code: str, at: datetime, amount: D
 def paypal_capture_create(*, amount: Decimal | str, currency: str, payer: Payer, invoice_id: str = "",
                           custom_id: str = "", fee: Decimal | str | None = None, at: datetime | None = None,
                           publication_delay: timedelta | None = None, event_code: str = T_CHECKOUT_PAYMENT,
-                          notify: bool = True) -> PayPalObject:
+                          notify: bool = True, receivable_currency: str = "",
+                          exchange_rate: Decimal | str | None = None) -> PayPalObject:
     """A buyer pays through Checkout: an order (with the payer) and its completed capture, the fee taken, a row in
-    Transaction Search, and PAYMENT.CAPTURE.COMPLETED raised."""
+    Transaction Search, and PAYMENT.CAPTURE.COMPLETED raised. With `receivable_currency` (and PayPal's
+    `exchange_rate` to it) PayPal converts the net into the account's currency."""
     at = (at or paypal_now()).replace(microsecond=0)
     gross = quantize(Decimal(str(amount)), currency)
     fee = quantize(Decimal(str(fee)), currency) if fee is not None else paypal_fee(gross, currency)
@@ -313,6 +315,13 @@ def paypal_capture_create(*, amount: Decimal | str, currency: str, payer: Payer,
         "supplementary_data": {"related_ids": {"order_id": order_id}},
         "payee": {"email_address": MERCHANT_EMAIL, "merchant_id": MERCHANT_ID},
     }
+    if receivable_currency and receivable_currency != currency:
+        # payments_payment_v2.json seller_receivable_breakdown: receivable_amount "is computed as net_amount times
+        # exchange_rate", returned only when the account credits another currency; exchange_rate.value a string.
+        rate = Decimal(str(exchange_rate))
+        capture["seller_receivable_breakdown"].update(
+            receivable_amount=money((gross - fee) * rate, receivable_currency),
+            exchange_rate={"source_currency": currency, "target_currency": receivable_currency, "value": f"{rate:f}"})
     if invoice_id:
         capture["invoice_id"] = invoice_id
     if custom_id:

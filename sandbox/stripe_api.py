@@ -24,17 +24,31 @@ from .models import StripeAccount, StripeIdempotentRequest, StripeObject
 # Stripe's zero-decimal currencies (docs.stripe.com/currencies#zero-decimal).
 ZERO_DECIMAL = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
                           "xaf", "xof", "xpf"})
+# docs.stripe.com/currencies "Three-decimal currencies": the last digit of the amount must be 0.
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+# docs.stripe.com/currencies "Special cases"; support.stripe.com "Deprecation of fractional ISK charges and refunds":
+# ISK amounts stay two-decimal (100 = 1 króna) and must be divisible by 100 in charges, invoices and refunds.
+WHOLE_UNITS = frozenset({"isk"})
 # Stripe's minimum charge amounts, in the smallest unit (docs.stripe.com/currencies#minimum-and-maximum-charge-amounts).
 MINIMUM_AMOUNT = {"usd": 50, "eur": 50, "gbp": 30, "nok": 300, "sek": 300, "dkk": 250, "chf": 50, "jpy": 50}
 # The emulator's card pricing: a percentage and a fixed part in the smallest unit (JPY: 3.6 %, no fixed part).
 FEE_PERCENT = {"jpy": Decimal("3.6")}
 FEE_FIXED = {"usd": 30, "eur": 25, "gbp": 20, "nok": 200, "sek": 180, "dkk": 180, "chf": 30, "jpy": 0}
 DEFAULT_FEE_PERCENT = Decimal("2.9")
+# The emulator's conversion rates (one unit of the charge's currency in the settlement currency) for accounts that
+# settle in one currency; Stripe's own rates move, these are fixed so tests can reckon.
+CONVERSION_RATES = {("eur", "sek"): Decimal("11.42"), ("eur", "nok"): Decimal("11.62"),
+                    ("usd", "sek"): Decimal("10.52"), ("nok", "sek"): Decimal("0.975")}
 EVENTS_KEPT_SECONDS = 30 * 24 * 3600
 DECLINED_TOKEN = "tok_chargeDeclined"
 DISPUTE_TOKEN = "tok_createDispute"
 PREFIX = {"customer": "cus", "invoiceitem": "ii", "invoice": "in", "charge": "ch", "dispute": "dp", "event": "evt",
-          "refund": "re", "balance_transaction": "txn", "invoice_payment": "inpay", "tax_rate": "txr"}
+          "refund": "re", "balance_transaction": "txn", "invoice_payment": "inpay", "payment_intent": "pi",
+          "tax_rate": "txr"}
+# The API version the emulator renders: stripe==16.1.0's (stripe/_api_version.py), the one our client pins. Its
+# shapes follow that package's typed objects (stripe/_charge.py, _invoice.py, _invoice_payment.py,
+# _payment_intent.py), as the vendored spec3.yaml is of 2023-08-16 (vendor_specs/stripe/SOURCES.md).
+API_VERSION = "2026-10-28.endive"
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -130,6 +144,18 @@ def _currency(params: Mapping, *, required: bool = True, default: str | None = N
     return raw
 
 
+def _amount_allowed(amount: int, currency: str, param: str = "amount") -> int:
+    """Refuse an amount Stripe refuses for its currency (fractional ISK, a three-decimal amount not ending in 0)."""
+    if currency in WHOLE_UNITS and amount % 100:
+        raise StripeApiError(400, f"Invalid amount. Currency {currency.upper()} has become effectively zero-decimal "
+                                  "and charged amounts must be evenly divisible by 100.", param=param,
+                             code="invalid_charge_amount_no_decimal_compatible")
+    if currency in THREE_DECIMAL and amount % 10:
+        raise StripeApiError(400, f"Invalid amount. Amounts in {currency.upper()} must end in 0.", param=param,
+                             code="amount_invalid")
+    return amount
+
+
 def _metadata(params: Mapping, existing: Mapping | None = None) -> dict[str, str]:
     metadata = dict(existing or {})
     given = params.get("metadata")
@@ -205,7 +231,7 @@ def event_emit(account: StripeAccount, event_type: str, body: dict, *, previous:
     if previous:
         data["previous_attributes"] = previous
     event = {
-        "id": new_id("event"), "object": "event", "api_version": "2025-11-17.clover", "created": now(),
+        "id": new_id("event"), "object": "event", "api_version": API_VERSION, "created": now(),
         "data": data, "livemode": False, "pending_webhooks": 1 if account.webhook_url else 0,
         "request": {"id": None, "idempotency_key": None}, "type": event_type,
     }
@@ -219,6 +245,11 @@ def expanded(account: StripeAccount, body: dict, expand: list[str] | None) -> di
     result = dict(body)
     for path in expand:
         field = path.split(".")[-1] if path.startswith("data.") else path
+        if field == "payments" and result.get("object") == "invoice":
+            # Invoice.payments is includable: present only when expanded (stripe/_invoice.py `payments`).
+            result["payments"] = invoice_payments_list(account, {"invoice": result["id"]},
+                                                       url="/v1/invoice_payments")
+            continue
         value = result.get(field)
         if isinstance(value, str):
             row = StripeObject.objects.filter(account=account, stripe_id=value).first()
@@ -443,7 +474,7 @@ def invoice_item_create(account: StripeAccount, params: Mapping) -> dict:
         raise StripeApiError(400, "Missing required param: customer.", param="customer", code="parameter_missing")
     object_get(account, "customer", customer_id, param="customer")
     currency = _currency(params, default=account.default_currency)
-    amount = _int(params, "amount", required=True)
+    amount = _amount_allowed(_int(params, "amount", required=True), currency)
     invoice_id = params.get("invoice") or None
     if invoice_id:
         invoice = object_get(account, "invoice", invoice_id, param="invoice", lock=True)
@@ -558,10 +589,10 @@ def invoice_create(account: StripeAccount, params: Mapping) -> dict:
         "amount_due": 0, "amount_paid": 0, "amount_remaining": 0,
         "attempt_count": 0, "attempted": False, "hosted_invoice_url": None, "invoice_pdf": None,
         "footer": params.get("footer") or None,
-        "payments": {"object": "list", "data": [], "has_more": False, "url": "/v1/invoice_payments"},
+        # No `charge` and no `payment_intent` (gone in the pinned version); `payments` only when expanded.
         "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None,
                                "voided_at": None},
-        "last_finalization_error": None, "charge": None,
+        "last_finalization_error": None,
     }
     invoice["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
     # Stripe's default "include" pulls the customer's pending invoice items of the invoice's currency in.
@@ -594,6 +625,8 @@ def invoice_finalize(account: StripeAccount, invoice_id: str, params: Mapping) -
     if invoice["amount_due"] == 0:
         invoice["status"] = "paid"
         invoice["status_transitions"]["paid_at"] = now()
+    else:
+        _invoice_default_payment(account, invoice)
     _save(account, invoice)
     event_emit(account, "invoice.finalized", invoice, previous={"status": "draft"})
     if invoice["status"] == "paid":
@@ -627,33 +660,84 @@ def invoice_pay(account: StripeAccount, invoice_id: str, params: Mapping) -> dic
     invoice["attempt_count"] += 1
     invoice["attempted"] = True
     if _bool(params, "paid_out_of_band"):
-        return _invoice_paid(account, invoice, charge=None)
+        return _invoice_paid(account, invoice)
     token = str(params.get("source") or params.get("payment_method") or "tok_visa")
+    payment = _invoice_default_payment(account, invoice)
+    intent = object_get(account, "payment_intent", payment["payment"]["payment_intent"], lock=True)
     try:
         charge = _charge_make(account, amount=invoice["amount_remaining"], currency=invoice["currency"],
                               customer=invoice["customer"], token=token,
                               description=f"Payment for Invoice {invoice['number']}", metadata={},
-                              invoice=invoice["id"])
+                              payment_intent=intent["id"])
     except StripeApiError as declined:  # the failed charge stays, as on Stripe
-        invoice["charge"] = declined.body["error"].get("charge")
+        intent.update(latest_charge=declined.body["error"].get("charge"), status="requires_payment_method",
+                      last_payment_error={"type": "card_error", "code": declined.body["error"].get("code"),
+                                          "message": str(declined)})
+        _save(account, intent)
         _save(account, invoice)
         event_emit(account, "invoice.payment_failed", invoice)
         raise
-    return _invoice_paid(account, invoice, charge=charge)
+    intent.update(latest_charge=charge["id"], status="succeeded", amount_received=charge["amount"],
+                  last_payment_error=None)
+    _save(account, intent)
+    payment.update(status="paid", amount_paid=charge["amount"])
+    payment["status_transitions"]["paid_at"] = now()
+    _save(account, payment)
+    return _invoice_paid(account, invoice)
 
 
-def _invoice_paid(account: StripeAccount, invoice: dict, *, charge: dict | None) -> dict:
+def _invoice_default_payment(account: StripeAccount, invoice: dict) -> dict:
+    """The invoice's default InvoicePayment and its payment intent, made at finalization when missing (stripe/
+    _invoice_payment.py `is_default`: "Stripe automatically creates a default InvoicePayment when the invoice is
+    finalized"; `payment.type` payment_intent)."""
+    rows = StripeObject.objects.filter(account=account, object_type="invoice_payment", body__invoice=invoice["id"],
+                                       body__is_default=True)
+    found = rows.first()
+    if found is not None:
+        return found.body
+    intent = _store(account, {
+        "id": new_id("payment_intent"), "object": "payment_intent", "created": now(), "livemode": False,
+        "amount": invoice["amount_remaining"], "amount_received": 0, "currency": invoice["currency"],
+        "customer": invoice["customer"], "description": f"Payment for Invoice {invoice['number']}",
+        "latest_charge": None, "last_payment_error": None, "metadata": {}, "payment_method_types": ["card"],
+        "status": "requires_payment_method",
+    })
+    return _store(account, {
+        "id": new_id("invoice_payment"), "object": "invoice_payment", "created": now(), "livemode": False,
+        "amount_paid": None, "amount_requested": invoice["amount_remaining"], "currency": invoice["currency"],
+        "invoice": invoice["id"], "is_default": True,
+        "payment": {"type": "payment_intent", "payment_intent": intent["id"]}, "status": "open",
+        "status_transitions": {"canceled_at": None, "paid_at": None},
+    })
+
+
+def invoice_payments_list(account: StripeAccount, params: Mapping, *, url: str) -> dict:
+    """GET /v1/invoice_payments: filters `invoice`, `payment[type]` with `payment[payment_intent]`, and `status`
+    (stripe/params/_invoice_payment_list_params.py); `payment[type]` is required when `payment` is given."""
+    where: dict[str, Any] = {}
+    if params.get("invoice"):
+        where["invoice"] = params["invoice"]
+    if params.get("status"):
+        if params["status"] not in ("canceled", "open", "paid"):
+            raise StripeApiError(400, f"Invalid status: {params['status']}", param="status")
+        where["status"] = params["status"]
+    payment = params.get("payment")
+    if payment not in (None, ""):
+        if not isinstance(payment, dict) or not payment.get("type"):
+            raise StripeApiError(400, "Missing required param: payment[type].", param="payment[type]",
+                                 code="parameter_missing")
+        if payment["type"] not in ("payment_intent", "payment_record"):
+            raise StripeApiError(400, f"Invalid payment[type]: {payment['type']}", param="payment[type]")
+        where["payment__type"] = payment["type"]
+        if payment.get(payment["type"]):
+            where[f"payment__{payment['type']}"] = payment[payment["type"]]
+    return object_list(account, "invoice_payment", params, url=url, where=where)
+
+
+def _invoice_paid(account: StripeAccount, invoice: dict) -> dict:
     paid = invoice["amount_remaining"]
     invoice.update(status="paid", amount_paid=invoice["amount_paid"] + paid, amount_remaining=0)
     invoice["status_transitions"]["paid_at"] = now()
-    if charge is not None:
-        invoice["charge"] = charge["id"]
-        invoice["payments"]["data"].append({
-            "id": new_id("invoice_payment"), "object": "invoice_payment", "amount_paid": paid,
-            "amount_requested": paid, "currency": invoice["currency"], "invoice": invoice["id"], "is_default": True,
-            "livemode": False, "payment": {"type": "charge", "charge": charge["id"]}, "status": "paid",
-            "created": now(),
-        })
     _save(account, invoice)
     event_emit(account, "invoice.paid", invoice, previous={"status": "open"})
     return invoice
@@ -670,7 +754,8 @@ def fee_for(amount: int, currency: str) -> int:
 
 
 def _charge_make(account: StripeAccount, *, amount: int, currency: str, customer: str | None, token: str,
-                 description: str | None, metadata: dict, invoice: str | None = None) -> dict:
+                 description: str | None, metadata: dict, payment_intent: str | None = None) -> dict:
+    _amount_allowed(amount, currency)
     minimum = MINIMUM_AMOUNT.get(currency, 50)
     if amount < minimum:
         shown = amount if currency in ZERO_DECIMAL else f"{Decimal(amount).scaleb(-2):.2f}"
@@ -679,7 +764,9 @@ def _charge_make(account: StripeAccount, *, amount: int, currency: str, customer
     created = now()
     charge = {
         "id": new_id("charge"), "object": "charge", "created": created, "livemode": False, "amount": amount,
-        "amount_captured": 0, "amount_refunded": 0, "currency": currency, "customer": customer, "invoice": invoice,
+        "amount_captured": 0, "amount_refunded": 0, "currency": currency, "customer": customer,
+        # No `invoice` (gone in the pinned version, stripe/_charge.py); an invoice's charge has its payment intent.
+        "payment_intent": payment_intent,
         "description": description, "metadata": metadata, "balance_transaction": None, "captured": False,
         "paid": False, "refunded": False, "disputed": False, "status": "failed", "failure_code": None,
         "failure_message": None, "outcome": None, "receipt_url": None,
@@ -697,11 +784,13 @@ def _charge_make(account: StripeAccount, *, amount: int, currency: str, customer
         event_emit(account, "charge.failed", charge)
         raise StripeApiError(402, "Your card was declined.", type_="card_error", code="card_declined",
                              extra={"decline_code": "generic_decline", "charge": charge["id"]})
-    fee = fee_for(amount, currency)
+    settled_in, settled, rate = _settlement(account, amount, currency)
+    fee = fee_for(settled, settled_in)
     balance = {
         "id": new_id("balance_transaction"), "object": "balance_transaction", "created": created,
-        "available_on": created + 2 * 86400, "amount": amount, "currency": currency, "fee": fee, "net": amount - fee,
-        "fee_details": [{"amount": fee, "currency": currency, "description": "Stripe processing fees",
+        "available_on": created + 2 * 86400, "amount": settled, "currency": settled_in, "fee": fee,
+        "net": settled - fee, "exchange_rate": rate,
+        "fee_details": [{"amount": fee, "currency": settled_in, "description": "Stripe processing fees",
                          "type": "stripe_fee"}],
         "reporting_category": "charge", "source": charge["id"], "status": "pending", "type": "charge",
     }
@@ -715,6 +804,21 @@ def _charge_make(account: StripeAccount, *, amount: int, currency: str, customer
     if token == DISPUTE_TOKEN:
         dispute_open(account, charge)
     return charge
+
+
+def _settlement(account: StripeAccount, amount: int, currency: str) -> tuple[str, int, float | None]:
+    """(currency, amount, exchange_rate) of the balance transaction. Converted when the account settles in another
+    currency (stripe/_balance_transaction.py: `amount` in the settlement currency = the charge's amount times
+    `exchange_rate`, a JSON number; null when nothing was converted)."""
+    target = account.settlement_currency.lower()
+    if not target or target == currency:
+        return currency, amount, None
+    rate = CONVERSION_RATES.get((currency, target))
+    if rate is None:
+        raise StripeApiError(400, f"The emulator has no conversion rate {currency}→{target}.", param="currency")
+    places = (0 if target in ZERO_DECIMAL else 2) - (0 if currency in ZERO_DECIMAL else 2)
+    settled = int((Decimal(amount).scaleb(places) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return target, settled, float(rate)
 
 
 def charge_create(account: StripeAccount, params: Mapping) -> dict:

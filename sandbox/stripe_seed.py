@@ -1,16 +1,26 @@
-"""The Stripe emulator's seed: an account (secret key, webhook endpoint and secret) and a few demo customers."""
+"""The Stripe emulator's seed: an account (secret key, webhook endpoint and secret), demo customers and, when the
+Visma sandbox holds its demo invoices, Stripe invoices for them: paid, failed, disputed and refunded."""
 from __future__ import annotations
+
+from decimal import Decimal
 
 from django.db import transaction
 
 from . import stripe_api
-from .models import StripeAccount, StripeObject
+from .models import StripeAccount, StripeObject, VismaDocument
+from .stripe_api import DECLINED_TOKEN, DISPUTE_TOKEN, StripeApiError, ZERO_DECIMAL
 
 STRIPE_SANDBOX_SECRET_KEY = "sk_test_51NordlysSandbox0000000000"
 STRIPE_SANDBOX_WEBHOOK_SECRET = "whsec_nordlys_sandbox_0000000000"
 # Demo customers, each naming the Visma customer it stands for (see sandbox/visma_seed.py).
 DEMO_CUSTOMERS = (("Nordic Outdoor AB", "orders@nordic-outdoor.example", "10001"),
-                  ("Fjordline Sport AS", "post@fjordline-sport.example", "10002"))
+                  ("Fjordline Sport AS", "post@fjordline-sport.example", "10002"),
+                  ("Helsinki Trail Oy", "info@helsinki-trail.example", "10004"))
+# Demo Stripe invoices for the Visma sandbox's invoices (visma_seed._seed_documents), and what happens to each:
+# 100002 is paid; 100001 is paid, then part of it refunded; 100003's first card is declined, the second pays and
+# is disputed.
+DEMO_INVOICES = (("100002", "paid"), ("100001", "refunded"), ("100003", "failed, then disputed"))
+DEMO_REFUND_SHARE = Decimal("0.2")
 
 
 def stripe_sandbox_seed(*, secret_key: str = STRIPE_SANDBOX_SECRET_KEY, webhook_url: str = "",
@@ -22,8 +32,55 @@ def stripe_sandbox_seed(*, secret_key: str = STRIPE_SANDBOX_SECRET_KEY, webhook_
                                              "webhook_secret": webhook_secret, "default_currency": "nok"})
         created = 0
         if demo and not StripeObject.objects.filter(account=account, object_type="customer").exists():
+            customers = {}
             for name, email, visma_customer in DEMO_CUSTOMERS:
-                stripe_api.customer_create(account, {"name": name, "email": email,
-                                                     "metadata": {"visma_customer": visma_customer}})
+                customers[visma_customer] = stripe_api.customer_create(
+                    account, {"name": name, "email": email, "metadata": {"visma_customer": visma_customer}})
                 created += 1
+            stripe_demo_invoices(account, customers)
     return account, created
+
+
+def _visma_open_amount(number: str) -> tuple[str, str, Decimal] | None:
+    """(Visma customer, currency, open amount) of a Visma sandbox invoice, or None when it is not there."""
+    document = VismaDocument.objects.filter(collection="customer_invoice", key=number).first()
+    if document is None:
+        return None
+    body = document.body
+    return (str(body["customer"]["number"]), str(body["currencyId"]).lower(),
+            Decimal(str(body.get("balanceInCurrency", body.get("amountInCurrency")))))
+
+
+def stripe_demo_invoices(account: StripeAccount, customers: dict[str, dict]) -> list[str]:
+    """The demo's Stripe invoices (DEMO_INVOICES), each naming its Visma invoice and customer in metadata; those whose
+    Visma invoice or Stripe customer is missing are left out. Returns the Stripe invoice ids."""
+    made = []
+    for number, story in DEMO_INVOICES:
+        found = _visma_open_amount(number)
+        if found is None or found[0] not in customers:
+            continue
+        visma_customer, currency, amount = found
+        minor = int(amount.scaleb(0 if currency in ZERO_DECIMAL else 2))
+        customer = customers[visma_customer]["id"]
+        invoice = stripe_api.invoice_create(account, {
+            "customer": customer, "collection_method": "send_invoice", "days_until_due": "14", "currency": currency,
+            "description": f"Invoice {number}",
+            "metadata": {"visma_invoice": number, "visma_customer": visma_customer}})
+        stripe_api.invoice_item_create(account, {"customer": customer, "invoice": invoice["id"], "amount": str(minor),
+                                                 "currency": currency, "description": f"Visma invoice {number}"})
+        stripe_api.invoice_send(account, invoice["id"], {})
+        if story.startswith("failed"):
+            try:
+                stripe_api.invoice_pay(account, invoice["id"], {"source": DECLINED_TOKEN})
+            except StripeApiError:
+                pass  # the declined charge and its events stay, as on Stripe
+        token = DISPUTE_TOKEN if story.endswith("disputed") else "tok_visa"
+        stripe_api.invoice_pay(account, invoice["id"], {"source": token})
+        if story == "refunded":
+            intent = StripeObject.objects.get(account=account, object_type="invoice_payment",
+                                              body__invoice=invoice["id"]).body["payment"]["payment_intent"]
+            charge = stripe_api.object_get(account, "payment_intent", intent)["latest_charge"]
+            stripe_api.refund_create(account, {"charge": charge, "amount": str(int(minor * DEMO_REFUND_SHARE)),
+                                               "reason": "requested_by_customer"})
+        made.append(invoice["id"])
+    return made

@@ -100,6 +100,10 @@ def _event(account, params, *, url, object_id):
     return row.body
 
 
+def _invoice_payments(account, params, *, url):
+    return api.invoice_payments_list(account, params, url=url)
+
+
 def _balance(account, params, *, url):
     return api.balance(account)
 

@@ -54,6 +54,7 @@ urlpatterns = [
     ),
     path("visma/v1/supplierPayment/<str:key>/action/release", views.SupplierPaymentReleaseView.as_view(),
          name="visma-supplier-payment-release"),
+    path("visma/v2/currencyrate", views.CurrencyRateListView.as_view(), name="visma-currency-rates"),
     path("visma/_control/<str:switch>", views.VismaControlView.as_view(), name="visma-control"),
     path("visma/_state/balances", views.VismaBalancesView.as_view(), name="visma-balances"),
     path("paypal/", include("sandbox.paypal_urls")),

@@ -228,6 +228,19 @@ class DimensionListView(VismaApiView):
         return JsonResponse(list(keys), safe=False)
 
 
+class CurrencyRateListView(VismaApiView):
+    """GET /v2/currencyrate (swagger CurrencyRateParameters → [CurrencyRateDto]): the sandbox's fixed rates to the base
+    currency (visma_erp.CURRENCY_RATES), one row per currency, filtered by fromCurrency and toCurrency."""
+
+    http_method_names = ["get"]
+
+    def get(self, request, caller, body, query):
+        from .visma_erp import visma_currency_rates
+
+        return JsonResponse(visma_currency_rates(from_currency=query.get("fromCurrency"),
+                                                 to_currency=query.get("toCurrency")), safe=False)
+
+
 class DimensionView(VismaApiView):
     """GET /v1/dimension/{id}: segments with their values; a date filter narrows the values, expandSegmentsValues
     =false leaves them out."""

@@ -123,6 +123,23 @@ def _periods(company_id: str, dto: dict, moment: datetime, where: str, ledger: s
     return financial, financial[4:] + financial[:4]
 
 
+RATES_EFFECTIVE = "2020-01-01T00:00:00"
+
+
+def visma_currency_rates(*, from_currency: str | None = None, to_currency: str | None = None) -> list[dict]:
+    """The company's rates as CurrencyRateDto rows (swagger: rate, effectiveDate, multDiv "Multiply": one unit of
+    fromCurrencyId is `rate` toCurrencyId), each currency to the base currency; the fixed CURRENCY_RATES since 2020."""
+    rows = []
+    for index, (currency, rate) in enumerate(sorted(CURRENCY_RATES.items()), start=1):
+        if currency == BASE_CURRENCY or (from_currency and from_currency != currency) or (
+                to_currency and to_currency != BASE_CURRENCY):
+            continue
+        rows.append({"id": index, "fromCurrencyId": currency, "toCurrencyId": BASE_CURRENCY, "rateType": "SPOT",
+                     "rate": float(rate), "effectiveDate": RATES_EFFECTIVE, "multDiv": "Multiply",
+                     "rateReciprocal": float((1 / rate).quantize(Decimal("0.00000001")))})
+    return rows
+
+
 def _currency(dto: dict, field_name: str, default: str) -> tuple[str, Decimal]:
     currency = _value(dto, field_name, default)
     if currency not in CURRENCY_RATES:

@@ -56,6 +56,7 @@ ACCOUNTS = [
     ("6110", "Office supplies", "Expense", True, False),
     ("6540", "IT services", "Expense", True, False),
     ("7770", "Payment fees", "Expense", True, False),
+    ("7960", "Exchange differences", "Expense", True, False),
 ]
 ACCOUNT_CLASSES = {"Asset": "ASSETS", "Liability": "LIABILITIES", "Income": "INCOME", "Expense": "EXPENSES"}
 

@@ -24,11 +24,17 @@ from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.invoices import visma_vat_total
 from connectors.visma.reference import visma_vat_rate_read
+from connectors.visma.currency import (
+    Settlement,
+    converted_within_rounding,
+    settlement_valued,
+    visma_exchange_rate,
+)
 from connectors.visma.target import VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.selectors import external_reference_visma_id, vat_code_for
 from mappings.reference import customer_invoice_by_reference
-from mappings.money import MoneyError, is_exact, to_decimal
+from mappings.money import MoneyError, is_exact, quantize, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
 
 from .client import PayPalClient, SearchHorizon, link_target_id, paypal_time
@@ -277,15 +283,31 @@ class CaptureSource(PayPalSource):
         group = "" if is_unresolved_customer(customer) else self.mirror.customer_class(customer)
         # The customer rides in the texts too: a journal line has no customer field in Visma.
         party = f" · customer {customer}"
+        day = _day(self.tenant, capture.get("create_time"))
+        settlement = self.settlement(capture_id, breakdown, currency=currency, gross=gross, fee=fee, net=net, day=day)
         lines = [PostingLine(role="clearing", debit=net, description=f"PayPal {capture_id} net{party}")]
         if fee:
             lines.append(PostingLine(role="fee", debit=fee, description=f"PayPal {capture_id} fee{party}"))
         lines.append(PostingLine(role="account", credit=gross, description=f"PayPal {capture_id}{party}"))
+        posted_in = currency
+        if settlement is not None and invoice is None:
+            # A journal in the currency PayPal credited: clearing by the receivable amount, the sale at Visma's rate.
+            posted_in = settlement.currency
+            lines = [PostingLine(role="clearing", debit=settlement.net, description=f"PayPal {capture_id} net{party}"),
+                     *settlement.lines(f"PayPal {capture_id}{party}"),
+                     PostingLine(role="account", credit=settlement.gross, description=f"PayPal {capture_id}{party}")]
+        elif settlement is not None:
+            # A customer payment of the gross in the invoice's currency; fee and exchange difference in a journal
+            # of the credited currency (connectors/visma/postings.py _settlement_journal).
+            lines = [PostingLine(role="clearing", debit=gross, description=f"PayPal {capture_id}{party}"),
+                     PostingLine(role="fee", description=f"PayPal {capture_id} fee{party}"),
+                     PostingLine(role="exchange_difference", description=f"PayPal {capture_id} exchange difference"),
+                     PostingLine(role="account", credit=gross, description=f"PayPal {capture_id}{party}")]
         posting = Posting(
             # A payment of a known Visma invoice is always a customer payment applied to it: a journal would credit
             # revenue or the receivable control account and leave the invoice open.
             document="customer_payment" if invoice else "journal", marker=self.marker(source.source_id),
-            currency=currency, date=_day(self.tenant, capture.get("create_time")),
+            currency=posted_in, date=day,
             description=f"PayPal capture {capture_id}" + (f" for invoice {invoice['number']}" if invoice else "")
             + party,
             facts=MatchFacts(transaction_type="invoice_payment" if invoice else "capture", amount=gross,
@@ -295,10 +317,37 @@ class CaptureSource(PayPalSource):
             lines=lines, customer=customer,
             extra={"paypal_id": capture_id, "payer_id": payer.get("payer_id", ""), "gross": str(gross),
                    "fee": str(fee), "net": str(net),
+                   **({"settlement": settlement.to_json()} if settlement else {}),
                    **({"invoice_number": invoice["number"], "invoice_reference": invoice["reference"]}
                       if invoice else {})},
         )
         return posting
+
+    def settlement(self, capture_id: str, breakdown: Mapping, *, currency: str, gross: Decimal, fee: Decimal,
+                   net: Decimal, day: date) -> Settlement | None:
+        """What PayPal credited when it converted the capture (seller_receivable_breakdown `receivable_amount`,
+        `exchange_rate`, `paypal_fee_in_receivable_currency`: payments_payment_v2.json), valued at Visma's rate;
+        None when it credited the capture's own currency."""
+        receivable = breakdown.get("receivable_amount")
+        if not receivable or receivable.get("currency_code") == currency:
+            return None
+        credited_in = str(receivable.get("currency_code") or "")
+        received = paypal_amount(receivable, currency=credited_in, field="receivable_amount")
+        exchange = breakdown.get("exchange_rate") or {}
+        if (exchange.get("source_currency"), exchange.get("target_currency")) != (currency, credited_in):
+            raise SourceDataError(f"capture {capture_id}: exchange_rate is {exchange.get('source_currency')}→"
+                                  f"{exchange.get('target_currency')}, the capture {currency}→{credited_in}")
+        rate = to_decimal(exchange.get("value"), field="exchange_rate.value")
+        if rate <= 0 or not converted_within_rounding(amount=net, converted=received, rate=rate,
+                                                      currency=credited_in):
+            raise SourceDataError(f"capture {capture_id}: receivable_amount {received} {credited_in} is not net "
+                                  f"{net} {currency} × exchange_rate {rate}")
+        fee_credited = breakdown.get("paypal_fee_in_receivable_currency")
+        fee_converted = paypal_amount(fee_credited, currency=credited_in, field="paypal_fee_in_receivable_currency") \
+            if fee_credited else quantize(fee * rate, credited_in)
+        visma_rate = visma_exchange_rate(self.visma_client, from_currency=currency, to_currency=credited_in, day=day)
+        return settlement_valued(transaction_gross=gross, transaction_currency=currency, currency=credited_in,
+                                 net=received, fee=fee_converted, exchange_rate=rate, visma_rate=visma_rate)
 
     def visma_invoice_paid_by(self, capture: Mapping, *, currency: str) -> dict | None:
         """The Visma invoice this capture pays, by its invoice_id or custom_id, or None.

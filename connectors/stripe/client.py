@@ -3,9 +3,11 @@ pipeline, and an idempotency key on every create so a retried create never makes
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -16,6 +18,10 @@ from connectors.models import Connection
 from connectors.services import connection_credentials
 
 STRIPE_API_BASE = "https://api.stripe.com"
+# The API version every request names (Stripe-Version): the one stripe==16.1.0's typed objects describe
+# (stripe/_api_version.py). In it Charge.invoice and Invoice.charge/payment_intent are gone: an invoice's payments are
+# InvoicePayment objects (docs/stripe-api.md). Upgrading the package means reading its CHANGELOG and moving this.
+STRIPE_API_VERSION = "2026-10-28.endive"
 # The client retries network errors, 409 lock timeouts, 429 and 5xx itself (honouring Stripe-Should-Retry).
 MAX_NETWORK_RETRIES = 2
 TIMEOUT_SECONDS = 30
@@ -61,6 +67,7 @@ class StripeApi:
         self.client = stripe.StripeClient(
             credentials["secret_key"],
             base_addresses={"api": self.base_url},
+            stripe_version=STRIPE_API_VERSION,
             max_network_retries=MAX_NETWORK_RETRIES,
             http_client=stripe.RequestsClient(timeout=TIMEOUT_SECONDS, session=self.session),
         )
@@ -73,6 +80,19 @@ class StripeApi:
     def charge(self, charge_id: str) -> stripe.Charge:
         with stripe_errors():
             return self.client.v1.charges.retrieve(charge_id, {"expand": ["balance_transaction"]})
+
+    def charge_data(self, charge_id: str) -> dict:
+        """The charge with its balance transaction, as Stripe's JSON with every number a Decimal or int (the library
+        reads `exchange_rate` as a float)."""
+        return stripe_json(self.charge(charge_id))
+
+    def invoice_payments_of(self, payment_intent_id: str) -> list[dict]:
+        """The InvoicePayments of one payment intent (GET /v1/invoice_payments?payment[type]=payment_intent&
+        payment[payment_intent]=…, stripe/params/_invoice_payment_list_params.py)."""
+        params = {"payment": {"type": "payment_intent", "payment_intent": payment_intent_id}, "limit": PAGE_SIZE}
+        with stripe_errors():
+            return [payment.to_dict()
+                    for payment in self.client.v1.invoice_payments.list(params).auto_paging_iter()]
 
     def dispute(self, dispute_id: str) -> stripe.Dispute:
         with stripe_errors():
@@ -142,6 +162,15 @@ class StripeApi:
             return self.client.v1.invoices.send_invoice(invoice_id, {}, {"idempotency_key": idempotency_key})
 
 
+def stripe_json(obj: stripe.StripeObject) -> dict:
+    """An object as the raw JSON Stripe sent, numbers parsed as Decimal (never float); the library's dict if the
+    response text is not at hand."""
+    response = obj.last_response
+    if response is None or not response.body:
+        return obj.to_dict()
+    return json.loads(response.body, parse_float=Decimal)
+
+
 def stripe_ping(connection: Connection) -> str:
     """Check the key end to end: read the account's balance."""
     api = StripeApi(connection)
@@ -154,5 +183,5 @@ def stripe_ping(connection: Connection) -> str:
     return f"key OK, balance readable (currencies: {currencies}) ({api.base_url})"
 
 
-__all__ = ["ConnectorError", "StripeApi", "stripe_errors", "stripe_idempotency_key", "stripe_ping",
+__all__ = ["STRIPE_API_VERSION", "ConnectorError", "StripeApi", "stripe_json", "stripe_errors", "stripe_idempotency_key", "stripe_ping",
            "stripe_search_text"]

@@ -24,15 +24,17 @@ from connectors.dates import tenant_date
 from connectors.errors import PermanentError, WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.invoices import VismaInvoiceFigures, visma_invoice_figures
+from connectors.visma.currency import Settlement, converted_within_rounding, settlement_valued, visma_exchange_rate
 from connectors.visma.postings import CUSTOMER_INVOICES
 from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.money import from_minor, minor_units, to_minor
+from mappings.money import MoneyError
 from mappings.reference import tenant_base_currency
 from mappings.services import MappingOutcome
 
 from .client import StripeApi, stripe_search_text
+from .currencies import stripe_amount, stripe_minor, stripe_minor_units
 from .webhooks import stripe_event_objects
 
 SYSTEM = "stripe"
@@ -41,6 +43,8 @@ VISMA_INVOICE_KEY = "visma_invoice"
 VISMA_CUSTOMER_KEY = "visma_customer"
 # Where a Stripe TaxRate names the Visma VAT code it stands for.
 VISMA_VAT_CODE_KEY = "visma_vat_code"
+# Stands in for the invoice when one payment intent pays several Stripe invoices.
+SEVERAL_INVOICES = "several_invoices"
 
 
 def _moment(unix: int | None) -> datetime | None:
@@ -50,13 +54,6 @@ def _moment(unix: int | None) -> datetime | None:
 def _day(tenant, unix: int | None) -> date:
     """The booking date of a Stripe timestamp: its date in the tenant's time zone (today there when none)."""
     return tenant_date(tenant, _moment(unix))
-
-
-def stripe_amount(minor: object, currency: str, *, field: str) -> Decimal:
-    """Stripe's integer smallest unit → Decimal in the currency (JPY 5000 → 5000, NOK 125000 → 1250.00)."""
-    if isinstance(minor, bool) or not isinstance(minor, int):
-        raise SourceDataError(f"{field} {minor!r} is not an integer amount")
-    return from_minor(minor, currency)
 
 
 class StripeSource(Stream):
@@ -93,6 +90,11 @@ class StripeSource(Stream):
     def visma_invoice(self, references: list[Mapping], *, currency: str, what: str) -> dict:
         """The Visma invoice named in the metadata of `references` (charge, then its Stripe invoice): number, customer
         and currency, checked against Visma; SourceDataError when none is named, Visma lacks it or currencies differ."""
+        several = next((ref for ref in references if ref.get(SEVERAL_INVOICES)), None)
+        if several is not None:
+            raise SourceDataError(f"{what}: its payment intent {several['payment_intent']} pays several Stripe invoices "
+                                  f"({', '.join(several[SEVERAL_INVOICES])}); which Visma invoice it settles needs a "
+                                  "person")
         number = next((str(ref["metadata"][VISMA_INVOICE_KEY]) for ref in references
                        if (ref.get("metadata") or {}).get(VISMA_INVOICE_KEY)), "")
         if not number:
@@ -111,9 +113,23 @@ class StripeSource(Stream):
         return {"number": number, "customer": customer or named, "currency": visma_currency or currency.upper()}
 
     def _charge_with_invoice(self, charge_id: str) -> tuple[dict, dict | None]:
-        charge = self.stripe.charge(charge_id).to_dict()
-        invoice_id = charge.get("invoice")
-        invoice = self.stripe.invoice(invoice_id).to_dict() if isinstance(invoice_id, str) and invoice_id else None
+        """The charge (numbers as Decimal) and the Stripe invoice it paid, or None.
+
+        In the pinned API version a charge does not name its invoice (`Charge.invoice` is gone): the invoice is found
+        through the InvoicePayment of the charge's payment intent. A stale `invoice` key on the charge is never read.
+        """
+        charge = self.stripe.charge_data(charge_id)
+        intent = charge.get("payment_intent")
+        intent_id = intent.get("id") if isinstance(intent, Mapping) else intent
+        if not isinstance(intent_id, str) or not intent_id:
+            return charge, None
+        invoice_ids = list(dict.fromkeys(
+            str(payment["invoice"]["id"] if isinstance(payment.get("invoice"), Mapping) else payment["invoice"])
+            for payment in self.stripe.invoice_payments_of(intent_id) if payment.get("invoice")))
+        if len(invoice_ids) > 1:
+            # Flagged by visma_invoice when the record is transformed: which Visma invoice it settles needs a person.
+            return charge, {SEVERAL_INVOICES: invoice_ids, "payment_intent": intent_id}
+        invoice = self.stripe.invoice(invoice_ids[0]).to_dict() if invoice_ids else None
         return charge, invoice
 
 
@@ -141,7 +157,7 @@ class ChargesStream(StripeToVisma, StripeSource):
         invoice = source.payload.get("invoice")
         charge_id = charge["id"]
         currency = str(charge.get("currency") or "").upper()
-        minor_units(currency)
+        stripe_minor_units(currency)
         references = [charge, *([invoice] if invoice else [])]
         visma = self.visma_invoice(references, currency=currency, what=f"charge {charge_id}")
         gross = stripe_amount(charge.get("amount"), currency, field="amount")
@@ -161,17 +177,26 @@ class ChargesStream(StripeToVisma, StripeSource):
         balance = charge.get("balance_transaction")
         if not isinstance(balance, Mapping):
             raise SourceDataError(f"charge {charge_id} has no balance transaction (fee and net unknown)")
-        fee = stripe_amount(balance.get("fee"), str(balance.get("currency") or currency), field="fee")
-        net = stripe_amount(balance.get("net"), str(balance.get("currency") or currency), field="net")
-        if str(balance.get("currency") or currency).upper() != currency:
-            raise SourceDataError(f"charge {charge_id} in {currency} settled in {balance.get('currency')}: "
-                                  "a converted charge needs a person")
-        if net != gross - fee:
-            raise SourceDataError(f"charge {charge_id}: gross {gross} less fee {fee} is not net {net} {currency}")
+        settled_in = str(balance.get("currency") or currency).upper()
+        fee = stripe_amount(balance.get("fee"), settled_in, field="fee")
+        net = stripe_amount(balance.get("net"), settled_in, field="net")
         customer = visma["customer"]
-        lines = [PostingLine(role="clearing", debit=net, description=f"Stripe {charge_id} net · customer {customer}")]
-        if fee:
-            lines.append(PostingLine(role="fee", debit=fee, description=f"Stripe {charge_id} fee"))
+        settlement = None
+        if settled_in != currency:
+            settlement = self.settlement(charge, balance, gross=gross, fee=fee, net=net)
+        elif net != gross - fee:
+            raise SourceDataError(f"charge {charge_id}: gross {gross} less fee {fee} is not net {net} {currency}")
+        if settlement is None:
+            lines = [PostingLine(role="clearing", debit=net,
+                                 description=f"Stripe {charge_id} net · customer {customer}")]
+            if fee:
+                lines.append(PostingLine(role="fee", debit=fee, description=f"Stripe {charge_id} fee"))
+        else:
+            # The payment moves clearing by the gross at Visma's rate; the fee and the exchange difference leave it
+            # in a journal of the settlement currency (connectors/visma/postings.py _settlement_journal).
+            lines = [PostingLine(role="clearing", debit=gross, description=f"Stripe {charge_id} · customer {customer}"),
+                     PostingLine(role="fee", description=f"Stripe {charge_id} fee"),
+                     PostingLine(role="exchange_difference", description=f"Stripe {charge_id} exchange difference")]
         lines.append(PostingLine(role="account", credit=gross,
                                  description=f"Stripe {charge_id} · invoice {visma['number']}"))
         return Posting(
@@ -182,8 +207,30 @@ class ChargesStream(StripeToVisma, StripeSource):
                              customer_group=self.mirror.customer_class(customer)),
             lines=lines, customer=customer,
             extra={"invoice_number": visma["number"], "stripe_id": charge_id, "gross": str(gross), "fee": str(fee),
-                   "net": str(net)},
+                   "net": str(net), **({"settlement": settlement.to_json()} if settlement else {})},
         )
+
+    def settlement(self, charge: Mapping, balance: Mapping, *, gross: Decimal, fee: Decimal,
+                   net: Decimal) -> Settlement:
+        """A charge Stripe converted into the settlement currency (balance transaction `amount`, `fee`, `net` in it,
+        `exchange_rate`: stripe/_balance_transaction.py), valued at Visma's rate on the charge's day."""
+        charge_id, currency = charge["id"], str(charge["currency"]).upper()
+        settled_in = str(balance["currency"]).upper()
+        amount = stripe_amount(balance.get("amount"), settled_in, field="balance_transaction.amount")
+        raw_rate = balance.get("exchange_rate")
+        if raw_rate is None or isinstance(raw_rate, bool) or isinstance(raw_rate, float):
+            raise SourceDataError(f"charge {charge_id}: settled in {settled_in} without an exact exchange_rate "
+                                  f"({raw_rate!r})")
+        rate = Decimal(str(raw_rate))
+        if net != amount - fee:
+            raise SourceDataError(f"charge {charge_id}: amount {amount} less fee {fee} is not net {net} {settled_in}")
+        if rate <= 0 or not converted_within_rounding(amount=gross, converted=amount, rate=rate, currency=settled_in):
+            raise SourceDataError(f"charge {charge_id}: balance transaction amount {amount} {settled_in} is not "
+                                  f"{gross} {currency} × exchange_rate {rate}")
+        visma_rate = visma_exchange_rate(self.visma_client, from_currency=currency, to_currency=settled_in,
+                                         day=_day(charge.get("created")))
+        return settlement_valued(transaction_gross=gross, transaction_currency=currency, currency=settled_in,
+                                 net=net, fee=fee, exchange_rate=rate, visma_rate=visma_rate)
 
 
 class DisputesStream(StripeToVisma, StripeSource):
@@ -296,14 +343,14 @@ def visma_field_text(value: object) -> str:
 
 
 def stripe_minor_amount(amount: Decimal, currency: str) -> int:
-    """An amount in the integer smallest unit Stripe takes for the currency (the one place that converts)."""
-    return to_minor(amount, currency)
+    """An amount in the integer smallest unit Stripe takes for the currency (Stripe's own table: currencies.py)."""
+    return stripe_minor(amount, currency, field="amount")
 
 
 def stripe_line_tax(net: Decimal, percent: Decimal, currency: str) -> Decimal:
     """The tax Stripe puts on one line at an exclusive percentage rate: per line item, to the smallest unit, half up
     (docs.stripe.com/invoicing/taxes/tax-rates; the rounding is our assumption, docs/visma-invoices.md)."""
-    unit = Decimal(1).scaleb(-minor_units(currency))
+    unit = Decimal(1).scaleb(-stripe_minor_units(currency))
     return (net * percent / 100).quantize(unit, rounding=ROUND_HALF_UP)
 
 
@@ -493,6 +540,11 @@ class VismaInvoicesStream(StripeSource):
                             f"account collects {', '.join(allowed)}")
         if not posting.customer:
             problems.append(f"Visma invoice {posting.extra['invoice_number']} has no customer")
+        for index, line in enumerate(posting.extra.get("lines") or []):
+            try:
+                stripe_minor(Decimal(line["amount"]), posting.currency, field=f"line {index + 1}")
+            except (SourceDataError, MoneyError) as exc:
+                problems.append(f"Visma invoice {posting.extra['invoice_number']}: {exc}")
         if posting.facts.amount <= 0:
             problems.append(f"Visma invoice {posting.extra['invoice_number']} has nothing to collect")
         if not problems:
@@ -590,7 +642,7 @@ class VismaInvoicesStream(StripeSource):
         if invoice.status == "draft" and not invoice.lines.data:
             for index, line in enumerate(posting.extra["lines"]):
                 item = {"customer": customer, "invoice": invoice.id, "currency": currency,
-                        "amount": stripe_minor_amount(Decimal(line["amount"]), posting.currency),
+                        "amount": stripe_minor(Decimal(line["amount"]), posting.currency, field=f"line {index + 1}"),
                         "description": line["description"]}
                 if line.get("vat_code"):
                     item["tax_rates"] = [self._stripe_tax_rate(line["vat_code"], Decimal(line["vat_percent"]))]

@@ -98,9 +98,17 @@ def stripe_event_objects(document: Mapping) -> list[tuple[str, str]]:
     if event_type in DISPUTE_EVENTS:
         return [("disputes", object_id)]
     if event_type in INVOICE_EVENTS:
-        # The invoice's charge is what moved money (or failed to): the charges stream re-reads it with its invoice.
-        charge = obj.get("charge")
-        return [("charges", str(charge))] if isinstance(charge, str) and charge else []
+        # The pinned API version has no Invoice.charge: a charge is named only by an InvoicePayment of type "charge"
+        # in `payments` (includable, so mostly absent); a payment intent's charge comes with its own charge.* event.
+        payments = obj.get("payments") if isinstance(obj.get("payments"), Mapping) else {}
+        charges = []
+        for payment in payments.get("data") or []:
+            paid_by = payment.get("payment") if isinstance(payment, Mapping) else None
+            charge = paid_by.get("charge") if isinstance(paid_by, Mapping) and paid_by.get("type") == "charge" else None
+            charge = charge.get("id") if isinstance(charge, Mapping) else charge
+            if isinstance(charge, str) and charge:
+                charges.append(("charges", charge))
+        return charges
     return []
 
 

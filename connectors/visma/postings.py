@@ -266,9 +266,41 @@ def visma_journal_find(client: VismaClient, posting: Posting, *, since: datetime
     return None
 
 
+def _settlement_journal(posting: Posting) -> Posting | None:
+    """A converted payment's journal in the currency the processor credited (extra["settlement"]): the fee and the
+    exchange difference out of the clearing account, which the payment moved by the gross at Visma's rate; after it
+    the clearing account has moved by exactly what the processor credited. None when both are zero."""
+    from connectors.visma.currency import Settlement
+
+    settlement = Settlement.from_json(posting.extra["settlement"])
+    accounts = {line.role: line for line in posting.lines}
+    clearing = _line(posting, "clearing", "converted payment")
+    lines = []
+    for line in settlement.lines(posting.description):
+        mapped = accounts.get(line.role)
+        if mapped is None:
+            raise VismaDocumentError(f"converted payment {posting.marker} has no {line.role} line to take its account")
+        line.account, line.dimensions = mapped.account, dict(mapped.dimensions)
+        lines.append(line)
+    out = sum((line.debit - line.credit for line in lines), ZERO)
+    if not lines:
+        return None
+    lines.append(PostingLine(role="clearing", debit=-out if out < 0 else ZERO, credit=out if out > 0 else ZERO,
+                             account=clearing.account, dimensions=dict(clearing.dimensions),
+                             description=f"{posting.description} ({settlement.text})"))
+    return Posting(
+        document="journal", marker=posting_marker_part(posting.marker, FEE_PART), currency=settlement.currency,
+        date=posting.date, description=f"{posting.description} (fee and exchange difference)".strip(),
+        facts=posting.facts, rule=posting.rule, lines=lines,
+    )
+
+
 def visma_fee_journal(posting: Posting) -> Posting | None:
     """The journal moving a payment's fee from the clearing account to the fee account, with its own marker;
-    None when the posting has no fee."""
+    None when the posting has no fee. A converted payment's is in the settlement currency, with the exchange
+    difference (_settlement_journal)."""
+    if posting.extra.get("settlement") and posting.document != "journal":
+        return _settlement_journal(posting)
     fee = sum((line.debit - line.credit for line in _lines(posting, "fee")), ZERO)
     if not fee:
         return None

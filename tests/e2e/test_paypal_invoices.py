@@ -94,3 +94,28 @@ def test_a_norwegian_crown_capture_is_posted_in_nok(world):
     assert journal["currencyId"] == "NOK"
     assert journal_lines(journal) == [("1580", "1202.47", "0.00"), ("7770", "47.53", "0.00"),
                                       ("3000", "0.00", "1250.00")]
+
+
+def test_a_converted_capture_for_a_known_invoice_pays_it_in_full_and_clearing_moves_by_the_receivable(world):
+    # given: Visma invoice 100002 (customer 10004, 120.00 EUR, reference WEB-1002); PayPal credits SEK at 11.40,
+    # Visma's EUR rate is 11.50
+    world.rules["invoice_payment"].exchange_difference_account = "7960"
+    world.rules["invoice_payment"].save()
+    capture = paypal_capture_create(amount=Decimal("120.00"), currency="EUR", payer=MIKKO, invoice_id="WEB-1002",
+                                    at=hours_ago(0), receivable_currency="SEK", exchange_rate=Decimal("11.40"))
+
+    # when
+    world.process_inbox()
+
+    # then: the invoice is paid in full in EUR
+    record = world.record("captures", capture.object_id)
+    assert (record.status, record.target_kind) == ("posted", "customer_payment")
+    [payment] = world.customer_payments()
+    assert [(line["refNbr"], line["amountPaid"]) for line in payment["paymentLines"]] == [("100002", 120.0)]
+    assert (payment["currency"], payment["paymentAmount"]) == ("EUR", 120.0)
+    # fee 4.58 EUR → 52.21 SEK; net 115.42 EUR → 1315.79 SEK credited; the payment at Visma's rate is 1380.00 SEK
+    [journal] = world.journal_with(capture.object_id, "fee")
+    assert journal["currencyId"] == "SEK"
+    assert journal_lines(journal) == [("7770", "52.21", "0.00"), ("7960", "12.00", "0.00"), ("1580", "0.00", "64.21")]
+    assert Decimal("120.00") * Decimal("11.50") - Decimal("64.21") == Decimal(
+        record.proposed_posting["extra"]["settlement"]["net"]) == Decimal("1315.79")

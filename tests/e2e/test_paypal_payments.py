@@ -267,3 +267,43 @@ def test_ping_checks_the_paypal_credentials_end_to_end(world):
     # then
     assert said.startswith("token OK, Transaction Search OK, data complete to ")
     assert said.endswith(f"({world.paypal_url})")
+
+
+def test_a_eur_capture_paypal_credits_in_the_base_currency_moves_clearing_by_the_receivable_amount(world):
+    # given: PayPal converts the EUR net into the account's SEK (the sandbox company's base currency) at 11.40;
+    # Visma's EUR rate is 11.50 (sandbox/visma_erp.py CURRENCY_RATES)
+    world.rules["capture"].exchange_difference_account = "7960"
+    world.rules["capture"].save()
+    capture = paypal_capture_create(amount=Decimal("100.00"), currency="EUR", payer=MIKKO, at=hours_ago(0),
+                                    receivable_currency="SEK", exchange_rate=Decimal("11.40"))
+
+    # when
+    world.process_inbox()
+
+    # then: fee 3.88 EUR → 44.23 SEK; net 96.12 EUR → 1095.77 SEK credited; the sale at Visma's rate 1150.00 SEK
+    record = world.record("captures", capture.object_id)
+    assert (record.status, record.target_kind) == ("posted", "journal")
+    [journal] = world.journal_with(capture.object_id)
+    assert journal["currencyId"] == "SEK"
+    assert journal_lines(journal) == [("1580", "1095.77", "0.00"), ("7770", "44.23", "0.00"),
+                                      ("7960", "10.00", "0.00"), ("3000", "0.00", "1150.00")]
+    assert _sums([journal])["1580"] == Decimal("1095.77")
+    assert sum(Decimal(debit) - Decimal(credit) for _, debit, credit in journal_lines(journal)) == 0
+    assert "converted at 11.40 (Visma 11.5)" in journal["journalTransactionLines"][2]["transactionDescription"]
+    settlement = record.proposed_posting["extra"]["settlement"]
+    assert (settlement["exchange_rate"], settlement["visma_rate"], settlement["net"]) == ("11.40", "11.5", "1095.77")
+
+
+def test_a_converted_capture_without_an_exchange_difference_account_is_flagged_and_nothing_posted(world):
+    # given: the capture rule has no exchange-difference account
+    capture = paypal_capture_create(amount=Decimal("100.00"), currency="EUR", payer=MIKKO, at=hours_ago(0),
+                                    receivable_currency="SEK", exchange_rate=Decimal("11.40"))
+
+    # when
+    world.process_inbox()
+
+    # then
+    record = world.record("captures", capture.object_id)
+    assert record.status == "flagged"
+    assert any("exchange_difference" in reason for reason in record.reasons)
+    assert world.journal_with(capture.object_id) == []

@@ -70,7 +70,7 @@ def test_a_failed_then_paid_invoice_sent_twice_newest_first_ends_in_one_note_and
     invoice_id = world.stripe_invoice_for("100002", 12000, "eur")
     with pytest.raises(stripe.CardError):
         world.stripe.v1.invoices.pay(invoice_id, {"source": "tok_chargeDeclined"})
-    failed_charge = world.stripe.v1.invoices.retrieve(invoice_id).charge
+    failed_charge = world.charge_of(invoice_id)
     paid = world.stripe.v1.invoices.pay(invoice_id, {"source": "tok_visa"})
 
     # when
@@ -82,14 +82,14 @@ def test_a_failed_then_paid_invoice_sent_twice_newest_first_ends_in_one_note_and
     assert InboundEvent.objects.count() == len(answers) // 2
     assert sorted(SyncRecord.objects.filter(integration=world.integration).values_list("source_id", "status",
                                                                                          "target_kind")) == sorted([
-        (failed_charge, "posted", "invoice_note"), (paid.charge, "posted", "customer_payment")])
+        (failed_charge, "posted", "invoice_note"), (world.charge_of(paid.id), "posted", "customer_payment")])
     today = timezone.now().date()
     assert world.visma("customer_invoice", "100002")["note"] == (
         f"[{world.marker('charges', failed_charge)}] Stripe charge {failed_charge} of 120.00 EUR failed on {today}: "
         "Your card was declined. (card_declined)")
     [payment] = world.visma("customer_payment")
     assert (payment["paymentRef"], [line["refNbr"] for line in payment["paymentLines"]]) == (
-        world.marker("charges", paid.charge), ["100002"])
+        world.marker("charges", world.charge_of(paid.id)), ["100002"])
 
 
 def test_an_invoice_edited_meanwhile_is_read_again_and_the_failed_charge_noted_once(world):  # noqa: F811
@@ -101,7 +101,7 @@ def test_an_invoice_edited_meanwhile_is_read_again_and_the_failed_charge_noted_o
     invoice_id = world.stripe_invoice_for("100002", 12000, "eur")
     with pytest.raises(stripe.CardError):
         world.stripe.v1.invoices.pay(invoice_id, {"source": "tok_chargeDeclined"})
-    charge_id = world.stripe.v1.invoices.retrieve(invoice_id).charge
+    charge_id = world.charge_of(invoice_id)
     visma_fault_stale_puts(1)
 
     # when

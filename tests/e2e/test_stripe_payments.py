@@ -30,6 +30,7 @@ from sandbox.stripe_webhooks import stripe_events_deliver
 from tests.paypal.world import journal_lines, live_connections_close
 from mappings.documents import posting_marker_part
 from tests.factories import stream_marker
+from tests.stripe.conftest import invoice_charge_id
 
 SECRET_KEY = "sk_test_51NordlysE2E"
 WEBHOOK_SECRET = "whsec_nordlys_e2e"
@@ -71,6 +72,10 @@ class StripeWorld:
         self.stripe.v1.invoices.finalize_invoice(invoice.id)
         return invoice.id
 
+    def charge_of(self, invoice_id: str) -> str:
+        """The charge that paid (or tried to pay) a Stripe invoice, through its InvoicePayment (no Invoice.charge)."""
+        return invoice_charge_id(self.stripe, invoice_id)
+
     def deliver_and_process(self) -> tuple[int, int]:
         return stripe_events_deliver(self.account), inbox_process()
 
@@ -109,22 +114,25 @@ def test_a_paid_stripe_invoice_becomes_a_customer_payment_with_the_fee_journal(w
     delivered, _ = world.deliver_and_process()
 
     # then
-    record = world.record("charges", paid.charge)
+    charge_id = world.charge_of(paid.id)
+    record = world.record("charges", charge_id)
     assert (record.status, record.target_kind) == ("posted", "customer_payment")
     [payment] = world.visma("customer_payment")
     assert record.target_id.startswith(f"payment {payment['refNbr']} + journal ")
     assert (payment["customer"]["number"], payment["paymentRef"], Decimal(str(payment["paymentAmount"])),
-            payment["currency"]) == ("10004", world.marker("charges", paid.charge), Decimal("120.00"), "EUR")
+            payment["currency"]) == ("10004", world.marker("charges", charge_id), Decimal("120.00"), "EUR")
     assert [(line["refNbr"], Decimal(str(line["amountPaid"]))) for line in payment["paymentLines"]] == [
         ("100002", Decimal("120.00"))]
     # 2.9 % of 120.00 = 3.48, plus 0.25
     [fee_journal] = [journal for journal in world.visma("journal")
                      if journal["journalTransactionLines"][0]["referenceNumber"]
-                     == world.marker("charges", paid.charge, "fee")]
+                     == world.marker("charges", charge_id, "fee")]
     assert journal_lines(fee_journal) == [("7770", "3.73", "0.00"), ("1580", "0.00", "3.73")]
-    # charge.succeeded and invoice.paid both name the charge: one record, one payment
+    # charge.succeeded names the charge; invoice.paid cannot (no Invoice.charge, payments not included): one record
     assert SyncRecord.objects.filter(integration=world.integration).count() == 1
-    assert InboundEvent.objects.filter(status="processed").count() == 2
+    assert [(event.event_type, event.status) for event in InboundEvent.objects.filter(
+        event_type__in=("charge.succeeded", "invoice.paid")).order_by("id")] == [
+        ("charge.succeeded", "processed"), ("invoice.paid", "ignored")]
     assert delivered == 5
 
 
@@ -133,7 +141,7 @@ def test_a_declined_card_is_noted_on_the_visma_invoice(world):
     invoice_id = world.stripe_invoice_for("100002", 12000, "eur")
     with pytest.raises(stripe.CardError):
         world.stripe.v1.invoices.pay(invoice_id, {"source": "tok_chargeDeclined"})
-    charge_id = world.stripe.v1.invoices.retrieve(invoice_id).charge
+    charge_id = world.charge_of(invoice_id)
 
     # when
     world.deliver_and_process()
@@ -201,6 +209,38 @@ def test_the_events_poll_posts_a_payment_whose_webhook_never_came(world):
 
     # then
     assert InboundEvent.objects.count() == 0
-    assert world.record("charges", paid.charge).status == "posted"
+    assert world.record("charges", world.charge_of(paid.id)).status == "posted"
     assert len(world.visma("customer_payment")) == 1
     assert run.status == "completed"
+
+
+def test_a_eur_invoice_paid_through_an_account_settling_in_sek_moves_clearing_by_stripes_net(world):
+    # given: the Stripe account settles in SEK (the sandbox Visma company's base currency) and converts at 11.42;
+    # Visma's EUR rate is 11.50. Visma invoice 100002 is EUR 120.00 for customer 10004
+    world.account.settlement_currency = "sek"
+    world.account.save()
+    GLMappingRule.objects.filter(tenant=world.tenant).update(exchange_difference_account="7960")
+    invoice_id = world.stripe_invoice_for("100002", 12000, "eur")
+    world.stripe.v1.invoices.pay(invoice_id, {"source": "tok_visa"})
+    charge_id = world.charge_of(invoice_id)
+
+    # when
+    world.deliver_and_process()
+
+    # then: Stripe: 120.00 EUR × 11.42 = 1370.40 SEK, fee 2.9 % + 1.80 = 41.54, net 1328.86 SEK
+    record = world.record("charges", charge_id)
+    assert (record.status, record.target_kind) == ("posted", "customer_payment")
+    [payment] = world.visma("customer_payment")
+    assert (Decimal(str(payment["paymentAmount"])), payment["currency"]) == (Decimal("120.00"), "EUR")
+    # applied in full to the invoice (the sandbox lowers its balance once the payment is released: ledger's item 6)
+    assert [(line["refNbr"], Decimal(str(line["amountPaid"]))) for line in payment["paymentLines"]] == [
+        ("100002", Decimal("120.00"))]
+    [journal] = [journal for journal in world.visma("journal")
+                 if journal["journalTransactionLines"][0]["referenceNumber"]
+                 == world.marker("charges", charge_id, "fee")]
+    assert journal["currencyId"] == "SEK"
+    # the sale at Visma's rate is 1380.00 SEK; Stripe's rate gave 1370.40: 9.60 SEK exchange difference
+    assert journal_lines(journal) == [("7770", "41.54", "0.00"), ("7960", "9.60", "0.00"), ("1580", "0.00", "51.14")]
+    # the clearing account: the payment at Visma's rate, less the journal, is exactly what Stripe credited
+    payment_in_sek = Decimal("120.00") * Decimal("11.50")
+    assert payment_in_sek - Decimal("51.14") == Decimal("1328.86")

@@ -313,15 +313,15 @@ def test_a_stripe_payment_whose_answers_are_lost_is_one_payment_and_one_fee_jour
 
     # when
     stripe_world.deliver_and_process()
-    lost = stripe_world.record("charges", paid.charge)
-    posted = retried_until_settled(paid.charge, loss)
+    lost = stripe_world.record("charges", stripe_world.charge_of(paid.id))
+    posted = retried_until_settled(stripe_world.charge_of(paid.id), loss)
     stripe_world.deliver_and_process()
 
     # then
     assert (lost.status, posted.status) == (RecordStatus.RETRYING, RecordStatus.POSTED)
-    marker = stripe_world.marker("charges", paid.charge)
+    marker = stripe_world.marker("charges", stripe_world.charge_of(paid.id))
     (payment,) = [body for body in stripe_world.visma("customer_payment") if body["paymentRef"] == marker]
-    fee_marker = stripe_world.marker("charges", paid.charge, "fee")
+    fee_marker = stripe_world.marker("charges", stripe_world.charge_of(paid.id), "fee")
     (fee_journal,) = [body for body in stripe_world.visma("journal") if body["batchNumber"] == fee_marker]
     assert posted.target_id == f"payment {payment['refNbr']} + journal {fee_journal['batchNumber']}"
     assert payment["refNbr"] == marker

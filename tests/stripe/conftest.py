@@ -41,3 +41,11 @@ def sandbox_stripe(live_server, stripe_account):
     yield stripe.StripeClient(SECRET_KEY, base_addresses={"api": f"{live_server.url}/sandbox/stripe"},
                               max_network_retries=0, http_client=stripe.RequestsClient(session=session))
     session.close()
+
+
+def invoice_charge_id(client: stripe.StripeClient, invoice_id: str) -> str:
+    """The charge that paid (or tried to pay) a Stripe invoice, found as the pinned API version allows: the invoice's
+    InvoicePayment names its payment intent, whose latest_charge is the charge (no Invoice.charge any more)."""
+    [payment] = client.v1.invoice_payments.list({"invoice": invoice_id}).data
+    assert payment.payment.type == "payment_intent"
+    return client.v1.payment_intents.retrieve(payment.payment.payment_intent).latest_charge

@@ -81,8 +81,13 @@ def test_an_invoice_goes_from_draft_to_open_to_paid_with_a_charge_and_its_fee(sa
                                                                            f"{customer.invoice_prefix}-0001")
     assert sent.status == "open"
     assert (paid.status, paid.amount_paid, paid.amount_remaining) == ("paid", 125000, 0)
-    [payment] = paid.payments.data
-    charge = sandbox_stripe.v1.charges.retrieve(payment.payment.charge, {"expand": ["balance_transaction"]})
+    assert "payments" not in paid and "charge" not in paid  # includable only; Invoice.charge is gone
+    [payment] = sandbox_stripe.v1.invoices.retrieve(invoice.id, {"expand": ["payments"]}).payments.data
+    assert (payment.status, payment.amount_paid, payment.is_default, payment.payment.type) == (
+        "paid", 125000, True, "payment_intent")
+    intent = sandbox_stripe.v1.payment_intents.retrieve(payment.payment.payment_intent)
+    charge = sandbox_stripe.v1.charges.retrieve(intent.latest_charge, {"expand": ["balance_transaction"]})
+    assert "invoice" not in charge and charge.payment_intent == intent.id
     assert (charge.status, charge.amount, charge.currency, charge.customer) == ("succeeded", 125000, "nok", customer.id)
     # 2.9 % of 1250.00 = 36.25, plus kr 2.00
     assert (charge.balance_transaction.fee, charge.balance_transaction.net) == (3825, 121175)

@@ -240,13 +240,26 @@ def test_a_charge_refunded_event_names_each_refund_of_the_charge():
 
 
 @pytest.mark.parametrize("event_type", ["invoice.paid", "invoice.payment_failed"])
-def test_an_invoice_event_names_the_invoices_charge(event_type):
-    # given
+def test_an_invoice_event_names_the_charge_of_an_included_invoice_payment(event_type):
+    # given: `payments` included, one InvoicePayment of type charge (stripe/_invoice_payment.py Payment.charge)
     document = {"object": "event", "id": "evt_1", "type": event_type,
-                "data": {"object": {"id": "in_1", "object": "invoice", "charge": "ch_9"}}}
+                "data": {"object": {"id": "in_1", "object": "invoice", "payments": {"object": "list", "data": [
+                    {"id": "inpay_1", "object": "invoice_payment", "invoice": "in_1",
+                     "payment": {"type": "charge", "charge": "ch_9"}}]}}}}
 
     # then
     assert stripe_event_objects(document) == [("charges", "ch_9")]
+
+
+@pytest.mark.parametrize("event_type", ["invoice.paid", "invoice.payment_failed"])
+def test_an_invoice_events_removed_charge_field_is_not_read(event_type):
+    # given: an invoice as an older API version rendered it, Invoice.charge still there (removed in the pinned one)
+    document = {"object": "event", "id": "evt_1", "type": event_type,
+                "data": {"object": {"id": "in_1", "object": "invoice", "charge": "ch_9",
+                                    "payment_intent": "pi_9"}}}
+
+    # then: neither removed field names anything; the charge's own charge.* event carries it
+    assert stripe_event_objects(document) == []
 
 
 def test_an_invoice_paid_out_of_band_names_nothing():

@@ -1,0 +1,49 @@
+"""The demo shows Stripe working: the sandbox Stripe's demo invoices (paid, failed, disputed, refunded) become
+Visma documents through the example tenant's rules, every record posted, none flagged."""
+import gc
+
+import pytest
+
+from audit.models import SyncRecord
+from connectors.stripe.client import StripeApi
+from sandbox.models import VismaDocument
+from sandbox.services import VISMA_SANDBOX_COMPANY_ID, visma_sandbox_seed
+from tests.paypal.world import live_connections_close
+
+from .helpers import run
+
+
+@pytest.fixture
+def demo(transactional_db, live_server, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    visma_sandbox_seed()
+    run("demo_setup", "--base-url", live_server.url)
+    run("stripe_sandbox_seed", "--base-url", live_server.url, "--tenant", "nordlys-friluft")
+    run("refresh_reference", "nordlys-friluft", "--full")
+    yield live_server.url
+    gc.collect()
+    for api in [found for found in gc.get_objects() if issubclass(type(found), StripeApi)]:
+        api.close()
+    live_connections_close()
+
+
+def test_the_demos_stripe_records_are_all_posted(demo):
+    # when
+    run("sync", "nordlys-friluft", "stripe")
+
+    # then
+    records = SyncRecord.objects.filter(integration__kind="stripe")
+    by_stream = sorted((record.stream, record.status, record.target_kind) for record in records)
+    assert [(record.stream, record.source_id, record.reasons) for record in records
+            if record.status != "posted"] == []
+    assert by_stream == [
+        ("charges", "posted", "customer_payment"), ("charges", "posted", "customer_payment"),
+        ("charges", "posted", "customer_payment"), ("charges", "posted", "invoice_note"),
+        ("disputes", "posted", "invoice_note"), ("refunds", "posted", "journal"),
+    ]
+    payments = VismaDocument.objects.filter(company_id=VISMA_SANDBOX_COMPANY_ID, collection="customer_payment")
+    assert sorted(line["refNbr"] for payment in payments for line in payment.body["paymentLines"]) == [
+        "100001", "100002", "100003"]
+    notes = VismaDocument.objects.get(company_id=VISMA_SANDBOX_COMPANY_ID, collection="customer_invoice",
+                                      key="100003").body["note"]
+    assert "declined" in notes and "dispute" in notes
