@@ -49,7 +49,8 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
         (None, {"fields": ["tenant", "system", "name", "priority", "is_active"]}),
         ("Matches (empty: any)", {"fields": ["transaction_type", "currency", "min_amount", "max_amount",
                                              "customer_group", "payment_method"]}),
-        ("Posts to", {"fields": ["posting_document", "gl_account", "fee_account", "clearing_account", "dimensions"]}),
+        ("Posts to", {"fields": ["posting_document", "gl_account", "fee_account", "clearing_account",
+                                 "disputes_account", "dimensions"]}),
         ("Check against Visma", {"fields": ["validation", "validation_problems_list", "validated_at"]}),
         ("Why", {"fields": ["change_reason"]}),
     ]
@@ -91,6 +92,8 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
             parts.append(f"fee {rule.fee_account}")
         if rule.clearing_account:
             parts.append(f"clearing {rule.clearing_account}")
+        if rule.disputes_account:
+            parts.append(f"disputes {rule.disputes_account}")
         if rule.dimensions:
             parts.append(", ".join(f"{segment}={value}" for segment, value in sorted(rule.dimensions.items())))
         return " · ".join(parts)

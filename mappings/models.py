@@ -161,6 +161,9 @@ class GLMappingRule(models.Model):
     gl_account = models.CharField("GL account", max_length=32, help_text="Revenue / receivable account")
     fee_account = models.CharField(max_length=32, blank=True, help_text="Where the processor's fee goes")
     clearing_account = models.CharField(max_length=32, blank=True, help_text="Processor clearing account (net)")
+    disputes_account = models.CharField(
+        max_length=32, blank=True,
+        help_text="Where money a processor holds back for a dispute or chargeback sits until it is won or lost")
     dimensions = models.JSONField(
         default=dict,
         blank=True,

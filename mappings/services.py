@@ -13,7 +13,8 @@ from .models import Customer, DimensionValue, GLAccount, GLMappingRule, Supplier
 from .money import MoneyError, is_exact, minor_units
 
 # Which rule field a posting line's role takes its account from.
-ROLE_ACCOUNT_FIELD = {"account": "gl_account", "fee": "fee_account", "clearing": "clearing_account"}
+ROLE_ACCOUNT_FIELD = {"account": "gl_account", "fee": "fee_account", "clearing": "clearing_account",
+                      "disputes": "disputes_account"}
 
 
 @dataclass
@@ -264,7 +265,7 @@ def mapping_rule_validate(rule: GLMappingRule, *, mirror: ReferenceMirror | None
     """Check a rule's accounts and dimension values against the mirror and store the verdict on the rule."""
     mirror = mirror or ReferenceMirror(rule.tenant)
     problems = []
-    for field_name in ("gl_account", "fee_account", "clearing_account"):
+    for field_name in ("gl_account", "fee_account", "clearing_account", "disputes_account"):
         number = getattr(rule, field_name)
         if not number:
             continue
