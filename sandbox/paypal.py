@@ -51,6 +51,10 @@ T_CHECKOUT_PAYMENT = "T0006"
 T_INVOICE_PAYMENT = "T0007"
 T_REFUND = "T1107"
 T_REVERSAL = "T1106"
+# PayPal's T-codes (developer.paypal.com/docs/transaction-search/transaction-event-codes): T1201 a chargeback, T0106 the
+# chargeback fee taken with it (as in a settlement report: phabricator.wikimedia.org/T418191, T1201 then T0106).
+T_CHARGEBACK = "T1201"
+T_CHARGEBACK_FEE = "T0106"
 
 
 class PayPalApiError(Exception):
@@ -354,7 +358,8 @@ def _payer_of_capture(capture: dict) -> dict:
 
 def paypal_refund_create(capture_id: str, *, amount: Decimal | str | None = None, request_id: str = "",
                          note_to_payer: str = "", at: datetime | None = None, reversal: bool = False,
-                         publication_delay: timedelta | None = None, notify: bool = True) -> PayPalObject:
+                         publication_delay: timedelta | None = None, notify: bool = True,
+                         reversal_code: str = T_REVERSAL) -> PayPalObject:
     """Refund a capture in part or whole (the rest when no amount): the fee is returned in proportion, the last
     refund returns what is left of it; the capture becomes PARTIALLY_REFUNDED or REFUNDED.
 
@@ -423,13 +428,23 @@ def paypal_refund_create(capture_id: str, *, amount: Decimal | str | None = None
         capture["update_time"] = paypal_time_format(at)
         stored.body, stored.updated_at = capture, at
         stored.save(update_fields=["body", "updated_at"])
-        _search_row(transaction_id=refund_id, event_code=T_REVERSAL if reversal else T_REFUND, at=at, amount=-value,
+        _search_row(transaction_id=refund_id, event_code=reversal_code if reversal else T_REFUND, at=at, amount=-value,
                     fee=fee_back, currency=currency, payer=_payer_of_capture(capture), reference_id=capture_id,
                     invoice_id=capture.get("invoice_id", ""), custom_id=capture.get("custom_id", ""),
                     delay=publication_delay)
     _event(notify, "PAYMENT.CAPTURE.REVERSED" if reversal else "PAYMENT.CAPTURE.REFUNDED", "refund", refund,
            f"A {value} {currency} capture payment was {'reversed' if reversal else 'refunded'}", at)
     return saved
+
+
+def paypal_chargeback_fee_create(capture_id: str, *, fee: Decimal | str, currency: str,
+                                  at: datetime | None = None) -> PayPalTransaction:
+    """The fee PayPal takes with a chargeback: a Transaction Search row of its own (T0106, a debit referring to the
+    capture), with no REST object behind it."""
+    at = (at or paypal_now()).replace(microsecond=0)
+    return _search_row(transaction_id=paypal_new_id(), event_code=T_CHARGEBACK_FEE, at=at,
+                       amount=-quantize(Decimal(str(fee)), currency), fee=None, currency=currency, payer=None,
+                       reference_id=capture_id)
 
 
 def paypal_refund_by_request(capture_id: str, body: dict, *, request_id: str) -> tuple[int, dict]:

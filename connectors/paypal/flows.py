@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
+from urllib.parse import quote
 
 from django.utils import timezone
 
@@ -21,11 +22,12 @@ from audit.models import RecordStatus
 from audit.selectors import record_of, record_posting, records_final
 from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
-from connectors.visma.target import VismaTarget
+from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
+from connectors.visma.target import CREDIT_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.selectors import external_reference_visma_id
 from mappings.reference import customer_invoice_by_reference
-from mappings.money import MoneyError, is_exact, to_decimal
+from mappings.money import MoneyError, is_exact, minor_units, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
 
 from .client import PayPalClient, SearchHorizon, link_target_id, paypal_time
@@ -348,12 +350,16 @@ class CaptureSource(PayPalSource):
 
 
 class RefundSource(PayPalSource):
-    """PayPal refunds → the reversal of the refunded part of their capture, posted only after the capture."""
+    """PayPal refunds → the reversal of the refunded part of their capture, posted only after the capture: a credit
+    note and customer refund when the capture paid a Visma invoice (a customer payment), else a journal."""
 
     name = "refunds"
     target_kind = "journal"
     transaction_type = "refund"
     event_codes = REFUND_CODES
+    # The role of the money that went back: the receivable or revenue for a refund, the disputes account for money
+    # PayPal took back (a reversal, a chargeback) until the case is settled.
+    money_role = "account"
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
         codes = self.event_codes
@@ -424,12 +430,12 @@ class RefundSource(PayPalSource):
                 f"{refunded_to_date} refunded to date) does not fit capture {capture_id} of {captured} {currency}"
             )
         party = f" · customer {capture_posting.customer}"
-        lines = [PostingLine(role="account", debit=gross,
+        lines = [PostingLine(role=self.money_role, debit=gross,
                              description=f"PayPal {self.transaction_type} {refund_id}{party}")]
         if fee:
             lines.append(PostingLine(role="fee", credit=fee, description=f"PayPal {refund_id} fee returned{party}"))
         lines.append(PostingLine(role="clearing", credit=net, description=f"PayPal {refund_id} net{party}"))
-        return Posting(
+        posting = Posting(
             document="journal", marker=self.marker(source.source_id), currency=currency,
             date=_day(refund.get("create_time"), capture_posting.date),
             description=f"PayPal {self.transaction_type} {refund_id} of capture {capture_id}{party}",
@@ -439,14 +445,94 @@ class RefundSource(PayPalSource):
             extra={"paypal_id": refund_id, "capture_id": capture_id, "capture_target_id": capture_record.target_id,
                    "gross": str(gross), "fee": str(fee), "net": str(net)},
         )
+        if self.money_role == "account" and capture_posting.document == "customer_payment" \
+                and capture_posting.extra.get("invoice_number"):
+            self._as_credit_note(posting, str(capture_posting.extra["invoice_number"]), refund_id)
+        return posting
+
+    def _as_credit_note(self, posting: Posting, invoice_number: str, refund_id: str) -> None:
+        """A refund of a capture that paid a Visma invoice: a credit note for the refunded share of that invoice and a
+        customer refund paying it out of clearing (the fee returned to the fee account), never a journal."""
+        invoice = self.visma_client.get_one(f"{CUSTOMER_INVOICES}/{quote(invoice_number, safe='')}")
+        if invoice is None:
+            raise SourceDataError(f"refund {refund_id}: Visma has no customer invoice {invoice_number}")
+        try:
+            credited = visma_credit_note_lines(invoice, posting.facts.amount,
+                                               places=minor_units(posting.currency))
+        except VismaDocumentError as exc:
+            raise SourceDataError(f"refund {refund_id}: {exc}") from exc
+        posting.document = CREDIT_NOTE
+        posting.description = f"PayPal refund {refund_id} for invoice {invoice_number} · customer {posting.customer}"
+        posting.extra.update(invoice_number=invoice_number,
+                             lines=[{**line, "amount": str(line["amount"])} for line in credited])
 
 
 class ReversalSource(RefundSource):
-    """Money PayPal took back (a reversal, a chargeback): posted like a refund, matched by its own rules."""
+    """Money PayPal took back (T1106 a reversal, T1201 a chargeback): out of clearing into the disputes account (a fee
+    PayPal returned to the fee account), matched by its own rules; never a credit note, as nothing was sold back."""
 
     name = "reversals"
     transaction_type = "reversal"
     event_codes = REVERSAL_CODES
+    money_role = "disputes"
+
+
+# --- transactions no stream takes -----------------------------------------------------------------------------
+
+
+def paypal_code_handled(code: str) -> bool:
+    """Whether a stream takes transactions of this event code: payments received (T00nn), refunds, reversals."""
+    return code.startswith(PAYMENT_CODE_PREFIX) or code in REFUND_CODES or code in REVERSAL_CODES
+
+
+class UnhandledSource(PayPalSource):
+    """Transaction Search rows whose event code no stream takes (a chargeback fee T0106, a hold T1110, a withdrawal
+    T0400...): each recorded with its code and flagged for finance, never skipped. Read from the search row itself
+    (most have no REST object)."""
+
+    name = "unhandled"
+    target_kind = "none"
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        def wanted(info: Mapping) -> bool:
+            return not paypal_code_handled(str(info.get("transaction_event_code") or ""))
+
+        def fetch(paypal: PayPalClient, row: Mapping, transaction_id: str) -> SourceObject | None:
+            info = row["transaction_info"]
+            amount = info.get("transaction_amount") or {}
+            try:
+                value = Decimal(str(amount.get("value")))
+            except ArithmeticError:
+                value = None
+            return SourceObject(source_id=transaction_id, payload={"transaction": dict(row)},
+                                updated_at=paypal_time(info.get("transaction_updated_date")), amount=value,
+                                currency=str(amount.get("currency_code") or "")[:3])
+
+        return self._window_read(start, end, wanted, fetch)
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        return None  # no webhook names these; the poll reads them
+
+    def transform(self, source: SourceObject) -> Posting:
+        info = (source.payload.get("transaction") or {}).get("transaction_info") or {}
+        amount = info.get("transaction_amount") or {}
+        refers = f", referring to {info['paypal_reference_id']}" if info.get("paypal_reference_id") else ""
+        raise SourceDataError(
+            f"PayPal transaction {source.source_id} with event code {info.get('transaction_event_code')} "
+            f"({amount.get('value')} {amount.get('currency_code')}{refers}) is not handled by this integration: book "
+            "it by hand, then reject this record")
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        return MappingOutcome(posting, None, [])
+
+    def problems(self, posting: Posting) -> list[str]:
+        return []
+
+    def find_posted(self, posting: Posting, record) -> None:
+        return None
+
+    def write(self, posting: Posting, record):
+        raise SourceDataError(f"PayPal transaction {record.source_id} is not handled: nothing is written")
 
 
 # --- invoices -------------------------------------------------------------------------------------------------
@@ -592,5 +678,5 @@ class InvoicesStream(PayPalToVisma, InvoiceSource):
 
 # Invoices first: `sync` and a backfill run the streams in this order, and a capture may wait for its invoice.
 STREAMS: dict[str, type[Stream]] = {
-    stream.name: stream for stream in (InvoicesStream, CapturesStream, RefundsStream, ReversalsStream)
+    stream.name: stream for stream in (InvoicesStream, CapturesStream, RefundsStream, ReversalsStream, UnhandledSource)
 }
