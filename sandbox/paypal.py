@@ -55,6 +55,11 @@ T_REVERSAL = "T1106"
 # chargeback fee taken with it (as in a settlement report: phabricator.wikimedia.org/T418191, T1201 then T0106).
 T_CHARGEBACK = "T1201"
 T_CHARGEBACK_FEE = "T0106"
+# Money held and given back around a dispute: T1110 a hold for dispute investigation (a debit), T1111 its release
+# (a credit), T1202 a chargeback reversal (a won chargeback, a credit). Same table; the hold and release pair as in
+# the settlement report above.
+T_DISPUTE_HOLD, T_DISPUTE_HOLD_RELEASE, T_CHARGEBACK_REVERSAL = "T1110", "T1111", "T1202"
+DISPUTE_FUNDS_DIRECTION = {T_DISPUTE_HOLD: -1, T_DISPUTE_HOLD_RELEASE: 1, T_CHARGEBACK_REVERSAL: 1}
 
 
 class PayPalApiError(Exception):
@@ -445,6 +450,16 @@ def paypal_chargeback_fee_create(capture_id: str, *, fee: Decimal | str, currenc
     return _search_row(transaction_id=paypal_new_id(), event_code=T_CHARGEBACK_FEE, at=at,
                        amount=-quantize(Decimal(str(fee)), currency), fee=None, currency=currency, payer=None,
                        reference_id=capture_id)
+
+
+def paypal_dispute_funds_move(capture_id: str, event_code: str, *, amount: Decimal | str, currency: str,
+                              at: datetime | None = None) -> PayPalTransaction:
+    """A dispute's money movement as Transaction Search lists it (no REST object): a hold on the capture's amount,
+    its release, or a chargeback given back; the sign follows the code (a hold is a debit)."""
+    at = (at or paypal_now()).replace(microsecond=0)
+    value = quantize(Decimal(str(amount)), currency) * DISPUTE_FUNDS_DIRECTION[event_code]
+    return _search_row(transaction_id=paypal_new_id(), event_code=event_code, at=at, amount=value, fee=None,
+                       currency=currency, payer=None, reference_id=capture_id)
 
 
 def paypal_refund_by_request(capture_id: str, body: dict, *, request_id: str) -> tuple[int, dict]:

@@ -38,6 +38,9 @@ SYSTEM = "paypal"
 PAYMENT_CODE_PREFIX = "T00"
 REFUND_CODES = frozenset({"T1107"})
 REVERSAL_CODES = frozenset({"T1106", "T1201"})
+# Money a dispute holds and gives back, listed by Transaction Search only (no REST object): T1110 a hold for dispute
+# investigation, T1111 its release, T1202 a chargeback reversal (the chargeback won).
+DISPUTE_FUNDS_CODES = frozenset({"T1110", "T1111", "T1202"})
 # Transaction Search: "It takes a maximum of three hours for executed transactions to appear": how far back from now
 # PayPal is taken to have published when an answer leaves out last_refreshed_datetime.
 PUBLICATION_DELAY_UNSAID = timedelta(hours=3)
@@ -482,7 +485,73 @@ class ReversalSource(RefundSource):
 
 def paypal_code_handled(code: str) -> bool:
     """Whether a stream takes transactions of this event code: payments received (T00nn), refunds, reversals."""
-    return code.startswith(PAYMENT_CODE_PREFIX) or code in REFUND_CODES or code in REVERSAL_CODES
+    return code.startswith(PAYMENT_CODE_PREFIX) or code in REFUND_CODES or code in REVERSAL_CODES \
+        or code in DISPUTE_FUNDS_CODES
+
+
+def _row_source(row: Mapping, transaction_id: str) -> SourceObject:
+    """A Transaction Search row as the source object itself (for transactions PayPal has no REST object for)."""
+    info = row["transaction_info"]
+    amount = info.get("transaction_amount") or {}
+    try:
+        value = Decimal(str(amount.get("value")))
+    except ArithmeticError:
+        value = None
+    return SourceObject(source_id=transaction_id, payload={"transaction": dict(row)},
+                        updated_at=paypal_time(info.get("transaction_updated_date")), amount=value,
+                        currency=str(amount.get("currency_code") or "")[:3])
+
+
+class DisputeFundsSource(PayPalSource):
+    """Money a dispute holds and gives back (T1110, T1111, T1202) → a journal between PayPal clearing and the disputes
+    account: a hold moves the amount out of clearing, a release or a won chargeback moves it back."""
+
+    name = "dispute_funds"
+    target_kind = "journal"
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        def wanted(info: Mapping) -> bool:
+            return info.get("transaction_event_code") in DISPUTE_FUNDS_CODES and info.get("transaction_status") == "S"
+
+        return self._window_read(start, end, wanted, lambda paypal, row, transaction_id: _row_source(
+            row, transaction_id))
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        return None  # no webhook names these rows; the poll reads them
+
+    def transform(self, source: SourceObject) -> Posting:
+        info = (source.payload.get("transaction") or {}).get("transaction_info") or {}
+        code = str(info.get("transaction_event_code") or "")
+        amount_document = info.get("transaction_amount") or {}
+        currency = str(amount_document.get("currency_code") or "")
+        amount = paypal_amount(amount_document, currency=currency, field="transaction_amount")
+        if info.get("fee_amount") and to_decimal(info["fee_amount"].get("value"), field="fee_amount"):
+            raise SourceDataError(f"PayPal {code} {source.source_id} carries a fee of {info['fee_amount'].get('value')}"
+                                  f" {currency}: not expected on a dispute's hold or return; book it by hand")
+        if not amount:
+            raise SourceDataError(f"PayPal {code} {source.source_id} moves no money")
+        capture_id = str(info.get("paypal_reference_id") or "")
+        capture_record = record_of(self.integration, "captures", capture_id) if capture_id else None
+        customer = record_posting(capture_record).customer \
+            if capture_record is not None and capture_record.status == RecordStatus.POSTED else ""
+        party = f" · customer {customer}" if customer and not is_unresolved_customer(customer) else ""
+        held = amount < 0
+        what = {"T1110": "held for a dispute", "T1111": "released from a dispute hold",
+                "T1202": "returned: chargeback reversed"}.get(code, code)
+        about = f"PayPal {code} {source.source_id} (capture {capture_id or 'unknown'}){party}"
+        lines = [PostingLine(role="disputes", debit=-amount if held else Decimal(0),
+                             credit=Decimal(0) if held else amount, description=about),
+                 PostingLine(role="clearing", debit=Decimal(0) if held else amount,
+                             credit=-amount if held else Decimal(0), description=about)]
+        return Posting(
+            document="journal", marker=self.marker(source.source_id), currency=currency,
+            date=_day(info.get("transaction_initiation_date"), timezone.now().date()),
+            description=f"PayPal {abs(amount)} {currency} {what}, capture {capture_id or 'unknown'}{party}",
+            facts=MatchFacts(transaction_type="dispute", amount=abs(amount), currency=currency,
+                             customer_group="" if not party else self.mirror.customer_class(customer)),
+            lines=lines, customer=customer if party else "",
+            extra={"paypal_id": source.source_id, "event_code": code, "capture_id": capture_id},
+        )
 
 
 class UnhandledSource(PayPalSource):
@@ -497,18 +566,8 @@ class UnhandledSource(PayPalSource):
         def wanted(info: Mapping) -> bool:
             return not paypal_code_handled(str(info.get("transaction_event_code") or ""))
 
-        def fetch(paypal: PayPalClient, row: Mapping, transaction_id: str) -> SourceObject | None:
-            info = row["transaction_info"]
-            amount = info.get("transaction_amount") or {}
-            try:
-                value = Decimal(str(amount.get("value")))
-            except ArithmeticError:
-                value = None
-            return SourceObject(source_id=transaction_id, payload={"transaction": dict(row)},
-                                updated_at=paypal_time(info.get("transaction_updated_date")), amount=value,
-                                currency=str(amount.get("currency_code") or "")[:3])
-
-        return self._window_read(start, end, wanted, fetch)
+        return self._window_read(start, end, wanted, lambda paypal, row, transaction_id: _row_source(
+            row, transaction_id))
 
     def read_one(self, source_id: str) -> SourceObject | None:
         return None  # no webhook names these; the poll reads them
@@ -672,11 +731,16 @@ class ReversalsStream(PayPalToVisma, ReversalSource):
     """PayPal reversals and chargebacks → Visma journals reversing the capture's part taken back."""
 
 
+class DisputeFundsStream(PayPalToVisma, DisputeFundsSource):
+    """PayPal dispute holds, releases and chargeback reversals → Visma journals between clearing and disputes."""
+
+
 class InvoicesStream(PayPalToVisma, InvoiceSource):
     """PayPal invoices → Visma customer invoices (externalReference: the PayPal invoice id)."""
 
 
 # Invoices first: `sync` and a backfill run the streams in this order, and a capture may wait for its invoice.
 STREAMS: dict[str, type[Stream]] = {
-    stream.name: stream for stream in (InvoicesStream, CapturesStream, RefundsStream, ReversalsStream, UnhandledSource)
+    stream.name: stream for stream in (InvoicesStream, CapturesStream, RefundsStream, ReversalsStream,
+                                       DisputeFundsStream, UnhandledSource)
 }

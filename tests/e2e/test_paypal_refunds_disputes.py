@@ -1,12 +1,21 @@
 """PayPal refunds and chargebacks → Visma over real HTTP, both emulators live: a refund of a capture that paid a Visma
 invoice is a credit note paid out by a customer refund (fee returned to the fee account), AR netting to zero; a
-chargeback moves the money out of clearing into the disputes account; a transaction code no stream takes is
-recorded and flagged with its code."""
+chargeback, or a hold for a dispute, moves the money out of clearing into the disputes account, and a chargeback
+reversed or a hold released moves it back; a transaction code no stream takes is recorded and flagged with its code."""
 from decimal import Decimal
 
 from connectors.pipeline import stream_poll
 from sandbox.models import VismaDocument
-from sandbox.paypal import T_CHARGEBACK, paypal_capture_create, paypal_chargeback_fee_create, paypal_refund_create
+from sandbox.paypal import (
+    T_CHARGEBACK,
+    T_CHARGEBACK_REVERSAL,
+    T_DISPUTE_HOLD,
+    T_DISPUTE_HOLD_RELEASE,
+    paypal_capture_create,
+    paypal_chargeback_fee_create,
+    paypal_dispute_funds_move,
+    paypal_refund_create,
+)
 from sandbox.services import VISMA_SANDBOX_COMPANY_ID
 from tests.paypal.world import MIKKO, hours_ago, journal_lines, world  # noqa: F401
 
@@ -110,3 +119,47 @@ def test_a_chargeback_fee_no_stream_takes_is_recorded_and_flagged_with_its_code(
     assert (record.amount, record.currency) == (Decimal("-16.00"), "EUR")
     assert list(world.records().values_list("stream", flat=True).order_by("stream")) == [
         "captures", "reversals", "unhandled"]
+
+
+def test_a_won_chargeback_brings_the_money_back_from_the_disputes_account(world):  # noqa: F811
+    # given: a chargeback moved EUR 100.00 into the disputes account
+    capture = paypal_capture_create(amount=Decimal("100.00"), currency="EUR", payer=MIKKO, at=hours_ago(1))
+    world.process_inbox()
+    paypal_refund_create(capture.object_id, reversal=True, reversal_code=T_CHARGEBACK, at=hours_ago(1))
+    world.process_inbox()
+
+    # when: the chargeback is reversed in the seller's favour (T1202)
+    returned = paypal_dispute_funds_move(capture.object_id, T_CHARGEBACK_REVERSAL, amount="100.00", currency="EUR",
+                                         at=hours_ago(1))
+    run = stream_poll(world.integration, "dispute_funds")
+
+    # then
+    record = world.record("dispute_funds", returned.transaction_id)
+    [journal] = world.journal_with(returned.transaction_id)
+    assert (run.status, run.posted, record.status, record.target_id) == ("completed", 1, "posted",
+                                                                         journal["batchNumber"])
+    assert journal_lines(journal) == [("1590", "0.00", "100.00"), ("1580", "100.00", "0.00")]
+    assert "customer 10004" in journal["description"]
+    disputes = sum((Decimal(debit) - Decimal(credit) for journal in world.journals()
+                    for account, debit, credit in journal_lines(journal) if account == "1590"), Decimal(0))
+    assert disputes == Decimal("0.00")
+
+
+def test_a_dispute_hold_and_its_release_move_the_money_out_of_clearing_and_back(world):  # noqa: F811
+    # given
+    capture = paypal_capture_create(amount=Decimal("59.00"), currency="EUR", payer=MIKKO, at=hours_ago(1))
+    world.process_inbox()
+
+    # when: PayPal holds the amount while it looks into a dispute, then releases it
+    held = paypal_dispute_funds_move(capture.object_id, T_DISPUTE_HOLD, amount="59.00", currency="EUR",
+                                     at=hours_ago(1))
+    released = paypal_dispute_funds_move(capture.object_id, T_DISPUTE_HOLD_RELEASE, amount="59.00", currency="EUR",
+                                         at=hours_ago(1))
+    stream_poll(world.integration, "dispute_funds")
+
+    # then
+    assert journal_lines(world.journal_with(held.transaction_id)[0]) == [("1590", "59.00", "0.00"),
+                                                                         ("1580", "0.00", "59.00")]
+    assert journal_lines(world.journal_with(released.transaction_id)[0]) == [("1590", "0.00", "59.00"),
+                                                                             ("1580", "59.00", "0.00")]
+    assert stream_poll(world.integration, "unhandled").fetched == 0
