@@ -462,6 +462,29 @@ def paypal_dispute_funds_move(capture_id: str, event_code: str, *, amount: Decim
                        currency=currency, payer=None, reference_id=capture_id)
 
 
+def paypal_dispute_event(capture_id: str, event_type: str, *, status: str, dispute_id: str = "",
+                         reason: str = "MERCHANDISE_OR_SERVICE_NOT_RECEIVED", outcome_code: str = "",
+                         at: datetime | None = None, notify: bool = True) -> dict:
+    """A customer's dispute of a capture as its CUSTOMER.DISPUTE.* webhook carries it (developer.paypal.com/docs/
+    disputes/webhooks: CREATED, UPDATED, RESOLVED; the resource is the dispute of the Disputes API v1: dispute_id,
+    disputed_transactions[].seller_transaction_id, reason, status, dispute_amount, dispute_outcome.outcome_code)."""
+    at = (at or paypal_now()).replace(microsecond=0)
+    capture = paypal_object("capture", capture_id).body
+    dispute_id = dispute_id or f"PP-D-{paypal_new_id(8)}"
+    dispute = {
+        "dispute_id": dispute_id,
+        "create_time": paypal_time_format(at), "update_time": paypal_time_format(at),
+        "disputed_transactions": [{"seller_transaction_id": capture_id, "seller_protection_eligible": True}],
+        "reason": reason, "status": status, "dispute_amount": dict(capture["amount"]),
+        "dispute_life_cycle_stage": "INQUIRY", "dispute_channel": "INTERNAL",
+        "links": [{"href": f"/v1/customer/disputes/{dispute_id}", "rel": "self", "method": "GET"}],
+    }
+    if outcome_code:
+        dispute["dispute_outcome"] = {"outcome_code": outcome_code}
+    _event(notify, event_type, "dispute", dispute, f"A dispute is {event_type.rsplit('.', 1)[1].lower()}", at)
+    return dispute
+
+
 def paypal_refund_by_request(capture_id: str, body: dict, *, request_id: str) -> tuple[int, dict]:
     """POST /v2/payments/captures/{id}/refund: with a PayPal-Request-Id a repeat gets the first answer back."""
     operation = f"refund:{capture_id}"

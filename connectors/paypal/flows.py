@@ -21,9 +21,9 @@ from django.utils import timezone
 from audit.models import RecordStatus
 from audit.selectors import record_of, record_posting, records_final
 from connectors.errors import WaitFor
-from connectors.pipeline import SourceDataError, SourceObject, Stream
+from connectors.pipeline import SourceDataError, SourceObject, Stream, source_take
 from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
-from connectors.visma.target import CREDIT_NOTE, VismaTarget
+from connectors.visma.target import CREDIT_NOTE, INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.selectors import external_reference_visma_id
 from mappings.reference import customer_invoice_by_reference
@@ -480,6 +480,73 @@ class ReversalSource(RefundSource):
     money_role = "disputes"
 
 
+# --- disputes -------------------------------------------------------------------------------------------------
+
+
+class DisputeNotesSource(PayPalSource):
+    """A PayPal dispute (CUSTOMER.DISPUTE.* webhooks) → a note on the Visma invoice its disputed capture paid, one per
+    status it reaches; one about a capture that paid no Visma invoice is flagged, so it is seen. The money a dispute
+    moves is booked by the reversals and dispute_funds streams from Transaction Search."""
+
+    name = "disputes"
+    target_kind = INVOICE_NOTE
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        return iter(())  # webhooks only: the Disputes API list is not among our vendor documents
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        return None
+
+    @staticmethod
+    def source_object(dispute: Mapping) -> SourceObject:
+        amount = dispute.get("dispute_amount") or {}
+        try:
+            value = Decimal(str(amount.get("value")))
+        except ArithmeticError:
+            value = None
+        return SourceObject(source_id=f"{dispute.get('dispute_id')}:{dispute.get('status')}",
+                            payload={"dispute": dict(dispute)}, updated_at=paypal_time(dispute.get("update_time")),
+                            amount=value, currency=str(amount.get("currency_code") or "")[:3])
+
+    def transform(self, source: SourceObject) -> Posting:
+        dispute = source.payload.get("dispute") or {}
+        dispute_id, status = str(dispute.get("dispute_id") or ""), str(dispute.get("status") or "")
+        amount_document = dispute.get("dispute_amount") or {}
+        currency = str(amount_document.get("currency_code") or "")
+        amount = paypal_amount(amount_document, currency=currency, field="dispute_amount")
+        captures = [str(item.get("seller_transaction_id")) for item in dispute.get("disputed_transactions") or []
+                    if item.get("seller_transaction_id")]
+        if not captures:
+            raise SourceDataError(f"PayPal dispute {dispute_id} names no disputed transaction of ours")
+        capture_id = captures[0]
+        capture_record = record_of(self.integration, "captures", capture_id)
+        if capture_record is None or capture_record.status != RecordStatus.POSTED:
+            raise WaitFor(f"PayPal dispute {dispute_id} waits for its capture {capture_id} to be posted",
+                          on=("captures", capture_id))
+        capture_posting = record_posting(capture_record)
+        outcome = (dispute.get("dispute_outcome") or {}).get("outcome_code")
+        text = f"PayPal dispute {dispute_id} of {amount} {currency} ({dispute.get('reason') or 'no reason given'}), " \
+               f"capture {capture_id}: {status}" + (f", {outcome}" if outcome else "")
+        invoice_number = capture_posting.extra.get("invoice_number")
+        if not invoice_number:
+            raise SourceDataError(f"{text}. The capture paid no Visma invoice, so there is nothing to note on; the "
+                                  "money the dispute holds or takes is booked from Transaction Search")
+        return Posting(
+            document=INVOICE_NOTE, marker=self.marker(source.source_id), currency=currency,
+            date=_day(dispute.get("update_time") or dispute.get("create_time"), timezone.now().date()),
+            description=text, facts=MatchFacts(transaction_type="dispute", amount=amount, currency=currency),
+            customer=capture_posting.customer, extra={"invoice_number": invoice_number, "paypal_id": dispute_id},
+        )
+
+
+def paypal_dispute_take(integration, dispute: Mapping) -> None:
+    """A dispute from a verified CUSTOMER.DISPUTE.* webhook, recorded and taken as far as it goes."""
+    if not dispute.get("dispute_id") or not dispute.get("status"):
+        raise ValueError("the dispute event's resource has no dispute_id or status")
+    stream = STREAMS[DisputeNotesSource.name](integration)
+    source_take(integration, stream, stream.source_object(dispute))
+
+
 # --- transactions no stream takes -----------------------------------------------------------------------------
 
 
@@ -735,6 +802,10 @@ class DisputeFundsStream(PayPalToVisma, DisputeFundsSource):
     """PayPal dispute holds, releases and chargeback reversals → Visma journals between clearing and disputes."""
 
 
+class DisputesStream(PayPalToVisma, DisputeNotesSource):
+    """PayPal disputes → notes on the Visma invoice the disputed capture paid."""
+
+
 class InvoicesStream(PayPalToVisma, InvoiceSource):
     """PayPal invoices → Visma customer invoices (externalReference: the PayPal invoice id)."""
 
@@ -742,5 +813,5 @@ class InvoicesStream(PayPalToVisma, InvoiceSource):
 # Invoices first: `sync` and a backfill run the streams in this order, and a capture may wait for its invoice.
 STREAMS: dict[str, type[Stream]] = {
     stream.name: stream for stream in (InvoicesStream, CapturesStream, RefundsStream, ReversalsStream,
-                                       DisputeFundsStream, UnhandledSource)
+                                       DisputeFundsStream, DisputesStream, UnhandledSource)
 }

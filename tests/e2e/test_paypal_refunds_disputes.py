@@ -13,6 +13,7 @@ from sandbox.paypal import (
     T_DISPUTE_HOLD_RELEASE,
     paypal_capture_create,
     paypal_chargeback_fee_create,
+    paypal_dispute_event,
     paypal_dispute_funds_move,
     paypal_refund_create,
 )
@@ -163,3 +164,47 @@ def test_a_dispute_hold_and_its_release_move_the_money_out_of_clearing_and_back(
     assert journal_lines(world.journal_with(released.transaction_id)[0]) == [("1590", "0.00", "59.00"),
                                                                              ("1580", "59.00", "0.00")]
     assert stream_poll(world.integration, "unhandled").fetched == 0
+
+
+def test_a_paypal_dispute_is_noted_on_the_invoice_its_capture_paid_once_per_status(world):  # noqa: F811
+    # given: EUR 120.00 paid Visma invoice 100002
+    capture = paypal_capture_create(amount=Decimal("120.00"), currency="EUR", payer=MIKKO, custom_id="WEB-1002",
+                                    at=hours_ago(0))
+    world.process_inbox()
+
+    # when: the buyer opens a dispute, and it is resolved in the seller's favour
+    opened = paypal_dispute_event(capture.object_id, "CUSTOMER.DISPUTE.CREATED", status="OPEN")
+    world.process_inbox()
+    paypal_dispute_event(capture.object_id, "CUSTOMER.DISPUTE.RESOLVED", status="RESOLVED",
+                         dispute_id=opened["dispute_id"], outcome_code="RESOLVED_SELLER_FAVOUR")
+    world.process_inbox()
+
+    # then
+    dispute_id = opened["dispute_id"]
+    assert [world.record("disputes", f"{dispute_id}:{status}").status for status in ("OPEN", "RESOLVED")] == [
+        "posted", "posted"]
+    assert world.customer_invoice("100002")["note"].splitlines() == [
+        f"[{world.marker(f'{dispute_id}:OPEN')}] PayPal dispute {dispute_id} of 120.00 EUR "
+        f"(MERCHANDISE_OR_SERVICE_NOT_RECEIVED), capture {capture.object_id}: OPEN",
+        f"[{world.marker(f'{dispute_id}:RESOLVED')}] PayPal dispute {dispute_id} of 120.00 EUR "
+        f"(MERCHANDISE_OR_SERVICE_NOT_RECEIVED), capture {capture.object_id}: RESOLVED, RESOLVED_SELLER_FAVOUR",
+    ]
+
+
+def test_a_paypal_dispute_of_a_sale_without_an_invoice_is_flagged_to_be_seen(world):  # noqa: F811
+    # given
+    capture = paypal_capture_create(amount=Decimal("100.00"), currency="EUR", payer=MIKKO, at=hours_ago(0))
+    world.process_inbox()
+
+    # when
+    opened = paypal_dispute_event(capture.object_id, "CUSTOMER.DISPUTE.CREATED", status="OPEN")
+    world.process_inbox()
+
+    # then
+    record = world.record("disputes", f"{opened['dispute_id']}:OPEN")
+    assert record.status == "flagged"
+    assert record.reasons == [
+        f"disputes {opened['dispute_id']}:OPEN: PayPal dispute {opened['dispute_id']} of 100.00 EUR "
+        f"(MERCHANDISE_OR_SERVICE_NOT_RECEIVED), capture {capture.object_id}: OPEN. The capture paid no Visma "
+        "invoice, so there is nothing to note on; the money the dispute holds or takes is booked from Transaction "
+        "Search"]
