@@ -603,7 +603,8 @@ def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None =
         document_type = _value(line, "documentType", "Invoice")
         reference = _value(line, "refNbr")
         if document_type not in PAYMENT_APPLIES_TO.get(payment_type, ()):
-            raise VismaError.invalid(f"{where}documentType: a {payment_type} cannot be applied to a {document_type}.")
+            raise VismaError.invalid(f"{where}documentType: a {payment_type} cannot be applied to documents of type "
+                                     f"{document_type}.")
         collection = CUSTOMER_DOCUMENT_COLLECTIONS.get(document_type, "customer_invoice")
         invoice = visma_document_find(company_id, collection, reference or "")
         if invoice is None or invoice.body["documentType"] != document_type:
