@@ -1,5 +1,6 @@
-"""What moves from PayPal to Visma: captures, refunds, reversals and invoices, read from PayPal and turned into
-postings (journal, customer payment, customer invoice) whose accounts the mapping rules choose.
+"""What moves from PayPal to Visma: captures, refunds, reversals, dispute holds, disputes and invoices, read from PayPal
+and turned into postings (journal, customer payment, credit note, invoice note, customer invoice) whose accounts the
+mapping rules choose; a transaction code no stream takes is recorded and flagged.
 
 Reading: Transaction Search in windows of at most 31 days up to now, with an overlap, the cursor never past what
 PayPal says it has published (last_refreshed_datetime); each object is then read from its own API (a webhook is a

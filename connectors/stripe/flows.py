@@ -1,7 +1,8 @@
 """Stripe ↔ Visma streams. Stripe → Visma: charges that pay Visma invoices become customer payments applied to them
-(the Stripe fee in its own journal), their refunds journals, failed charges and disputes notes on the Visma invoice
-(If-Match); each object is re-read from the API, and Stripe's /v1/events list is the poll fallback for missed
-webhooks. Visma → Stripe: released Visma invoices marked for Stripe collection become sent Stripe invoices; one
+(the Stripe fee in its own journal), their refunds credit notes paid out by customer refunds, failed charges and
+disputes notes on the Visma invoice (If-Match), the money a dispute takes and returns journals to and from the
+disputes account, money events no stream takes flagged records; each object is re-read from the API, and Stripe's
+/v1/events list is the poll fallback for missed webhooks. Visma → Stripe: released Visma invoices marked for Stripe collection become sent Stripe invoices; one
 changed in Visma after it was sent is flagged, never re-sent."""
 from __future__ import annotations
 

@@ -539,6 +539,8 @@ def visma_credit_note_lines(invoice: Mapping[str, Any], refunded: Decimal, *, pl
     lines = [line for line in invoice.get("invoiceLines") or [] if line.get("amountInCurrency") is not None]
     if not lines:
         raise VismaDocumentError(f"invoice {number} has no lines to credit")
+    # The invoice total and line amounts in the document's currency, read as the rest of the product reads them; the
+    # reading of Visma's totals (amount incl. VAT, the …InCurrency twins) is issue 9 item 1's, and follows it here.
     total = _amount(invoice.get("amountInCurrency"), f"invoice {number} amountInCurrency")
     if total <= 0 or refunded <= 0 or refunded > total:
         raise VismaDocumentError(f"a refund of {refunded} cannot be credited on invoice {number} of {total}")
