@@ -26,13 +26,15 @@ PARTNER_SYSTEMS = [choice for choice in System.choices if choice[0] != System.VI
 # The Visma documents we write, by the kind a tenant's own-number setting names.
 VISMA_DOCUMENT_KINDS = (
     "journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment", "customer", "supplier",
+    "credit_note", "customer_refund",
 )
 
 
 def visma_own_numbers_default() -> list[str]:
-    """Own numbers for what no law numbers: not customer invoices (a sequential series: EU VAT Directive 2006/112/EC
-    art. 226(2); Norway's bokføringsforskriften § 5-1-1), not customers or suppliers (the company's choice)."""
-    return ["journal", "customer_payment", "supplier_invoice", "supplier_payment"]
+    """Own numbers for what no law numbers: not customer invoices nor credit notes (a sequential series: EU VAT
+    Directive 2006/112/EC art. 226(2), a credit note amending an invoice is one; Norway's bokføringsforskriften
+    § 5-1-1), not customers or suppliers (the company's choice)."""
+    return ["journal", "customer_payment", "customer_refund", "supplier_invoice", "supplier_payment"]
 
 
 def time_zone_validate(value) -> None:

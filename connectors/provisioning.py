@@ -43,7 +43,7 @@ INTEGRATION_KEYS = ("settings", "poll_minutes", "enabled")
 
 RULE_TEXT_FIELDS = (
     "system", "name", "transaction_type", "currency", "customer_group", "customer", "payer", "payment_method",
-    "gl_account", "fee_account", "clearing_account", "exchange_difference_account",
+    "gl_account", "fee_account", "clearing_account", "exchange_difference_account", "disputes_account",
 )
 RULE_FIELDS = (*RULE_TEXT_FIELDS, "priority", "is_active", "min_amount", "max_amount", "dimensions")
 RULE_REQUIRED = ("name", "gl_account")

@@ -53,7 +53,7 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
         ("Matches (empty: any)", {"fields": ["transaction_type", "currency", "min_amount", "max_amount",
                                              "customer_group", "customer", "payer", "payment_method"]}),
         ("Posts to", {"fields": ["gl_account", "fee_account", "clearing_account", "exchange_difference_account",
-                                 "dimensions"]}),
+                                 "disputes_account", "dimensions"]}),
         ("Check against Visma", {"fields": ["validation", "validation_problems_list", "validated_at"]}),
         ("Why", {"fields": ["change_reason"]}),
     ]
@@ -101,6 +101,8 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
             parts.append(f"clearing {rule.clearing_account}")
         if rule.exchange_difference_account:
             parts.append(f"exchange difference {rule.exchange_difference_account}")
+        if rule.disputes_account:
+            parts.append(f"disputes {rule.disputes_account}")
         if rule.dimensions:
             parts.append(", ".join(f"{segment}={value}" for segment, value in sorted(rule.dimensions.items())))
         return " · ".join(parts)

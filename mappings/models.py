@@ -242,6 +242,9 @@ class GLMappingRule(models.Model):
     exchange_difference_account = models.CharField(
         max_length=32, blank=True,
         help_text="Where the difference between the processor's exchange rate and Visma's goes (converted payments)")
+    disputes_account = models.CharField(
+        max_length=32, blank=True,
+        help_text="Where money a processor holds back for a dispute or chargeback sits until it is won or lost")
     dimensions = models.JSONField(
         default=dict,
         blank=True,

@@ -14,7 +14,7 @@ from .money import MoneyError, is_exact, minor_units
 
 # Which rule field a posting line's role takes its account from.
 ROLE_ACCOUNT_FIELD = {"account": "gl_account", "fee": "fee_account", "clearing": "clearing_account",
-                      "exchange_difference": "exchange_difference_account"}
+                      "exchange_difference": "exchange_difference_account", "disputes": "disputes_account"}
 
 
 @dataclass
@@ -308,7 +308,8 @@ def mapping_rule_validate(rule: GLMappingRule, *, mirror: ReferenceMirror | None
     """Check a rule's accounts and dimension values against the mirror and store the verdict on the rule."""
     mirror = mirror or ReferenceMirror(rule.tenant)
     problems = []
-    for field_name in ("gl_account", "fee_account", "clearing_account", "exchange_difference_account"):
+    for field_name in ("gl_account", "fee_account", "clearing_account", "exchange_difference_account",
+                       "disputes_account"):
         number = getattr(rule, field_name)
         if not number:
             continue

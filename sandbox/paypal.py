@@ -52,6 +52,15 @@ T_CHECKOUT_PAYMENT = "T0006"
 T_INVOICE_PAYMENT = "T0007"
 T_REFUND = "T1107"
 T_REVERSAL = "T1106"
+# PayPal's T-codes (developer.paypal.com/docs/transaction-search/transaction-event-codes): T1201 a chargeback, T0106 the
+# chargeback fee taken with it (as in a settlement report: phabricator.wikimedia.org/T418191, T1201 then T0106).
+T_CHARGEBACK = "T1201"
+T_CHARGEBACK_FEE = "T0106"
+# Money held and given back around a dispute: T1110 a hold for dispute investigation (a debit), T1111 its release
+# (a credit), T1202 a chargeback reversal (a won chargeback, a credit). Same table; the hold and release pair as in
+# the settlement report above.
+T_DISPUTE_HOLD, T_DISPUTE_HOLD_RELEASE, T_CHARGEBACK_REVERSAL = "T1110", "T1111", "T1202"
+DISPUTE_FUNDS_DIRECTION = {T_DISPUTE_HOLD: -1, T_DISPUTE_HOLD_RELEASE: 1, T_CHARGEBACK_REVERSAL: 1}
 
 
 class PayPalApiError(Exception):
@@ -364,7 +373,8 @@ def _payer_of_capture(capture: dict) -> dict:
 
 def paypal_refund_create(capture_id: str, *, amount: Decimal | str | None = None, request_id: str = "",
                          note_to_payer: str = "", at: datetime | None = None, reversal: bool = False,
-                         publication_delay: timedelta | None = None, notify: bool = True) -> PayPalObject:
+                         publication_delay: timedelta | None = None, notify: bool = True,
+                         reversal_code: str = T_REVERSAL) -> PayPalObject:
     """Refund a capture in part or whole (the rest when no amount): the fee is returned in proportion, the last
     refund returns what is left of it; the capture becomes PARTIALLY_REFUNDED or REFUNDED.
 
@@ -433,13 +443,56 @@ def paypal_refund_create(capture_id: str, *, amount: Decimal | str | None = None
         capture["update_time"] = paypal_time_format(at)
         stored.body, stored.updated_at = capture, at
         stored.save(update_fields=["body", "updated_at"])
-        _search_row(transaction_id=refund_id, event_code=T_REVERSAL if reversal else T_REFUND, at=at, amount=-value,
+        _search_row(transaction_id=refund_id, event_code=reversal_code if reversal else T_REFUND, at=at, amount=-value,
                     fee=fee_back, currency=currency, payer=_payer_of_capture(capture), reference_id=capture_id,
                     invoice_id=capture.get("invoice_id", ""), custom_id=capture.get("custom_id", ""),
                     delay=publication_delay)
     _event(notify, "PAYMENT.CAPTURE.REVERSED" if reversal else "PAYMENT.CAPTURE.REFUNDED", "refund", refund,
            f"A {value} {currency} capture payment was {'reversed' if reversal else 'refunded'}", at)
     return saved
+
+
+def paypal_chargeback_fee_create(capture_id: str, *, fee: Decimal | str, currency: str,
+                                  at: datetime | None = None) -> PayPalTransaction:
+    """The fee PayPal takes with a chargeback: a Transaction Search row of its own (T0106, a debit referring to the
+    capture), with no REST object behind it."""
+    at = (at or paypal_now()).replace(microsecond=0)
+    return _search_row(transaction_id=paypal_new_id(), event_code=T_CHARGEBACK_FEE, at=at,
+                       amount=-quantize(Decimal(str(fee)), currency), fee=None, currency=currency, payer=None,
+                       reference_id=capture_id)
+
+
+def paypal_dispute_funds_move(capture_id: str, event_code: str, *, amount: Decimal | str, currency: str,
+                              at: datetime | None = None) -> PayPalTransaction:
+    """A dispute's money movement as Transaction Search lists it (no REST object): a hold on the capture's amount,
+    its release, or a chargeback given back; the sign follows the code (a hold is a debit)."""
+    at = (at or paypal_now()).replace(microsecond=0)
+    value = quantize(Decimal(str(amount)), currency) * DISPUTE_FUNDS_DIRECTION[event_code]
+    return _search_row(transaction_id=paypal_new_id(), event_code=event_code, at=at, amount=value, fee=None,
+                       currency=currency, payer=None, reference_id=capture_id)
+
+
+def paypal_dispute_event(capture_id: str, event_type: str, *, status: str, dispute_id: str = "",
+                         reason: str = "MERCHANDISE_OR_SERVICE_NOT_RECEIVED", outcome_code: str = "",
+                         at: datetime | None = None, notify: bool = True) -> dict:
+    """A customer's dispute of a capture as its CUSTOMER.DISPUTE.* webhook carries it (developer.paypal.com/docs/
+    disputes/webhooks: CREATED, UPDATED, RESOLVED; the resource is the dispute of the Disputes API v1: dispute_id,
+    disputed_transactions[].seller_transaction_id, reason, status, dispute_amount, dispute_outcome.outcome_code)."""
+    at = (at or paypal_now()).replace(microsecond=0)
+    capture = paypal_object("capture", capture_id).body
+    dispute_id = dispute_id or f"PP-D-{paypal_new_id(8)}"
+    dispute = {
+        "dispute_id": dispute_id,
+        "create_time": paypal_time_format(at), "update_time": paypal_time_format(at),
+        "disputed_transactions": [{"seller_transaction_id": capture_id, "seller_protection_eligible": True}],
+        "reason": reason, "status": status, "dispute_amount": dict(capture["amount"]),
+        "dispute_life_cycle_stage": "INQUIRY", "dispute_channel": "INTERNAL",
+        "links": [{"href": f"/v1/customer/disputes/{dispute_id}", "rel": "self", "method": "GET"}],
+    }
+    if outcome_code:
+        dispute["dispute_outcome"] = {"outcome_code": outcome_code}
+    _event(notify, event_type, "dispute", dispute, f"A dispute is {event_type.rsplit('.', 1)[1].lower()}", at)
+    return dispute
 
 
 def paypal_refund_by_request(capture_id: str, body: dict, *, request_id: str) -> tuple[int, dict]:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from .models import StripeAccount, StripeIdempotentRequest, StripeObject
@@ -39,6 +40,13 @@ DEFAULT_FEE_PERCENT = Decimal("2.9")
 # settle in one currency; Stripe's own rates move, these are fixed so tests can reckon.
 CONVERSION_RATES = {("eur", "sek"): Decimal("11.42"), ("eur", "nok"): Decimal("11.62"),
                     ("usd", "sek"): Decimal("10.52"), ("nok", "sek"): Decimal("0.975")}
+# The dispute fee Stripe takes with the disputed amount, in the smallest unit ("Disputes and fraud": 15.00 in the
+# account's currency in most countries; docs.stripe.com/disputes/how-disputes-work, stripe.com/pricing).
+DISPUTE_FEE = {"usd": 1500, "eur": 1500, "gbp": 1500, "nok": 15000, "sek": 15000, "dkk": 11000, "chf": 1500,
+               "jpy": 1500}
+# Stripe's test evidence that wins a dispute (docs.stripe.com/testing#disputes: uncategorized_text "winning_evidence").
+WINNING_EVIDENCE = "winning_evidence"
+LOSING_EVIDENCE = "losing_evidence"
 EVENTS_KEPT_SECONDS = 30 * 24 * 3600
 DECLINED_TOKEN = "tok_chargeDeclined"
 DISPUTE_TOKEN = "tok_createDispute"
@@ -831,8 +839,33 @@ def charge_create(account: StripeAccount, params: Mapping) -> dict:
                         description=params.get("description") or None, metadata=_metadata(params))
 
 
+def _balance_transaction(account: StripeAccount, *, amount: int, fee: int, currency: str, source: str, type_: str,
+                         category: str, fee_description: str) -> dict:
+    """A balance transaction (spec3.yaml `balance_transaction`): amount, fee and net (amount − fee) in the smallest
+    unit; a negative fee is a fee returned."""
+    created = now()
+    balance = {
+        "id": new_id("balance_transaction"), "object": "balance_transaction", "created": created,
+        "available_on": created + 2 * 86400, "amount": amount, "currency": currency, "fee": fee, "net": amount - fee,
+        "fee_details": [{"amount": fee, "currency": currency, "description": fee_description, "type": "stripe_fee"}]
+        if fee else [],
+        "reporting_category": category, "source": source, "status": "pending", "type": type_,
+    }
+    return _store(account, balance)
+
+
+def _fees_returned() -> bool:
+    """Stripe keeps its processing fee on a refund and its dispute fee on a won dispute ("the fees from the original
+    charge aren't returned", docs.stripe.com/refunds); some accounts and older pricing returned them (a negative
+    `fee` on the balance transaction). SANDBOX_STRIPE_FEES_RETURNED plays that case."""
+    return bool(getattr(settings, "SANDBOX_STRIPE_FEES_RETURNED", False))
+
+
 def dispute_open(account: StripeAccount, charge: dict, *, reason: str = "fraudulent") -> dict:
-    """The card holder disputes a charge: Stripe takes the amount and a dispute fee back at once."""
+    """The card holder disputes a charge: Stripe takes the amount and a dispute fee back at once, as one balance
+    transaction in the dispute's `balance_transactions` ("funds withdrawn and reinstated", spec3.yaml `dispute`;
+    type adjustment, reporting category dispute: docs.stripe.com/reports/reporting-categories), and says so with
+    charge.dispute.funds_withdrawn."""
     dispute = {
         "id": new_id("dispute"), "object": "dispute", "created": now(), "livemode": False,
         "amount": charge["amount"], "currency": charge["currency"], "charge": charge["id"], "reason": reason,
@@ -841,10 +874,49 @@ def dispute_open(account: StripeAccount, charge: dict, *, reason: str = "fraudul
                              "submission_count": 0},
         "balance_transactions": [],
     }
+    withdrawn = _balance_transaction(account, amount=-charge["amount"], fee=DISPUTE_FEE.get(charge["currency"], 1500),
+                                     currency=charge["currency"], source=dispute["id"], type_="adjustment",
+                                     category="dispute", fee_description="Dispute fee")
+    dispute["balance_transactions"] = [withdrawn]
     _store(account, dispute)
     charge["disputed"] = True
     _save(account, charge)
     event_emit(account, "charge.dispute.created", dispute)
+    event_emit(account, "charge.dispute.funds_withdrawn", dispute)
+    return dispute
+
+
+def dispute_update(account: StripeAccount, dispute_id: str, params: Mapping) -> dict:
+    """POST /v1/disputes/{id}: evidence, and `submit`. In test mode evidence[uncategorized_text] "winning_evidence"
+    wins the dispute and "losing_evidence" loses it (docs.stripe.com/testing#disputes). Won: the disputed amount comes
+    back as a second balance transaction (reporting category dispute_reversal) with charge.dispute.funds_reinstated."""
+    _known(params, {"evidence", "metadata", "submit"})
+    dispute = object_get(account, "dispute", dispute_id, lock=True)
+    if dispute["status"] in ("won", "lost"):
+        raise StripeApiError(400, f"This dispute is already closed ({dispute['status']}).")
+    evidence = params.get("evidence") if isinstance(params.get("evidence"), Mapping) else {}
+    text = str(evidence.get("uncategorized_text") or "")
+    previous = {"status": dispute["status"]}
+    dispute["metadata"] = _metadata(params, dispute.get("metadata"))
+    if text or _bool(params, "submit", True):
+        dispute["evidence_details"]["has_evidence"] = True
+        dispute["evidence_details"]["submission_count"] += 1
+        dispute["status"] = "under_review"
+    if text in (WINNING_EVIDENCE, LOSING_EVIDENCE):
+        dispute["status"] = "won" if text == WINNING_EVIDENCE else "lost"
+    if dispute["status"] == "won":
+        fee = dispute["balance_transactions"][0]["fee"]
+        reinstated = _balance_transaction(account, amount=dispute["amount"], fee=-fee if _fees_returned() else 0,
+                                          currency=dispute["currency"], source=dispute["id"], type_="adjustment",
+                                          category="dispute_reversal", fee_description="Dispute fee returned")
+        dispute["balance_transactions"].append(reinstated)
+    _save(account, dispute)
+    if dispute["status"] in ("won", "lost"):
+        event_emit(account, "charge.dispute.closed", dispute, previous=previous)
+        if dispute["status"] == "won":
+            event_emit(account, "charge.dispute.funds_reinstated", dispute)
+    else:
+        event_emit(account, "charge.dispute.updated", dispute, previous=previous)
     return dispute
 
 
@@ -875,6 +947,14 @@ def refund_create(account: StripeAccount, params: Mapping) -> dict:
     refund = {"id": new_id("refund"), "object": "refund", "created": now(), "amount": amount,
               "currency": charge["currency"], "charge": charge_id, "status": "succeeded",
               "reason": params.get("reason") or None, "metadata": _metadata(params), "balance_transaction": None}
+    # The money going back (spec3.yaml `refund.balance_transaction`; type refund): the fee part returned, when
+    # returned at all, in proportion to the refunded share of the charge.
+    charged = object_get(account, "balance_transaction", charge["balance_transaction"])
+    returned = int((Decimal(charged["fee"]) * amount / charge["amount_captured"]).quantize(
+        Decimal(1), rounding=ROUND_HALF_UP)) if _fees_returned() else 0
+    refund["balance_transaction"] = _balance_transaction(
+        account, amount=-amount, fee=-returned, currency=charge["currency"], source=refund["id"], type_="refund",
+        category="refund", fee_description="Stripe processing fees returned")["id"]
     _store(account, refund)
     charge["amount_refunded"] += amount
     charge["refunded"] = charge["amount_refunded"] == charge["amount_captured"]

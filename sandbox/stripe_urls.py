@@ -5,6 +5,10 @@ from . import stripe_api as api
 from . import stripe_views as views
 
 
+def _dispute_update(account, *, params, object_id):
+    return api.dispute_update(account, object_id, params)
+
+
 def _customer_update(account, *, params, object_id):
     return api.customer_update(account, object_id, params)
 
@@ -41,7 +45,8 @@ urlpatterns = [
          name="stripe-refunds"),
     path("v1/refunds/<str:object_id>", views.view(get_handler=views._retrieve("refund")), name="stripe-refund"),
     path("v1/disputes", views.view(get_handler=views._listing("dispute", ("charge",))), name="stripe-disputes"),
-    path("v1/disputes/<str:object_id>", views.view(get_handler=views._retrieve("dispute")), name="stripe-dispute"),
+    path("v1/disputes/<str:object_id>", views.view(get_handler=views._retrieve("dispute"),
+                                                   post_handler=_dispute_update), name="stripe-dispute"),
     path("v1/disputes/<str:dispute_id>/close", views.view(post_handler=api.dispute_close),
          name="stripe-dispute-close"),
     path("v1/balance_transactions/<str:object_id>", views.view(get_handler=views._retrieve("balance_transaction")),

@@ -24,6 +24,7 @@ from .visma_erp import (
     customer_invoice_create,
     customer_invoice_release,
     customer_invoice_update,
+    customer_credit_note_create,
     customer_payment_create,
     customer_payment_release,
     customer_update,
@@ -311,6 +312,22 @@ class CustomerInvoiceView(DocumentView):
     http_method_names = ["get", "put"]
     field_kind = "customer_invoice"
     collection, label, update = "customer_invoice", "Invoice", staticmethod(customer_invoice_update)
+
+
+class CustomerCreditNoteListView(DocumentListView):
+    list_name = "customer_credit_note"
+
+
+class CustomerCreditNoteCreateView(DocumentListView):
+    """POST /v2/customerCreditNote (POST /v1/customerCreditNote is deprecated, swagger); read at /v1/.../{n}."""
+
+    url_name, create = "visma-customer-credit-note", staticmethod(customer_credit_note_create)
+    http_method_names = ["post"]
+    field_kind = "customer_credit_note"
+
+
+class CustomerCreditNoteView(DocumentView):
+    collection, label = "customer_credit_note", "Credit note"
 
 
 class CustomerPaymentListView(DocumentListView):

@@ -66,6 +66,7 @@ SERIES_FIRST = {
     "supplier": 20001,
     "customer_invoice": 100001,
     "customer_payment": 200001,
+    "customer_credit_note": 500001,
     "supplier_invoice": 300001,
     "supplier_payment": 400001,
     "journal": 1,
@@ -573,6 +574,79 @@ def customer_invoice_update(company_id: str, number: str, dto: dict, *, if_match
     )
 
 
+# Customer credit notes ---------------------------------------------------------------------------------------
+# POST /v2/customerCreditNote (CustomerCreditNoteUpdateDto: customerNumber, documentDate, currencyId,
+# externalReference, customerRefNumber, invoiceText, lines[] as CustomerCreditNoteLineUpdateDto), read back at
+# GET /v1/customerCreditNote/{creditNoteNumber} as CustomerCreditNoteDto (documentType CreditNote, amount, balance,
+# lines). Its own document type and numbering series (ARRegister is keyed by DocType and RefNbr).
+
+
+def customer_credit_note_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    moment = at or visma_now()
+    customer_number = _value(dto, "customerNumber")
+    customer = _party_require(company_id, "customer", customer_number, "Customer", "customerNumber")
+    for index, line in enumerate(dto.get("lines", [])):
+        if (line.get("operation") or "Insert") != "Insert":
+            raise VismaError.invalid(f"lines[{index}].operation: a new credit note can only insert lines.")
+    if not dto.get("lines"):
+        raise VismaError.invalid("lines: a credit note needs at least one line.")
+    document_date = _dto_datetime(dto, "documentDate", moment)
+    financial_period, post_period = _periods(dto, document_date, "")
+    currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or BASE_CURRENCY)
+    reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
+    if not reference:
+        reference = _number_new(company_id, "customer_credit_note", "customer_credit_note")
+    hold = bool(_value(dto, "hold", False))
+    body = {
+        "documentType": "CreditNote",
+        "referenceNumber": reference,
+        "status": "Hold" if hold else "Balanced",
+        "hold": hold,
+        "customer": {"number": customer_number, "name": customer["name"]},
+        "documentDate": visma_date_format(document_date),
+        "financialPeriod": financial_period,
+        "postPeriod": post_period,
+        "currencyId": currency,
+        "exchangeRate": float(rate),
+        "branchNumber": BRANCH,
+        "createdDateTime": visma_datetime_format(moment),
+        "applications": [],
+    }
+    for name in CUSTOMER_INVOICE_TEXTS:
+        body[name] = _value(dto, name)
+    body["lines"] = _lines_apply([], dto["lines"], _customer_invoice_line(company_id, rate), "lines")
+    total = sum((visma_money(line["amountInCurrency"]) for line in body["lines"]), Decimal("0.00"))
+    body["detailTotalInCurrency"] = body["amountInCurrency"] = body["balanceInCurrency"] = _amount(total)
+    body["detailTotal"] = body["amount"] = body["balance"] = _amount(visma_money(total * rate))
+    body["vatTotal"] = body["vatTotalInCurrency"] = 0.0
+    return visma_document_create(company_id, "customer_credit_note", reference, body, label="Credit note", at=moment)
+
+
+# The collection each customer document type a payment line names lives in (PaymentLineUpdateDto.documentType).
+CUSTOMER_DOCUMENT_COLLECTIONS = {"Invoice": "customer_invoice", "CreditNote": "customer_credit_note"}
+# Which document types each payment type may be applied to (Visma's customer payment screen AR302000: a Refund pays
+# out a credit note or an unapplied payment; a Payment settles invoices and debit notes).
+PAYMENT_APPLIES_TO = {"Payment": ("Invoice", "DebitNote"), "Refund": ("CreditNote", "Payment", "Prepayment")}
+
+
+def _customer_document_settle(company_id: str, document_type: str, reference: str, amount: Decimal) -> None:
+    """An application lowers the applied document's balance (CustomerInvoiceDto / CustomerCreditNoteDto `balance`);
+    at 0 the document is Closed."""
+    collection = CUSTOMER_DOCUMENT_COLLECTIONS[document_type]
+
+    def settle(body: dict) -> dict:
+        rate = Decimal(str(body.get("exchangeRate") or 1))
+        left = visma_money(body["balanceInCurrency"]) - amount
+        body["balanceInCurrency"] = _amount(left)
+        body["balance"] = _amount(visma_money(left * rate))
+        if left == 0:
+            body["status"] = "Closed"
+        return body
+
+    visma_document_update(company_id, collection, reference, settle, label=document_type, if_match=None,
+                          edited_by_others=False)
+
+
 # Customer payments -------------------------------------------------------------------------------------------
 
 
@@ -589,13 +663,18 @@ def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None =
         gl_account_require(company_id, cash_account, "cashAccount.")
     lines = []
     applied = Decimal("0.00")
+    payment_type = _value(dto, "type", "Payment")
     for index, line in enumerate(dto.get("paymentLines", [])):
         where = f"paymentLines[{index}]."
         if (line.get("operation") or "Insert") != "Insert":
             raise VismaError.invalid(f"{where}operation: a new payment can only insert lines.")
         document_type = _value(line, "documentType", "Invoice")
         reference = _value(line, "refNbr")
-        invoice = visma_document_find(company_id, "customer_invoice", reference or "")
+        if document_type not in PAYMENT_APPLIES_TO.get(payment_type, ()):
+            raise VismaError.invalid(f"{where}documentType: a {payment_type} cannot be applied to documents of type "
+                                     f"{document_type}.")
+        collection = CUSTOMER_DOCUMENT_COLLECTIONS.get(document_type, "customer_invoice")
+        invoice = visma_document_find(company_id, collection, reference or "")
         if invoice is None or invoice.body["documentType"] != document_type:
             raise VismaError.invalid(f"{where}refNbr: {document_type} '{reference}' cannot be found in the system.")
         if invoice.body["customer"]["number"] != customer_number:
@@ -623,7 +702,7 @@ def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None =
         reference = _number_new(company_id, "customer_payment", "customer_payment", width=6)
     hold = bool(_value(dto, "hold", False))
     body = {
-        "type": _value(dto, "type", "Payment"),
+        "type": payment_type,
         "refNbr": reference,
         "status": "Hold" if hold else "Balanced",
         "hold": hold,
@@ -643,7 +722,12 @@ def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None =
         "branch": _value(dto, "branch", BRANCH["number"]),
         "paymentLines": lines,
     }
-    return visma_document_create(company_id, "customer_payment", reference, body, label="Payment", at=moment)
+    created = visma_document_create(company_id, "customer_payment", reference, body, label="Payment", at=moment)
+    # Each application lowers the applied document's balance: a payment its invoice's, a refund its credit note's.
+    # Visma applies them when the payment is released; until release is emulated they apply when created.
+    for line in lines:
+        _customer_document_settle(company_id, line["documentType"], line["refNbr"], visma_money(line["amountPaid"]))
+    return created
 
 
 # Supplier invoices and payments ------------------------------------------------------------------------------
@@ -1095,6 +1179,14 @@ LISTS = {
         "customerRefNumber": ListFilter("customerRefNumber"),
         "customer": ListFilter("customer__number"),
         "branch": ListFilter("branchNumber__number"),
+    }),
+    "customer_credit_note": ListSpec("customer_credit_note", {
+        "status": ListFilter("status"),
+        "released": ListFilter(test=_released),
+        "financialPeriod": ListFilter("financialPeriod"),
+        "externalReference": ListFilter("externalReference"),
+        "customerRefNumber": ListFilter("customerRefNumber"),
+        "customer": ListFilter("customer__number"),
     }),
     "customer_payment": ListSpec("customer_payment", {
         "paymentNbr": ListFilter("refNbr"),

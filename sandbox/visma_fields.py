@@ -66,6 +66,13 @@ DTO_COLUMNS: dict[str, dict[str, str]] = {
         "invoiceText": "ARRegister.DocDesc",
         "invoiceLines[].description": "ARTran.TranDesc",
     },
+    "customer_credit_note": {
+        "referenceNumber": "ARRegister.RefNbr",
+        "externalReference": "Visma.ExternalReference",
+        "customerRefNumber": "ARInvoice.InvoiceNbr",
+        "invoiceText": "ARRegister.DocDesc",
+        "lines[].description": "ARTran.TranDesc",
+    },
     "customer_payment": {
         "referenceNumber": "ARRegister.RefNbr",
         "paymentRef": "ARPayment.ExtRefNbr",

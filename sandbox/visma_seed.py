@@ -45,6 +45,7 @@ ACCOUNTS = [
     ("1580", "PayPal clearing", "Asset", True, False),
     ("1581", "Stripe clearing", "Asset", True, False),
     ("1582", "Square clearing", "Asset", True, False),
+    ("1590", "Disputed payments held by processors", "Asset", True, False),
     ("1920", "Bank", "Asset", True, True),
     ("2081", "Share capital", "Liability", True, False),
     ("2440", "Accounts payable", "Liability", True, False),

@@ -1,5 +1,6 @@
-"""What moves from PayPal to Visma: captures, refunds, reversals and invoices, read from PayPal and turned into
-postings (journal, customer payment, customer invoice) whose accounts the mapping rules choose.
+"""What moves from PayPal to Visma: captures, refunds, reversals, dispute holds, disputes and invoices, read from PayPal
+and turned into postings (journal, customer payment, credit note, invoice note, customer invoice) whose accounts the
+mapping rules choose; a transaction code no stream takes is recorded and flagged.
 
 Reading: Transaction Search in windows of at most 31 days up to now, with an overlap, the cursor never past what
 PayPal says it has published (last_refreshed_datetime); each object is then read from its own API (a webhook is a
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
+from urllib.parse import quote
 
 from django.utils import timezone
 
@@ -21,20 +23,21 @@ from audit.models import RecordStatus
 from audit.selectors import record_of, record_posting, records_final
 from connectors.dates import tenant_date
 from connectors.errors import WaitFor
-from connectors.pipeline import SourceDataError, SourceObject, Stream
-from connectors.visma.invoices import visma_vat_total
-from connectors.visma.reference import visma_vat_rate_read
+from connectors.pipeline import SourceDataError, SourceObject, Stream, source_take
 from connectors.visma.currency import (
     Settlement,
     converted_within_rounding,
     settlement_valued,
     visma_exchange_rate,
 )
-from connectors.visma.target import VismaTarget
+from connectors.visma.invoices import visma_vat_total
+from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
+from connectors.visma.reference import visma_vat_rate_read
+from connectors.visma.target import CREDIT_NOTE, INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.selectors import external_reference_visma_id, vat_code_for
 from mappings.reference import customer_invoice_by_reference
-from mappings.money import MoneyError, is_exact, quantize, to_decimal
+from mappings.money import MoneyError, is_exact, minor_units, quantize, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
 
 from .client import PayPalClient, SearchHorizon, link_target_id, paypal_time
@@ -45,6 +48,9 @@ SYSTEM = "paypal"
 PAYMENT_CODE_PREFIX = "T00"
 REFUND_CODES = frozenset({"T1107"})
 REVERSAL_CODES = frozenset({"T1106", "T1201"})
+# Money a dispute holds and gives back, listed by Transaction Search only (no REST object): T1110 a hold for dispute
+# investigation, T1111 its release, T1202 a chargeback reversal (the chargeback won).
+DISPUTE_FUNDS_CODES = frozenset({"T1110", "T1111", "T1202"})
 # Transaction Search: "It takes a maximum of three hours for executed transactions to appear": how far back from now
 # PayPal is taken to have published when an answer leaves out last_refreshed_datetime.
 PUBLICATION_DELAY_UNSAID = timedelta(hours=3)
@@ -400,12 +406,16 @@ class CaptureSource(PayPalSource):
 
 
 class RefundSource(PayPalSource):
-    """PayPal refunds → the reversal of the refunded part of their capture, posted only after the capture."""
+    """PayPal refunds → the reversal of the refunded part of their capture, posted only after the capture: a credit
+    note and customer refund when the capture paid a Visma invoice (a customer payment), else a journal."""
 
     name = "refunds"
     target_kind = "journal"
     transaction_type = "refund"
     event_codes = REFUND_CODES
+    # The role of the money that went back: the receivable or revenue for a refund, the disputes account for money
+    # PayPal took back (a reversal, a chargeback) until the case is settled.
+    money_role = "account"
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
         codes = self.event_codes
@@ -476,12 +486,12 @@ class RefundSource(PayPalSource):
                 f"{refunded_to_date} refunded to date) does not fit capture {capture_id} of {captured} {currency}"
             )
         party = f" · customer {capture_posting.customer}"
-        lines = [PostingLine(role="account", debit=gross,
+        lines = [PostingLine(role=self.money_role, debit=gross,
                              description=f"PayPal {self.transaction_type} {refund_id}{party}")]
         if fee:
             lines.append(PostingLine(role="fee", credit=fee, description=f"PayPal {refund_id} fee returned{party}"))
         lines.append(PostingLine(role="clearing", credit=net, description=f"PayPal {refund_id} net{party}"))
-        return Posting(
+        posting = Posting(
             document="journal", marker=self.marker(source.source_id), currency=currency,
             date=_day(self.tenant, refund.get("create_time"), capture_posting.date),
             description=f"PayPal {self.transaction_type} {refund_id} of capture {capture_id}{party}",
@@ -492,14 +502,217 @@ class RefundSource(PayPalSource):
             extra={"paypal_id": refund_id, "capture_id": capture_id, "capture_target_id": capture_record.target_id,
                    "gross": str(gross), "fee": str(fee), "net": str(net)},
         )
+        if self.money_role == "account" and capture_posting.document == "customer_payment" \
+                and capture_posting.extra.get("invoice_number"):
+            self._as_credit_note(posting, str(capture_posting.extra["invoice_number"]), refund_id)
+        return posting
+
+    def _as_credit_note(self, posting: Posting, invoice_number: str, refund_id: str) -> None:
+        """A refund of a capture that paid a Visma invoice: a credit note for the refunded share of that invoice and a
+        customer refund paying it out of clearing (the fee returned to the fee account), never a journal."""
+        invoice = self.visma_client.get_one(f"{CUSTOMER_INVOICES}/{quote(invoice_number, safe='')}")
+        if invoice is None:
+            raise SourceDataError(f"refund {refund_id}: Visma has no customer invoice {invoice_number}")
+        try:
+            credited = visma_credit_note_lines(invoice, posting.facts.amount,
+                                               places=minor_units(posting.currency))
+        except VismaDocumentError as exc:
+            raise SourceDataError(f"refund {refund_id}: {exc}") from exc
+        posting.document = CREDIT_NOTE
+        posting.description = f"PayPal refund {refund_id} for invoice {invoice_number} · customer {posting.customer}"
+        posting.extra.update(invoice_number=invoice_number,
+                             lines=[{**line, "amount": str(line["amount"])} for line in credited])
 
 
 class ReversalSource(RefundSource):
-    """Money PayPal took back (a reversal, a chargeback): posted like a refund, matched by its own rules."""
+    """Money PayPal took back (T1106 a reversal, T1201 a chargeback): out of clearing into the disputes account (a fee
+    PayPal returned to the fee account), matched by its own rules; never a credit note, as nothing was sold back."""
 
     name = "reversals"
     transaction_type = "reversal"
     event_codes = REVERSAL_CODES
+    money_role = "disputes"
+
+
+# --- disputes -------------------------------------------------------------------------------------------------
+
+
+class DisputeNotesSource(PayPalSource):
+    """A PayPal dispute (CUSTOMER.DISPUTE.* webhooks) → a note on the Visma invoice its disputed capture paid, one per
+    status it reaches; one about a capture that paid no Visma invoice is flagged, so it is seen. The money a dispute
+    moves is booked by the reversals and dispute_funds streams from Transaction Search."""
+
+    name = "disputes"
+    target_kind = INVOICE_NOTE
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        return iter(())  # webhooks only: the Disputes API list is not among our vendor documents
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        return None
+
+    @staticmethod
+    def source_object(dispute: Mapping) -> SourceObject:
+        amount = dispute.get("dispute_amount") or {}
+        try:
+            value = Decimal(str(amount.get("value")))
+        except ArithmeticError:
+            value = None
+        return SourceObject(source_id=f"{dispute.get('dispute_id')}:{dispute.get('status')}",
+                            payload={"dispute": dict(dispute)}, updated_at=paypal_time(dispute.get("update_time")),
+                            amount=value, currency=str(amount.get("currency_code") or "")[:3])
+
+    def transform(self, source: SourceObject) -> Posting:
+        dispute = source.payload.get("dispute") or {}
+        dispute_id, status = str(dispute.get("dispute_id") or ""), str(dispute.get("status") or "")
+        amount_document = dispute.get("dispute_amount") or {}
+        currency = str(amount_document.get("currency_code") or "")
+        amount = paypal_amount(amount_document, currency=currency, field="dispute_amount")
+        captures = [str(item.get("seller_transaction_id")) for item in dispute.get("disputed_transactions") or []
+                    if item.get("seller_transaction_id")]
+        if not captures:
+            raise SourceDataError(f"PayPal dispute {dispute_id} names no disputed transaction of ours")
+        capture_id = captures[0]
+        capture_record = record_of(self.integration, "captures", capture_id)
+        if capture_record is None or capture_record.status != RecordStatus.POSTED:
+            raise WaitFor(f"PayPal dispute {dispute_id} waits for its capture {capture_id} to be posted",
+                          on=("captures", capture_id))
+        capture_posting = record_posting(capture_record)
+        outcome = (dispute.get("dispute_outcome") or {}).get("outcome_code")
+        text = f"PayPal dispute {dispute_id} of {amount} {currency} ({dispute.get('reason') or 'no reason given'}), " \
+               f"capture {capture_id}: {status}" + (f", {outcome}" if outcome else "")
+        invoice_number = capture_posting.extra.get("invoice_number")
+        if not invoice_number:
+            raise SourceDataError(f"{text}. The capture paid no Visma invoice, so there is nothing to note on; the "
+                                  "money the dispute holds or takes is booked from Transaction Search")
+        return Posting(
+            document=INVOICE_NOTE, marker=self.marker(source.source_id), currency=currency,
+            date=_day(self.tenant, dispute.get("update_time") or dispute.get("create_time")),
+            description=text, facts=MatchFacts(transaction_type="dispute", amount=amount, currency=currency),
+            customer=capture_posting.customer, extra={"invoice_number": invoice_number, "paypal_id": dispute_id},
+        )
+
+
+def paypal_dispute_take(integration, dispute: Mapping) -> None:
+    """A dispute from a verified CUSTOMER.DISPUTE.* webhook, recorded and taken as far as it goes."""
+    if not dispute.get("dispute_id") or not dispute.get("status"):
+        raise ValueError("the dispute event's resource has no dispute_id or status")
+    stream = STREAMS[DisputeNotesSource.name](integration)
+    source_take(integration, stream, stream.source_object(dispute))
+
+
+# --- transactions no stream takes -----------------------------------------------------------------------------
+
+
+def paypal_code_handled(code: str) -> bool:
+    """Whether a stream takes transactions of this event code: payments received (T00nn), refunds, reversals."""
+    return code.startswith(PAYMENT_CODE_PREFIX) or code in REFUND_CODES or code in REVERSAL_CODES \
+        or code in DISPUTE_FUNDS_CODES
+
+
+def _row_source(row: Mapping, transaction_id: str) -> SourceObject:
+    """A Transaction Search row as the source object itself (for transactions PayPal has no REST object for)."""
+    info = row["transaction_info"]
+    amount = info.get("transaction_amount") or {}
+    try:
+        value = Decimal(str(amount.get("value")))
+    except ArithmeticError:
+        value = None
+    return SourceObject(source_id=transaction_id, payload={"transaction": dict(row)},
+                        updated_at=paypal_time(info.get("transaction_updated_date")), amount=value,
+                        currency=str(amount.get("currency_code") or "")[:3])
+
+
+class DisputeFundsSource(PayPalSource):
+    """Money a dispute holds and gives back (T1110, T1111, T1202) → a journal between PayPal clearing and the disputes
+    account: a hold moves the amount out of clearing, a release or a won chargeback moves it back."""
+
+    name = "dispute_funds"
+    target_kind = "journal"
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        def wanted(info: Mapping) -> bool:
+            return info.get("transaction_event_code") in DISPUTE_FUNDS_CODES and info.get("transaction_status") == "S"
+
+        return self._window_read(start, end, wanted, lambda paypal, row, transaction_id: _row_source(
+            row, transaction_id))
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        return None  # no webhook names these rows; the poll reads them
+
+    def transform(self, source: SourceObject) -> Posting:
+        info = (source.payload.get("transaction") or {}).get("transaction_info") or {}
+        code = str(info.get("transaction_event_code") or "")
+        amount_document = info.get("transaction_amount") or {}
+        currency = str(amount_document.get("currency_code") or "")
+        amount = paypal_amount(amount_document, currency=currency, field="transaction_amount")
+        if info.get("fee_amount") and to_decimal(info["fee_amount"].get("value"), field="fee_amount"):
+            raise SourceDataError(f"PayPal {code} {source.source_id} carries a fee of {info['fee_amount'].get('value')}"
+                                  f" {currency}: not expected on a dispute's hold or return; book it by hand")
+        if not amount:
+            raise SourceDataError(f"PayPal {code} {source.source_id} moves no money")
+        capture_id = str(info.get("paypal_reference_id") or "")
+        capture_record = record_of(self.integration, "captures", capture_id) if capture_id else None
+        customer = record_posting(capture_record).customer \
+            if capture_record is not None and capture_record.status == RecordStatus.POSTED else ""
+        party = f" · customer {customer}" if customer and not is_unresolved_customer(customer) else ""
+        held = amount < 0
+        what = {"T1110": "held for a dispute", "T1111": "released from a dispute hold",
+                "T1202": "returned: chargeback reversed"}.get(code, code)
+        about = f"PayPal {code} {source.source_id} (capture {capture_id or 'unknown'}){party}"
+        lines = [PostingLine(role="disputes", debit=-amount if held else Decimal(0),
+                             credit=Decimal(0) if held else amount, description=about),
+                 PostingLine(role="clearing", debit=Decimal(0) if held else amount,
+                             credit=-amount if held else Decimal(0), description=about)]
+        return Posting(
+            document="journal", marker=self.marker(source.source_id), currency=currency,
+            date=_day(self.tenant, info.get("transaction_initiation_date")),
+            description=f"PayPal {abs(amount)} {currency} {what}, capture {capture_id or 'unknown'}{party}",
+            facts=MatchFacts(transaction_type="dispute", amount=abs(amount), currency=currency,
+                             customer_group="" if not party else self.mirror.customer_class(customer)),
+            lines=lines, customer=customer if party else "",
+            extra={"paypal_id": source.source_id, "event_code": code, "capture_id": capture_id},
+        )
+
+
+class UnhandledSource(PayPalSource):
+    """Transaction Search rows whose event code no stream takes (a chargeback fee T0106, a hold T1110, a withdrawal
+    T0400...): each recorded with its code and flagged for finance, never skipped. Read from the search row itself
+    (most have no REST object)."""
+
+    name = "unhandled"
+    target_kind = "none"
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        def wanted(info: Mapping) -> bool:
+            return not paypal_code_handled(str(info.get("transaction_event_code") or ""))
+
+        return self._window_read(start, end, wanted, lambda paypal, row, transaction_id: _row_source(
+            row, transaction_id))
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        return None  # no webhook names these; the poll reads them
+
+    def transform(self, source: SourceObject) -> Posting:
+        info = (source.payload.get("transaction") or {}).get("transaction_info") or {}
+        amount = info.get("transaction_amount") or {}
+        refers = f", referring to {info['paypal_reference_id']}" if info.get("paypal_reference_id") else ""
+        raise SourceDataError(
+            f"PayPal transaction {source.source_id} with event code {info.get('transaction_event_code')} "
+            f"({amount.get('value')} {amount.get('currency_code')}{refers}) is not handled by this integration: book "
+            "it by hand, then reject this record")
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        return MappingOutcome(posting, None, [])
+
+    def problems(self, posting: Posting) -> list[str]:
+        return []
+
+    def find_posted(self, posting: Posting, record) -> None:
+        return None
+
+    def write(self, posting: Posting, record):
+        raise SourceDataError(f"PayPal transaction {record.source_id} is not handled: nothing is written")
 
 
 # --- invoices -------------------------------------------------------------------------------------------------
@@ -688,11 +901,20 @@ class ReversalsStream(PayPalToVisma, ReversalSource):
     """PayPal reversals and chargebacks → Visma journals reversing the capture's part taken back."""
 
 
+class DisputeFundsStream(PayPalToVisma, DisputeFundsSource):
+    """PayPal dispute holds, releases and chargeback reversals → Visma journals between clearing and disputes."""
+
+
+class DisputesStream(PayPalToVisma, DisputeNotesSource):
+    """PayPal disputes → notes on the Visma invoice the disputed capture paid."""
+
+
 class InvoicesStream(PayPalToVisma, InvoiceSource):
     """PayPal invoices → Visma customer invoices (externalReference: the PayPal invoice id)."""
 
 
 # Invoices first: `sync` and a backfill run the streams in this order, and a capture may wait for its invoice.
 STREAMS: dict[str, type[Stream]] = {
-    stream.name: stream for stream in (InvoicesStream, CapturesStream, RefundsStream, ReversalsStream)
+    stream.name: stream for stream in (InvoicesStream, CapturesStream, RefundsStream, ReversalsStream,
+                                       DisputeFundsStream, DisputesStream, UnhandledSource)
 }

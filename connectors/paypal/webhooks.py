@@ -56,6 +56,9 @@ H_AUTH_ALGO = "paypal-auth-algo"
 CAPTURE_COMPLETED = "PAYMENT.CAPTURE.COMPLETED"
 CAPTURE_REFUNDED = "PAYMENT.CAPTURE.REFUNDED"
 CAPTURE_REVERSED = "PAYMENT.CAPTURE.REVERSED"
+# A customer's dispute (docs/disputes/webhooks: created, updated, resolved); the resource is the dispute. Its money moves
+# are read from Transaction Search (holds, chargebacks); the event itself becomes a note on the invoice.
+DISPUTE_EVENTS = frozenset({"CUSTOMER.DISPUTE.CREATED", "CUSTOMER.DISPUTE.UPDATED", "CUSTOMER.DISPUTE.RESOLVED"})
 INVOICE_EVENTS = frozenset({
     "INVOICING.INVOICE.PAID", "INVOICING.INVOICE.CREATED", "INVOICING.INVOICE.UPDATED",
     "INVOICING.INVOICE.CANCELLED", "INVOICING.INVOICE.REFUNDED",
@@ -259,6 +262,17 @@ class PayPalWebhookVerifier(WebhookVerifier):
 
     def objects_touched(self, event: InboundEvent) -> list[tuple[str, str]]:
         return paypal_event_objects(json.loads(event.body))
+
+    def event_apply(self, event: InboundEvent) -> bool:
+        """A dispute event is taken from its (verified) resource: the Disputes API it could be re-read from is not
+        among the vendor documents this product is built on."""
+        document = json.loads(event.body)
+        if str(document.get("event_type") or "") not in DISPUTE_EVENTS:
+            return False
+        from .flows import paypal_dispute_take
+
+        paypal_dispute_take(event.integration, document.get("resource") or {})
+        return True
 
 
 def paypal_event_objects(document: Mapping) -> list[tuple[str, str]]:

@@ -100,7 +100,11 @@ class StripeApi:
 
     def refund(self, refund_id: str) -> stripe.Refund:
         with stripe_errors():
-            return self.client.v1.refunds.retrieve(refund_id)
+            return self.client.v1.refunds.retrieve(refund_id, {"expand": ["balance_transaction"]})
+
+    def event(self, event_id: str) -> stripe.Event:
+        with stripe_errors():
+            return self.client.v1.events.retrieve(event_id)
 
     def invoice(self, invoice_id: str) -> stripe.Invoice:
         with stripe_errors():

@@ -1,7 +1,8 @@
 """Stripe ↔ Visma streams. Stripe → Visma: charges that pay Visma invoices become customer payments applied to them
-(the Stripe fee in its own journal), their refunds journals, failed charges and disputes notes on the Visma invoice
-(If-Match); each object is re-read from the API, and Stripe's /v1/events list is the poll fallback for missed
-webhooks. Visma → Stripe: released Visma invoices marked for Stripe collection become sent Stripe invoices; one
+(the Stripe fee in its own journal), their refunds credit notes paid out by customer refunds, failed charges and
+disputes notes on the Visma invoice (If-Match), the money a dispute takes and returns journals to and from the
+disputes account, money events no stream takes flagged records; each object is re-read from the API, and Stripe's
+/v1/events list is the poll fallback for missed webhooks. Visma → Stripe: released Visma invoices marked for Stripe collection become sent Stripe invoices; one
 changed in Visma after it was sent is flagged, never re-sent."""
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ from connectors.errors import PermanentError, WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream
 from connectors.visma.invoices import VismaInvoiceFigures, visma_invoice_figures
 from connectors.visma.currency import Settlement, converted_within_rounding, settlement_valued, visma_exchange_rate
-from connectors.visma.postings import CUSTOMER_INVOICES
+from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
 from connectors.visma.reference import visma_vat_rate_read
-from connectors.visma.target import INVOICE_NOTE, VismaTarget
+from connectors.visma.target import CREDIT_NOTE, INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.money import MoneyError
 from mappings.reference import tenant_base_currency
@@ -110,7 +111,8 @@ class StripeSource(Stream):
                       if (ref.get("metadata") or {}).get(VISMA_CUSTOMER_KEY)), "")
         if named and customer and named != customer:
             raise SourceDataError(f"{what} names customer {named}; Visma invoice {number} is customer {customer}")
-        return {"number": number, "customer": customer or named, "currency": visma_currency or currency.upper()}
+        return {"number": number, "customer": customer or named, "currency": visma_currency or currency.upper(),
+                "document": invoice}
 
     def _charge_with_invoice(self, charge_id: str) -> tuple[dict, dict | None]:
         """The charge (numbers as Decimal) and the Stripe invoice it paid, or None.
@@ -228,22 +230,36 @@ class ChargesStream(StripeToVisma, StripeSource):
             raise SourceDataError(f"charge {charge_id}: balance transaction amount {amount} {settled_in} is not "
                                   f"{gross} {currency} × exchange_rate {rate}")
         visma_rate = visma_exchange_rate(self.visma_client, from_currency=currency, to_currency=settled_in,
-                                         day=_day(charge.get("created")))
+                                         day=_day(self.tenant, charge.get("created")))
         return settlement_valued(transaction_gross=gross, transaction_currency=currency, currency=settled_in,
                                  net=net, fee=fee, exchange_rate=rate, visma_rate=visma_rate)
 
 
 class DisputesStream(StripeToVisma, StripeSource):
-    """Stripe disputes → a note on the Visma invoice the disputed charge paid, one per dispute status."""
+    """Stripe disputes → a note on the Visma invoice the disputed charge paid, one per dispute status; and a journal
+    per balance transaction of the dispute: the amount and dispute fee Stripe took move out of clearing into the
+    disputes account (the fee to the fee account), the amount Stripe gave back when the dispute was won moves back."""
 
     name = "disputes"
     target_kind = INVOICE_NOTE
-    event_types = ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed")
+    event_types = ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+                   "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated")
 
     def read_one(self, source_id: str) -> SourceObject | None:
-        dispute_id = source_id.split(":")[0]
+        dispute_id, _, moved_id = source_id.partition(":")
         dispute = self.stripe.dispute(dispute_id).to_dict()
         charge, invoice = self._charge_with_invoice(str(dispute["charge"]))
+        if moved_id.startswith("txn_"):
+            # One record per balance transaction of the dispute: money withdrawn, money reinstated.
+            moved = next((balance for balance in dispute.get("balance_transactions") or []
+                          if isinstance(balance, Mapping) and balance.get("id") == moved_id), None)
+            if moved is None:
+                return None
+            return SourceObject(source_id=f"{dispute['id']}:{moved_id}",
+                                payload={"dispute": dispute, "charge": charge, "invoice": invoice, "moved": moved},
+                                updated_at=_moment(moved.get("created")),
+                                amount=stripe_amount(moved.get("amount"), moved["currency"], field="amount"),
+                                currency=str(moved["currency"]).upper())
         # One record per status the dispute reached: each change is its own note.
         return SourceObject(source_id=f"{dispute['id']}:{dispute['status']}",
                             payload={"dispute": dispute, "charge": charge, "invoice": invoice},
@@ -252,6 +268,8 @@ class DisputesStream(StripeToVisma, StripeSource):
                             currency=str(dispute["currency"]).upper())
 
     def transform(self, source: SourceObject) -> Posting:
+        if source.payload.get("moved"):
+            return self._funds_moved(source)
         dispute = source.payload["dispute"]
         charge = source.payload["charge"]
         invoice = source.payload.get("invoice")
@@ -272,14 +290,56 @@ class DisputesStream(StripeToVisma, StripeSource):
             customer=visma["customer"], extra={"invoice_number": visma["number"], "stripe_id": dispute["id"]},
         )
 
+    def _funds_moved(self, source: SourceObject) -> Posting:
+        """A dispute's balance transaction as a journal: withdrawn (amount < 0) — debit disputes by the amount and
+        fee by the dispute fee, credit clearing by what left it; reinstated (amount > 0) — debit clearing by what
+        came back, credit disputes by the amount and fee by any fee returned."""
+        dispute, charge, moved = source.payload["dispute"], source.payload["charge"], source.payload["moved"]
+        invoice = source.payload.get("invoice")
+        currency = str(moved.get("currency") or "").upper()
+        if currency != str(dispute.get("currency") or "").upper():
+            raise SourceDataError(f"dispute {dispute['id']} in {str(dispute.get('currency')).upper()} moved money in "
+                                  f"{currency}: a converted dispute needs a person")
+        amount = stripe_amount(moved.get("amount"), currency, field="balance_transaction.amount")
+        fee = stripe_amount(moved.get("fee"), currency, field="balance_transaction.fee")
+        net = stripe_amount(moved.get("net"), currency, field="balance_transaction.net")
+        if not amount or net != amount - fee:
+            raise SourceDataError(f"dispute {dispute['id']} balance transaction {moved['id']}: amount {amount} less "
+                                  f"fee {fee} is not net {net} {currency}")
+        visma = self.visma_invoice([charge, *([invoice] if invoice else [])], currency=currency,
+                                   what=f"dispute {dispute['id']}")
+        customer = visma["customer"]
+        about = f"Stripe dispute {dispute['id']} · invoice {visma['number']} · customer {customer}"
+        withdrawn = amount < 0
+        lines = [PostingLine(role="disputes", debit=-amount if withdrawn else Decimal(0),
+                             credit=Decimal(0) if withdrawn else amount, description=about)]
+        if fee:
+            lines.append(PostingLine(role="fee", debit=max(fee, Decimal(0)), credit=max(-fee, Decimal(0)),
+                                     description=f"Stripe dispute {dispute['id']} fee"
+                                     + ("" if fee > 0 else " returned")))
+        lines.append(PostingLine(role="clearing", debit=max(net, Decimal(0)), credit=max(-net, Decimal(0)),
+                                 description=f"Stripe {moved['id']}"))
+        what = "taken by Stripe" if withdrawn else "returned by Stripe (dispute won)"
+        return Posting(
+            document="journal", marker=self.marker(source.source_id), currency=currency,
+            date=_day(self.tenant, moved.get("created")),
+            description=f"Stripe dispute {dispute['id']} of charge {charge['id']}: {abs(amount)} {currency} {what}",
+            facts=MatchFacts(transaction_type="dispute", amount=abs(amount), currency=currency,
+                             customer_group=self.mirror.customer_class(customer)),
+            lines=lines, customer=customer,
+            extra={"invoice_number": visma["number"], "stripe_id": dispute["id"], "balance_transaction": moved["id"],
+                   "amount": str(amount), "fee": str(fee), "net": str(net)},
+        )
+
 
 class RefundsStream(StripeToVisma, StripeSource):
-    """Stripe refunds of a charge that paid a Visma invoice → a journal each (debit the receivable side, credit the
-    Stripe clearing account), marked with the refund id; a refund waits until its charge is posted."""
+    """Stripe refunds of a charge that paid a Visma invoice → a Visma credit note for the refunded share of the
+    invoice (its accounts and VAT codes) and a customer refund paying it out of the Stripe clearing account, with any
+    processing fee Stripe returned carried to the fee account; a refund waits until its charge is posted."""
 
     name = "refunds"
-    target_kind = "journal"
-    event_types = ("charge.refunded", "refund.created", "refund.updated")
+    target_kind = CREDIT_NOTE
+    event_types = ("charge.refunded", "refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 
     def read_one(self, source_id: str) -> SourceObject | None:
         refund = self.stripe.refund(source_id).to_dict()
@@ -313,22 +373,95 @@ class RefundsStream(StripeToVisma, StripeSource):
         visma = self.visma_invoice([charge, *([invoice] if invoice else [])], currency=currency,
                                    what=f"refund {refund_id}")
         customer = visma["customer"]
+        returned = self._fee_returned(refund, amount, currency)
+        try:
+            credited = visma_credit_note_lines(visma["document"], amount, places=minor_units(currency))
+        except VismaDocumentError as exc:
+            raise SourceDataError(f"refund {refund_id}: {exc}") from exc
+        lines = [PostingLine(role="account", debit=amount,
+                             description=f"Stripe refund {refund_id} · invoice {visma['number']} · customer {customer}"),
+                 PostingLine(role="clearing", credit=amount - returned, description=f"Stripe refund {refund_id}")]
+        if returned:
+            lines.append(PostingLine(role="fee", credit=returned, description=f"Stripe {refund_id} fee returned"))
         return Posting(
-            document="journal", marker=self.marker(source.source_id),
+            document=CREDIT_NOTE, marker=self.marker(source.source_id),
             currency=currency, date=_day(self.tenant, refund.get("created")),
             description=f"Stripe refund {refund_id} of charge {charge_id} for invoice {visma['number']}",
             facts=MatchFacts(transaction_type="refund", amount=amount, currency=currency,
                              customer_group=self.mirror.customer_class(customer)),
-            lines=[PostingLine(role="account", debit=amount,
-                               description=f"Stripe refund {refund_id} · invoice {visma['number']} · "
-                                           f"customer {customer}"),
-                   PostingLine(role="clearing", credit=amount, description=f"Stripe refund {refund_id}")],
-            customer=customer,
-            extra={"invoice_number": visma["number"], "stripe_id": refund_id, "charge": charge_id},
+            lines=lines, customer=customer,
+            extra={"invoice_number": visma["number"], "stripe_id": refund_id, "charge": charge_id,
+                   "lines": [{**line, "amount": str(line["amount"])} for line in credited],
+                   "fee_returned": str(returned)},
         )
 
+    @staticmethod
+    def _fee_returned(refund: Mapping, amount: Decimal, currency: str) -> Decimal:
+        """The processing fee Stripe gave back with the refund: its balance transaction's fee, negative when returned
+        (spec3.yaml balance_transaction.fee, net = amount − fee); zero when Stripe kept it."""
+        balance = refund.get("balance_transaction")
+        if not isinstance(balance, Mapping):
+            raise SourceDataError(f"refund {refund['id']} has no balance transaction (fee returned unknown)")
+        if str(balance.get("currency") or "").upper() != currency:
+            raise SourceDataError(f"refund {refund['id']} in {currency} was settled in "
+                                  f"{str(balance.get('currency')).upper()}: a converted refund needs a person")
+        moved = stripe_amount(balance.get("amount"), currency, field="balance_transaction.amount")
+        fee = stripe_amount(balance.get("fee"), currency, field="balance_transaction.fee")
+        net = stripe_amount(balance.get("net"), currency, field="balance_transaction.net")
+        if moved != -amount or net != moved - fee or fee > 0:
+            raise SourceDataError(f"refund {refund['id']} of {amount} {currency}: its balance transaction moved "
+                                  f"{moved}, fee {fee}, net {net}")
+        return -fee
 
-STREAMS: dict[str, type[Stream]] = {stream.name: stream for stream in (ChargesStream, DisputesStream, RefundsStream)}
+
+class UnhandledStream(StripeSource):
+    """A Stripe event about money that no stream takes (a payout, a failed capture...): recorded with its type and
+    flagged for finance, never dropped. Finance books it by hand and rejects the record, or waits for a stream."""
+
+    name = "unhandled"
+    target_kind = "none"
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        for event in self.stripe.events(since=start):
+            if event.created < end.timestamp() and stripe_event_objects(event.to_dict()) == [(self.name, event.id)]:
+                yield self._source(event.to_dict())
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        return self._source(self.stripe.event(source_id).to_dict())
+
+    @staticmethod
+    def _source(event: dict) -> SourceObject:
+        obj = (event.get("data") or {}).get("object") or {}
+        currency = str(obj.get("currency") or "").upper()
+        try:
+            amount = stripe_amount(obj.get("amount"), currency, field="amount") if currency else None
+        except (SourceDataError, MoneyError):
+            amount = None
+        return SourceObject(source_id=str(event["id"]), payload={"event": event}, updated_at=_moment(event.get("created")),
+                            amount=amount, currency=currency[:3])
+
+    def transform(self, source: SourceObject) -> Posting:
+        event = source.payload["event"]
+        obj = (event.get("data") or {}).get("object") or {}
+        raise SourceDataError(
+            f"Stripe event type {event.get('type')} ({event.get('id')}, {obj.get('object')} {obj.get('id')}) is not "
+            "handled by this integration: book it by hand, then reject this record")
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        return MappingOutcome(posting, None, [])
+
+    def problems(self, posting: Posting) -> list[str]:
+        return []
+
+    def find_posted(self, posting: Posting, record) -> Written | None:
+        return None
+
+    def write(self, posting: Posting, record) -> Written:
+        raise PermanentError(f"Stripe event {record.source_id} is not handled: nothing is written")
+
+
+STREAMS: dict[str, type[Stream]] = {stream.name: stream for stream in (ChargesStream, DisputesStream, RefundsStream,
+                                                                        UnhandledStream)}
 
 
 

@@ -22,8 +22,15 @@ DEFAULT_TOLERANCE_SECONDS = 300
 
 # Event type → the stream whose object the event names (data.object is that object).
 CHARGE_EVENTS = frozenset({"charge.succeeded", "charge.failed"})
-REFUND_EVENTS = frozenset({"refund.created", "refund.updated"})
-DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"})
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
+DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+                            "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"})
+# Events about money (charges, refunds, disputes, payouts...) of a type no stream takes: each is recorded by the
+# "unhandled" stream and flagged with its type, never dropped. Other families (customers, our own invoices) are not
+# money moving and are ignored.
+MONEY_EVENT_FAMILIES = ("charge.", "refund.", "payout.", "topup.", "transfer.", "issuing_dispute.")
+# Money events that change nothing the books need: an update of a charge's description or metadata.
+MONEY_EVENTS_WITHOUT_MONEY = frozenset({"charge.updated"})
 INVOICE_EVENTS = frozenset({"invoice.paid", "invoice.payment_failed"})
 
 
@@ -96,7 +103,12 @@ def stripe_event_objects(document: Mapping) -> list[tuple[str, str]]:
     if event_type in REFUND_EVENTS:
         return [("refunds", object_id)]
     if event_type in DISPUTE_EVENTS:
-        return [("disputes", object_id)]
+        # The dispute's status is a note on the invoice; each balance transaction of it (the amount and fee
+        # withdrawn, the amount reinstated: spec3.yaml dispute.balance_transactions) a journal of its own.
+        moved = obj.get("balance_transactions") if isinstance(obj.get("balance_transactions"), list) else []
+        return [("disputes", object_id)] + [
+            ("disputes", f"{object_id}:{balance['id']}") for balance in moved
+            if isinstance(balance, Mapping) and balance.get("id")]
     if event_type in INVOICE_EVENTS:
         # The pinned API version has no Invoice.charge: a charge is named only by an InvoicePayment of type "charge"
         # in `payments` (includable, so mostly absent); a payment intent's charge comes with its own charge.* event.
@@ -109,6 +121,9 @@ def stripe_event_objects(document: Mapping) -> list[tuple[str, str]]:
             if isinstance(charge, str) and charge:
                 charges.append(("charges", charge))
         return charges
+    if event_type.startswith(MONEY_EVENT_FAMILIES) and event_type not in MONEY_EVENTS_WITHOUT_MONEY:
+        event_id = str(document.get("id") or "")
+        return [("unhandled", event_id)] if event_id else []
     return []
 
 

@@ -66,6 +66,20 @@ _CUSTOMER_INVOICE = {
     "invoiceLines.vatCodeId": _code("ARTran.TaxCategoryID"),
     "invoiceLines.operation": _code("(line operation)"),
 }
+_CUSTOMER_CREDIT_NOTE = {
+    "referenceNumber": _identifier("ARRegister.RefNbr", 15),
+    # As on the invoice: it carries only our 15-character marker.
+    "externalReference": _identifier("(Visma) externalReference, assumed RefNbr-like", 15),
+    "customerRefNumber": _identifier("ARInvoice.InvoiceNbr", 40),
+    "invoiceText": _text("ARRegister.DocDesc", 256),
+    "note": _text("Note.NoteText (nvarchar(max))", None),
+    "customerNumber": _code("ARRegister.CustomerID → BAccount.AcctCD"),
+    "currencyId": _code("ARRegister.CuryID"),
+    "lines.description": _text("ARTran.TranDesc", 256),
+    "lines.accountNumber": _code("ARTran.AccountID → Account.AccountCD"),
+    "lines.vatCodeId": _code("ARTran.TaxCategoryID"),
+    "lines.operation": _code("(line operation)"),
+}
 _PAYMENT = {
     "referenceNumber": _identifier("ARRegister.RefNbr / APRegister.RefNbr", 15),
     "paymentRef": _identifier("ARPayment.ExtRefNbr / APPayment.ExtRefNbr", 40),
@@ -127,6 +141,7 @@ def _party(name_field: str) -> dict[str, VismaField]:
 DOCUMENT_FIELDS: dict[str, dict[str, VismaField]] = {
     "journal": _JOURNAL,
     "customer_invoice": _CUSTOMER_INVOICE,
+    "customer_credit_note": _CUSTOMER_CREDIT_NOTE,
     "customer_payment": _CUSTOMER_PAYMENT,
     "supplier_invoice": _SUPPLIER_INVOICE,
     "supplier_payment": _SUPPLIER_PAYMENT,

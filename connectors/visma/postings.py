@@ -28,11 +28,14 @@ JOURNALS = "/v2/journaltransaction"
 CUSTOMER_INVOICE_CREATE = "/v2/customerinvoice"  # POST /v1/customerinvoice was retired in 2021
 CUSTOMER_INVOICES = "/v1/customerinvoice"
 CUSTOMER_PAYMENTS = "/v1/customerPayment"
+CREDIT_NOTE_CREATE = "/v2/customerCreditNote"  # POST /v1/customerCreditNote is deprecated (swagger)
+CREDIT_NOTES = "/v1/customerCreditNote"
 SUPPLIER_INVOICES = "/v1/supplierInvoice"
 SUPPLIER_PAYMENTS = "/v1/supplierPayment"
 CUSTOMERS = "/v1/customer"
 SUPPLIERS = "/v1/supplier"
 FEE_PART = "fee"
+REFUND_PART = "refund"
 # Visma caps pageSize at the endpoint's metadata.maxPageSize; a lookup reads as few pages as it may.
 LOOKUP_PAGE_SIZE = 500
 ZERO = Decimal("0")
@@ -581,6 +584,226 @@ def visma_customer_payment_posted(client: VismaClient, posting: Posting, *, sinc
     journal = visma_journal_find(client, fee_journal, since=since, own_number="journal" in own_numbers,
                                  sync_record=sync_record)
     return f"payment {payment} + journal {journal}" if journal else None
+
+
+# --- credit notes and customer refunds ------------------------------------------------------------------------
+# A refund of a paid invoice is what an accountant books by hand in Visma: a customer credit note for the refunded
+# share, carrying the invoice's accounts and VAT codes (so revenue and output VAT are reversed), and a customer refund
+# (a customer payment of type Refund, PaymentUpdateDto) paying that credit note out of the processor's clearing
+# account. The invoice was settled by its payment; the refund settles the credit note: AR nets to zero.
+
+
+def visma_credit_note_lines(invoice: Mapping[str, Any], refunded: Decimal, *, places: int) -> list[dict]:
+    """The credit note lines for `refunded` of a Visma invoice (CustomerInvoiceDto): each invoice line scaled by the
+    refunded share of the invoice total, with the line's account, subaccount and VAT code, so each VAT code is
+    credited in proportion; the last line takes the rounding so the nets add up to the invoice's net times the
+    share. A full refund is the invoice's lines as they are."""
+    number = invoice.get("referenceNumber")
+    lines = [line for line in invoice.get("invoiceLines") or [] if line.get("amountInCurrency") is not None]
+    if not lines:
+        raise VismaDocumentError(f"invoice {number} has no lines to credit")
+    # The invoice total and line amounts in the document's currency, read as the rest of the product reads them; the
+    # reading of Visma's totals (amount incl. VAT, the …InCurrency twins) is issue 9 item 1's, and follows it here.
+    total = _amount(invoice.get("amountInCurrency"), f"invoice {number} amountInCurrency")
+    if total <= 0 or refunded <= 0 or refunded > total:
+        raise VismaDocumentError(f"a refund of {refunded} cannot be credited on invoice {number} of {total}")
+    quantum = Decimal(1).scaleb(-places)
+    nets = [_amount(line.get("amountInCurrency"), f"invoice {number} line amountInCurrency") for line in lines]
+    share = refunded / total
+    wanted = (sum(nets, ZERO) * share).quantize(quantum)
+    scaled = [(net * share).quantize(quantum) for net in nets]
+    scaled[-1] += wanted - sum(scaled, ZERO)
+    credited = []
+    for line, amount in zip(lines, scaled):
+        item: dict[str, Any] = {"description": str(line.get("description") or f"Line {line.get('lineNumber')}"),
+                                "amount": amount, "account": str((line.get("account") or {}).get("number") or "")}
+        segments = (line.get("subaccount") or {}).get("segments") if isinstance(line.get("subaccount"), Mapping) \
+            else None
+        if segments:
+            item["dimensions"] = {str(segment["segmentId"]): str(segment["segmentValue"]) for segment in segments}
+        vat_code = (line.get("vatCode") or {}).get("id") if isinstance(line.get("vatCode"), Mapping) else None
+        if vat_code:
+            item["vat_code"] = str(vat_code)
+        credited.append(item)
+    return credited
+
+
+def visma_credit_note_fields(posting: Posting, *, own_number: bool = False) -> dict:
+    """POST /v2/customerCreditNote (CustomerCreditNoteUpdateDto), the marker in externalReference, the credited
+    invoice's number in customerRefNumber; lines from extra["lines"] ({"description", "amount", "account",
+    optional "vat_code", "dimensions"}), else one line per "account" line (debit − credit)."""
+    if not posting.customer:
+        raise VismaDocumentError(f"credit note {posting.marker} has no customer")
+    default = _line(posting, "account", "credit note")
+    items = posting.extra.get("lines") or [
+        {"description": line.description or posting.description, "amount": line.debit - line.credit,
+         "account": line.account, "dimensions": line.dimensions} for line in _lines(posting, "account")]
+    lines = []
+    for number, item in enumerate(items, start=1):
+        line: dict[str, Any] = {"operation": "Insert", "description": str(item.get("description") or ""),
+                                "quantity": Decimal(1),
+                                "manualAmountInCurrency": _amount(item.get("amount"), f"credit note line {number}"),
+                                "accountNumber": str(item.get("account") or default.account)}
+        dimensions = item.get("dimensions") or default.dimensions
+        if dimensions:
+            line["subaccount"] = dimensions
+        if item.get("vat_code"):
+            line["vatCodeId"] = str(item["vat_code"])
+        lines.append(line)
+    fields: dict[str, Any] = {
+        "customerNumber": posting.customer,
+        "documentDate": _date(posting.date),
+        "financialPeriod": _period(posting.date),
+        "currencyId": posting.currency,
+        "externalReference": posting.marker,
+        "invoiceText": posting.description,
+    }
+    if posting.extra.get("invoice_number"):
+        fields["customerRefNumber"] = str(posting.extra["invoice_number"])
+    fields["lines"] = lines
+    if own_number:
+        fields = _own_number(fields, "referenceNumber", posting.marker)
+    return _fitted("customer_credit_note", fields, posting.marker)
+
+
+def visma_credit_note_post(client: VismaClient, posting: Posting, *, own_number: bool = False,
+                           sync_record: SyncRecord | None = None, fields: dict | None = None) -> str:
+    """Write the credit note; returns its reference number."""
+    fields = fields or visma_credit_note_fields(posting, own_number=own_number)
+    if own_number:
+        return _create_own_numbered(client, CREDIT_NOTE_CREATE, fields, lookup_path=CREDIT_NOTES,
+                                    marker=posting.marker, carries_marker=_carries("externalReference", posting.marker),
+                                    key="referenceNumber", sync_record=sync_record)
+    return client.create(CREDIT_NOTE_CREATE, fields, sync_record=sync_record)
+
+
+def visma_credit_note_find(client: VismaClient, posting: Posting, *, own_number: bool = False,
+                           sync_record: SyncRecord | None = None) -> str | None:
+    """The credit note whose externalReference is the marker (a filter of GET /v1/customerCreditNote: one call);
+    with own numbers, the credit note numbered with the marker first."""
+    if own_number:
+        found = _found_by_number(client, CREDIT_NOTES, posting.marker, _carries("externalReference", posting.marker),
+                                 "referenceNumber", sync_record=sync_record)
+        if found:
+            return found
+    return _listed(client, CREDIT_NOTES, {"externalReference": posting.marker}, "externalReference", posting.marker,
+                   "referenceNumber", sync_record=sync_record)
+
+
+def visma_customer_refund_posting(posting: Posting) -> Posting:
+    """The customer refund of a credit-note posting, with its own marker (posting_marker_part "refund")."""
+    return Posting(document="customer_refund", marker=posting_marker_part(posting.marker, REFUND_PART),
+                   currency=posting.currency, date=posting.date, description=posting.description,
+                   facts=posting.facts, lines=posting.lines, customer=posting.customer, rule=posting.rule,
+                   extra=posting.extra)
+
+
+def visma_customer_refund_fields(posting: Posting, credit_note: str, *, settings: Mapping[str, Any] | None = None,
+                                 own_number: bool = False) -> dict:
+    """POST /v1/customerPayment (PaymentUpdateDto) of type Refund: the refunded amount (the "account" lines' debit −
+    credit) paid out of the cash account (the clearing account by default), applied to the credit note
+    (paymentLines documentType CreditNote). `posting` is visma_customer_refund_posting's."""
+    if not posting.customer:
+        raise VismaDocumentError(f"customer refund {posting.marker} has no customer")
+    amount = abs(sum((line.debit - line.credit for line in _lines(posting, "account")), ZERO))
+    fields: dict[str, Any] = {
+        "type": "Refund",
+        "customer": posting.customer,
+        "invoiceText": posting.description,
+        "applicationDate": _date(posting.date),
+        "applicationPeriod": _period(posting.date),
+        "paymentRef": posting.marker,
+        **_cash_account_and_method(posting, settings or {}, "customer refund"),
+        "currency": posting.currency,
+        "paymentAmount": amount,
+        "paymentLines": [{"operation": "Insert", "documentType": "CreditNote", "refNbr": credit_note,
+                          "amountPaid": amount}],
+    }
+    if own_number:
+        fields = _own_number(fields, "referenceNumber", posting.marker)
+    return _fitted("customer_payment", fields, posting.marker)
+
+
+def visma_customer_refund_find(client: VismaClient, posting: Posting, *, since: datetime | None,
+                               own_number: bool = False, sync_record: SyncRecord | None = None) -> str | None:
+    """The refund whose paymentRef is its marker (`posting` is visma_customer_refund_posting's): with own numbers
+    the payment numbered with it; else the customer's refunds changed since `since`, else those of the period."""
+    if own_number:
+        found = _found_by_number(client, CUSTOMER_PAYMENTS, posting.marker, _carries("paymentRef", posting.marker),
+                                 "refNbr", sync_record=sync_record)
+        if found:
+            return found
+    params = {"customer": posting.customer, "paymentType": "Refund",
+              **_since_params(posting, since, period_param="financialPeriod")}
+    return _listed(client, CUSTOMER_PAYMENTS, params, "paymentRef", posting.marker, "refNbr", sync_record=sync_record)
+
+
+def _credit_note_open(client: VismaClient, number: str, refunded: Decimal, marker: str, *,
+                      sync_record: SyncRecord | None) -> None:
+    """Refuse to pay out a credit note whose balance is not the refunded amount (Visma's VAT rounding, or an edit):
+    the refund would leave AR off by the difference."""
+    note = client.get_one(f"{CREDIT_NOTES}/{quote(number, safe='')}", sync_record=sync_record) or {}
+    balance = _amount(note.get("balanceInCurrency", note.get("amountInCurrency")), f"credit note {number} balance")
+    if balance != refunded:
+        raise VismaDocumentError(
+            f"credit note {number} ({marker}) has a balance of {balance}, the refund is {refunded}: correct the "
+            "credit note in Visma (VAT rounding?) and approve the record again")
+
+
+def visma_credit_note_write(client: VismaClient, posting: Posting, *, since: datetime | None, look_up_first: bool,
+                            settings: Mapping[str, Any] | None = None, own_numbers: frozenset[str] = frozenset(),
+                            sync_record: SyncRecord | None = None) -> str:
+    """The credit note, the customer refund paying it out, and with a "fee" line the fee-return journal (its own
+    marker); every DTO but the refund's (it names the credit note) is checked before the first call; when an earlier
+    attempt may have written a part, each part is looked up first, so a crash between two duplicates neither."""
+    own_note, own_refund = "credit_note" in own_numbers, "customer_refund" in own_numbers
+    own_journal = "journal" in own_numbers
+    refund = visma_customer_refund_posting(posting)
+    refunded = abs(sum((line.debit - line.credit for line in _lines(posting, "account")), ZERO))
+    note_fields = visma_credit_note_fields(posting, own_number=own_note)
+    visma_customer_refund_fields(refund, "0", settings=settings, own_number=own_refund)
+    fee_journal = visma_fee_journal(posting)
+    journal_fields = visma_journal_fields(fee_journal, own_number=own_journal) if fee_journal else None
+    note = visma_credit_note_find(client, posting, own_number=own_note, sync_record=sync_record) \
+        if look_up_first else None
+    note = note or visma_credit_note_post(client, posting, own_number=own_note, fields=note_fields,
+                                          sync_record=sync_record)
+    paid_out = visma_customer_refund_find(client, refund, since=since, own_number=own_refund,
+                                          sync_record=sync_record) if look_up_first else None
+    if paid_out is None:
+        _credit_note_open(client, note, refunded, posting.marker, sync_record=sync_record)
+        fields = visma_customer_refund_fields(refund, note, settings=settings, own_number=own_refund)
+        if own_refund:
+            paid_out = _create_own_numbered(client, CUSTOMER_PAYMENTS, fields, lookup_path=CUSTOMER_PAYMENTS,
+                                            marker=refund.marker, carries_marker=_carries("paymentRef", refund.marker),
+                                            key="refNbr", sync_record=sync_record)
+        else:
+            paid_out = client.create(CUSTOMER_PAYMENTS, fields, sync_record=sync_record)
+    written = f"credit note {note} + refund {paid_out}"
+    if fee_journal is None:
+        return written
+    journal = _found_or_posted_journal(client, fee_journal, since=since, look_up_first=look_up_first,
+                                       own_number=own_journal, fields=journal_fields, sync_record=sync_record)
+    return f"{written} + journal {journal}"
+
+
+def visma_credit_note_posted(client: VismaClient, posting: Posting, *, since: datetime | None,
+                             own_numbers: frozenset[str] = frozenset(),
+                             sync_record: SyncRecord | None = None) -> str | None:
+    """The target id when every part (credit note, refund, fee journal) is in Visma; None while one is missing."""
+    note = visma_credit_note_find(client, posting, own_number="credit_note" in own_numbers, sync_record=sync_record)
+    if note is None:
+        return None
+    paid_out = visma_customer_refund_find(client, visma_customer_refund_posting(posting), since=since,
+                                          own_number="customer_refund" in own_numbers, sync_record=sync_record)
+    if paid_out is None:
+        return None
+    fee_journal = visma_fee_journal(posting)
+    if fee_journal is None:
+        return f"credit note {note} + refund {paid_out}"
+    journal = visma_journal_find(client, fee_journal, since=since, own_number="journal" in own_numbers,
+                                 sync_record=sync_record)
+    return f"credit note {note} + refund {paid_out} + journal {journal}" if journal else None
 
 
 # --- supplier invoices and payments ---------------------------------------------------------------------------

@@ -22,6 +22,9 @@ from . import postings
 from .client import DELTA_OVERLAP, VismaClient
 
 
+# A refund of a paid invoice: a customer credit note and the customer refund paying it out (plus, with a fee line, the
+# fee-return journal). The refund's own numbers are kind "customer_refund".
+CREDIT_NOTE = "credit_note"
 # A line on a customer invoice's note (a failed payment, a dispute): moves no money, needs no GL rule.
 INVOICE_NOTE = "invoice_note"
 
@@ -81,6 +84,15 @@ class VismaTarget:
       a journal: debit the fee line's account, credit the clearing line's account, marker + ":fee". Each part is
       found or written, so a crash between the two duplicates neither. Target id: "200001", or with a fee
       "payment 200001 + journal 000007".
+    - "credit_note" → POST /v2/customerCreditNote, then POST /v1/customerPayment (type Refund) applied to it.
+      Reads posting.customer, date, currency, description (invoiceText), marker (the credit note's
+      externalReference; found with that filter), extra["invoice_number"] (customerRefNumber: the credited invoice),
+      extra["lines"] ({"description", "amount", "account", optional "vat_code", "dimensions"}: the invoice's lines
+      for the refunded share, postings.visma_credit_note_lines), the "account" lines' debit − credit (the refunded
+      amount), cash account and payment method as for customer_payment; the refund's paymentRef is the marker's
+      "refund" part; it is written only when the credit note's balance is the refunded amount. With a "fee" line (a
+      fee returned: credit), also the fee journal as for customer_payment. Target id: "credit note 500001 + refund
+      200002" (+ " + journal 000009").
     - "supplier_invoice" → POST /v1/supplierInvoice (Invoice). Reads posting.supplier, date, currency,
       description, marker (supplierReference; found by listing the supplier's invoices changed since the claim),
       one invoice line per "account" line (costInCurrency = debit − credit, its account, dimensions,
@@ -168,6 +180,9 @@ class VismaTarget:
             if posting.document == "customer_payment":
                 return postings.visma_customer_payment_posted(client, posting, since=claims.since, own_numbers=own,
                                                               sync_record=record)
+            if posting.document == CREDIT_NOTE:
+                return postings.visma_credit_note_posted(client, posting, since=claims.since, own_numbers=own,
+                                                         sync_record=record)
             if posting.document == "supplier_invoice":
                 return postings.visma_supplier_invoice_find(client, posting, since=claims.since,
                                                             own_number=own_number, sync_record=record)
@@ -207,6 +222,12 @@ class VismaTarget:
             if posting.document == "customer_payment":
                 claims = _claims(record)
                 return postings.visma_customer_payment_write(
+                    client, posting, since=claims.since, look_up_first=claims.may_have_written, settings=settings,
+                    own_numbers=own, sync_record=record,
+                )
+            if posting.document == CREDIT_NOTE:
+                claims = _claims(record)
+                return postings.visma_credit_note_write(
                     client, posting, since=claims.since, look_up_first=claims.may_have_written, settings=settings,
                     own_numbers=own, sync_record=record,
                 )
@@ -256,7 +277,7 @@ class VismaTarget:
 
 PARTIES = ("customer", "supplier")
 NO_GL = (*PARTIES, INVOICE_NOTE)
-DOCUMENTS = ("journal", "customer_invoice", "customer_payment", "supplier_invoice", "supplier_payment", *PARTIES,
+DOCUMENTS = ("journal", "customer_invoice", "customer_payment", CREDIT_NOTE, "supplier_invoice", "supplier_payment", *PARTIES,
              INVOICE_NOTE)
 
 

@@ -321,12 +321,12 @@ def test_a_tenant_s_own_numbers_are_edited_in_the_admin_and_an_unknown_kind_is_r
             "visma_release": "on"}
 
     # when
-    refused = client.post(url, {**form, "visma_own_numbers": '["journal", "credit_note"]'})
+    refused = client.post(url, {**form, "visma_own_numbers": '["journal", "debit_note"]'})
     saved = client.post(url, {**form, "visma_own_numbers": '["journal", "supplier_invoice"]'})
 
     # then
     assert refused.status_code == 200
-    assert "unknown document kind(s) credit_note" in text(refused)
+    assert "unknown document kind(s) debit_note" in text(refused)
     assert saved.status_code == 302
     tenant.refresh_from_db()
     assert tenant.visma_own_numbers == ["journal", "supplier_invoice"]

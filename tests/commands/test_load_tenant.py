@@ -318,7 +318,7 @@ def test_a_new_tenant_numbers_its_own_journals_payments_and_supplier_invoices_bu
 
     # then
     assert Tenant.objects.get().visma_own_numbers == [
-        "journal", "customer_payment", "supplier_invoice", "supplier_payment"]
+        "journal", "customer_payment", "customer_refund", "supplier_invoice", "supplier_payment"]
 
 
 def test_the_tenant_file_sets_own_numbers_and_a_later_file_without_the_key_keeps_them(tmp_path):
@@ -340,7 +340,7 @@ def test_the_tenant_file_sets_own_numbers_and_a_later_file_without_the_key_keeps
 def test_an_unknown_own_number_kind_is_refused_and_changes_nothing(tmp_path):
     # given
     document = example_document()
-    document["visma_own_numbers"] = ["journal", "credit_note"]
+    document["visma_own_numbers"] = ["journal", "debit_note"]
     path = write_document(tmp_path / "tenant.json", document)
 
     # when
@@ -349,6 +349,6 @@ def test_an_unknown_own_number_kind_is_refused_and_changes_nothing(tmp_path):
 
     # then
     assert str(raised.value).splitlines()[1:] == [
-        "visma_own_numbers: unknown document kind(s) credit_note; known: journal, customer_invoice, customer_payment, "
-        "supplier_invoice, supplier_payment, customer, supplier"]
+        "visma_own_numbers: unknown document kind(s) debit_note; known: journal, customer_invoice, customer_payment, "
+        "supplier_invoice, supplier_payment, customer, supplier, credit_note, customer_refund"]
     assert Tenant.objects.count() == 0

@@ -309,7 +309,7 @@ def test_a_refund_of_more_than_was_captured_is_refused(posted_capture, integrati
                                  "date) does not fit capture 2GG279541U471931P of 100.00 EUR")
 
 
-def test_a_reversal_takes_the_gross_back_without_returning_the_fee(posted_capture, integration):
+def test_a_reversal_moves_the_gross_out_of_clearing_into_the_disputes_account(posted_capture, integration):
     # given
     reversal = payload("webhook_capture_reversed.json")["resource"]
 
@@ -318,9 +318,9 @@ def test_a_reversal_takes_the_gross_back_without_returning_the_fee(posted_captur
         ReversalsStream.source_object(reversal, capture_id="2GG279541U471931P"))
 
     # then
-    assert posting.facts.transaction_type == "reversal"
+    assert (posting.document, posting.facts.transaction_type) == ("journal", "reversal")
     assert [(line.role, line.debit, line.credit) for line in posting.lines] == [
-        ("account", Decimal("100.00"), Decimal("0")), ("clearing", Decimal("0"), Decimal("100.00")),
+        ("disputes", Decimal("100.00"), Decimal("0")), ("clearing", Decimal("0"), Decimal("100.00")),
     ]
 
 

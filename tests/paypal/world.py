@@ -151,7 +151,8 @@ def world_build(url: str) -> World:
     rules = {
         "capture": rule(tenant, "PayPal captures", 10, "capture", "3000"),
         "refund": rule(tenant, "PayPal refunds", 20, "refund", "3000"),
-        "reversal": rule(tenant, "PayPal reversals", 30, "reversal", "3000"),
+        "reversal": rule(tenant, "PayPal reversals", 30, "reversal", "3000", disputes_account="1590"),
+        "dispute": rule(tenant, "PayPal dispute holds and returns", 35, "dispute", "3000", disputes_account="1590"),
         "invoice_payment": rule(tenant, "PayPal payments of invoices", 40, "invoice_payment", "1510"),
         "invoice": rule(tenant, "PayPal invoices", 50, "invoice", "3000"),
     }

@@ -242,6 +242,43 @@ def test_a_customer_payment_settles_an_open_invoice_of_the_same_customer(visma):
     assert visma.get("/v1/customerPayment", {"customer": "10002"}).json() == []
 
 
+def test_a_payment_settles_its_invoice_and_a_refund_pays_out_a_credit_note(visma):
+    # given: invoice 100001 (SEK 1250.00) paid in full, then a credit note of 300.00 for it
+    line = {"operation": "Insert", "documentType": value("Invoice"), "refNbr": value("100001"),
+            "amountPaid": value(1250.0)}
+    visma.post("/v1/customerPayment", {"customer": value("10001"), "paymentAmount": value(1250.0),
+                                       "paymentLines": [line]})
+    created = visma.post("/v2/customerCreditNote", {
+        "customerNumber": value("10001"), "currencyId": value("SEK"), "externalReference": value("MLCREDITNOTE001"),
+        "customerRefNumber": value("100001"),
+        "lines": [{"operation": "Insert", "description": value("Hiking boots"), "quantity": value(1),
+                   "manualAmountInCurrency": value(300.0), "accountNumber": value("3000"),
+                   "subaccount": [{"segmentId": 1, "segmentValue": "100"}]}]})
+
+    # when
+    refund_line = {"operation": "Insert", "documentType": value("CreditNote"), "refNbr": value("500001"),
+                   "amountPaid": value(300.0)}
+    refunded = visma.post("/v1/customerPayment", {"type": value("Refund"), "customer": value("10001"),
+                                                  "paymentAmount": value(300.0), "paymentLines": [refund_line]})
+    refund_on_invoice = visma.post("/v1/customerPayment", {"type": value("Refund"), "customer": value("10001"),
+                                                           "paymentLines": [line]})
+
+    # then
+    assert created.status_code == 201
+    assert created["Location"] == "http://testserver/sandbox/visma/v1/customerCreditNote/500001"
+    assert refunded.status_code == 201
+    note = visma.get("/v1/customerCreditNote/500001").json()
+    assert (note["documentType"], note["amountInCurrency"], note["balanceInCurrency"], note["status"]) == (
+        "CreditNote", 300.0, 0.0, "Closed")
+    invoice = visma.get("/v1/customerinvoice/100001").json()
+    assert (invoice["balanceInCurrency"], invoice["status"]) == (0.0, "Closed")
+    assert [row["referenceNumber"] for row in visma.get(
+        "/v1/customerCreditNote", {"externalReference": "MLCREDITNOTE001"}).json()] == ["500001"]
+    assert refund_on_invoice.status_code == 400
+    assert refund_on_invoice.json()["ExceptionMessage"] == (
+        "paymentLines[0].documentType: a Refund cannot be applied to documents of type Invoice.")
+
+
 def test_supplier_invoices_and_payments_are_read_by_type_and_number(visma):
     # when
     invoice = visma.post("/v1/supplierInvoice", {

@@ -132,8 +132,49 @@ def test_a_dispute_token_pays_then_disputes_and_closing_loses_it(sandbox_stripe)
                                                                                   "fraudulent")
     assert sandbox_stripe.v1.charges.retrieve(charge.id).disputed is True
     assert closed.status == "lost"
-    types = [event.type for event in sandbox_stripe.v1.events.list({"limit": 3}).data]
-    assert types == ["charge.dispute.closed", "charge.dispute.created", "charge.succeeded"]
+    types = [event.type for event in sandbox_stripe.v1.events.list({"limit": 4}).data]
+    assert types == ["charge.dispute.closed", "charge.dispute.funds_withdrawn", "charge.dispute.created",
+                     "charge.succeeded"]
+    # Stripe took the amount and the dispute fee at once; a lost dispute gives nothing back
+    [withdrawn] = closed.balance_transactions
+    assert (withdrawn.type, withdrawn.reporting_category, withdrawn.amount, withdrawn.fee, withdrawn.net,
+            withdrawn.source) == ("adjustment", "dispute", -80000, 15000, -95000, dispute.id)
+
+
+def test_winning_evidence_wins_a_dispute_and_reinstates_the_amount_not_the_fee(sandbox_stripe):
+    # given
+    charge = sandbox_stripe.v1.charges.create({"amount": 80000, "currency": "nok", "source": "tok_createDispute"})
+    [dispute] = sandbox_stripe.v1.disputes.list({"charge": charge.id}).data
+
+    # when
+    won = sandbox_stripe.v1.disputes.update(dispute.id, {"evidence": {"uncategorized_text": "winning_evidence"}})
+
+    # then
+    assert won.status == "won"
+    withdrawn, reinstated = won.balance_transactions
+    assert (reinstated.reporting_category, reinstated.amount, reinstated.fee, reinstated.net) == (
+        "dispute_reversal", 80000, 0, 80000)
+    assert withdrawn.net == -95000
+    types = [event.type for event in sandbox_stripe.v1.events.list({"limit": 2}).data]
+    assert types == ["charge.dispute.funds_reinstated", "charge.dispute.closed"]
+
+
+def test_with_fees_returned_a_won_dispute_returns_its_fee_and_a_refund_its_share_of_the_charge_fee(sandbox_stripe,
+                                                                                                    settings):
+    # given: fees are returned (SANDBOX_STRIPE_FEES_RETURNED), a NOK 1000.00 charge (fee 2.9 % + 2.00 = 31.00)
+    settings.SANDBOX_STRIPE_FEES_RETURNED = True
+    disputed = sandbox_stripe.v1.charges.create({"amount": 80000, "currency": "nok", "source": "tok_createDispute"})
+    [dispute] = sandbox_stripe.v1.disputes.list({"charge": disputed.id}).data
+    charge = sandbox_stripe.v1.charges.create({"amount": 100000, "currency": "nok", "source": "tok_visa"})
+
+    # when
+    won = sandbox_stripe.v1.disputes.update(dispute.id, {"evidence": {"uncategorized_text": "winning_evidence"}})
+    refund = sandbox_stripe.v1.refunds.create({"charge": charge.id, "amount": 25000})
+
+    # then
+    assert (won.balance_transactions[1].fee, won.balance_transactions[1].net) == (-15000, 95000)
+    returned = sandbox_stripe.v1.balance_transactions.retrieve(refund.balance_transaction)
+    assert (returned.type, returned.amount, returned.fee, returned.net) == ("refund", -25000, -775, -24225)
 
 
 def test_a_partial_refund_updates_the_charge_and_emits_charge_refunded(sandbox_stripe):
@@ -146,6 +187,10 @@ def test_a_partial_refund_updates_the_charge_and_emits_charge_refunded(sandbox_s
     # then
     after = sandbox_stripe.v1.charges.retrieve(charge.id)
     assert (refund.amount, after.amount_refunded, after.refunded) == (2500, 2500, False)
+    # Stripe keeps its processing fee on a refund: the money going back is the refunded amount
+    returned = sandbox_stripe.v1.balance_transactions.retrieve(refund.balance_transaction)
+    assert (returned.type, returned.amount, returned.fee, returned.net, returned.source) == (
+        "refund", -2500, 0, -2500, refund.id)
     [event] = sandbox_stripe.v1.events.list({"type": "charge.refunded"}).data
     assert event.data.object.id == charge.id
 

@@ -217,7 +217,12 @@ def test_parse_refuses_a_malformed_body_naming_the_problem(body, message):
     ("charge.dispute.created", "dp_1", [("disputes", "dp_1")]),
     ("charge.dispute.updated", "dp_2", [("disputes", "dp_2")]),
     ("charge.dispute.closed", "dp_3", [("disputes", "dp_3")]),
+    ("charge.dispute.funds_withdrawn", "dp_4", [("disputes", "dp_4")]),
+    ("refund.failed", "re_3", [("refunds", "re_3")]),
     ("customer.created", "cus_1", []),
+    ("charge.updated", "ch_5", []),
+    ("payout.paid", "po_1", [("unhandled", "evt_1")]),
+    ("charge.expired", "ch_6", [("unhandled", "evt_1")]),
     ("charge.succeeded", "", []),
 ])
 def test_each_event_type_names_the_object_to_re_read(event_type, object_id, touched):
@@ -237,6 +242,18 @@ def test_a_charge_refunded_event_names_each_refund_of_the_charge():
 
     # then
     assert stripe_event_objects(document) == [("refunds", "re_2"), ("refunds", "re_1")]
+
+
+def test_a_dispute_event_names_the_dispute_and_each_of_its_balance_transactions():
+    # given: spec3.yaml dispute.balance_transactions, "funds withdrawn and reinstated"
+    document = {"object": "event", "id": "evt_1", "type": "charge.dispute.closed",
+                "data": {"object": {"id": "dp_5", "object": "dispute", "status": "won", "balance_transactions": [
+                    {"id": "txn_1", "object": "balance_transaction", "amount": -12000},
+                    {"id": "txn_2", "object": "balance_transaction", "amount": 12000}]}}}
+
+    # then
+    assert stripe_event_objects(document) == [("disputes", "dp_5"), ("disputes", "dp_5:txn_1"),
+                                              ("disputes", "dp_5:txn_2")]
 
 
 @pytest.mark.parametrize("event_type", ["invoice.paid", "invoice.payment_failed"])
@@ -287,7 +304,7 @@ def test_the_stripe_kind_carries_the_verifier_ping_and_tolerance_setting():
                                             "days_until_due", "payment_method", "webhook_tolerance_seconds"]
     assert {name: stream.__name__ for name, stream in spec.streams.items()} == {
         "charges": "ChargesStream", "disputes": "DisputesStream", "refunds": "RefundsStream",
-        "visma_invoices": "VismaInvoicesStream"}
+        "unhandled": "UnhandledStream", "visma_invoices": "VismaInvoicesStream"}
 
 
 def test_a_genuine_delivery_is_stored_once_and_a_forged_one_not_at_all(db):

@@ -531,14 +531,14 @@ def test_a_document_visma_does_not_take_is_flagged_and_nothing_is_sent(captures,
     nothing_may_be_sent(mocked)
 
     # when
-    record = advance(captures, "CAP-1", document="credit_note")
+    record = advance(captures, "CAP-1", document="debit_note")
 
     # then
     assert record.status == RecordStatus.FLAGGED
     assert record.reasons == [
-        f"credit_note refused by the target: Visma cannot take a 'credit_note' posting ({marker_of(captures)}); "
-        "it takes: journal, customer_invoice, customer_payment, supplier_invoice, supplier_payment, customer, "
-        "supplier, invoice_note"]
+        f"debit_note refused by the target: Visma cannot take a 'debit_note' posting ({marker_of(captures)}); "
+        "it takes: journal, customer_invoice, customer_payment, credit_note, supplier_invoice, supplier_payment, "
+        "customer, supplier, invoice_note"]
     assert api_calls(mocked) == []
 
 
