@@ -1,6 +1,7 @@
 """Stripe refunds → Visma over real HTTP, both emulators live: each refund of a charge that paid a Visma invoice is a
-journal marked with its refund id (debit the receivable, credit Stripe clearing), partial refunds add up to what was
-returned, and a refund whose charge is not posted yet waits for it."""
+journal marked with its refund id (debit sales, credit Stripe clearing: a journal never touches the receivable
+control account), partial refunds add up to what was returned, and a refund whose charge is not posted yet waits for
+it."""
 
 from audit.models import AuditEntry, SyncRecord
 from connectors.pipeline import stream_poll
@@ -13,7 +14,7 @@ from tests.paypal.world import journal_lines
 
 def _refund_rule(world) -> GLMappingRule:  # noqa: F811
     return GLMappingRule.objects.create(tenant=world.tenant, system="stripe", name="Stripe refunds", priority=20,
-                                        transaction_type="refund", gl_account="1510", clearing_account="1580",
+                                        transaction_type="refund", gl_account="3000", clearing_account="1580",
                                         dimensions={"1": "100"})
 
 
@@ -43,7 +44,7 @@ def test_two_partial_refunds_are_two_journals_adding_up_to_what_was_returned(wor
         assert (record.status, record.target_kind) == ("posted", "journal")
         [journal] = _journals_marked(world, refund.id)
         assert record.target_id == journal["batchNumber"]
-        assert journal_lines(journal) == [("1510", amount, "0.00"), ("1580", "0.00", amount)]
+        assert journal_lines(journal) == [("3000", amount, "0.00"), ("1580", "0.00", amount)]
         assert journal["currencyId"] == "SEK"
     assert SyncRecord.objects.filter(integration=world.integration, stream="refunds").count() == 2
     assert len(world.visma("customer_payment")) == 1
@@ -78,7 +79,7 @@ def test_a_refund_delivered_before_its_charge_is_posted_waits_then_posts(world):
     assert world.record("charges", charge.id).status == "posted"
     assert world.record("refunds", refund.id).status == "posted"
     [journal] = _journals_marked(world, refund.id)
-    assert journal_lines(journal) == [("1510", "120.00", "0.00"), ("1580", "0.00", "120.00")]
+    assert journal_lines(journal) == [("3000", "120.00", "0.00"), ("1580", "0.00", "120.00")]
 
 
 def test_a_refund_without_a_refund_mapping_rule_is_flagged_and_not_journalled(world):  # noqa: F811
@@ -115,4 +116,4 @@ def test_the_events_poll_journals_a_refund_whose_webhook_never_came(world):  # n
     # then
     assert (run.status, run.fetched, run.posted) == ("completed", 1, 1)
     [journal] = _journals_marked(world, refund.id)
-    assert journal_lines(journal) == [("1510", "45.50", "0.00"), ("1580", "0.00", "45.50")]
+    assert journal_lines(journal) == [("3000", "45.50", "0.00"), ("1580", "0.00", "45.50")]
