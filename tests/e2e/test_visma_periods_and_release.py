@@ -1,9 +1,10 @@
 """PayPal → Visma over real HTTP, as the books are kept: Visma's own financial periods (a July year, a closed
 period approved into the next open one), the tenant's time zone, release after create (or on hold), and journals
 kept off the AR/AP control accounts."""
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import time_machine
 from django.urls import reverse
 
 from audit.admin import record_release_state
@@ -12,7 +13,9 @@ from audit.services import record_approve_into_open_period
 from connectors.pipeline import record_advance
 from mappings.models import FinancialPeriod, GLMappingRule
 from mappings.reference import FINANCIAL_PERIODS, reference_data_refresh
+from connectors.errors import TransientError
 from connectors.models import HttpExchange
+from connectors.visma import postings
 from sandbox.paypal import paypal_capture_create
 from sandbox.services import VISMA_SANDBOX_COMPANY_ID
 from sandbox.visma_periods import CalendarShape, financial_period_close, financial_periods_set
@@ -182,3 +185,34 @@ def test_a_journal_on_the_receivable_control_account_is_refused_before_any_write
     assert world.journal_with(capture.object_id) == []
     assert not world.integration.records.filter(write_attempted=True).exists()
     assert _visma_posts(world) == posts_before
+
+
+def test_a_payment_whose_release_answer_was_lost_is_found_by_its_marker_and_released_not_created_again(
+        world, monkeypatch):
+    # given: Visma took the payment, then the answer to its release was lost
+    release = postings.visma_document_release
+    calls = []
+
+    def release_lost_once(client, kind, number, **options):
+        calls.append((kind, number))
+        if len(calls) == 1:
+            raise TransientError("read timed out", status_code=None)
+        return release(client, kind, number, **options)
+
+    monkeypatch.setattr(postings, "visma_document_release", release_lost_once)
+    capture = _capture_at(world, hours_ago(0), amount="120.00", invoice_id="WEB-1002")
+    waiting = world.record("captures", capture.object_id)
+    assert (waiting.status, waiting.write_attempted) == ("retrying", True)
+    [unreleased] = world.customer_payments()
+    assert unreleased["status"] == "Balanced"
+
+    # when
+    with time_machine.travel(waiting.next_attempt_at + timedelta(seconds=1), tick=False):
+        posted = record_advance(waiting)
+
+    # then
+    assert (posted.status, posted.target_status) == ("posted", "Closed")
+    [payment] = world.customer_payments()
+    assert (payment["refNbr"], payment["status"]) == (unreleased["refNbr"], "Closed")
+    assert world.customer_invoice("100002")["balanceInCurrency"] == 0.0
+    assert len(world.journal_with(capture.object_id, "fee")) == 1
