@@ -24,7 +24,14 @@ from mappings.services import mapping_rule_validate
 
 from . import registry
 from .logging import redact
-from .models import PARTNER_SYSTEMS, Connection, Integration, Tenant, time_zone_validate, visma_own_numbers_validate
+from .models import (
+    PARTNER_SYSTEMS,
+    Connection,
+    Integration,
+    Tenant,
+    time_zone_validate,
+    visma_own_numbers_validate,
+)
 from .paypal.webhooks import PAYPAL_CERT_HOSTS
 from .services import (
     connection_credentials,
