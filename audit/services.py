@@ -12,6 +12,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from mappings.documents import Posting, posting_apply_correction
+from mappings.periods import FinancialCalendar
+
 from .models import AuditEntry, RecordStatus, SyncRecord
 
 S = RecordStatus
@@ -482,9 +485,6 @@ def record_approve_into_open_period(record: SyncRecord, *, user, corrected_posti
     """Finance says: post it in the first financial period open for it, its own closed (or missing) in Visma's
     calendar: booked on that period's first day (or on its own date, when its period is open). Audited with the
     period chosen; the write is validated again, so it posts once, or is flagged again."""
-    from mappings.documents import Posting, posting_apply_correction
-    from mappings.periods import FinancialCalendar
-
     if not record.proposed_posting:
         raise TransitionRefused(f"Cannot approve {record.stream}/{record.source_id}: there is no posting to write")
     posting = posting_apply_correction(Posting.from_json(record.proposed_posting), corrected_posting)

@@ -24,7 +24,14 @@ from mappings.services import mapping_rule_validate
 
 from . import registry
 from .logging import redact
-from .models import PARTNER_SYSTEMS, Connection, Integration, Tenant, visma_own_numbers_validate
+from .models import (
+    PARTNER_SYSTEMS,
+    Connection,
+    Integration,
+    Tenant,
+    time_zone_validate,
+    visma_own_numbers_validate,
+)
 from .paypal.webhooks import PAYPAL_CERT_HOSTS
 from .services import (
     connection_credentials,
@@ -151,6 +158,8 @@ class _Plan:
     integrations: list[_IntegrationPlan]
     rules: list[tuple[str, dict]]  # (key path, field values)
     visma_own_numbers: list[str] | None = None  # None: as the tenant has it (a new one: the default)
+    time_zone: str | None = None  # likewise
+    visma_release: bool | None = None  # likewise
 
 
 class _Problems:
@@ -364,9 +373,10 @@ def tenant_document_check(document: Any) -> _Plan:
     if problems.items:
         raise TenantFileError(problems.items)
     for key in document:
-        if key not in ("slug", "name", "visma", "visma_own_numbers", "integrations", "mapping_rules"):
-            problems.add(key, "unknown key; a tenant file has: slug, name, visma, visma_own_numbers, integrations, "
-                              "mapping_rules")
+        if key not in ("slug", "name", "visma", "visma_own_numbers", "time_zone", "visma_release", "integrations",
+                       "mapping_rules"):
+            problems.add(key, "unknown key; a tenant file has: slug, name, visma, visma_own_numbers, time_zone, "
+                              "visma_release, integrations, mapping_rules")
     slug, name = document.get("slug"), document.get("name")
     if not slug:
         problems.add("slug", "required")
@@ -383,6 +393,16 @@ def tenant_document_check(document: Any) -> _Plan:
         except ValidationError as error:
             for message in error.messages:
                 problems.add("visma_own_numbers", message)
+    time_zone = document.get("time_zone")
+    if time_zone is not None:
+        try:
+            time_zone_validate(time_zone if isinstance(time_zone, str) else "")
+        except ValidationError as error:
+            problems.add("time_zone", error.messages[0])
+    visma_release = document.get("visma_release")
+    if visma_release is not None and not isinstance(visma_release, bool):
+        problems.add("visma_release", "must be true (release documents after creating them) or false (leave them on "
+                                      "hold)")
     if "visma" not in document:
         problems.add("visma", "required")
         visma = _ConnectionPlan("visma", "", "", {}, None)
@@ -420,7 +440,7 @@ def tenant_document_check(document: Any) -> _Plan:
     if problems.items:
         raise TenantFileError(problems.items)
     return _Plan(slug=slug, name=name, visma=visma, integrations=integrations, rules=rules,
-                 visma_own_numbers=own_numbers)
+                 visma_own_numbers=own_numbers, time_zone=time_zone, visma_release=visma_release)
 
 
 # --- writing it ----------------------------------------------------------------------------------------------
@@ -484,6 +504,10 @@ def tenant_load(document: Any) -> TenantLoadResult:
         defaults: dict[str, Any] = {"name": plan.name}
         if plan.visma_own_numbers is not None:
             defaults["visma_own_numbers"] = plan.visma_own_numbers
+        if plan.time_zone is not None:
+            defaults["time_zone"] = plan.time_zone
+        if plan.visma_release is not None:
+            defaults["visma_release"] = plan.visma_release
         tenant, tenant_created = Tenant.objects.update_or_create(slug=plan.slug, defaults=defaults)
         visma = _connection_upsert(tenant, plan.visma)
         integrations = {plan_.kind: _integration_upsert(tenant, visma, plan_) for plan_ in plan.integrations}

@@ -10,6 +10,7 @@ from django_q.signing import SignedPackage
 
 from audit.models import AuditEntry, SyncRecord
 from audit.services import record_reject, record_upsert
+from mappings.models import FinancialPeriod
 from tests.admin.factories import (
     UNKNOWN_ACCOUNT_REASON,
     HttpExchangeFactory,
@@ -271,3 +272,41 @@ def test_records_of_another_tenant_are_checked_against_their_own_books(client, f
     assert "GL account 3010 is unknown in Visma (sorlys)." in text(response)
     assert list(SyncRecord.objects.filter(pk__in=[flagged.pk, other.pk]).values_list("status", flat=True)) == [
         "flagged", "flagged"]
+
+
+def test_approve_into_the_first_open_period_books_on_its_first_day_and_says_so_on_the_trail(client, finance, integration):
+    # given: the posting is dated 2 November 2026, a period Visma has closed
+    FinancialPeriod.objects.filter(tenant=integration.tenant, period_id="202611").update(
+        closed_in_general_ledger=True)
+    flagged = flagged_record_create(integration, posting=capture_posting("CAP-CLOSED", account="3000"),
+                                    reasons=["financial period 202611 is closed"])
+    client.force_login(finance)
+
+    # when
+    response = client.post(f"{APPROVE}?ids={flagged.pk}", {"into_first_open_period": "on"})
+
+    # then
+    assert response.status_code == 302
+    record = SyncRecord.objects.get(pk=flagged.pk)
+    assert (record.status, record.corrected_posting) == ("approved", {"date": "2026-12-01"})
+    assert AuditEntry.objects.get(sync_record=record, to_status="approved").reason == (
+        "approved into financial period 202612, booked on 2026-12-01")
+
+
+def test_approve_on_a_chosen_date_in_a_closed_period_is_refused_by_the_form(client, finance, integration):
+    # given
+    FinancialPeriod.objects.filter(tenant=integration.tenant, period_id="202611").update(
+        closed_in_general_ledger=True)
+    flagged = flagged_record_create(integration, posting=capture_posting("CAP-CLOSED", account="3000"))
+    client.force_login(finance)
+
+    # when
+    refused = client.post(f"{APPROVE}?ids={flagged.pk}", {"booking_date": "2026-11-20"})
+    approved = client.post(f"{APPROVE}?ids={flagged.pk}", {"booking_date": "2026-12-03"})
+
+    # then
+    assert refused.status_code == 200
+    assert (f"{flagged.source_id}: financial period 202611 (November) of 2026-11-20 is closed in the general "
+            "ledger") in text(refused)
+    assert approved.status_code == 302
+    assert SyncRecord.objects.get(pk=flagged.pk).corrected_posting == {"date": "2026-12-03"}

@@ -352,3 +352,22 @@ def test_an_unknown_own_number_kind_is_refused_and_changes_nothing(tmp_path):
         "visma_own_numbers: unknown document kind(s) debit_note; known: journal, customer_invoice, customer_payment, "
         "supplier_invoice, supplier_payment, customer, supplier, credit_note, customer_refund"]
     assert Tenant.objects.count() == 0
+
+
+def test_the_tenant_file_sets_the_time_zone_and_release_and_refuses_a_zone_that_is_no_iana_name(tmp_path):
+    # given
+    document = example_document()
+    document.update(time_zone="Europe/Helsinki", visma_release=False)
+    path = write_document(tmp_path / "tenant.json", document)
+    bad = write_document(tmp_path / "bad.json", {**document, "time_zone": "Helsinki", "visma_release": "no"})
+
+    # when
+    run("load_tenant", path)
+    with pytest.raises(CommandError) as raised:
+        run("load_tenant", bad)
+
+    # then
+    assert (Tenant.objects.get().time_zone, Tenant.objects.get().visma_release) == ("Europe/Helsinki", False)
+    assert str(raised.value).splitlines()[1:] == [
+        "time_zone: 'Helsinki' is not an IANA time zone name, e.g. Europe/Oslo",
+        "visma_release: must be true (release documents after creating them) or false (leave them on hold)"]

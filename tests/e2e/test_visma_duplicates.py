@@ -7,6 +7,7 @@ from audit.models import AuditEntry, RecordStatus
 from audit.selectors import record_posting
 from connectors.visma import postings
 from connectors.visma.client import VismaClient
+from mappings.periods import FinancialCalendar
 from tests.commands.helpers import run
 from tests.e2e.test_visma_documents import poll_sales, sales  # noqa: F401  (sales is a fixture)
 from tests.e2e.test_visma_pipeline import SOURCE, books, poll, record  # noqa: F401  (books is a fixture)
@@ -20,7 +21,8 @@ def test_a_second_journal_with_a_records_marker_is_shown_as_a_possible_duplicate
     poll(books)
     posted = record("CAP-1")
     client = VismaClient(books.connection)
-    second = postings.visma_journal_post(client, record_posting(posted))
+    with postings.visma_financial_calendar(FinancialCalendar(books.tenant).period_id):
+        second = postings.visma_journal_post(client, record_posting(posted))
     client.close()
 
     # when
@@ -48,7 +50,8 @@ def test_a_second_fee_journal_of_a_customer_payment_is_shown_on_the_payments_rec
     poll_sales(sales)
     posted = record("PAY-1")
     client = VismaClient(sales.connection)
-    second = postings.visma_journal_post(client, postings.visma_fee_journal(record_posting(posted)))
+    with postings.visma_financial_calendar(FinancialCalendar(sales.tenant).period_id):
+        second = postings.visma_journal_post(client, postings.visma_fee_journal(record_posting(posted)))
     client.close()
 
     # when

@@ -22,7 +22,7 @@ NOON = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
 
 def posting(amount="100.00", currency="EUR", *, fee="0", transaction_type="capture", group="", method="",
-            customer="") -> Posting:
+            customer="", payer="") -> Posting:
     gross, fee = Decimal(amount), Decimal(fee)
     lines = [PostingLine(role="clearing", debit=gross - fee), PostingLine(role="account", credit=gross)]
     if fee:
@@ -31,7 +31,7 @@ def posting(amount="100.00", currency="EUR", *, fee="0", transaction_type="captu
         document="journal", marker=hand_marker("P-1"), currency=currency, date=date(2026, 11, 2),
         description="Payment P-1",
         facts=MatchFacts(transaction_type=transaction_type, amount=gross, currency=currency, customer_group=group,
-                         payment_method=method),
+                         payment_method=method, customer=customer, payer=payer),
         lines=lines, customer=customer,
     )
 
@@ -121,6 +121,44 @@ def test_the_customer_group_must_match():
     assert resolved(tenant, posting(group="wholesale")) == "wholesale"
     assert resolved(tenant, posting(group="retail")) == "everyone else"
     assert resolved(tenant, posting(group="")) == "everyone else"
+
+
+def test_a_rule_for_one_customer_wins_over_a_group_rule_whatever_their_priorities():
+    # given
+    tenant = TenantFactory()
+    GLMappingRuleFactory(tenant=tenant, name="wholesale", priority=1, customer_group="wholesale")
+    GLMappingRuleFactory(tenant=tenant, name="Fjordline only", priority=50, customer="10002")
+    GLMappingRuleFactory(tenant=tenant, name="everyone else", priority=100)
+
+    # then
+    assert resolved(tenant, posting(group="wholesale", customer="10002")) == "Fjordline only"
+    assert resolved(tenant, posting(group="wholesale", customer="10003")) == "wholesale"
+    assert resolved(tenant, posting(group="retail", customer="10003")) == "everyone else"
+
+
+def test_a_rule_for_one_payer_matches_its_payer_id_or_its_email_whatever_its_case():
+    # given
+    tenant = TenantFactory()
+    GLMappingRuleFactory(tenant=tenant, name="all captures", priority=1, transaction_type="capture")
+    GLMappingRuleFactory(tenant=tenant, name="payer M3XK", priority=90, payer="M3XK8D2QJRB5P")
+    GLMappingRuleFactory(tenant=tenant, name="payer Anna", priority=91, payer="anna@example.se")
+
+    # then
+    assert resolved(tenant, posting(payer="M3XK8D2QJRB5P")) == "payer M3XK"
+    assert resolved(tenant, posting(payer="m3xk8d2qjrb5p")) == "all captures"
+    assert resolved(tenant, posting(payer="Anna@Example.se")) == "payer Anna"
+    assert resolved(tenant, posting(payer="")) == "all captures"
+
+
+def test_a_customer_rule_still_needs_its_other_conditions():
+    # given
+    tenant = TenantFactory()
+    GLMappingRuleFactory(tenant=tenant, name="Fjordline refunds", priority=1, customer="10002",
+                         transaction_type="refund")
+    GLMappingRuleFactory(tenant=tenant, name="captures", priority=2, transaction_type="capture")
+
+    # then
+    assert resolved(tenant, posting(customer="10002")) == "captures"
 
 
 def test_the_payment_method_must_match():
@@ -267,6 +305,47 @@ def test_a_valid_posting_has_no_problems():
 
     # then
     assert posting_validate(tenant=tenant, posting=mapped(tenant, fee="3.40")) == []
+
+
+def test_a_journal_line_on_an_ar_or_ap_control_account_is_refused_naming_the_account_and_line():
+    # given
+    tenant = TenantFactory()
+    mirror(tenant, "1920", "7770")
+    GLAccountFactory(tenant=tenant, number="1510", control_account_module="AR")
+    GLMappingRuleFactory(tenant=tenant, name="captures", gl_account="1510", fee_account="7770",
+                         clearing_account="1920")
+    the_posting = posting(fee="3.40")
+    posting_map(tenant=tenant, system="paypal", posting=the_posting)
+
+    # when
+    problems = posting_validate(tenant=tenant, posting=the_posting)
+
+    # then
+    assert problems == [
+        "Line 3 (account): GL account 1510 is a control account of the AR ledger in Visma (chosen by mapping rule "
+        "'captures'): a journal must not post to it (only AR documents do); a payment of an invoice is a customer "
+        "payment, and the rule must point this line at another account."
+    ]
+
+
+def test_a_customer_payment_may_settle_the_receivable_but_its_fee_journal_stays_off_control_accounts():
+    # given
+    tenant = TenantFactory()
+    mirror(tenant, "1920")
+    GLAccountFactory(tenant=tenant, number="1510", control_account_module="AR")
+    GLAccountFactory(tenant=tenant, number="2440", control_account_module="AP")
+    GLMappingRuleFactory(tenant=tenant, name="invoice payments", gl_account="1510", fee_account="2440",
+                         clearing_account="1920")
+    the_posting = posting(fee="3.40", customer="")
+    the_posting.document = "customer_payment"
+    posting_map(tenant=tenant, system="paypal", posting=the_posting)
+
+    # when
+    problems = posting_validate(tenant=tenant, posting=the_posting)
+
+    # then
+    assert [problem.split(":")[0] for problem in problems] == ["Line 2 (fee)"]
+    assert "GL account 2440 is a control account of the AP ledger" in problems[0]
 
 
 def test_an_unbalanced_journal_and_a_negative_line_are_problems():
@@ -420,6 +499,26 @@ def test_a_rule_on_active_values_is_marked_valid():
     # then
     stored = GLMappingRule.objects.get(pk=rule.pk)
     assert (stored.validation_state, stored.validation_problems) == ("valid", [])
+
+
+def test_a_rule_mapping_a_journal_role_onto_a_control_account_is_marked_invalid():
+    # given
+    tenant = TenantFactory()
+    mirror(tenant, "3000", "1920")
+    GLAccountFactory(tenant=tenant, number="1510", control_account_module="AR")
+    journal_rule = GLMappingRuleFactory(tenant=tenant, name="captures", transaction_type="capture",
+                                        gl_account="1510", fee_account="", clearing_account="1920")
+    payment_rule = GLMappingRuleFactory(tenant=tenant, name="invoice payments", transaction_type="invoice_payment",
+                                        gl_account="1510", fee_account="", clearing_account="1920")
+
+    # when
+    mapping_rule_validate(journal_rule)
+    mapping_rule_validate(payment_rule)
+
+    # then
+    assert GLMappingRule.objects.get(pk=journal_rule.pk).validation_problems == [
+        "GL account 1510 is a control account of the AR ledger in Visma: a journal line cannot post to it"]
+    assert GLMappingRule.objects.get(pk=payment_rule.pk).validation_state == "valid"
 
 
 def test_revalidating_a_tenants_rules_counts_the_invalid_ones():

@@ -24,6 +24,8 @@ READ_PATHS = [
     "/v1/supplierInvoice/Invoice/300001",
     "/v1/supplierPayment",
     "/v1/supplierPayment/Payment/400001",
+    "/v1/financialPeriod",
+    "/v1/financialPeriod/202602",
 ]
 
 

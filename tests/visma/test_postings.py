@@ -679,3 +679,26 @@ def test_the_openapi_plugin_fails_a_test_that_sends_a_request_visma_does_not_dec
         "*requests not valid against the Visma.net ERP OpenAPI file:",
         "*POST /v2/journaltransaction: descripton: unknown property",
     ])
+
+
+def test_a_document_is_created_on_hold_or_not_as_the_writer_decided_and_a_payment_with_a_fee_is_two_documents():
+    # given
+    posting = Posting(
+        document="journal", marker=hand_marker("CAP-HOLD"), currency="SEK", date=date(2026, 3, 10),
+        description="capture", facts=MatchFacts(transaction_type="capture", amount=Decimal("10.00"), currency="SEK"),
+        lines=[PostingLine(role="clearing", debit=Decimal("10.00"), account="1580"),
+               PostingLine(role="account", credit=Decimal("10.00"), account="3000")],
+    )
+
+    # when
+    undecided = postings.visma_journal_fields(posting)
+    posting.extra["hold"] = True
+    on_hold = postings.visma_journal_fields(posting)
+
+    # then
+    assert "hold" not in undecided
+    assert (on_hold["hold"], on_hold["financialPeriod"]) == (True, "202603")
+    assert postings.visma_document_parts("customer_payment", "payment 200001 + journal 000007") == [
+        ("customer_payment", "200001"), ("journal", "000007")]
+    assert postings.visma_document_parts("customer_payment", "200001") == [("customer_payment", "200001")]
+    assert postings.visma_document_parts("invoice_note", "100001") == []

@@ -10,7 +10,9 @@ from responses import matchers
 from connectors.errors import TransientError
 from connectors.models import SyncCursor
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.models import Customer, CustomerInvoice, DimensionValue, GLAccount, GLMappingRule, Supplier
+from mappings.models import (
+    Customer, CustomerInvoice, DimensionValue, FinancialPeriod, GLAccount, GLMappingRule, Supplier,
+)
 from mappings.reference import (
     InvoiceFound, ReferenceRefresh, customer_invoice_by_reference, reference_data_refresh, reference_exists_live,
     reference_live_check, tenant_base_currency,
@@ -349,3 +351,26 @@ def test_the_base_currency_is_read_from_visma_once_when_the_mirror_has_none(vism
     # then
     assert (first, again) == ("NOK", "NOK")
     assert len([call for call in mocked.calls if call.request.url.endswith("/v1/currency")]) == 1
+
+
+@pytest.mark.parametrize("reading", ["inclusive", "exclusive"])
+def test_financial_periods_are_mirrored_with_their_last_day_whichever_way_visma_writes_enddate(
+        visma_connection, mocked, reading):
+    # given: FinancialPeriodDto.endDate as the last day, or (Acumatica's FinPeriod.EndDate) the next one's first
+    rows = payload("financial_periods.json")
+    if reading == "exclusive":
+        for row, following in zip(rows, rows[1:] + [{"startDate": "2026-07-01T00:00:00"}]):
+            row["endDate"] = following["startDate"]
+    token_reply(mocked)
+    mocked.add(responses.GET, f"{API}/v1/financialPeriod", json=rows)
+
+    # when
+    refresh = reference_data_refresh(visma_connection.tenant, kinds=["financial_periods"], revalidate_rules=False)
+
+    # then
+    periods = FinancialPeriod.objects.filter(tenant=visma_connection.tenant).order_by("start_date")
+    assert refresh.financial_periods == 12
+    assert [(period.period_id, period.start_date, period.end_date) for period in periods][:2] == [
+        ("202601", date(2025, 7, 1), date(2025, 7, 31)), ("202602", date(2025, 8, 1), date(2025, 8, 31))]
+    assert periods.last().end_date == date(2026, 6, 30)
+    assert periods.get(period_id="202607").closed_in_general_ledger is True
