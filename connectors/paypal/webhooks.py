@@ -56,8 +56,8 @@ H_AUTH_ALGO = "paypal-auth-algo"
 CAPTURE_COMPLETED = "PAYMENT.CAPTURE.COMPLETED"
 CAPTURE_REFUNDED = "PAYMENT.CAPTURE.REFUNDED"
 CAPTURE_REVERSED = "PAYMENT.CAPTURE.REVERSED"
-# A customer's dispute (docs/disputes/webhooks: created, updated, resolved); the resource is the dispute. Its money moves
-# are read from Transaction Search (holds, chargebacks); the event itself becomes a note on the invoice.
+# A customer's dispute (developer.paypal.com/docs/disputes/webhooks: created, updated, resolved); the resource is the
+# dispute. Its money moves are read from Transaction Search (holds, chargebacks); the event becomes a note.
 DISPUTE_EVENTS = frozenset({"CUSTOMER.DISPUTE.CREATED", "CUSTOMER.DISPUTE.UPDATED", "CUSTOMER.DISPUTE.RESOLVED"})
 INVOICE_EVENTS = frozenset({
     "INVOICING.INVOICE.PAID", "INVOICING.INVOICE.CREATED", "INVOICING.INVOICE.UPDATED",

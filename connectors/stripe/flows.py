@@ -2,8 +2,8 @@
 (the Stripe fee in its own journal), their refunds credit notes paid out by customer refunds, failed charges and
 disputes notes on the Visma invoice (If-Match), the money a dispute takes and returns journals to and from the
 disputes account, money events no stream takes flagged records; each object is re-read from the API, and Stripe's
-/v1/events list is the poll fallback for missed webhooks. Visma → Stripe: released Visma invoices marked for Stripe collection become sent Stripe invoices; one
-changed in Visma after it was sent is flagged, never re-sent."""
+/v1/events list is the poll fallback for missed webhooks. Visma → Stripe: released Visma invoices marked for Stripe
+collection become sent Stripe invoices; one changed in Visma after it was sent is flagged, never re-sent."""
 from __future__ import annotations
 
 import hashlib
@@ -379,7 +379,8 @@ class RefundsStream(StripeToVisma, StripeSource):
         except VismaDocumentError as exc:
             raise SourceDataError(f"refund {refund_id}: {exc}") from exc
         lines = [PostingLine(role="account", debit=amount,
-                             description=f"Stripe refund {refund_id} · invoice {visma['number']} · customer {customer}"),
+                             description=f"Stripe refund {refund_id} · invoice {visma['number']} · "
+                                         f"customer {customer}"),
                  PostingLine(role="clearing", credit=amount - returned, description=f"Stripe refund {refund_id}")]
         if returned:
             lines.append(PostingLine(role="fee", credit=returned, description=f"Stripe {refund_id} fee returned"))
@@ -437,8 +438,8 @@ class UnhandledStream(StripeSource):
             amount = stripe_amount(obj.get("amount"), currency, field="amount") if currency else None
         except (SourceDataError, MoneyError):
             amount = None
-        return SourceObject(source_id=str(event["id"]), payload={"event": event}, updated_at=_moment(event.get("created")),
-                            amount=amount, currency=currency[:3])
+        return SourceObject(source_id=str(event["id"]), payload={"event": event},
+                            updated_at=_moment(event.get("created")), amount=amount, currency=currency[:3])
 
     def transform(self, source: SourceObject) -> Posting:
         event = source.payload["event"]

@@ -768,6 +768,8 @@ def visma_credit_note_write(client: VismaClient, posting: Posting, *, since: dat
         if look_up_first else None
     note = note or visma_credit_note_post(client, posting, own_number=own_note, fields=note_fields,
                                           sync_record=sync_record)
+    # Visma applies a refund only to a released credit note: releasing after create (issue 9 item 6) belongs here,
+    # between the credit note and the refund that pays it out.
     paid_out = visma_customer_refund_find(client, refund, since=since, own_number=own_refund,
                                           sync_record=sync_record) if look_up_first else None
     if paid_out is None:

@@ -277,8 +277,8 @@ class VismaTarget:
 
 PARTIES = ("customer", "supplier")
 NO_GL = (*PARTIES, INVOICE_NOTE)
-DOCUMENTS = ("journal", "customer_invoice", "customer_payment", CREDIT_NOTE, "supplier_invoice", "supplier_payment", *PARTIES,
-             INVOICE_NOTE)
+DOCUMENTS = ("journal", "customer_invoice", "customer_payment", CREDIT_NOTE, "supplier_invoice", "supplier_payment",
+             *PARTIES, INVOICE_NOTE)
 
 
 def _party_fields(posting: Posting) -> dict:

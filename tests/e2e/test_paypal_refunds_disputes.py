@@ -30,7 +30,7 @@ def _money(value) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"))
 
 
-def test_a_refund_of_a_paypal_payment_of_a_visma_invoice_is_a_credit_note_paid_out_and_ar_nets_to_zero(world):  # noqa: F811
+def test_a_refund_of_a_paid_visma_invoice_is_a_credit_note_paid_out_and_ar_nets_to_zero(world):  # noqa: F811
     # given: EUR 120.00 paid Visma invoice 100002 (externalReference WEB-1002, customer 10004: one tent on 3010)
     capture = paypal_capture_create(amount=Decimal("120.00"), currency="EUR", payer=MIKKO, custom_id="WEB-1002",
                                     at=hours_ago(0))

@@ -7,6 +7,7 @@ import stripe
 from django.utils import timezone
 
 from audit.models import SyncRecord
+from mappings.models import GLMappingRule
 from connectors.models import HttpExchange, InboundEvent
 from connectors.services import inbox_process
 from sandbox.models import StripeObject, VismaDocument
@@ -29,6 +30,9 @@ def _puts(path_end: str) -> list[int]:
 
 def test_dispute_events_sent_twice_newest_first_end_in_one_payment_and_the_final_dispute_note(world):  # noqa: F811
     # given: a charge for Visma invoice 100001 (SEK 1250.00), disputed, then the dispute lost; nothing delivered yet
+    GLMappingRule.objects.create(tenant=world.tenant, system="stripe", name="Stripe disputes", priority=30,
+                                 transaction_type="dispute", gl_account="1510", fee_account="7770",
+                                 clearing_account="1580", disputes_account="1590")
     world.account.webhook_url, webhook_url = "", world.account.webhook_url
     world.account.save()
     charge = world.stripe.v1.charges.create({"amount": 125000, "currency": "sek", "source": "tok_createDispute",
@@ -43,15 +47,20 @@ def test_dispute_events_sent_twice_newest_first_end_in_one_payment_and_the_final
     processed = inbox_process()
 
     # then
-    assert answers == [200] * 6
+    assert answers == [200] * 8
     assert list(InboundEvent.objects.order_by("received_at").values_list("event_type", flat=True)) == [
-        "charge.dispute.closed", "charge.dispute.created", "charge.succeeded"]
-    assert processed == 3
+        "charge.dispute.closed", "charge.dispute.funds_withdrawn", "charge.dispute.created", "charge.succeeded"]
+    assert processed == 4
     assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
-    # each event re-reads the dispute as it is now (lost): the superseded status is never written
+    # each event re-reads the dispute as it is now (lost): the superseded status is never written; the money Stripe
+    # took, named by every dispute event, is one record and one journal
+    [withdrawn] = dispute.balance_transactions
     assert sorted(SyncRecord.objects.filter(integration=world.integration).values_list("stream", "source_id",
-                                                                                         "status")) == [
-        ("charges", charge.id, "posted"), ("disputes", f"{dispute.id}:lost", "posted")]
+                                                                                         "status")) == sorted([
+        ("charges", charge.id, "posted"), ("disputes", f"{dispute.id}:lost", "posted"),
+        ("disputes", f"{dispute.id}:{withdrawn.id}", "posted")])
+    assert len([journal for journal in world.visma("journal") if journal["journalTransactionLines"][0]
+                ["referenceNumber"] == world.marker("disputes", f"{dispute.id}:{withdrawn.id}")]) == 1
     assert world.visma("customer_invoice", "100001")["note"] == (
         f"[{world.marker('disputes', dispute.id + ':lost')}] Stripe dispute {dispute.id} of 1250.00 SEK (fraudulent), "
         f"charge {charge.id}: "

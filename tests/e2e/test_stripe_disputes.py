@@ -2,6 +2,7 @@
 takes leave Stripe clearing for the disputes account (the fee to the fee account); a dispute won brings the amount
 back; a money event no stream takes is recorded and flagged with its type."""
 from audit.models import SyncRecord
+from connectors.pipeline import stream_poll
 from sandbox import stripe_api
 from sandbox.models import StripeObject
 from tests.e2e.test_stripe_payments import world  # noqa: F401
@@ -127,3 +128,21 @@ def test_a_money_event_no_stream_takes_is_recorded_and_flagged_with_its_type(wor
                               "this record"]
     assert (record.amount, record.currency) == (500, "EUR")
     assert StripeObject.objects.filter(object_type="payout").count() == 0
+
+
+def test_the_events_poll_flags_a_money_event_no_stream_takes_whose_webhook_never_came(world):  # noqa: F811
+    # given: no webhook endpoint; Stripe holds a payout event
+    world.account.webhook_url = ""
+    world.account.save()
+    payout = {"id": "po_1NordlysPayout2", "object": "payout", "amount": 1999, "currency": "eur",
+              "created": stripe_api.now(), "status": "paid"}
+    event = stripe_api.event_emit(world.account, "payout.paid", payout)
+    world.stripe.v1.customers.create({"name": "Not about money AS"})
+
+    # when
+    run = stream_poll(world.integration, "unhandled")
+
+    # then: the payout is flagged, the customer.created event is not money and is left alone
+    assert (run.status, run.fetched) == ("completed", 1)
+    assert world.record("unhandled", event["id"]).status == "flagged"
+    assert SyncRecord.objects.filter(integration=world.integration).count() == 1

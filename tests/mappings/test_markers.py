@@ -15,9 +15,11 @@ from mappings.documents import MarkerError, MatchFacts, Posting, posting_marker,
 from tests.factories import IntegrationFactory
 
 SHAPE = re.compile(r"^ML[A-Z2-7]{13}$")
-# The longest vendor ids the flows see: a Stripe charge (27), a PayPal capture (17), a dispute with its status.
+# The longest vendor ids the flows see: a Stripe charge (27), a PayPal capture (17), a dispute with its status, a
+# dispute with one of its balance transactions.
 VENDOR_IDS = ["ch_3PqRsTuVwXyZ0123456789AB", "2GG279541U471931P", "du_1MtJUT2eZvKYlo2CkBuz0WaB:needs_response",
-              "INV2-Z56S-5LLA-Q52L-CPZ5", "re_3PqRsTuVwXyZ0123456789AB"]
+              "INV2-Z56S-5LLA-Q52L-CPZ5", "re_3PqRsTuVwXyZ0123456789AB",
+              "du_1MtJUT2eZvKYlo2CkBuz0WaB:txn_1MtJUT2eZvKYlo2CkBuz0WaB"]
 
 
 def test_a_marker_is_ml_and_13_base32_letters_for_every_stream_of_every_kind(db):
@@ -33,7 +35,9 @@ def test_a_marker_is_ml_and_13_base32_letters_for_every_stream_of_every_kind(db)
     }
 
     # then
-    assert len(markers) == (4 + 4) * len(VENDOR_IDS)
+    # PayPal: invoices, captures, refunds, reversals, dispute_funds, disputes, unhandled; Stripe: charges, disputes,
+    # refunds, unhandled, visma_invoices
+    assert len(markers) == (7 + 5) * len(VENDOR_IDS)
     assert {len(marker) for marker in markers.values()} == {15}
     assert all(SHAPE.fullmatch(marker) for marker in markers.values())
     assert len(set(markers.values())) == len(markers)  # no two objects share one

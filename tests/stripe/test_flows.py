@@ -10,6 +10,7 @@ import stripe
 from connectors.errors import PermanentError
 from connectors.pipeline import SourceDataError
 from connectors.stripe.flows import (
+    RefundsStream,
     VismaInvoicesStream,
     stripe_amount,
     stripe_customer_match,
@@ -291,3 +292,35 @@ def test_a_draft_whose_totals_differ_from_visma_is_not_finalized():
 def test_the_tax_stripe_puts_on_a_line_is_rounded_to_the_smallest_unit(net, percent, currency, tax):
     # then
     assert stripe_line_tax(net, percent, currency) == tax
+
+
+def _refund(balance_transaction) -> dict:
+    return {"id": "re_1", "amount": 6000, "currency": "eur", "balance_transaction": balance_transaction}
+
+
+@pytest.mark.parametrize("fee, net, returned", [(0, -6000, Decimal("0.00")), (-187, -5813, Decimal("1.87"))])
+def test_the_fee_stripe_returns_with_a_refund_is_read_from_its_balance_transaction(fee, net, returned):
+    # given: spec3.yaml balance_transaction: net = amount − fee; a negative fee is a fee returned
+    refund = _refund({"id": "txn_1", "amount": -6000, "fee": fee, "net": net, "currency": "eur"})
+
+    # then
+    assert RefundsStream._fee_returned(refund, Decimal("60.00"), "EUR") == returned
+
+
+@pytest.mark.parametrize("balance_transaction, message", [
+    (None, "refund re_1 has no balance transaction (fee returned unknown)"),
+    ("txn_1", "refund re_1 has no balance transaction (fee returned unknown)"),
+    ({"id": "txn_1", "amount": -6000, "fee": 0, "net": -6000, "currency": "usd"},
+     "refund re_1 in EUR was settled in USD: a converted refund needs a person"),
+    ({"id": "txn_1", "amount": -6000, "fee": 50, "net": -6050, "currency": "eur"},
+     "refund re_1 of 60.00 EUR: its balance transaction moved -60.00, fee 0.50, net -60.50"),
+    ({"id": "txn_1", "amount": -5000, "fee": 0, "net": -5000, "currency": "eur"},
+     "refund re_1 of 60.00 EUR: its balance transaction moved -50.00, fee 0.00, net -50.00"),
+])
+def test_a_refund_whose_balance_transaction_does_not_fit_it_is_refused(balance_transaction, message):
+    # when
+    with pytest.raises(SourceDataError) as refused:
+        RefundsStream._fee_returned(_refund(balance_transaction), Decimal("60.00"), "EUR")
+
+    # then
+    assert str(refused.value) == message
