@@ -42,6 +42,8 @@ urlpatterns = [
          name="visma-customer-credit-note-create"),
     path("visma/v1/customerPayment", views.CustomerPaymentListView.as_view(), name="visma-customer-payments"),
     path("visma/v1/customerPayment/<str:key>", views.CustomerPaymentView.as_view(), name="visma-customer-payment"),
+    path("visma/v1/customerCreditNote/<str:key>/action/release", views.CustomerCreditNoteReleaseView.as_view(),
+         name="visma-customer-credit-note-release"),
     path("visma/v1/customerPayment/<str:key>/action/release", views.CustomerPaymentReleaseView.as_view(),
          name="visma-customer-payment-release"),
     path("visma/v1/supplierInvoice", views.SupplierInvoiceListView.as_view(), name="visma-supplier-invoices"),

@@ -22,6 +22,7 @@ from .visma_erp import (
     currencies,
     customer_create,
     customer_invoice_create,
+    customer_credit_note_release,
     customer_invoice_release,
     customer_invoice_update,
     customer_credit_note_create,
@@ -408,6 +409,15 @@ class CustomerInvoiceReleaseView(VismaApiView):
 
     def post(self, request, caller, body, query, key):
         return JsonResponse(customer_invoice_release(caller.company_id, key))
+
+
+class CustomerCreditNoteReleaseView(VismaApiView):
+    """POST /v1/customerCreditNote/{creditNoteNumber}/action/release → 200 (swagger)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, caller, body, query, key):
+        return JsonResponse(customer_credit_note_release(caller.company_id, key))
 
 
 class CustomerPaymentReleaseView(VismaApiView):

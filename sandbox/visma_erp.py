@@ -131,11 +131,13 @@ def visma_currency_rates(*, from_currency: str | None = None, to_currency: str |
     """The company's rates as CurrencyRateDto rows (swagger: rate, effectiveDate, multDiv "Multiply": one unit of
     fromCurrencyId is `rate` toCurrencyId), each currency to the base currency; the fixed CURRENCY_RATES since 2020."""
     rows = []
-    for index, (currency, rate) in enumerate(sorted(CURRENCY_RATES.items()), start=1):
-        if currency == BASE_CURRENCY or (from_currency and from_currency != currency) or (
-                to_currency and to_currency != BASE_CURRENCY):
+    base = visma_base_currency()
+    for index, currency in enumerate(sorted(CURRENCY_RATES), start=1):
+        if currency == base or (from_currency and from_currency != currency) or (to_currency and to_currency != base):
             continue
-        rows.append({"id": index, "fromCurrencyId": currency, "toCurrencyId": BASE_CURRENCY, "rateType": "SPOT",
+        # Through SEK, as _currency converts: one unit of `currency` in the company's base currency.
+        rate = (CURRENCY_RATES[currency] / CURRENCY_RATES[base]).quantize(Decimal("0.000001"))
+        rows.append({"id": index, "fromCurrencyId": currency, "toCurrencyId": base, "rateType": "SPOT",
                      "rate": float(rate), "effectiveDate": RATES_EFFECTIVE, "multDiv": "Multiply",
                      "rateReciprocal": float((1 / rate).quantize(Decimal("0.00000001")))})
     return rows
@@ -591,8 +593,8 @@ def customer_credit_note_create(company_id: str, dto: dict, *, at: datetime | No
     if not dto.get("lines"):
         raise VismaError.invalid("lines: a credit note needs at least one line.")
     document_date = _dto_datetime(dto, "documentDate", moment)
-    financial_period, post_period = _periods(dto, document_date, "")
-    currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or BASE_CURRENCY)
+    financial_period, post_period = _periods(company_id, dto, document_date, "", "AR")
+    currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or visma_base_currency())
     reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
     if not reference:
         reference = _number_new(company_id, "customer_credit_note", "customer_credit_note")
@@ -629,24 +631,6 @@ CUSTOMER_DOCUMENT_COLLECTIONS = {"Invoice": "customer_invoice", "CreditNote": "c
 PAYMENT_APPLIES_TO = {"Payment": ("Invoice", "DebitNote"), "Refund": ("CreditNote", "Payment", "Prepayment")}
 
 
-def _customer_document_settle(company_id: str, document_type: str, reference: str, amount: Decimal) -> None:
-    """An application lowers the applied document's balance (CustomerInvoiceDto / CustomerCreditNoteDto `balance`);
-    at 0 the document is Closed."""
-    collection = CUSTOMER_DOCUMENT_COLLECTIONS[document_type]
-
-    def settle(body: dict) -> dict:
-        rate = Decimal(str(body.get("exchangeRate") or 1))
-        left = visma_money(body["balanceInCurrency"]) - amount
-        body["balanceInCurrency"] = _amount(left)
-        body["balance"] = _amount(visma_money(left * rate))
-        if left == 0:
-            body["status"] = "Closed"
-        return body
-
-    visma_document_update(company_id, collection, reference, settle, label=document_type, if_match=None,
-                          edited_by_others=False)
-
-
 # Customer payments -------------------------------------------------------------------------------------------
 
 
@@ -679,6 +663,11 @@ def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None =
             raise VismaError.invalid(f"{where}refNbr: {document_type} '{reference}' cannot be found in the system.")
         if invoice.body["customer"]["number"] != customer_number:
             raise VismaError.invalid(f"{where}refNbr: {document_type} '{reference}' belongs to another customer.")
+        if invoice.body.get("status") != "Open":
+            # Only a released, open document takes an application (Acumatica ARPayment: applications are to
+            # released documents with a balance).
+            raise VismaError.invalid(f"{where}refNbr: {document_type} '{reference}' is {invoice.body.get('status')}: "
+                                     "only an open (released) document can be applied.")
         amount_paid = visma_money(_value(line, "amountPaid", invoice.body["balanceInCurrency"]))
         if amount_paid > visma_money(invoice.body["balanceInCurrency"]):
             raise VismaError.invalid(
@@ -722,12 +711,8 @@ def customer_payment_create(company_id: str, dto: dict, *, at: datetime | None =
         "branch": _value(dto, "branch", BRANCH["number"]),
         "paymentLines": lines,
     }
-    created = visma_document_create(company_id, "customer_payment", reference, body, label="Payment", at=moment)
-    # Each application lowers the applied document's balance: a payment its invoice's, a refund its credit note's.
-    # Visma applies them when the payment is released; until release is emulated they apply when created.
-    for line in lines:
-        _customer_document_settle(company_id, line["documentType"], line["refNbr"], visma_money(line["amountPaid"]))
-    return created
+    # The applications lower the applied documents' balances only at release (customer_payment_release).
+    return visma_document_create(company_id, "customer_payment", reference, body, label="Payment", at=moment)
 
 
 # Supplier invoices and payments ------------------------------------------------------------------------------
@@ -1031,6 +1016,21 @@ def customer_invoice_release(company_id: str, number: str) -> dict:
     return _action_done()
 
 
+def customer_credit_note_release(company_id: str, number: str) -> dict:
+    """POST /v1/customerCreditNote/{creditNoteNumber}/action/release (swagger): a balanced credit note becomes Open,
+    and only an Open one can be paid out by a refund (Acumatica ARPayment: applications are to released documents)."""
+
+    def change(body: dict) -> dict:
+        _releasable(body, "Credit note", number)
+        _period_open_at_release(company_id, body, "financialPeriod", "AR")
+        body["status"] = "Open" if visma_money(body.get("balanceInCurrency")) else "Closed"
+        return body
+
+    visma_document_update(company_id, "customer_credit_note", number, change, label="Credit note", if_match=None,
+                          edited_by_others=False)
+    return _action_done()
+
+
 def _settle(company_id: str, collection: str, key: str, label: str, amount_paid: Decimal, where: str) -> None:
     """Take a released payment's amount off the invoice's balance; a balance of 0 closes the invoice."""
 
@@ -1060,9 +1060,11 @@ def customer_payment_release(company_id: str, number: str, dto: dict | None) -> 
     _releasable(document.body, "Payment", number)
     _period_open_at_release(company_id, document.body, "applicationPeriod", "AR")
     with transaction.atomic():
+        # A payment settles its invoices, a refund pays out its credit notes (PAYMENT_APPLIES_TO).
         for index, line in enumerate(document.body.get("paymentLines") or []):
-            _settle(company_id, "customer_invoice", line["refNbr"], "Invoice", visma_money(line["amountPaid"]),
-                    f"paymentLines[{index}].")
+            document_type = line.get("documentType") or "Invoice"
+            _settle(company_id, CUSTOMER_DOCUMENT_COLLECTIONS.get(document_type, "customer_invoice"), line["refNbr"],
+                    document_type, visma_money(line["amountPaid"]), f"paymentLines[{index}].")
 
         def change(body: dict) -> dict:
             body["status"] = "Open" if visma_money(body.get("availableBalance")) else "Closed"

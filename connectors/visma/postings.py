@@ -718,6 +718,7 @@ def visma_customer_refund_fields(posting: Posting, credit_note: str, *, settings
         "paymentAmount": amount,
         "paymentLines": [{"operation": "Insert", "documentType": "CreditNote", "refNbr": credit_note,
                           "amountPaid": amount}],
+        **visma_hold_fields(posting),
     }
     if own_number:
         fields = _own_number(fields, "referenceNumber", posting.marker)
@@ -768,8 +769,10 @@ def visma_credit_note_write(client: VismaClient, posting: Posting, *, since: dat
         if look_up_first else None
     note = note or visma_credit_note_post(client, posting, own_number=own_note, fields=note_fields,
                                           sync_record=sync_record)
-    # Visma applies a refund only to a released credit note: releasing after create (issue 9 item 6) belongs here,
-    # between the credit note and the refund that pays it out.
+    # Visma applies a refund only to a released credit note: it is released here, before the refund that pays it out,
+    # even for a tenant that leaves documents on hold (the processor has paid the money back already; the refund and
+    # fee journal follow the tenant's choice). Safe to repeat: a released credit note is left as it is.
+    visma_document_release(client, "credit_note", note, sync_record=sync_record)
     paid_out = visma_customer_refund_find(client, refund, since=since, own_number=own_refund,
                                           sync_record=sync_record) if look_up_first else None
     if paid_out is None:
@@ -1015,6 +1018,8 @@ _RELEASE = {
     "journal": (JOURNALS + "/{n}", JOURNALS + "/{n}/action/release", None),
     "customer_invoice": (CUSTOMER_INVOICES + "/{n}", CUSTOMER_INVOICES + "/{n}/action/release", None),
     "customer_payment": (CUSTOMER_PAYMENTS + "/{n}", CUSTOMER_PAYMENTS + "/{n}/action/release", {"type": "Payment"}),
+    "credit_note": (CREDIT_NOTES + "/{n}", CREDIT_NOTES + "/{n}/action/release", None),
+    "customer_refund": (CUSTOMER_PAYMENTS + "/{n}", CUSTOMER_PAYMENTS + "/{n}/action/release", {"type": "Refund"}),
     "supplier_invoice": (SUPPLIER_INVOICES + "/Invoice/{n}", SUPPLIER_INVOICES + "/Invoice/{n}/action/release",
                          None),
     "supplier_payment": (SUPPLIER_PAYMENTS + "/Payment/{n}", SUPPLIER_PAYMENTS + "/{n}/action/release",
@@ -1025,6 +1030,7 @@ RELEASABLE = frozenset(_RELEASE)
 ON_HOLD, BALANCED = "Hold", "Balanced"
 UNRELEASED_STATUSES = frozenset({ON_HOLD, BALANCED})
 _PAYMENT_WITH_FEE = re.compile(r"^payment (?P<payment>\S+) \+ journal (?P<journal>\S+)$")
+_CREDIT_NOTE_PARTS = re.compile(r"^credit note (?P<note>\S+) \+ refund (?P<refund>\S+)(?: \+ journal (?P<journal>\S+))?$")
 
 
 def visma_hold_fields(posting: Posting) -> dict:
@@ -1038,6 +1044,10 @@ def visma_document_parts(kind: str, target_id: str) -> list[tuple[str, str]]:
     found = _PAYMENT_WITH_FEE.match(target_id or "")
     if kind == "customer_payment" and found:
         return [("customer_payment", found["payment"]), ("journal", found["journal"])]
+    parts = _CREDIT_NOTE_PARTS.match(target_id or "")
+    if kind == "credit_note" and parts:
+        return [("credit_note", parts["note"]), ("customer_refund", parts["refund"]),
+                *([("journal", parts["journal"])] if parts["journal"] else [])]
     return [(kind, target_id)] if kind in RELEASABLE and target_id else []
 
 
