@@ -30,7 +30,7 @@ from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, vis
 from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import CREDIT_NOTE, INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.money import MoneyError
+from mappings.money import MoneyError, minor_units
 from mappings.reference import tenant_base_currency
 from mappings.services import MappingOutcome
 
