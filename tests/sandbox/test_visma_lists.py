@@ -70,7 +70,7 @@ def test_accounts_can_be_listed_active_or_inactive(visma):
     inactive = visma.get("/v1/account", {"active": "false"}).json()
 
     # then
-    assert len(active) == 14
+    assert len(active) == 15
     assert [account["accountCD"] for account in inactive] == ["3099"]
     assert inactive[0]["metadata"] == {"totalCount": 1, "maxPageSize": 100}
 
