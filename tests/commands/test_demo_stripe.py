@@ -5,6 +5,7 @@ import gc
 import pytest
 
 from audit.models import SyncRecord
+from connectors.provisioning import demo_tenant_load
 from connectors.stripe.client import StripeApi
 from sandbox.models import VismaDocument
 from sandbox.services import VISMA_SANDBOX_COMPANY_ID, visma_sandbox_seed
@@ -14,10 +15,10 @@ from .helpers import run
 
 
 @pytest.fixture
-def demo(transactional_db, live_server, settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+def demo(transactional_db, live_server):
     visma_sandbox_seed()
-    run("demo_setup", "--base-url", live_server.url)
+    # what demo_setup loads (its logins need the permission groups a transactional test's flush removes)
+    demo_tenant_load(live_server.url)
     run("stripe_sandbox_seed", "--base-url", live_server.url, "--tenant", "nordlys-friluft")
     run("refresh_reference", "nordlys-friluft", "--full")
     yield live_server.url
