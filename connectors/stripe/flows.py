@@ -295,6 +295,11 @@ class RefundsStream(StripeToVisma, StripeSource):
         if str(charge.get("currency") or "").upper() != currency:
             raise SourceDataError(f"refund {refund_id} is in {currency}; its charge {charge_id} is in "
                                   f"{str(charge.get('currency')).upper()}")
+        settled = charge.get("balance_transaction")
+        if isinstance(settled, Mapping) and str(settled.get("currency") or currency).upper() != currency:
+            raise SourceDataError(f"refund {refund_id} returns part of charge {charge_id}, which Stripe settled in "
+                                  f"{str(settled['currency']).upper()}: a converted refund is not booked "
+                                  "automatically yet")
         if amount <= 0 or amount > stripe_amount(charge.get("amount"), currency, field="amount"):
             raise SourceDataError(f"refund {refund_id} of {amount} {currency} is not within its charge {charge_id}")
         paid = record_of(self.integration, ChargesStream.name, charge_id)
