@@ -344,6 +344,12 @@ class CaptureSource(PayPalSource):
         outcome = super().map(posting)
         if outcome.rule is not None and posting.extra.get("invoice_number"):
             posting.document = "customer_payment" if outcome.rule.posting_document == "customer_payment" else "journal"
+            if posting.document == "journal" and posting.extra.get("settlement"):
+                # Its lines are the payment's, in the invoice's currency: as a journal, clearing would be wrong.
+                outcome.problems.append(
+                    f"Mapping rule {outcome.rule.name!r} books payments of invoices as journals; a capture PayPal "
+                    "converted is booked as a customer payment only: set the rule's posting document to customer "
+                    "payment.")
         return outcome
 
     def visma_invoice_paid_by(self, capture: Mapping, *, currency: str) -> dict | None:

@@ -143,3 +143,21 @@ def test_a_refund_of_a_converted_capture_is_flagged_not_booked_in_the_wrong_curr
                               f"{capture.object_id}, which PayPal converted: a converted refund is not booked "
                               "automatically yet"]
     assert len(world.journals()) == journals
+
+
+def test_a_converted_capture_for_an_invoice_whose_rule_books_journals_is_flagged(world):
+    # given: the invoice-payment rule books journals
+    world.rules["invoice_payment"].posting_document = "journal"
+    world.rules["invoice_payment"].exchange_difference_account = "7960"
+    world.rules["invoice_payment"].save()
+    capture = paypal_capture_create(amount=Decimal("120.00"), currency="EUR", payer=MIKKO, invoice_id="WEB-1002",
+                                    at=hours_ago(0), receivable_currency="SEK", exchange_rate=Decimal("11.40"))
+
+    # when
+    world.process_inbox()
+
+    # then
+    record = world.record("captures", capture.object_id)
+    assert record.status == "flagged"
+    assert any("converted is booked as a customer payment only" in reason for reason in record.reasons)
+    assert world.journal_with(capture.object_id) == [] and world.customer_payments() == []
