@@ -26,7 +26,7 @@ from connectors.visma.currency import Settlement, converted_within_rounding, set
 from connectors.visma.postings import CUSTOMER_INVOICES
 from connectors.visma.target import INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.money import MoneyError, minor_units
+from mappings.money import MoneyError, minor_units, to_decimal
 from mappings.services import MappingOutcome
 
 from .client import StripeApi, stripe_search_text
@@ -210,10 +210,10 @@ class ChargesStream(StripeToVisma, StripeSource):
         settled_in = str(balance["currency"]).upper()
         amount = stripe_amount(balance.get("amount"), settled_in, field="balance_transaction.amount")
         raw_rate = balance.get("exchange_rate")
-        if raw_rate is None or isinstance(raw_rate, bool) or isinstance(raw_rate, float):
-            raise SourceDataError(f"charge {charge_id}: settled in {settled_in} without an exact exchange_rate "
-                                  f"({raw_rate!r})")
-        rate = Decimal(str(raw_rate))
+        if raw_rate is None or isinstance(raw_rate, bool):
+            raise SourceDataError(f"charge {charge_id}: settled in {settled_in} without an exchange_rate")
+        # A Decimal as read from Stripe's text, or its text once stored; a float is refused (not exact).
+        rate = to_decimal(raw_rate, field=f"charge {charge_id} balance_transaction.exchange_rate")
         if net != amount - fee:
             raise SourceDataError(f"charge {charge_id}: amount {amount} less fee {fee} is not net {net} {settled_in}")
         if rate <= 0 or not converted_within_rounding(amount=gross, converted=amount, rate=rate, currency=settled_in):
