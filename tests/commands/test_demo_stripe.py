@@ -48,3 +48,13 @@ def test_the_demos_stripe_records_are_all_posted(demo):
     notes = VismaDocument.objects.get(company_id=VISMA_SANDBOX_COMPANY_ID, collection="customer_invoice",
                                       key="100003").body["note"]
     assert "declined" in notes and "dispute" in notes
+
+
+def test_the_example_tenants_payment_rules_carry_the_exchange_difference_account(demo):
+    # then: a converted payment finds its account (docs/currencies.md)
+    from mappings.models import GLMappingRule
+
+    assert sorted(GLMappingRule.objects.filter(transaction_type__in=("invoice_payment", "capture")).values_list(
+        "system", "transaction_type", "exchange_difference_account")) == [
+        ("paypal", "capture", "7960"), ("paypal", "capture", "7960"), ("paypal", "invoice_payment", "7960"),
+        ("stripe", "invoice_payment", "7960")]
