@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -9,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -179,7 +181,9 @@ def record_upsert(*, integration, stream: str, source_id: str, payload: dict, so
         # A posted, rejected, approved or in-flight (ready, posting) record keeps the payload it was decided on.
         if not is_newer or record.status not in (S.RECEIVED, S.FLAGGED, S.RETRYING, S.WAITING, S.FAILED):
             return record, False
-        changed = (payload, amount, currency) != (record.source_payload, record.amount, record.currency)
+        # Compared as stored: a Decimal in the payload is kept as its text (SyncRecord.source_payload's encoder).
+        stored = json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+        changed = (stored, amount, currency) != (record.source_payload, record.amount, record.currency)
         if not changed and source_updated_at == record.source_updated_at:
             return record, False
         if changed and record.status == S.FLAGGED:

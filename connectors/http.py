@@ -71,7 +71,7 @@ ErrorFor = Callable[[type[ConnectorError], str, "requests.Response | None"], Con
 def vendor_message(response: requests.Response) -> str:
     """The system's own words from an error response: the usual JSON shapes, else the start of the text."""
     try:
-        body = response.json()
+        body = response.json(parse_float=Decimal)
     except ValueError:
         body = None
     if isinstance(body, dict):

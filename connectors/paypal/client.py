@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -86,7 +87,7 @@ def paypal_error_for(base: type[ConnectorError], context: str, response: request
     if response is None:
         return error_class(context)
     try:
-        body = response.json()
+        body = response.json(parse_float=Decimal)
     except ValueError:
         body = {}
     body = body if isinstance(body, dict) else {}
@@ -251,7 +252,7 @@ class PayPalClient:
 
     def get_json(self, path: str, *, params: Mapping[str, Any] | None = None,
                  sync_record: SyncRecord | None = None) -> Any:
-        return self.api.request("GET", self.url(path), params=params, sync_record=sync_record).json()
+        return self.api.request("GET", self.url(path), params=params, sync_record=sync_record).json(parse_float=Decimal)
 
     def get_one(self, path: str, *, sync_record: SyncRecord | None = None) -> dict | None:
         """One resource, or None when PayPal says it does not exist (404 RESOURCE_NOT_FOUND)."""
@@ -266,7 +267,7 @@ class PayPalClient:
                   params: Mapping[str, Any] | None = None, replay_safe: bool | None = None) -> Any:
         response = self.api.request("POST", self.url(path), json=body, params=params, idempotency_key=idempotency_key,
                                     replay_safe=replay_safe)
-        return response.json() if response.content else None
+        return response.json(parse_float=Decimal) if response.content else None
 
     # -- payments --------------------------------------------------------------------------------------------
 

@@ -464,6 +464,9 @@ class RefundSource(PayPalSource):
             raise WaitFor(f"capture {capture_id} is not posted yet ({state}); {self.transaction_type} {refund_id} "
                           "is posted after it", on=("captures", capture_id))
         capture_posting = record_posting(capture_record)
+        if capture_posting.extra.get("settlement"):
+            raise SourceDataError(f"{self.transaction_type} {refund_id} returns part of capture {capture_id}, which "
+                                  "PayPal converted: a converted refund is not booked automatically yet")
         currency = str((refund.get("amount") or {}).get("currency_code") or "")
         if currency != capture_posting.currency:
             raise SourceDataError(f"{self.transaction_type} {refund_id} is in {currency}, its capture "

@@ -16,6 +16,7 @@ import json
 import zlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -261,7 +262,7 @@ class PayPalWebhookVerifier(WebhookVerifier):
         return [ParsedEvent(event_id=document["id"], event_type=document["event_type"], body=body.decode("utf-8"))]
 
     def objects_touched(self, event: InboundEvent) -> list[tuple[str, str]]:
-        return paypal_event_objects(json.loads(event.body))
+        return paypal_event_objects(json.loads(event.body, parse_float=Decimal))
 
     def event_apply(self, event: InboundEvent) -> bool:
         """A dispute event is taken from its (verified) resource: the Disputes API it could be re-read from is not

@@ -30,7 +30,7 @@ from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, vis
 from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import CREDIT_NOTE, INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
-from mappings.money import MoneyError, minor_units
+from mappings.money import MoneyError, minor_units, to_decimal
 from mappings.reference import tenant_base_currency
 from mappings.services import MappingOutcome
 
@@ -220,10 +220,10 @@ class ChargesStream(StripeToVisma, StripeSource):
         settled_in = str(balance["currency"]).upper()
         amount = stripe_amount(balance.get("amount"), settled_in, field="balance_transaction.amount")
         raw_rate = balance.get("exchange_rate")
-        if raw_rate is None or isinstance(raw_rate, bool) or isinstance(raw_rate, float):
-            raise SourceDataError(f"charge {charge_id}: settled in {settled_in} without an exact exchange_rate "
-                                  f"({raw_rate!r})")
-        rate = Decimal(str(raw_rate))
+        if raw_rate is None or isinstance(raw_rate, bool):
+            raise SourceDataError(f"charge {charge_id}: settled in {settled_in} without an exchange_rate")
+        # A Decimal as read from Stripe's text, or its text once stored; a float is refused (not exact).
+        rate = to_decimal(raw_rate, field=f"charge {charge_id} balance_transaction.exchange_rate")
         if net != amount - fee:
             raise SourceDataError(f"charge {charge_id}: amount {amount} less fee {fee} is not net {net} {settled_in}")
         if rate <= 0 or not converted_within_rounding(amount=gross, converted=amount, rate=rate, currency=settled_in):
@@ -363,6 +363,11 @@ class RefundsStream(StripeToVisma, StripeSource):
         if str(charge.get("currency") or "").upper() != currency:
             raise SourceDataError(f"refund {refund_id} is in {currency}; its charge {charge_id} is in "
                                   f"{str(charge.get('currency')).upper()}")
+        settled = charge.get("balance_transaction")
+        if isinstance(settled, Mapping) and str(settled.get("currency") or currency).upper() != currency:
+            raise SourceDataError(f"refund {refund_id} returns part of charge {charge_id}, which Stripe settled in "
+                                  f"{str(settled['currency']).upper()}: a converted refund is not booked "
+                                  "automatically yet")
         if amount <= 0 or amount > stripe_amount(charge.get("amount"), currency, field="amount"):
             raise SourceDataError(f"refund {refund_id} of {amount} {currency} is not within its charge {charge_id}")
         paid = record_of(self.integration, ChargesStream.name, charge_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from decimal import Decimal
 
 # Bound once: the stripe package resolves its attributes lazily, through an import, on every access.
 from stripe import SignatureVerificationError, WebhookSignature
@@ -152,7 +153,7 @@ class StripeWebhookVerifier(WebhookVerifier):
         return [ParsedEvent(event_id=document["id"], event_type=document["type"], body=body.decode("utf-8"))]
 
     def objects_touched(self, event: InboundEvent) -> list[tuple[str, str]]:
-        return stripe_event_objects(json.loads(event.body))
+        return stripe_event_objects(json.loads(event.body, parse_float=Decimal))
 
 
 __all__ = ["StripeWebhookVerifier", "stripe_event_objects", "stripe_signature_problem", "stripe_webhook_secrets"]

@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -67,7 +68,7 @@ class VismaFault:
 def visma_fault(response: requests.Response) -> VismaFault:
     """Parse {"ExceptionType", "ExceptionMessage", "ExceptionFaultCode", ...} or {"message"} / {"Message"}."""
     try:
-        body = response.json()
+        body = response.json(parse_float=Decimal)
     except ValueError:
         body = None
     if isinstance(body, dict):
@@ -258,7 +259,8 @@ class VismaClient:
 
     def get_json(self, path: str, *, params: Mapping[str, Any] | None = None,
                  sync_record: SyncRecord | None = None) -> Any:
-        return self.get(path, params=params, sync_record=sync_record).json()
+        # Visma's amounts are JSON numbers: read as Decimal, never float.
+        return self.get(path, params=params, sync_record=sync_record).json(parse_float=Decimal)
 
     def get_one(self, path: str, *, sync_record: SyncRecord | None = None) -> dict | None:
         """One resource, or None when Visma says it does not exist (404)."""
@@ -353,7 +355,7 @@ class VismaClient:
         refused: VismaError | None = None
         for _ in range(attempts):
             current = self.get(path, sync_record=sync_record)
-            document = current.json()
+            document = current.json(parse_float=Decimal)
             etag = current.headers.get("ETag") or _quoted(document.get("timeStamp"))
             try:
                 response = self.api.request(

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from mappings.documents import Posting, PostingLine, posting_marker_part
 
 from .client import VismaClient, VismaPermanentError, visma_datetime
+from .currency import Settlement
 from .fields import VismaDocumentError, visma_fields_fit
 
 if TYPE_CHECKING:
@@ -273,8 +274,6 @@ def _settlement_journal(posting: Posting) -> Posting | None:
     """A converted payment's journal in the currency the processor credited (extra["settlement"]): the fee and the
     exchange difference out of the clearing account, which the payment moved by the gross at Visma's rate; after it
     the clearing account has moved by exactly what the processor credited. None when both are zero."""
-    from connectors.visma.currency import Settlement
-
     settlement = Settlement.from_json(posting.extra["settlement"])
     accounts = {line.role: line for line in posting.lines}
     clearing = _line(posting, "clearing", "converted payment")

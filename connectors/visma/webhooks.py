@@ -12,6 +12,7 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 
 from connectors.models import Connection, InboundEvent, Integration
 from connectors.webhooks import ParsedEvent, Refusal, Verdict, WebhookVerifier, webhook_document
@@ -112,7 +113,7 @@ def visma_notification_apply(event: InboundEvent):
     # Imported here: mappings.reference imports this package (it reads Visma through it).
     from mappings.reference import reference_data_refresh
 
-    notification = json.loads(event.body)
+    notification = json.loads(event.body, parse_float=Decimal)
     kind = reference_kind_for_event(str(notification.get("event") or event.event_type or ""))
     if kind is None:
         return None

@@ -5,6 +5,7 @@ import gc
 import pytest
 
 from audit.models import SyncRecord
+from connectors.provisioning import demo_tenant_load
 from connectors.stripe.client import StripeApi
 from sandbox.models import VismaDocument
 from sandbox.services import VISMA_SANDBOX_COMPANY_ID, visma_sandbox_seed
@@ -14,10 +15,10 @@ from .helpers import run
 
 
 @pytest.fixture
-def demo(transactional_db, live_server, settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+def demo(transactional_db, live_server):
     visma_sandbox_seed()
-    run("demo_setup", "--base-url", live_server.url)
+    # what demo_setup loads (its logins need the permission groups a transactional test's flush removes)
+    demo_tenant_load(live_server.url)
     run("stripe_sandbox_seed", "--base-url", live_server.url, "--tenant", "nordlys-friluft")
     run("refresh_reference", "nordlys-friluft", "--full")
     yield live_server.url
@@ -47,3 +48,13 @@ def test_the_demos_stripe_records_are_all_posted(demo):
     notes = VismaDocument.objects.get(company_id=VISMA_SANDBOX_COMPANY_ID, collection="customer_invoice",
                                       key="100003").body["note"]
     assert "declined" in notes and "dispute" in notes
+
+
+def test_the_example_tenants_payment_rules_carry_the_exchange_difference_account(demo):
+    # then: a converted payment finds its account (docs/currencies.md)
+    from mappings.models import GLMappingRule
+
+    assert sorted(GLMappingRule.objects.filter(transaction_type__in=("invoice_payment", "capture")).values_list(
+        "system", "transaction_type", "exchange_difference_account")) == [
+        ("paypal", "capture", "7960"), ("paypal", "capture", "7960"), ("paypal", "invoice_payment", "7960"),
+        ("stripe", "invoice_payment", "7960")]

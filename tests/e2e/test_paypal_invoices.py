@@ -119,3 +119,27 @@ def test_a_converted_capture_for_a_known_invoice_pays_it_in_full_and_clearing_mo
     assert journal_lines(journal) == [("7770", "52.21", "0.00"), ("7960", "12.00", "0.00"), ("1580", "0.00", "64.21")]
     assert Decimal("120.00") * Decimal("11.50") - Decimal("64.21") == Decimal(
         record.proposed_posting["extra"]["settlement"]["net"]) == Decimal("1315.79")
+
+
+def test_a_refund_of_a_converted_capture_is_flagged_not_booked_in_the_wrong_currency(world):
+    # given: a converted capture that paid Visma invoice 100002, posted
+    from sandbox.paypal import paypal_refund_create
+
+    world.rules["invoice_payment"].exchange_difference_account = "7960"
+    world.rules["invoice_payment"].save()
+    capture = paypal_capture_create(amount=Decimal("120.00"), currency="EUR", payer=MIKKO, invoice_id="WEB-1002",
+                                    at=hours_ago(0), receivable_currency="SEK", exchange_rate=Decimal("11.40"))
+    world.process_inbox()
+    journals = len(world.journals())
+
+    # when
+    refund = paypal_refund_create(capture.object_id, amount=Decimal("20.00"))
+    world.process_inbox()
+
+    # then
+    record = world.record("refunds", refund.object_id)
+    assert record.status == "flagged"
+    assert record.reasons == [f"refunds {refund.object_id}: refund {refund.object_id} returns part of capture "
+                              f"{capture.object_id}, which PayPal converted: a converted refund is not booked "
+                              "automatically yet"]
+    assert len(world.journals()) == journals

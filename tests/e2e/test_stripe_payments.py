@@ -244,3 +244,28 @@ def test_a_eur_invoice_paid_through_an_account_settling_in_sek_moves_clearing_by
     # the clearing account: the payment at Visma's rate, less the journal, is exactly what Stripe credited
     payment_in_sek = Decimal("120.00") * Decimal("11.50")
     assert payment_in_sek - Decimal("51.14") == Decimal("1328.86")
+
+
+def test_a_refund_of_a_charge_stripe_converted_is_flagged_not_booked_in_the_wrong_currency(world):
+    # given: a EUR invoice paid through an account settling in SEK, posted
+    world.account.settlement_currency = "sek"
+    world.account.save()
+    GLMappingRule.objects.filter(tenant=world.tenant).update(exchange_difference_account="7960")
+    GLMappingRule.objects.create(tenant=world.tenant, system="stripe", name="Stripe refunds", priority=20,
+                                 transaction_type="refund", gl_account="3000", clearing_account="1580")
+    invoice_id = world.stripe_invoice_for("100002", 12000, "eur")
+    world.stripe.v1.invoices.pay(invoice_id, {"source": "tok_visa"})
+    charge_id = world.charge_of(invoice_id)
+    world.deliver_and_process()
+    journals = len(world.visma("journal"))
+
+    # when
+    refund = world.stripe.v1.refunds.create({"charge": charge_id, "amount": 2000})
+    world.deliver_and_process()
+
+    # then
+    record = world.record("refunds", refund.id)
+    assert record.status == "flagged"
+    assert record.reasons == [f"refunds {refund.id}: refund {refund.id} returns part of charge {charge_id}, which "
+                              "Stripe settled in SEK: a converted refund is not booked automatically yet"]
+    assert len(world.visma("journal")) == journals

@@ -89,3 +89,27 @@ def test_the_sandbox_refuses_fractional_isk_as_stripe_does(sandbox_stripe):
     # then
     assert raised.value.code == "invalid_charge_amount_no_decimal_compatible"
     assert (whole.status, whole.amount) == ("succeeded", 50000)
+
+
+@pytest.mark.parametrize("currency, amount, problem", [
+    ("ISK", "12500.50", "line 1 12500.50 ISK: Stripe takes ISK in whole units only (amount divisible by 100)"),
+    ("KWD", "10.125", "line 1 10.125 KWD: Stripe takes KWD amounts with a last digit of 0 only"),
+    ("MGA", "5000.20", "line 1 5000.20 MGA has more decimals than Stripe takes for MGA (0)"),
+])
+def test_a_visma_invoice_with_an_amount_stripe_would_refuse_is_flagged_before_anything_is_sent(db, currency, amount,
+                                                                                                 problem):
+    # given
+    from dataclasses import replace
+
+    from tests.stripe.test_flows import INVOICE, _invoice_stream
+
+    stream, api = _invoice_stream({}, {"id": "cus_A", "metadata": {"visma_customer": "10004"}, "currency": None})
+    posting = replace(INVOICE, currency=currency, extra={**INVOICE.extra, "lines": [
+        {"description": "Tent", "amount": amount}]})
+
+    # when
+    problems = stream.problems(posting)
+
+    # then
+    assert problems == [f"Visma invoice 200001: {problem}"]
+    assert api.created == []

@@ -315,3 +315,28 @@ def test_the_openapi_check_names_unknown_paths_and_parameters():
     assert stripe_request_problems("POST", "/v1/invoices/in_1/pay", {"sauce": "x"}) == [
         "Received unknown parameter: sauce"]
     assert stripe_request_problems("POST", "/v1/teleport", {}) == ["Unrecognized request URL (POST: /v1/teleport)."]
+
+
+def test_invoice_payments_are_listed_by_invoice_or_by_payment_intent_as_the_pinned_version_filters(sandbox_stripe):
+    # given
+    customer = sandbox_stripe.v1.customers.create({"name": "Fjordkraft AS"})
+    invoice = sandbox_stripe.v1.invoices.create({"customer": customer.id, "collection_method": "send_invoice",
+                                                 "days_until_due": 14, "currency": "nok"})
+    sandbox_stripe.v1.invoice_items.create({"customer": customer.id, "invoice": invoice.id, "amount": 50000,
+                                            "currency": "nok"})
+    sandbox_stripe.v1.invoices.finalize_invoice(invoice.id)
+
+    # when: finalized, the default InvoicePayment is open; paid, it is paid
+    [opened] = sandbox_stripe.v1.invoice_payments.list({"invoice": invoice.id}).data
+    sandbox_stripe.v1.invoices.pay(invoice.id, {"source": "tok_visa"})
+    [paid] = sandbox_stripe.v1.invoice_payments.list(
+        {"payment": {"type": "payment_intent", "payment_intent": opened.payment.payment_intent}}).data
+    with pytest.raises(stripe.InvalidRequestError) as untyped:
+        sandbox_stripe.v1.invoice_payments.list({"payment": {"payment_intent": opened.payment.payment_intent}})
+
+    # then
+    assert (opened.status, opened.amount_paid, opened.amount_requested, opened.is_default) == ("open", None, 50000,
+                                                                                               True)
+    assert (paid.id, paid.invoice, paid.status, paid.amount_paid) == (opened.id, invoice.id, "paid", 50000)
+    assert untyped.value.param == "payment[type]"
+    assert sandbox_stripe.v1.invoice_payments.list({"invoice": "in_other"}).data == []
