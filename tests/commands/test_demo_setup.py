@@ -54,7 +54,7 @@ def test_demo_setup_creates_the_logins_and_the_sandbox_tenant(var_dir):
         ("stripe", f"{BASE_URL}/sandbox/stripe", ""),
         ("visma", f"{BASE_URL}/sandbox/visma", f"{BASE_URL}/sandbox/visma/connect/token"),
     ]
-    assert GLMappingRule.objects.count() == 8
+    assert GLMappingRule.objects.count() == 9
 
 
 def test_the_demo_paypal_integration_accepts_certificates_from_paypal_and_this_host_only(var_dir):
@@ -82,7 +82,7 @@ def test_demo_setup_run_again_keeps_the_password_and_the_rows(var_dir):
     assert second == first
     assert sorted(Integration.objects.values_list("pk", flat=True)) == integration_ids
     assert (get_user_model().objects.count(), Tenant.objects.count(), Connection.objects.count(),
-            GLMappingRule.objects.count()) == (4, 1, 3, 8)
+            GLMappingRule.objects.count()) == (4, 1, 3, 9)
     assert get_user_model().objects.get(username="finance").first_name == "Kari"
 
 

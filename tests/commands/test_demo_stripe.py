@@ -40,11 +40,15 @@ def test_the_demos_stripe_records_are_all_posted(demo):
     assert by_stream == [
         ("charges", "posted", "customer_payment"), ("charges", "posted", "customer_payment"),
         ("charges", "posted", "customer_payment"), ("charges", "posted", "invoice_note"),
-        ("disputes", "posted", "invoice_note"), ("refunds", "posted", "journal"),
+        ("disputes", "posted", "invoice_note"), ("disputes", "posted", "journal"),
+        ("refunds", "posted", "credit_note"),
     ]
     payments = VismaDocument.objects.filter(company_id=VISMA_SANDBOX_COMPANY_ID, collection="customer_payment")
-    assert sorted(line["refNbr"] for payment in payments for line in payment.body["paymentLines"]) == [
-        "100001", "100002", "100003"]
+    # Three payments of invoices, and the refund paying out the credit note of 100001's refunded share.
+    assert sorted((payment.body["type"], line["documentType"], line["refNbr"]) for payment in payments
+                  for line in payment.body["paymentLines"]) == [
+        ("Payment", "Invoice", "100001"), ("Payment", "Invoice", "100002"), ("Payment", "Invoice", "100003"),
+        ("Refund", "CreditNote", "500001")]
     notes = VismaDocument.objects.get(company_id=VISMA_SANDBOX_COMPANY_ID, collection="customer_invoice",
                                       key="100003").body["note"]
     assert "declined" in notes and "dispute" in notes

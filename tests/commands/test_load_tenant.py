@@ -79,10 +79,11 @@ def test_the_example_file_loads_as_is_and_prints_the_webhook_urls():
         ("paypal", "PayPal reversals", "reversal", "", "", "3000", "7770", "1580", {"1": "100"}, "invalid"),
         ("stripe", "Stripe payments of invoices", "invoice_payment", "", "", "1510", "7770", "1581", {"1": "100"},
          "invalid"),
-        ("stripe", "Stripe refunds", "refund", "", "", "3000", "", "1581", {"1": "100"}, "invalid"),
+        ("stripe", "Stripe refunds", "refund", "", "", "3000", "7770", "1581", {"1": "100"}, "invalid"),
+        ("stripe", "Stripe disputes", "dispute", "", "", "3000", "7770", "1581", {"1": "100"}, "invalid"),
     ]
     assert stderr.splitlines() == [
-        "Tenant nordlys-friluft created; 2 integration(s); mapping rules: 8 created, 0 updated, 0 unchanged.",
+        "Tenant nordlys-friluft created; 2 integration(s); mapping rules: 9 created, 0 updated, 0 unchanged.",
         "The Visma reference data of nordlys-friluft is not mirrored yet: its mapping rules are checked against it "
         "when it is refreshed.",
     ]
@@ -103,7 +104,7 @@ def test_loading_twice_keeps_the_same_rows_and_one_schedule_per_stream(payments_
     paypal = Integration.objects.get(kind="paypal")
     assert json.loads(second)["integrations"]["paypal"]["id"] == str(paypal.pk)
     assert (Tenant.objects.count(), Connection.objects.count(), Integration.objects.count(),
-            GLMappingRule.objects.count(), GLMappingRule.history.count()) == (1, 3, 2, 8, 8)
+            GLMappingRule.objects.count(), GLMappingRule.history.count()) == (1, 3, 2, 9, 9)
     for integration in Integration.objects.all():
         streams = registry.kind_spec(integration.kind).streams
         assert sorted(_poll_schedules(integration)) == sorted(
@@ -112,7 +113,7 @@ def test_loading_twice_keeps_the_same_rows_and_one_schedule_per_stream(payments_
         )
     assert (f"poll {paypal.pk} payments", 5) in _poll_schedules(paypal)
     assert stderr.splitlines()[0] == (
-        "Tenant nordlys-friluft updated; 2 integration(s); mapping rules: 0 created, 0 updated, 8 unchanged."
+        "Tenant nordlys-friluft updated; 2 integration(s); mapping rules: 0 created, 0 updated, 9 unchanged."
     )
 
 
@@ -143,7 +144,7 @@ def test_a_changed_file_updates_the_same_rows_and_drops_the_cached_token(tmp_pat
                                                                               "history_change_reason")) == [
         ("~", "3010", "loaded from a tenant file"), ("+", "3000", "loaded from a tenant file"),
     ]
-    assert "mapping rules: 0 created, 1 updated, 7 unchanged." in stderr
+    assert "mapping rules: 0 created, 1 updated, 8 unchanged." in stderr
 
 
 def test_a_bad_mapping_rule_at_the_end_changes_nothing_and_names_the_key(payments_stream, tmp_path):
@@ -157,7 +158,7 @@ def test_a_bad_mapping_rule_at_the_end_changes_nothing_and_names_the_key(payment
         run("load_tenant", path)
 
     # then
-    assert str(raised.value) == f"{path} was not loaded; nothing was changed:\nmapping_rules[8].gl_account: required"
+    assert str(raised.value) == f"{path} was not loaded; nothing was changed:\nmapping_rules[9].gl_account: required"
     assert (Tenant.objects.count(), Connection.objects.count(), Integration.objects.count(),
             GLMappingRule.objects.count(), Schedule.objects.filter(name__startswith="poll ").count()) == (0, 0, 0, 0, 0)
 
@@ -308,7 +309,7 @@ def test_each_load_leaves_one_configuration_audit_entry_without_secret_values():
     assert [entry.reason for entry in entries] == [
         "tenant created from a tenant file", "tenant updated from a tenant file",
     ]
-    assert entries[1].details["rules"] == {"created": 0, "updated": 0, "unchanged": 8}
+    assert entries[1].details["rules"] == {"created": 0, "updated": 0, "unchanged": 9}
     assert not any(secret in json.dumps(entry.details) for entry in entries for secret in SECRETS)
 
 

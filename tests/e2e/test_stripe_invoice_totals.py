@@ -2,6 +2,8 @@
 the Visma emulator per VAT code) become a Stripe invoice whose subtotal, tax (a real TaxRate per Visma VAT code) and
 total are the same, in the document currency whichever reading of the `…InCurrency` twins Visma renders; JPY in
 whole yen; twins that do not fit the rate, or VAT Stripe would compute differently, are flagged with nothing sent."""
+from decimal import Decimal
+
 import pytest
 import requests
 
@@ -122,7 +124,7 @@ def test_a_eur_invoice_in_a_nok_company_is_billed_in_eur_under_either_reading_of
     rendered = _visma_invoice_read(nok_company, "300010")
     eur_field = "amountInCurrency" if twins == "document" else "amount"
     nok_field = "amount" if twins == "document" else "amountInCurrency"
-    assert (rendered[eur_field], rendered[nok_field]) == (1000.0, 11734.7)
+    assert (rendered[eur_field], rendered[nok_field]) == (Decimal("1000.0"), Decimal("11734.7"))
 
     # when
     stream_poll(nok_company.integration, "visma_invoices")

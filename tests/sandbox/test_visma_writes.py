@@ -248,6 +248,7 @@ def test_a_payment_settles_its_invoice_and_a_refund_pays_out_a_credit_note(visma
             "amountPaid": value(1250.0)}
     visma.post("/v1/customerPayment", {"customer": value("10001"), "paymentAmount": value(1250.0),
                                        "paymentLines": [line]})
+    visma.post("/v1/customerPayment/200001/action/release", {"type": {"value": "Payment"}})
     created = visma.post("/v2/customerCreditNote", {
         "customerNumber": value("10001"), "currencyId": value("SEK"), "externalReference": value("MLCREDITNOTE001"),
         "customerRefNumber": value("100001"),
@@ -255,17 +256,28 @@ def test_a_payment_settles_its_invoice_and_a_refund_pays_out_a_credit_note(visma
                    "manualAmountInCurrency": value(300.0), "accountNumber": value("3000"),
                    "subaccount": [{"segmentId": 1, "segmentValue": "100"}]}]})
 
-    # when
+    # when: a refund of the credit note before it is released, then after; the refund settles it once released
     refund_line = {"operation": "Insert", "documentType": value("CreditNote"), "refNbr": value("500001"),
                    "amountPaid": value(300.0)}
-    refunded = visma.post("/v1/customerPayment", {"type": value("Refund"), "customer": value("10001"),
-                                                  "paymentAmount": value(300.0), "paymentLines": [refund_line]})
+    refund = {"type": value("Refund"), "customer": value("10001"), "paymentAmount": value(300.0),
+              "paymentLines": [refund_line]}
+    too_early = visma.post("/v1/customerPayment", refund)
+    # POST /v1/customerCreditNote/{creditNoteNumber}/action/release takes no body (swagger)
+    released = visma.client.post("/sandbox/visma/v1/customerCreditNote/500001/action/release", "",
+                                 content_type="application/json", headers=visma.headers())
+    refunded = visma.post("/v1/customerPayment", refund)
+    visma.post(f"/v1/customerPayment/{refunded['Location'].rsplit('/', 1)[-1]}/action/release",
+               {"type": {"value": "Refund"}})
     refund_on_invoice = visma.post("/v1/customerPayment", {"type": value("Refund"), "customer": value("10001"),
                                                            "paymentLines": [line]})
 
     # then
     assert created.status_code == 201
     assert created["Location"] == "http://testserver/sandbox/visma/v1/customerCreditNote/500001"
+    assert too_early.status_code == 400
+    assert too_early.json()["ExceptionMessage"] == (
+        "paymentLines[0].refNbr: CreditNote '500001' is Balanced: only an open (released) document can be applied.")
+    assert (released.status_code, released.json()["actionResult"]) == (200, "Done")
     assert refunded.status_code == 201
     note = visma.get("/v1/customerCreditNote/500001").json()
     assert (note["documentType"], note["amountInCurrency"], note["balanceInCurrency"], note["status"]) == (
