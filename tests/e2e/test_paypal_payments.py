@@ -8,6 +8,7 @@ import pytest
 from audit.models import AuditEntry
 from connectors.models import InboundEvent
 from sandbox.paypal import paypal_capture_create
+from sandbox.visma_company import visma_base_currency_set
 from tests.paypal.world import ANNA, MIKKO, hours_ago, journal_lines, world  # noqa: F401
 
 
@@ -292,6 +293,29 @@ def test_a_eur_capture_paypal_credits_in_the_base_currency_moves_clearing_by_the
     assert "converted at 11.40 (Visma 11.5)" in journal["journalTransactionLines"][2]["transactionDescription"]
     settlement = record.proposed_posting["extra"]["settlement"]
     assert (settlement["exchange_rate"], settlement["visma_rate"], settlement["net"]) == ("11.40", "11.5", "1095.77")
+
+
+def test_a_eur_capture_in_a_nok_company_moves_clearing_by_paypals_nok_receivable_amount(world):
+    # given: a Visma company booking in NOK (sandbox switch base-currency); PayPal converts the EUR net into the
+    # account's NOK at 11.60; Visma's EUR rate is 11.50 SEK / 0.98 SEK = 11.734694 NOK (/v2/currencyrate)
+    visma_base_currency_set("NOK")
+    world.rules["capture"].exchange_difference_account = "7960"
+    world.rules["capture"].save()
+    capture = paypal_capture_create(amount=Decimal("100.00"), currency="EUR", payer=MIKKO, at=hours_ago(0),
+                                    receivable_currency="NOK", exchange_rate=Decimal("11.60"))
+
+    # when
+    world.process_inbox()
+
+    # then: net 96.12 EUR → 1114.99 NOK credited, fee 3.88 EUR → 45.01 NOK; the sale at Visma's rate 1173.47 NOK;
+    # the 13.47 NOK between PayPal's rate and Visma's on the exchange-difference account
+    record = world.record("captures", capture.object_id)
+    assert (record.status, record.target_kind) == ("posted", "journal")
+    [journal] = world.journal_with(capture.object_id)
+    assert journal["currencyId"] == "NOK"
+    assert journal_lines(journal) == [("1580", "1114.99", "0.00"), ("7770", "45.01", "0.00"),
+                                      ("7960", "13.47", "0.00"), ("3000", "0.00", "1173.47")]
+    assert _sums([journal])["1580"] == Decimal("1114.99")
 
 
 def test_a_converted_capture_without_an_exchange_difference_account_is_flagged_and_nothing_posted(world):

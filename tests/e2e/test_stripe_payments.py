@@ -123,6 +123,10 @@ def test_a_paid_stripe_invoice_becomes_a_customer_payment_with_the_fee_journal(w
             payment["currency"]) == ("10004", world.marker("charges", charge_id), Decimal("120.00"), "EUR")
     assert [(line["refNbr"], Decimal(str(line["amountPaid"]))) for line in payment["paymentLines"]] == [
         ("100002", Decimal("120.00"))]
+    # released (the tenant's default), so it settled the invoice: balance 0, and the record says so in Visma's words
+    assert (payment["status"], record.target_status) == ("Closed", "Closed")
+    invoice = world.visma("customer_invoice", "100002")
+    assert (Decimal(str(invoice["balanceInCurrency"])), invoice["status"]) == (Decimal("0.00"), "Closed")
     # 2.9 % of 120.00 = 3.48, plus 0.25
     [fee_journal] = [journal for journal in world.visma("journal")
                      if journal["journalTransactionLines"][0]["referenceNumber"]
