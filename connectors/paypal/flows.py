@@ -36,7 +36,7 @@ from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import CREDIT_NOTE, INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.selectors import external_reference_visma_id, vat_code_for
-from mappings.reference import customer_invoice_by_reference
+from mappings.reference import customer_invoice_by_reference, tenant_base_currency
 from mappings.money import MoneyError, is_exact, minor_units, quantize, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
 
@@ -518,7 +518,7 @@ class RefundSource(PayPalSource):
             raise SourceDataError(f"refund {refund_id}: Visma has no customer invoice {invoice_number}")
         try:
             credited = visma_credit_note_lines(invoice, posting.facts.amount,
-                                               places=minor_units(posting.currency))
+                                               base_currency=tenant_base_currency(self.tenant, client=self.visma_client))
         except VismaDocumentError as exc:
             raise SourceDataError(f"refund {refund_id}: {exc}") from exc
         posting.document = CREDIT_NOTE

@@ -380,7 +380,8 @@ class RefundsStream(StripeToVisma, StripeSource):
         customer = visma["customer"]
         returned = self._fee_returned(refund, amount, currency)
         try:
-            credited = visma_credit_note_lines(visma["document"], amount, places=minor_units(currency))
+            credited = visma_credit_note_lines(visma["document"], amount,
+                                               base_currency=tenant_base_currency(self.tenant, client=self.visma_client))
         except VismaDocumentError as exc:
             raise SourceDataError(f"refund {refund_id}: {exc}") from exc
         lines = [PostingLine(role="account", debit=amount,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mappings.documents import Posting, PostingLine, posting_marker_part
+from mappings.money import minor_units
 
 from .client import VismaClient, VismaPermanentError, visma_datetime
 from .currency import Settlement
@@ -592,37 +593,36 @@ def visma_customer_payment_posted(client: VismaClient, posting: Posting, *, sinc
 # account. The invoice was settled by its payment; the refund settles the credit note: AR nets to zero.
 
 
-def visma_credit_note_lines(invoice: Mapping[str, Any], refunded: Decimal, *, places: int) -> list[dict]:
-    """The credit note lines for `refunded` of a Visma invoice (CustomerInvoiceDto): each invoice line scaled by the
-    refunded share of the invoice total, with the line's account, subaccount and VAT code, so each VAT code is
-    credited in proportion; the last line takes the rounding so the nets add up to the invoice's net times the
-    share. A full refund is the invoice's lines as they are."""
-    number = invoice.get("referenceNumber")
-    lines = [line for line in invoice.get("invoiceLines") or [] if line.get("amountInCurrency") is not None]
-    if not lines:
-        raise VismaDocumentError(f"invoice {number} has no lines to credit")
-    # The invoice total and line amounts in the document's currency, read as the rest of the product reads them; the
-    # reading of Visma's totals (amount incl. VAT, the …InCurrency twins) is issue 9 item 1's, and follows it here.
-    total = _amount(invoice.get("amountInCurrency"), f"invoice {number} amountInCurrency")
+def visma_credit_note_lines(invoice: Mapping[str, Any], refunded: Decimal, *, base_currency: str) -> list[dict]:
+    """The credit note lines for `refunded` (VAT included) of a Visma invoice (CustomerInvoiceDto): each invoice line
+    scaled by the refunded share of the invoice total, with the line's account, subaccount and VAT code, so each VAT
+    code is credited in proportion; the last line takes the rounding so the nets add up to the invoice's net times
+    the share. A full refund is the invoice's lines as they are. The figures are read in the document currency by
+    the one reader of Visma's totals (visma_invoice_figures: `amount` includes VAT, the twins decided by the rate)."""
+    from .invoices import visma_invoice_figures
+
+    figures = visma_invoice_figures(invoice, base_currency=base_currency)
+    raw_lines = invoice.get("invoiceLines") or []
+    if not figures.lines:
+        raise VismaDocumentError(f"invoice {figures.number} has no lines to credit")
+    total = figures.total
     if total <= 0 or refunded <= 0 or refunded > total:
-        raise VismaDocumentError(f"a refund of {refunded} cannot be credited on invoice {number} of {total}")
-    quantum = Decimal(1).scaleb(-places)
-    nets = [_amount(line.get("amountInCurrency"), f"invoice {number} line amountInCurrency") for line in lines]
+        raise VismaDocumentError(f"a refund of {refunded} cannot be credited on invoice {figures.number} of {total}")
+    quantum = Decimal(1).scaleb(-minor_units(figures.currency))
     share = refunded / total
-    wanted = (sum(nets, ZERO) * share).quantize(quantum)
-    scaled = [(net * share).quantize(quantum) for net in nets]
+    wanted = (figures.net * share).quantize(quantum)
+    scaled = [(line.net * share).quantize(quantum) for line in figures.lines]
     scaled[-1] += wanted - sum(scaled, ZERO)
     credited = []
-    for line, amount in zip(lines, scaled):
-        item: dict[str, Any] = {"description": str(line.get("description") or f"Line {line.get('lineNumber')}"),
+    for figure, line, amount in zip(figures.lines, raw_lines, scaled):
+        item: dict[str, Any] = {"description": figure.description or f"Line {figure.line_number}",
                                 "amount": amount, "account": str((line.get("account") or {}).get("number") or "")}
         segments = (line.get("subaccount") or {}).get("segments") if isinstance(line.get("subaccount"), Mapping) \
             else None
         if segments:
             item["dimensions"] = {str(segment["segmentId"]): str(segment["segmentValue"]) for segment in segments}
-        vat_code = (line.get("vatCode") or {}).get("id") if isinstance(line.get("vatCode"), Mapping) else None
-        if vat_code:
-            item["vat_code"] = str(vat_code)
+        if figure.vat_code:
+            item["vat_code"] = figure.vat_code
         credited.append(item)
     return credited
 

@@ -27,28 +27,31 @@ def client(visma_connection, mocked):
     return VismaClient(visma_connection, sleep=lambda seconds: None)
 
 
-def _invoice(*lines) -> dict:
-    """A CustomerInvoiceDto: 1250.00 SEK net over its lines (amountInCurrency holds the total the code reads)."""
-    return {"referenceNumber": "100001", "amountInCurrency": float(sum(Decimal(line[2]) for line in lines)),
+def _invoice(*lines, vat: str = "0.00") -> dict:
+    """A CustomerInvoiceDto in the base currency SEK: its lines' net, `vat`, and `amount` = net + VAT (both twins)."""
+    net = sum((Decimal(line[2]) for line in lines), Decimal("0.00"))
+    totals = {"detailTotal": float(net), "vatTotal": float(Decimal(vat)), "amount": float(net + Decimal(vat))}
+    return {"referenceNumber": "100001", "currencyId": "SEK", "exchangeRate": 1.0,
+            **totals, **{f"{name}InCurrency": value for name, value in totals.items()},
             "invoiceLines": [{"lineNumber": number, "description": description, "amountInCurrency": float(amount),
-                              "account": {"number": account},
+                              "amount": float(amount), "account": {"number": account},
                               "subaccount": {"segments": [{"segmentId": 1, "segmentValue": "100"}]},
-                              **({"vatCode": {"id": vat}} if vat else {})}
-                             for number, (description, account, amount, vat) in enumerate(lines, start=1)]}
+                              **({"vatCode": {"id": vat_code}} if vat_code else {})}
+                             for number, (description, account, amount, vat_code) in enumerate(lines, start=1)]}
 
 
 def test_a_partial_refund_credits_each_invoice_line_in_proportion_with_its_vat_code():
-    # given: 1000.00 boots at VAT code 1, 250.00 book at VAT code 3
-    invoice = _invoice(("Hiking boots", "3000", "1000.00", "1"), ("Guide book", "3020", "250.00", "3"))
+    # given: 1000.00 boots at VAT code 1 (25 %), 250.00 book at VAT code 3 (12 %): 1250.00 + 280.00 VAT = 1530.00
+    invoice = _invoice(("Hiking boots", "3000", "1000.00", "1"), ("Guide book", "3020", "250.00", "3"), vat="280.00")
 
-    # when: 100.00 of 1250.00 goes back
-    lines = postings.visma_credit_note_lines(invoice, Decimal("100.00"), places=2)
+    # when: 153.00 of 1530.00 (VAT included) goes back
+    lines = postings.visma_credit_note_lines(invoice, Decimal("153.00"), base_currency="SEK")
 
-    # then
+    # then: a tenth of each line's net, on its own VAT code (Visma adds the VAT back: 153.00 in all)
     assert lines == [
-        {"description": "Hiking boots", "amount": Decimal("80.00"), "account": "3000", "dimensions": {"1": "100"},
+        {"description": "Hiking boots", "amount": Decimal("100.00"), "account": "3000", "dimensions": {"1": "100"},
          "vat_code": "1"},
-        {"description": "Guide book", "amount": Decimal("20.00"), "account": "3020", "dimensions": {"1": "100"},
+        {"description": "Guide book", "amount": Decimal("25.00"), "account": "3020", "dimensions": {"1": "100"},
          "vat_code": "3"},
     ]
 
@@ -58,7 +61,7 @@ def test_the_last_line_takes_the_rounding_so_the_lines_add_up_to_the_share():
     invoice = _invoice(("A", "3000", "100.00", ""), ("B", "3000", "100.00", ""), ("C", "3000", "100.00", ""))
 
     # when
-    lines = postings.visma_credit_note_lines(invoice, Decimal("100.00"), places=2)
+    lines = postings.visma_credit_note_lines(invoice, Decimal("100.00"), base_currency="SEK")
 
     # then: 33.33 + 33.33 + 33.34
     assert [line["amount"] for line in lines] == [Decimal("33.33"), Decimal("33.33"), Decimal("33.34")]
@@ -68,10 +71,11 @@ def test_the_last_line_takes_the_rounding_so_the_lines_add_up_to_the_share():
 def test_a_refund_larger_than_the_invoice_is_refused():
     # when
     with pytest.raises(VismaDocumentError) as refused:
-        postings.visma_credit_note_lines(_invoice(("A", "3000", "100.00", "")), Decimal("100.01"), places=2)
+        postings.visma_credit_note_lines(_invoice(("A", "3000", "100.00", "")), Decimal("100.01"),
+                                         base_currency="SEK")
 
     # then
-    assert str(refused.value) == "a refund of 100.01 cannot be credited on invoice 100001 of 100.0"
+    assert str(refused.value) == "a refund of 100.01 cannot be credited on invoice 100001 of 100.00"
 
 
 def refund_posting(fee_returned: str = "0") -> Posting:
