@@ -461,7 +461,7 @@ def vat_rate_on(vat: dict, day: str) -> Decimal:
     return Decimal(str(max(effective, key=lambda row: str(row["startDate"]))["vatRate"]))
 
 
-def _customer_invoice_totals(company_id: str, body: dict) -> dict:
+def _customer_invoice_totals(company_id: str, body: dict, *, lines_key: str = "invoiceLines") -> dict:
     """The document's totals as CustomerInvoiceDto describes them: detailTotal the lines' total, vatTotal the VAT
     (per VAT code: the code's rate on the lines' taxable total of that code, rounded to the cent half up, as
     Acumatica's tax engine rounds a TaxTran), amount = detailTotal + vatTotal, balance what is left of amount; each
@@ -469,15 +469,15 @@ def _customer_invoice_totals(company_id: str, body: dict) -> dict:
     reading of the twins (`…InCurrency` = document currency); sandbox.visma_company renders the other on request."""
     rate = Decimal(str(body["exchangeRate"]))
     day = str(body.get("documentDate") or "")[:10]
-    detail = sum((visma_money(line["amountInCurrency"]) for line in body["invoiceLines"]), Decimal("0.00"))
-    detail_base = sum((visma_money(line["amount"]) for line in body["invoiceLines"]), Decimal("0.00"))
+    detail = sum((visma_money(line["amountInCurrency"]) for line in body[lines_key]), Decimal("0.00"))
+    detail_base = sum((visma_money(line["amount"]) for line in body[lines_key]), Decimal("0.00"))
     taxable_by_code: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
-    for line in body["invoiceLines"]:
+    for line in body[lines_key]:
         if line.get("vatCode"):
             taxable_by_code[line["vatCode"]["id"]] += visma_money(line["amountInCurrency"])
     vat = vat_base = taxable = exempt = Decimal("0.00")
     for vat_id, base in sorted(taxable_by_code.items()):
-        code = vat_code_require(company_id, vat_id, "invoiceLines.")
+        code = vat_code_require(company_id, vat_id, f"{lines_key}.")
         code_vat = visma_money(base * vat_rate_on(code, day) / 100)
         vat += code_vat
         vat_base += visma_money(code_vat * rate)
@@ -617,10 +617,9 @@ def customer_credit_note_create(company_id: str, dto: dict, *, at: datetime | No
     for name in CUSTOMER_INVOICE_TEXTS:
         body[name] = _value(dto, name)
     body["lines"] = _lines_apply([], dto["lines"], _customer_invoice_line(company_id, rate), "lines")
-    total = sum((visma_money(line["amountInCurrency"]) for line in body["lines"]), Decimal("0.00"))
-    body["detailTotalInCurrency"] = body["amountInCurrency"] = body["balanceInCurrency"] = _amount(total)
-    body["detailTotal"] = body["amount"] = body["balance"] = _amount(visma_money(total * rate))
-    body["vatTotal"] = body["vatTotalInCurrency"] = 0.0
+    # CustomerCreditNoteDto carries the same totals as an invoice (detailTotal, vatTotal, amount with VAT, balance,
+    # each with its twin), its lines under `lines` (swagger): computed per VAT code the same way.
+    body = _customer_invoice_totals(company_id, body, lines_key="lines")
     return visma_document_create(company_id, "customer_credit_note", reference, body, label="Credit note", at=moment)
 
 

@@ -14,6 +14,7 @@ from sandbox.paypal import (
     paypal_invoice_pay,
     paypal_invoice_send,
     paypal_object,
+    paypal_refund_create,
 )
 from sandbox.services import VISMA_SANDBOX_COMPANY_ID
 from tests.paypal.world import MIKKO, world  # noqa: F401
@@ -68,6 +69,36 @@ def test_a_paypal_invoice_with_tax_becomes_a_visma_invoice_with_the_same_total_s
             for line in visma_invoice["invoiceLines"]] == [("Guided trail day", 170.0, "3"), ("Trail map set", 20.0, "3")]
     [payment] = vat_mapped.customer_payments()
     assert [(line["refNbr"], line["amountPaid"]) for line in payment["paymentLines"]] == [(record.target_id, 237.5)]
+
+
+def test_a_refund_of_a_paid_invoice_with_vat_is_a_credit_note_with_its_vat_code_and_ar_nets_to_zero(vat_mapped):
+    # given: 190.00 EUR + 25 % VAT = 237.50 EUR invoiced in Visma, paid through PayPal and settled (released)
+    invoice_id = _taxed_invoice()
+    stream_poll(vat_mapped.integration, "invoices")
+    capture = paypal_invoice_pay(invoice_id, payer=MIKKO)
+    vat_mapped.process_inbox()
+    number = vat_mapped.record("invoices", invoice_id).target_id
+    assert vat_mapped.customer_invoice(number)["balanceInCurrency"] == 0.0
+    capture_id = capture.body["payments"]["transactions"][0]["payment_id"]
+
+    # when: 47.50 (VAT included) of the payment goes back
+    refund = paypal_refund_create(capture_id, amount=Decimal("47.50"))
+    vat_mapped.process_inbox()
+
+    # then: a credit note for a fifth of each line's net on VAT code 3, Visma's VAT bringing it to 47.50, paid out
+    record = vat_mapped.record("refunds", refund.object_id)
+    assert (record.status, record.target_kind) == ("posted", "credit_note")
+    [note] = [document.body for document in VismaDocument.objects.filter(
+        company_id=VISMA_SANDBOX_COMPANY_ID, collection="customer_credit_note")]
+    assert [(line["description"], line["amountInCurrency"], line["vatCode"]["id"]) for line in note["lines"]] == [
+        ("Guided trail day", 34.0, "3"), ("Trail map set", 4.0, "3")]
+    assert (note["detailTotalInCurrency"], note["vatTotalInCurrency"], note["amountInCurrency"],
+            note["balanceInCurrency"], note["status"]) == (38.0, 9.5, 47.5, 0.0, "Closed")
+    payment, paid_out = vat_mapped.customer_payments()
+    assert (paid_out["type"], paid_out["paymentAmount"], paid_out["status"]) == ("Refund", 47.5, "Closed")
+    # AR of the invoice: 237.50 invoiced − 237.50 paid − 47.50 credited + 47.50 paid back
+    assert Decimal("237.50") - Decimal(str(payment["paymentAmount"])) - Decimal(str(note["amountInCurrency"])) \
+        + Decimal(str(paid_out["paymentAmount"])) == 0
 
 
 def test_a_paypal_total_visma_would_not_reach_is_flagged_before_the_write(vat_mapped):
