@@ -10,13 +10,14 @@ log.
 
 Cases: captures found by a poll of Transaction Search (no webhook; a journal each); then, each from its webhook:
 plain captures (a journal); captures naming an invoice reference Visma lacks (a journal); captures paying a Visma
-invoice (a customer payment applied to it, and its fee journal). Documents are left as
-Visma creates them (release off; releasing them is issue 9's). The last two lines are the figures for webhook
+invoice (a customer payment applied to it, and its fee journal; each capture pays an invoice of its own, created
+and released in the emulated Visma beforehand). `--release on` (the tenant default) releases every document after it
+is created and stores Visma's status; `--release off` leaves them on hold. The last two lines are the figures for webhook
 captures (plain and naming an unknown invoice, together): queries per posted record and Visma calls per posted
 record.
 Prints figures; asserts nothing.
 
-Usage: .venv/bin/python bench/posting_costs.py [--captures 40] [--database-url URL]
+Usage: .venv/bin/python bench/posting_costs.py [--captures 40] [--release on|off] [--database-url URL]
 """
 import argparse
 import os
@@ -55,6 +56,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--captures", type=int, default=40, help="captures per case (default 40)")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--release", choices=("on", "off"), default="on",
+                        help="release documents after create (the tenant default) or leave them on hold")
     parser.add_argument("--queries", action="store_true", help="also print the queries of each case by table")
     args = parser.parse_args()
     setup_django(args.database_url, prefix="ml-posting-costs-")
@@ -70,16 +73,31 @@ def main() -> None:
     from sandbox.paypal_webhooks import paypal_delivery_build, paypal_delivery_send
     from tests.paypal.world import ANNA, MIKKO, hours_ago, world_build
 
+    from mappings.reference import reference_data_refresh
+    from sandbox.services import VISMA_SANDBOX_COMPANY_ID
+    from sandbox.visma_erp import customer_invoice_create, customer_invoice_release
+
     url = serve()
     world = world_build(url)
+    world.tenant.visma_release = args.release == "on"
+    world.tenant.save(update_fields=["visma_release"])
     visma = world.integration.visma_connection
     cases = {
         "webhook: plain captures (journal)": dict(payer=ANNA),
         "webhook: captures naming an invoice Visma lacks (journal)": dict(payer=ANNA, invoice_id="WEB-9999"),
-        "webhook: invoice payments (customer payment + fee journal)": dict(payer=MIKKO, invoice_id="WEB-1002"),
+        "webhook: invoice payments (customer payment + fee journal)": dict(payer=MIKKO, invoice_id="WEB-2"),
     }
-    print(f"Posting costs, sandbox at {url}, {args.captures} captures per case, warm reference data, release off "
-          f"({os.environ['DATABASE_URL'].split(':', 1)[0]})")
+    print(f"Posting costs, sandbox at {url}, {args.captures} captures per case, warm reference data, release "
+          f"{args.release} ({os.environ['DATABASE_URL'].split(':', 1)[0]})")
+
+    def webshop_invoice(reference: str) -> None:
+        """A released EUR 120.00 invoice of customer 10004 carrying `reference`, as a webshop would have made it."""
+        value = lambda v: {"value": v}  # noqa: E731
+        created = customer_invoice_create(VISMA_SANDBOX_COMPANY_ID, {
+            "customerNumber": value("10004"), "currencyId": value("EUR"), "externalReference": value(reference),
+            "invoiceLines": [{"operation": "Insert", "description": value("Tent"), "quantity": value(1),
+                              "unitPriceInCurrency": value(120.0), "accountNumber": value("3010")}]})
+        customer_invoice_release(VISMA_SANDBOX_COMPANY_ID, created.key)
 
     # The poll path first, while the window holds only its own captures.
     for number in range(args.captures):
@@ -97,6 +115,11 @@ def main() -> None:
         for name, count in counter.kinds.most_common():
             print(f"    {count / run.posted:5.1f}  {name}")
 
+    # The webshop's invoices were written in Visma before they are paid (and the mirror has read them).
+    for number in range(args.captures):
+        webshop_invoice(f"WEB-2{number:03d}")
+    reference_data_refresh(world.tenant, kinds=["customer_invoices"], revalidate_rules=False)
+
     totals = {}
     for label, options in cases.items():
         counter = QueryCounter()
@@ -104,9 +127,12 @@ def main() -> None:
         per_record_queries = []
         endpoints: Counter = Counter()
         for number in range(args.captures):
-            # The webshop invoice is paid in full each time (the emulated Visma keeps its balance).
-            amount = Decimal("120.00") if options.get("invoice_id") == "WEB-1002" else Decimal("100.00") + number
-            paypal_capture_create(amount=amount, currency="EUR", at=hours_ago(0), notify=False, **options)
+            capture = dict(options)
+            if options.get("invoice_id") == "WEB-2":
+                # Each payment settles a webshop invoice of its own (a paid invoice takes no second payment).
+                capture["invoice_id"] = f"WEB-2{number:03d}"
+            amount = Decimal("120.00") if options.get("invoice_id") == "WEB-2" else Decimal("100.00") + number
+            paypal_capture_create(amount=amount, currency="EUR", at=hours_ago(0), notify=False, **capture)
             event = world.last_event("PAYMENT.CAPTURE.COMPLETED")
             delivery = paypal_delivery_build(event, webhook_id=world.subscription.webhook_id)
             response = paypal_delivery_send(delivery, f"{url}{world.integration.webhook_path}")
@@ -121,7 +147,7 @@ def main() -> None:
             per_record_queries.append(counter.count - before)
             record = world.record("captures", event.body["resource"]["id"])
             if record.status != RecordStatus.POSTED:
-                raise SystemExit(f"{label}: capture not posted ({record.status}: {record.reasons or record.last_error})")
+                raise SystemExit(f"{label}: capture {number} ({capture}) not posted ({record.status}: {record.reasons or record.last_error})")
             posted += 1
             exchanges = HttpExchange.objects.filter(connection=visma, id__gt=last_visma)
             visma_calls += exchanges.count()

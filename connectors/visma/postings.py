@@ -1058,15 +1058,33 @@ def visma_document_status(client: VismaClient, kind: str, number: str, *,
     return str((document or {}).get("status") or "")
 
 
+# Kinds a create without hold leaves Balanced, to be released by an explicit action (swagger status enums; Acumatica's
+# AR/AP documents are released by the Release action). A journal is not among them: a company can have Visma release
+# GL batches by itself when they are created, so its status is read before it is released.
+BALANCED_WHEN_CREATED = frozenset({"customer_invoice", "customer_payment", "customer_refund", "supplier_invoice",
+                                   "supplier_payment"})
+
+
 def visma_document_release(client: VismaClient, kind: str, number: str, *,
-                           sync_record: SyncRecord | None = None) -> str:
+                           sync_record: SyncRecord | None = None, created: bool = False) -> str:
     """Release the document unless it is released already or on hold (a person keeps it for review); returns its
-    status after. Safe to repeat: a released document is left as it is."""
-    status = visma_document_status(client, kind, number, sync_record=sync_record)
-    if status != BALANCED:
-        return status
+    status after. Safe to repeat: a released document is left as it is. `created`: this write just created it
+    without hold, so a kind in BALANCED_WHEN_CREATED is released without reading its status first (one call less);
+    should Visma refuse because it released the document itself, its status is read and kept."""
     _read, release_path, dto = _RELEASE[kind]
-    answer = client.action(release_path.format(n=quote(number, safe="")), dto, sync_record=sync_record)
+    if created and kind in BALANCED_WHEN_CREATED:
+        try:
+            answer = client.action(release_path.format(n=quote(number, safe="")), dto, sync_record=sync_record)
+        except VismaPermanentError:
+            status = visma_document_status(client, kind, number, sync_record=sync_record)
+            if status in UNRELEASED_STATUSES:
+                raise
+            return status
+    else:
+        status = visma_document_status(client, kind, number, sync_record=sync_record)
+        if status != BALANCED:
+            return status
+        answer = client.action(release_path.format(n=quote(number, safe="")), dto, sync_record=sync_record)
     if str(answer.get("actionResult") or "Done") == "Failed":
         raise VismaDocumentError(f"Visma did not release {kind.replace('_', ' ')} {number}: "
                                  f"{answer.get('errorInfo') or 'no reason given'}")

@@ -150,15 +150,25 @@ class VismaTarget:
             # Found but maybe not released yet (the answer to the release was lost): released now, never re-created.
             return Written.of(posting, target_id, status=self._released(posting, target_id, record))
 
-    def _released(self, posting: Posting, target_id: str, record: SyncRecord) -> str:
+    def _released(self, posting: Posting, target_id: str, record: SyncRecord, *, written: bool = False) -> str:
         """Release every document behind the target id when the tenant releases (else leave them on hold); Visma's
-        status after: the first part's, or that of a part still awaiting release."""
+        status after: the first part's, or that of a part still awaiting release. `written`: called after a write;
+        when it was the record's first (no earlier attempt can have left a part), what is known is not read again."""
         statuses = []
+        parts = postings.visma_document_parts(posting.document, target_id)
+        # Asked only when a part's status could be known without a read (one query for the claim times).
+        known = {"journal", *postings.BALANCED_WHEN_CREATED} if not self.tenant.visma_release \
+            else postings.BALANCED_WHEN_CREATED
+        created = written and any(kind in known for kind, _number in parts) \
+            and not _claims(record).may_have_written
         with visma_outcome(posting):
-            for kind, number in postings.visma_document_parts(posting.document, target_id):
+            for kind, number in parts:
                 if self.tenant.visma_release:
                     statuses.append(postings.visma_document_release(self.visma_client, kind, number,
-                                                                    sync_record=record))
+                                                                    sync_record=record, created=created))
+                elif created and kind in known:
+                    # Created with hold a moment ago (visma_hold_fields): on hold until a person releases it.
+                    statuses.append(postings.ON_HOLD)
                 else:
                     statuses.append(postings.visma_document_status(self.visma_client, kind, number,
                                                                    sync_record=record))
@@ -205,7 +215,7 @@ class VismaTarget:
             posting.extra["hold"] = not self.tenant.visma_release
         with postings.visma_financial_calendar(self.financial_calendar.period_id):
             target_id = self._write(posting, record)
-            return Written.of(posting, target_id, status=self._released(posting, target_id, record))
+            return Written.of(posting, target_id, status=self._released(posting, target_id, record, written=True))
 
     def _write(self, posting: Posting, record: SyncRecord) -> str:
         client = self.visma_client
