@@ -322,17 +322,19 @@ class InvoiceFound:
     payable: bool
 
 
-def customer_invoice_by_reference(tenant, reference: str, *, client: VismaClient | None = None
-                                  ) -> InvoiceFound | None:
+def customer_invoice_by_reference(tenant, reference: str, *, client: VismaClient | None = None,
+                                  paid_at: datetime | None = None) -> InvoiceFound | None:
     """The Visma customer invoice whose externalReference is `reference`, from the mirror (an open one first).
 
     When none is found, or none can be paid yet, the mirror is read again from Visma first (a delta: one call for
-    every payment in the meantime) if it is older than VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS: an invoice written or
-    released in Visma a minute ago is found, and a reference Visma lacks costs no call of its own while the mirror
-    is fresh.
+    every payment in the meantime) unless it was read within VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS and, for a payment
+    made at `paid_at`, after it: an invoice is written before it is paid, so a read that started after the payment
+    holds it, and an invoice written a moment before the payment (after the mirror's last read) is never missed and
+    the payment booked as a journal. A reference Visma lacks costs no call of its own once the mirror was read after
+    its payment.
     """
     found = _invoice_by_reference(tenant, reference)
-    if (found is None or not found.payable) and not _invoice_mirror_fresh(tenant):
+    if (found is None or not found.payable) and not _invoice_mirror_fresh(tenant, since=paid_at):
         reference_data_refresh(tenant, kinds=[CUSTOMER_INVOICES], client=client, revalidate_rules=False)
         found = _invoice_by_reference(tenant, reference)
     return found
@@ -342,8 +344,10 @@ def customer_invoice_by_reference(tenant, reference: str, *, client: VismaClient
 _invoices_read_at: dict[int, datetime] = {}
 
 
-def _invoice_mirror_fresh(tenant) -> bool:
+def _invoice_mirror_fresh(tenant, *, since: datetime | None = None) -> bool:
     oldest = timezone.now() - timedelta(seconds=settings.VISMA_INVOICE_MIRROR_MAX_AGE_SECONDS)
+    if since is not None:
+        oldest = max(oldest, since)
     read_at = _invoices_read_at.get(tenant.pk)
     if read_at is None or read_at < oldest:
         # Another process may have read it since.

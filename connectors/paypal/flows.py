@@ -376,8 +376,9 @@ class CaptureSource(PayPalSource):
             if record.status != RecordStatus.REJECTED:
                 raise WaitFor(f"PayPal invoice {reference} is not in Visma yet ({record.status})",
                               on=("invoices", reference))
+        paid_at = paypal_time(capture.get("create_time"))
         for reference in references:
-            found = self.visma_invoice_by_reference(reference)
+            found = self.visma_invoice_by_reference(reference, paid_at=paid_at)
             if found is not None:
                 if found["currency"] and found["currency"] != currency:
                     raise SourceDataError(f"capture in {currency} cannot settle Visma invoice {found['number']} in "
@@ -389,11 +390,11 @@ class CaptureSource(PayPalSource):
                 raise WaitFor(f"PayPal invoice {reference} has not reached Visma yet", on=("invoices", reference))
         return None
 
-    def visma_invoice_by_reference(self, reference: str) -> dict | None:
-        """The Visma customer invoice whose externalReference is `reference`, from the invoice mirror (kept fresh
-        by a delta read when it is older than a minute): number, customer, currency; None when Visma has none. One
-        that cannot be paid (not released yet, already paid, voided) is not settled by a second payment."""
-        found = customer_invoice_by_reference(self.tenant, reference, client=self.visma_client)
+    def visma_invoice_by_reference(self, reference: str, *, paid_at: datetime | None = None) -> dict | None:
+        """The Visma customer invoice whose externalReference is `reference`, from the invoice mirror (read again
+        when it is older than a minute or than the payment): number, customer, currency; None when Visma has none.
+        One that cannot be paid (not released yet, already paid, voided) is not settled by a second payment."""
+        found = customer_invoice_by_reference(self.tenant, reference, client=self.visma_client, paid_at=paid_at)
         if found is None:
             return None
         if not found.payable:

@@ -339,6 +339,29 @@ def test_an_invoice_reference_a_stale_mirror_lacks_is_looked_for_in_one_delta_re
         "https://connect.visma.com/connect/token", f"{API}/v1/customerinvoice"]
 
 
+def test_a_payment_made_after_the_fresh_mirrors_last_read_looks_for_its_invoice_in_one_delta_read(
+        visma_connection, mocked):
+    # given the invoice mirror was read 30 seconds ago; the payment was made 10 seconds ago, and the invoice it names
+    # (100002, WEB-2041) was written in Visma between the two
+    tenant = visma_connection.tenant
+    integration = IntegrationFactory(tenant=tenant)
+    SyncCursor.objects.create(integration=integration, stream="visma:reference:customer_invoices",
+                              position=REFRESH_TIME - timedelta(seconds=30))
+    token_reply(mocked)
+    mocked.add(responses.GET, f"{API}/v1/customerinvoice", json=payload("customer_invoices_open.json"))
+
+    # when
+    with time_machine.travel(REFRESH_TIME, tick=False):
+        found = customer_invoice_by_reference(tenant, "WEB-2041", paid_at=REFRESH_TIME - timedelta(seconds=10))
+        unknown = customer_invoice_by_reference(tenant, "WEB-9999", paid_at=REFRESH_TIME - timedelta(seconds=10))
+
+    # then: found; and once the mirror was read after the payment, a reference Visma lacks costs no further call
+    assert found == InvoiceFound(number="100002", customer="10001", currency="NOK", status="Open", payable=True)
+    assert unknown is None
+    assert [call.request.url.split("?")[0] for call in mocked.calls] == [
+        "https://connect.visma.com/connect/token", f"{API}/v1/customerinvoice"]
+
+
 def test_the_base_currency_is_read_from_visma_once_when_the_mirror_has_none(visma_connection, mocked):
     # given
     token_reply(mocked)
