@@ -340,3 +340,31 @@ def test_invoice_payments_are_listed_by_invoice_or_by_payment_intent_as_the_pinn
     assert (paid.id, paid.invoice, paid.status, paid.amount_paid) == (opened.id, invoice.id, "paid", 50000)
     assert untyped.value.param == "payment[type]"
     assert sandbox_stripe.v1.invoice_payments.list({"invoice": "in_other"}).data == []
+
+
+def test_tax_rates_on_items_and_as_the_invoices_default_give_line_taxes_and_total_taxes(sandbox_stripe):
+    # given: 25 % on one item, 12 % by the invoice's default on the other
+    high = sandbox_stripe.v1.tax_rates.create({"display_name": "VAT", "percentage": 25, "inclusive": False,
+                                               "metadata": {"visma_vat_code": "3"}})
+    low = sandbox_stripe.v1.tax_rates.create({"display_name": "VAT", "percentage": 12, "inclusive": False})
+    customer = sandbox_stripe.v1.customers.create({"name": "Fjordkraft AS"})
+    invoice = sandbox_stripe.v1.invoices.create({"customer": customer.id, "collection_method": "send_invoice",
+                                                 "days_until_due": 14, "currency": "nok",
+                                                 "default_tax_rates": [low.id]})
+    sandbox_stripe.v1.invoice_items.create({"customer": customer.id, "invoice": invoice.id, "amount": 80000,
+                                            "currency": "nok", "tax_rates": [high.id]})
+    sandbox_stripe.v1.invoice_items.create({"customer": customer.id, "invoice": invoice.id, "amount": 10000,
+                                            "currency": "nok"})
+
+    # when
+    draft = sandbox_stripe.v1.invoices.retrieve(invoice.id).to_dict()
+
+    # then
+    assert (draft["subtotal"], draft["total"], draft["amount_due"], draft["total_excluding_tax"]) == (
+        90000, 111200, 111200, 90000)
+    assert [(tax["amount"], tax["taxable_amount"], tax["tax_rate_details"]["tax_rate"], tax["tax_behavior"])
+            for tax in draft["total_taxes"]] == [(20000, 80000, high.id, "exclusive"), (1200, 10000, low.id, "exclusive")]
+    assert [[tax["amount"] for tax in line["taxes"]] for line in draft["lines"]["data"]] == [[20000], [1200]]
+    listed = sandbox_stripe.v1.tax_rates.list({"active": True, "inclusive": False})
+    assert sorted(rate.id for rate in listed.data) == sorted([high.id, low.id])
+    assert sandbox_stripe.v1.tax_rates.list({"inclusive": True}).data == []
