@@ -17,9 +17,11 @@ DEMO_CUSTOMERS = (("Nordic Outdoor AB", "orders@nordic-outdoor.example", "10001"
                   ("Fjordline Sport AS", "post@fjordline-sport.example", "10002"),
                   ("Helsinki Trail Oy", "info@helsinki-trail.example", "10004"))
 # Demo Stripe invoices for the Visma sandbox's invoices (visma_seed._seed_documents), and what happens to each:
-# 100002 is paid; 100001 is paid, then part of it refunded; 100003's first card is declined, the second pays and
-# is disputed.
-DEMO_INVOICES = (("100002", "paid"), ("100001", "refunded"), ("100003", "failed, then disputed"))
+# one of Helsinki Trail's is paid (a Visma invoice of its own, STRIPE_PAID_REFERENCE: the PayPal demo pays 100002,
+# and an invoice takes one payment); 100001 is paid, then part of it refunded; 100003's first card is declined, the
+# second pays and is disputed.
+STRIPE_PAID_REFERENCE = "STRIPE-DEMO-1"
+DEMO_INVOICES = ((STRIPE_PAID_REFERENCE, "paid"), ("100001", "refunded"), ("100003", "failed, then disputed"))
 DEMO_REFUND_SHARE = Decimal("0.2")
 
 
@@ -41,6 +43,27 @@ def stripe_sandbox_seed(*, secret_key: str = STRIPE_SANDBOX_SECRET_KEY, webhook_
     return account, created
 
 
+def _visma_stripe_invoice() -> str:
+    """The number of the Visma sandbox invoice the demo pays only through Stripe (EUR 120.00 for Helsinki Trail, a tent
+    on 3010, released): found by its externalReference, or written and released once."""
+    from .services import VISMA_SANDBOX_COMPANY_ID
+    from .visma_erp import customer_invoice_create, customer_invoice_release
+
+    found = VismaDocument.objects.filter(collection="customer_invoice",
+                                         body__externalReference=STRIPE_PAID_REFERENCE).first()
+    if found is not None:
+        return found.key
+    value = lambda v: {"value": v}  # noqa: E731
+    created = customer_invoice_create(VISMA_SANDBOX_COMPANY_ID, {
+        "customerNumber": value("10004"), "currencyId": value("EUR"), "externalReference": value(STRIPE_PAID_REFERENCE),
+        "paymentMethodId": value("STRIPE"), "invoiceText": value("Tent, paid by card"),
+        "invoiceLines": [{"operation": "Insert", "description": value("Tent"), "quantity": value(1),
+                          "unitPriceInCurrency": value(120.0), "accountNumber": value("3010"),
+                          "subaccount": [{"segmentId": 1, "segmentValue": "100"}, {"segmentId": 2, "segmentValue": "P-200"}]}]})
+    customer_invoice_release(VISMA_SANDBOX_COMPANY_ID, created.key)
+    return created.key
+
+
 def _visma_open_amount(number: str) -> tuple[str, str, Decimal] | None:
     """(Visma customer, currency, open amount) of a Visma sandbox invoice, or None when it is not there."""
     document = VismaDocument.objects.filter(collection="customer_invoice", key=number).first()
@@ -56,6 +79,10 @@ def stripe_demo_invoices(account: StripeAccount, customers: dict[str, dict]) -> 
     Visma invoice or Stripe customer is missing are left out. Returns the Stripe invoice ids."""
     made = []
     for number, story in DEMO_INVOICES:
+        if number == STRIPE_PAID_REFERENCE:
+            if not VismaDocument.objects.filter(collection="customer", key="10004").exists():
+                continue  # the Visma sandbox is not seeded
+            number = _visma_stripe_invoice()
         found = _visma_open_amount(number)
         if found is None or found[0] not in customers:
             continue

@@ -154,7 +154,7 @@ def test_the_demo_is_ready_with_its_postings_and_a_signal_stops_everything(start
     lines = script.lines
     report = lines.index("nordlys-friluft's records, by stream:")
     assert lines[report + 1].startswith("  paypal captures: posted ")
-    # the demo's Stripe invoices: 100002 paid, 100001 paid and refunded, 100003 declined then paid and disputed
+    # the demo's Stripe invoices: 100005 paid, 100001 paid and refunded, 100003 declined then paid and disputed
     assert sorted(line for line in lines[report:] if line.startswith("  stripe ")) == [
         "  stripe charges: posted 4", "  stripe disputes: posted 1", "  stripe refunds: posted 1"]
     assert any(line.startswith("  total: posted ") for line in lines[report:])
