@@ -520,32 +520,44 @@ def _customer_invoice_apply(company_id: str, body: dict, dto: dict) -> dict:
     return _customer_invoice_totals(company_id, body)
 
 
-def customer_invoice_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
-    moment = at or visma_now()
+def _customer_document_start(company_id: str, dto: dict, moment: datetime, *, document_type: str, lines_key: str,
+                             series: str) -> tuple[dict, dict, Decimal]:
+    """What a new customer invoice and a new credit note both begin with (CustomerInvoiceDto, CustomerCreditNoteDto):
+    the customer checked, only inserted lines, the date, Visma's period (AR), the currency and rate, the number (the
+    caller's own with overrideNumberSeries, else the next of the series) and hold. Returns (body, customer, rate)."""
     customer_number = _value(dto, "customerNumber")
     customer = _party_require(company_id, "customer", customer_number, "Customer", "customerNumber")
-    for index, line in enumerate(dto.get("invoiceLines", [])):
+    for index, line in enumerate(dto.get(lines_key, [])):
         if (line.get("operation") or "Insert") != "Insert":
-            raise VismaError.invalid(f"invoiceLines[{index}].operation: a new invoice can only insert lines.")
+            raise VismaError.invalid(f"{lines_key}[{index}].operation: a new document can only insert lines.")
     document_date = _dto_datetime(dto, "documentDate", moment)
     financial_period, post_period = _periods(company_id, dto, document_date, "", "AR")
     currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or visma_base_currency())
     reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
-    if not reference:
-        reference = _number_new(company_id, "customer_invoice", "customer_invoice")
     hold = bool(_value(dto, "hold", False))
     body = {
-        "documentType": "Invoice",
-        "referenceNumber": reference,
+        "documentType": document_type,
+        "referenceNumber": reference or _number_new(company_id, series, series),
         "status": "Hold" if hold else "Balanced",
         "hold": hold,
         "customer": {"number": customer_number, "name": customer["name"]},
         "documentDate": visma_date_format(document_date),
-        "documentDueDate": visma_date_format(document_date + timedelta(days=30)),
         "financialPeriod": financial_period,
         "postPeriod": post_period,
         "currencyId": currency,
         "exchangeRate": float(rate),
+        "branchNumber": BRANCH,
+        "createdDateTime": visma_datetime_format(moment),
+    }
+    return body, customer, rate
+
+
+def customer_invoice_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
+    moment = at or visma_now()
+    body, customer, _rate = _customer_document_start(company_id, dto, moment, document_type="Invoice",
+                                                     lines_key="invoiceLines", series="customer_invoice")
+    body.update({
+        "documentDueDate": visma_date_format(datetime.fromisoformat(body["documentDate"]) + timedelta(days=30)),
         "externalReference": None,
         "paymentReference": None,
         "customerRefNumber": None,
@@ -553,14 +565,13 @@ def customer_invoice_create(company_id: str, dto: dict, *, at: datetime | None =
         "note": None,
         "creditTerms": customer.get("creditTerms"),
         "paymentMethod": None,
-        "branchNumber": BRANCH,
         "invoiceLines": [],
         "amountInCurrency": 0.0,
         "balanceInCurrency": 0.0,
-        "createdDateTime": visma_datetime_format(moment),
-    }
+    })
     body = _customer_invoice_apply(company_id, body, dto)
-    return visma_document_create(company_id, "customer_invoice", reference, body, label="Invoice", at=moment)
+    return visma_document_create(company_id, "customer_invoice", body["referenceNumber"], body, label="Invoice",
+                                 at=moment)
 
 
 def customer_invoice_update(company_id: str, number: str, dto: dict, *, if_match: str | None) -> VismaDocument:
@@ -585,42 +596,19 @@ def customer_invoice_update(company_id: str, number: str, dto: dict, *, if_match
 
 def customer_credit_note_create(company_id: str, dto: dict, *, at: datetime | None = None) -> VismaDocument:
     moment = at or visma_now()
-    customer_number = _value(dto, "customerNumber")
-    customer = _party_require(company_id, "customer", customer_number, "Customer", "customerNumber")
-    for index, line in enumerate(dto.get("lines", [])):
-        if (line.get("operation") or "Insert") != "Insert":
-            raise VismaError.invalid(f"lines[{index}].operation: a new credit note can only insert lines.")
     if not dto.get("lines"):
         raise VismaError.invalid("lines: a credit note needs at least one line.")
-    document_date = _dto_datetime(dto, "documentDate", moment)
-    financial_period, post_period = _periods(company_id, dto, document_date, "", "AR")
-    currency, rate = _currency(dto, "currencyId", customer.get("currencyId") or visma_base_currency())
-    reference = _value(dto, "referenceNumber") if _value(dto, "overrideNumberSeries") else None
-    if not reference:
-        reference = _number_new(company_id, "customer_credit_note", "customer_credit_note")
-    hold = bool(_value(dto, "hold", False))
-    body = {
-        "documentType": "CreditNote",
-        "referenceNumber": reference,
-        "status": "Hold" if hold else "Balanced",
-        "hold": hold,
-        "customer": {"number": customer_number, "name": customer["name"]},
-        "documentDate": visma_date_format(document_date),
-        "financialPeriod": financial_period,
-        "postPeriod": post_period,
-        "currencyId": currency,
-        "exchangeRate": float(rate),
-        "branchNumber": BRANCH,
-        "createdDateTime": visma_datetime_format(moment),
-        "applications": [],
-    }
+    body, _customer, rate = _customer_document_start(company_id, dto, moment, document_type="CreditNote",
+                                                     lines_key="lines", series="customer_credit_note")
+    body["applications"] = []
     for name in CUSTOMER_INVOICE_TEXTS:
         body[name] = _value(dto, name)
     body["lines"] = _lines_apply([], dto["lines"], _customer_invoice_line(company_id, rate), "lines")
     # CustomerCreditNoteDto carries the same totals as an invoice (detailTotal, vatTotal, amount with VAT, balance,
     # each with its twin), its lines under `lines` (swagger): computed per VAT code the same way.
     body = _customer_invoice_totals(company_id, body, lines_key="lines")
-    return visma_document_create(company_id, "customer_credit_note", reference, body, label="Credit note", at=moment)
+    return visma_document_create(company_id, "customer_credit_note", body["referenceNumber"], body,
+                                 label="Credit note", at=moment)
 
 
 # The collection each customer document type a payment line names lives in (PaymentLineUpdateDto.documentType).

@@ -482,11 +482,6 @@ def visma_field_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def stripe_minor_amount(amount: Decimal, currency: str) -> int:
-    """An amount in the integer smallest unit Stripe takes for the currency (Stripe's own table: currencies.py)."""
-    return stripe_minor(amount, currency, field="amount")
-
-
 def stripe_line_tax(net: Decimal, percent: Decimal, currency: str) -> Decimal:
     """The tax Stripe puts on one line at an exclusive percentage rate: per line item, to the smallest unit, half up
     (docs.stripe.com/invoicing/taxes/tax-rates; the rounding is our assumption, docs/visma-invoices.md)."""
@@ -813,7 +808,7 @@ class VismaInvoicesStream(StripeSource):
         found = invoice.to_dict()
         tax = sum(int(row.get("amount") or 0) for row in found.get("total_taxes") or [])
         stripe_figures = (found.get("subtotal"), tax, found.get("total"))
-        visma_figures = tuple(stripe_minor_amount(Decimal(posting.extra[name]), posting.currency)
+        visma_figures = tuple(stripe_minor(Decimal(posting.extra[name]), posting.currency, field=name)
                               for name in ("subtotal", "vat", "total"))
         if stripe_figures != visma_figures:
             raise PermanentError(
@@ -825,4 +820,4 @@ class VismaInvoicesStream(StripeSource):
 STREAMS[VismaInvoicesStream.name] = VismaInvoicesStream
 
 __all__ = ["STREAMS", "ChargesStream", "DisputesStream", "RefundsStream", "StripeCustomerMatch", "VismaInvoicesStream",
-           "stripe_amount", "stripe_customer_match", "stripe_line_tax", "stripe_minor_amount"]
+           "stripe_amount", "stripe_customer_match", "stripe_line_tax"]

@@ -358,6 +358,14 @@ def _customer_invoice_line(item: Mapping[str, Any], default: PostingLine, number
     return line
 
 
+def _customer_document_header(posting: Posting) -> dict[str, Any]:
+    """What a customer invoice and a credit note both carry (CustomerInvoiceUpdateDto, CustomerCreditNoteUpdateDto):
+    the customer, the date and Visma's period, the currency, the marker in externalReference, the text."""
+    return {"customerNumber": posting.customer, "documentDate": _date(posting.date),
+            "financialPeriod": _period(posting.date), "currencyId": posting.currency,
+            "externalReference": posting.marker, "invoiceText": posting.description}
+
+
 def visma_customer_invoice_fields(posting: Posting, *, own_number: bool = False) -> dict:
     """POST /v2/customerinvoice (CustomerInvoiceUpdateDto), the marker in externalReference; the vendor's own id
     (extra["customer_ref"]) in customerRefNumber, for people."""
@@ -369,15 +377,7 @@ def visma_customer_invoice_fields(posting: Posting, *, own_number: bool = False)
          "unit_price": line.credit - line.debit, "account": line.account, "dimensions": line.dimensions}
         for line in _lines(posting, "account")
     ]
-    fields: dict[str, Any] = {
-        **visma_hold_fields(posting),
-        "customerNumber": posting.customer,
-        "documentDate": _date(posting.date),
-        "financialPeriod": _period(posting.date),
-        "currencyId": posting.currency,
-        "externalReference": posting.marker,
-        "invoiceText": posting.description,
-    }
+    fields: dict[str, Any] = {**visma_hold_fields(posting), **_customer_document_header(posting)}
     if posting.extra.get("customer_ref"):
         fields["customerRefNumber"] = str(posting.extra["customer_ref"])
     if posting.extra.get("due_date"):
@@ -637,29 +637,11 @@ def visma_credit_note_fields(posting: Posting, *, own_number: bool = False) -> d
     items = posting.extra.get("lines") or [
         {"description": line.description or posting.description, "amount": line.debit - line.credit,
          "account": line.account, "dimensions": line.dimensions} for line in _lines(posting, "account")]
-    lines = []
-    for number, item in enumerate(items, start=1):
-        line: dict[str, Any] = {"operation": "Insert", "description": str(item.get("description") or ""),
-                                "quantity": Decimal(1),
-                                "manualAmountInCurrency": _amount(item.get("amount"), f"credit note line {number}"),
-                                "accountNumber": str(item.get("account") or default.account)}
-        dimensions = item.get("dimensions") or default.dimensions
-        if dimensions:
-            line["subaccount"] = dimensions
-        if item.get("vat_code"):
-            line["vatCodeId"] = str(item["vat_code"])
-        lines.append(line)
-    fields: dict[str, Any] = {
-        "customerNumber": posting.customer,
-        "documentDate": _date(posting.date),
-        "financialPeriod": _period(posting.date),
-        "currencyId": posting.currency,
-        "externalReference": posting.marker,
-        "invoiceText": posting.description,
-    }
+    # A credit note line is an invoice line (CustomerCreditNoteLineUpdateDto has the same fields).
+    fields: dict[str, Any] = _customer_document_header(posting)
     if posting.extra.get("invoice_number"):
         fields["customerRefNumber"] = str(posting.extra["invoice_number"])
-    fields["lines"] = lines
+    fields["lines"] = [_customer_invoice_line(item, default, number) for number, item in enumerate(items, start=1)]
     if own_number:
         fields = _own_number(fields, "referenceNumber", posting.marker)
     return _fitted("customer_credit_note", fields, posting.marker)
