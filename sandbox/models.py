@@ -437,12 +437,14 @@ class SquareObject(models.Model):
 
 
 class SquareFault(models.Model):
-    """A fault switch: the next `remaining` calls whose path starts with `path_prefix` get `status` (500 or 429)."""
+    """A fault switch: after `after` calls whose path starts with `path_prefix`, the next `remaining` get `status`
+    (500, 503 or 429); 401 means the OAuth access token the call presents expires at that moment."""
 
     path_prefix = models.CharField(max_length=200)
     method = models.CharField(max_length=10, blank=True, help_text="Empty: every method.")
     status = models.PositiveSmallIntegerField()
     remaining = models.PositiveIntegerField()
+    after = models.PositiveIntegerField(default=0, help_text="Calls on the path let through before the fault.")
 
     def __str__(self) -> str:
         return f"{self.status} × {self.remaining} on {self.method or '*'} {self.path_prefix}"
