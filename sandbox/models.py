@@ -360,7 +360,7 @@ class SquareMerchant(models.Model):
     main_location_id = models.CharField(max_length=32, blank=True)
     clock_offset_seconds = models.BigIntegerField(default=0, help_text="The merchant's clock is now + this.")
     # The webhook subscription (spec WebhookSubscription: notification_url, signature_key).
-    notification_url = models.URLField(max_length=500, blank=True)
+    notification_url = models.CharField(max_length=500, blank=True, help_text="The exact URL Square signs over.")
     signature_key = models.CharField(max_length=100, blank=True)
     # The OAuth application the seller authorized (spec ObtainTokenRequest client_id / client_secret).
     application_id = models.CharField(max_length=191)

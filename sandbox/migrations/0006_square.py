@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=200)),
                 ('main_location_id', models.CharField(blank=True, max_length=32)),
                 ('clock_offset_seconds', models.BigIntegerField(default=0, help_text="The merchant's clock is now + this.")),
-                ('notification_url', models.URLField(blank=True, max_length=500)),
+                ('notification_url', models.CharField(blank=True, help_text='The exact URL Square signs over.', max_length=500)),
                 ('signature_key', models.CharField(blank=True, max_length=100)),
                 ('application_id', models.CharField(max_length=191)),
                 ('application_secret', models.CharField(max_length=200)),
