@@ -52,7 +52,8 @@ def test_inclusive_vat_stays_in_the_gross_sale_and_a_fixed_discount_is_shared_by
     # when
     order = square_api.square_order_create(
         merchant, None, lines=[{"name": "Jakke", "base_price": 7500}, {"name": "Lue", "base_price": 2500}],
-        taxes=[{"name": "MVA", "percentage": "25", "type": "INCLUSIVE"}], discounts=[{"name": "Kupong", "amount": 1000}])
+        taxes=[{"name": "MVA", "percentage": "25", "type": "INCLUSIVE"}],
+        discounts=[{"name": "Kupong", "amount": 1000}])
 
     # then
     assert [(line["total_discount_money"]["amount"], line["total_tax_money"]["amount"], line["total_money"]["amount"])
