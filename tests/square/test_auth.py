@@ -437,3 +437,26 @@ def test_the_renewal_rule_by_itself():
     assert auth.renewal_due(now + timedelta(days=23), now=now)  # 7 days old
     assert auth.renewal_due(now - timedelta(seconds=1), now=now)  # expired
     assert auth.renewal_due(None, now=now)  # age unknown
+
+
+def test_the_admin_shows_that_the_seller_must_re_authorize_on_the_connection_and_the_integration(db, mocked,
+                                                                                                 admin_client):
+    # given: a refused refresh
+    from django.urls import reverse
+
+    connection = oauth_connection(age_days=45)
+    integration = IntegrationFactory(tenant=connection.tenant, kind="square", partner_connection=connection)
+    mocked.add(responses.POST, TOKEN_URL, status=400, json=REFUSED)
+    with pytest.raises(SquareReauthorizationRequired):
+        api(connection).locations()
+
+    # when
+    pages = [admin_client.get(reverse("admin:connectors_connection_changelist")),
+             admin_client.get(reverse("admin:connectors_connection_change", args=[connection.pk])),
+             admin_client.get(reverse("admin:connectors_integration_changelist")),
+             admin_client.get(reverse("admin:connectors_integration_change", args=[integration.pk]))]
+
+    # then
+    for page in pages:
+        assert page.status_code == 200
+        assert "the seller must re-authorize in Square" in page.content.decode()
