@@ -9,5 +9,6 @@ class ConnectorsConfig(AppConfig):
     def ready(self):
         # Each vendor package registers its streams, webhook verifier and ping on import.
         import connectors.paypal  # noqa: F401
+        import connectors.square  # noqa: F401
         import connectors.stripe  # noqa: F401
         import connectors.visma  # noqa: F401

@@ -102,6 +102,10 @@ class Connection(models.Model):
     hourly_call_budget = models.PositiveIntegerField(
         null=True, blank=True, help_text="Calls per hour the system allows this connection; empty: no budget."
     )
+    # Set when the system refused our credentials for good (Square: the refresh token was refused, or the seller
+    # revoked access): calls stop until new credentials are saved; cleared by the first call that works again.
+    authorization_problem = models.TextField(blank=True, default="", editable=False)
+    authorization_problem_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -34,9 +34,11 @@ KINDS: dict[str, KindSpec] = {
     "paypal": KindSpec("paypal", required_credentials=("client_id", "client_secret"),
                        optional_credentials=_WEBHOOK_CREDENTIALS),
     "stripe": KindSpec("stripe", required_credentials=("secret_key",), optional_credentials=_WEBHOOK_CREDENTIALS),
-    # Square OAuth: the access token is renewed with the refresh token before its 30-day expiry.
+    # Square: a personal access token, or OAuth tokens (expires_at ISO 8601; client_secret only for the code flow,
+    # PKCE has none) renewed with the refresh token long before their 30-day expiry (connectors/square/auth.py).
     "square": KindSpec("square", required_credentials=("access_token",),
-                       optional_credentials=(*_WEBHOOK_CREDENTIALS, "refresh_token", "client_id", "client_secret")),
+                       optional_credentials=(*_WEBHOOK_CREDENTIALS, "webhook_signature_keys", "expires_at",
+                                             "refresh_token", "client_id", "client_secret")),
     "airbase": KindSpec("airbase", required_credentials=("api_key",), optional_credentials=_WEBHOOK_CREDENTIALS),
     # Adobe Commerce: an integration token (OAuth 1.0a on PaaS) or Adobe IMS server-to-server (SaaS).
     "adobe_commerce": KindSpec(
