@@ -25,6 +25,7 @@ from connectors.visma.target import VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.services import MappingOutcome, posting_map
 
+from .invoices import square_invoice_of_payment
 from .sources import SquareSource, square_money, square_time
 
 # Payment.source_type values Square processes itself, so it charges a processing fee (docs/square.md §6, §7).
@@ -141,7 +142,7 @@ class PaymentSource(SquareSource):
                 if payment.get("id") in seen:
                     continue
                 seen.add(payment["id"])
-                yield _source_payment(payment)
+                yield self.fresh(_source_payment(payment))
                 # Parts are found after the payment itself was taken (it may have posted just now).
                 yield from self.payment_parts(payment)
 
@@ -155,7 +156,7 @@ class PaymentSource(SquareSource):
             if part.source_id != source_id:
                 source_take(self.integration, self, part)
         if source_id == payment_id:
-            return _source_payment(payment)
+            return self.fresh(_source_payment(payment))
         return next((part for part in parts if part.source_id == source_id), None)
 
     def payment_parts(self, payment: Mapping) -> list[SourceObject]:
@@ -262,8 +263,6 @@ class PaymentSource(SquareSource):
 
     def square_invoice_of_payment(self, payment: Mapping) -> dict | None:
         """The Square invoice this payment pays, or None (connectors/square/invoices.py decides, from the order)."""
-        from .invoices import square_invoice_of_payment
-
         return square_invoice_of_payment(self, payment)
 
     def _posted_sale(self, payment_id: str, *, what: str) -> tuple[Posting, object]:
@@ -361,9 +360,9 @@ class RefundSource(SquareSource):
             amount = square_money(refund.get("amount_money"), field="amount_money", what=f"refund {refund.get('id')}")
         except SourceDataError:
             pass
-        return SourceObject(source_id=str(refund["id"]), payload={"refund": dict(refund)},
+        return self.fresh(SourceObject(source_id=str(refund["id"]), payload={"refund": dict(refund)},
                             updated_at=square_time(refund.get("updated_at")), amount=amount,
-                            currency=str((refund.get("amount_money") or {}).get("currency") or "").upper())
+                            currency=str((refund.get("amount_money") or {}).get("currency") or "").upper()))
 
     def _payment_take(self, payment_id: str) -> None:
         """A refund of a payment we have not read (its location polled later, a missed webhook): the payment is
