@@ -3,6 +3,7 @@ from connectors import registry
 
 from .client import square_ping
 from .flows import STREAMS
+from .webhooks import SquareWebhookVerifier
 
 SETTINGS_SCHEMA: dict[str, tuple[type, object]] = {
     # The Square-Version every request names (docs/square.md §2): the version api.json describes.
@@ -29,5 +30,13 @@ SETTINGS_SCHEMA: dict[str, tuple[type, object]] = {
 
 spec = registry.KINDS["square"]
 spec.ping = square_ping
+spec.verifier = SquareWebhookVerifier()
 spec.settings_schema.update(SETTINGS_SCHEMA)
 spec.streams.update(STREAMS)
+
+# F2: invoices (with their payments and the customers they need) and vendors.
+from .invoices import STREAMS as INVOICE_STREAMS  # noqa: E402
+from .vendors import STREAMS as VENDOR_STREAMS  # noqa: E402
+
+spec.streams.update(INVOICE_STREAMS)
+spec.streams.update(VENDOR_STREAMS)
