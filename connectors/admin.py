@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django_q.models import Schedule
@@ -160,17 +161,17 @@ class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["__str__", "tenant", "system", "base_url", "credential_keys", "token_expires_at",
-                    "hourly_call_budget"]
+                    "hourly_call_budget", "authorization"]
     list_filter = ["system", "tenant"]
     list_select_related = ["tenant"]
     search_fields = ["tenant__slug", "tenant__name", "base_url"]
     fieldsets = [
         (None, {"fields": ["tenant", "system", "base_url", "token_url", "hourly_call_budget"]}),
         ("Credentials", {"fields": ["credential_keys", "credentials_json", "replace_credentials"]}),
-        ("Token", {"fields": ["token_expires_at"]}),
+        ("Token", {"fields": ["token_expires_at", "authorization"]}),
         ("Times", {"fields": ["created_at", "updated_at"]}),
     ]
-    readonly_fields = ["credential_keys", "token_expires_at", "created_at", "updated_at"]
+    readonly_fields = ["credential_keys", "token_expires_at", "authorization", "created_at", "updated_at"]
 
     def save_model(self, request, obj, form, change):
         connection_save(obj)
@@ -185,6 +186,10 @@ class ConnectionAdmin(admin.ModelAdmin):
                 details={"connection": obj.pk, "keys_set": form.keys_set, "keys_removed": form.keys_removed},
             )
 
+    @admin.display(description="authorization")
+    def authorization(self, connection):
+        return authorization_shown(connection)
+
     @admin.display(description="credential keys set")
     def credential_keys(self, connection):
         keys = sorted((connection.credentials or {}).keys())
@@ -193,6 +198,18 @@ class ConnectionAdmin(admin.ModelAdmin):
         missing = [key for key in registry.kind_spec(connection.system).required_credentials if key not in keys]
         text = ", ".join(keys) or "none"
         return f"{text} (missing: {', '.join(missing)})" if missing else text
+
+
+def authorization_shown(connection: Connection | None) -> str:
+    """What the system said when it refused the connection's credentials for good (Square: "the seller must
+    re-authorize in Square"), or "OK"; calls stop until new credentials are saved."""
+    if connection is None or not connection.authorization_problem:
+        return "OK"
+    since = connection.authorization_problem_at
+    when = f" (since {timezone.localtime(since):%Y-%m-%d %H:%M})" if since else ""
+    saved = connection.updated_at and since and connection.updated_at > since
+    after = " — new credentials saved since: the next call tries them" if saved else ""
+    return format_html('<strong style="color:#ba2121">{}</strong>{}{}', connection.authorization_problem, when, after)
 
 
 # --- integrations ---------------------------------------------------------------------------------------------------
@@ -228,16 +245,17 @@ class IntegrationAdmin(admin.ModelAdmin):
     """Saving goes through integration_save: settings validated, poll schedules brought in line."""
 
     form = IntegrationForm
-    list_display = ["__str__", "tenant", "kind", "enabled", "webhook_url", "flagged_records"]
+    list_display = ["__str__", "tenant", "kind", "enabled", "webhook_url", "flagged_records", "authorization"]
     list_filter = ["kind", "enabled", "tenant"]
-    list_select_related = ["tenant"]
+    list_select_related = ["tenant", "partner_connection"]
     search_fields = ["tenant__slug", "tenant__name"]
     fieldsets = [
         (None, {"fields": ["tenant", "kind", "visma_connection", "partner_connection", "enabled"]}),
         ("Settings", {"fields": ["settings", "poll_minutes"]}),
-        ("Running", {"fields": ["id", "webhook_url", "poll_schedules", "created_at", "updated_at"]}),
+        ("Running", {"fields": ["id", "webhook_url", "authorization", "poll_schedules", "created_at",
+                                "updated_at"]}),
     ]
-    readonly_fields = ["id", "webhook_url", "poll_schedules", "created_at", "updated_at"]
+    readonly_fields = ["id", "webhook_url", "authorization", "poll_schedules", "created_at", "updated_at"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
@@ -256,6 +274,10 @@ class IntegrationAdmin(admin.ModelAdmin):
     @admin.display(description="webhook URL")
     def webhook_url(self, integration):
         return integration.webhook_path if integration.pk and integration.kind else ""
+
+    @admin.display(description="authorization")
+    def authorization(self, integration):
+        return authorization_shown(integration.partner_connection if integration.partner_connection_id else None)
 
     @admin.display(description="flagged", ordering="flagged_count")
     def flagged_records(self, integration):

@@ -1,10 +1,15 @@
-"""Read-only views of the Visma emulator's state: documents, GL balances, clients, tokens, budgets, faults."""
+"""Read-only views of the emulators' state: Visma documents, GL balances, clients, tokens, budgets, faults; Square
+merchants, objects, faults and the request log."""
 import json
 
 from django.contrib import admin
 from django.utils.html import format_html
 
 from .models import (
+    SquareFault,
+    SquareMerchant,
+    SquareObject,
+    SquareRequest,
     VismaCallWindow,
     VismaClient,
     VismaCounter,
@@ -84,3 +89,36 @@ class VismaFaultAdmin(ReadOnlyAdmin):
 @admin.register(VismaCounter)
 class VismaCounterAdmin(ReadOnlyAdmin):
     list_display = ["series", "last_number", "company_id"]
+
+
+@admin.register(SquareMerchant)
+class SquareMerchantAdmin(ReadOnlyAdmin):
+    list_display = ["merchant_id", "name", "main_location_id", "notification_url", "fee_later", "list_delay_seconds",
+                    "clock_offset_seconds"]
+    exclude = ["application_secret", "signature_key"]
+
+
+@admin.register(SquareObject)
+class SquareObjectAdmin(ReadOnlyAdmin):
+    list_display = ["object_type", "square_id", "merchant", "created_at", "updated_at", "delivered_at"]
+    list_filter = ["object_type", "merchant"]
+    search_fields = ["square_id"]
+    fields = ["merchant", "object_type", "square_id", "created_at", "updated_at", "listed_from", "delivered_at",
+              "pretty_body"]
+    readonly_fields = fields
+
+    @admin.display(description="Body (as Square answers it)")
+    def pretty_body(self, row):
+        return format_html("<pre>{}</pre>", json.dumps(row.body, indent=2, ensure_ascii=False))
+
+
+@admin.register(SquareFault)
+class SquareFaultAdmin(ReadOnlyAdmin):
+    list_display = ["path_prefix", "method", "status", "remaining"]
+
+
+@admin.register(SquareRequest)
+class SquareRequestAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "method", "path", "status", "square_version", "fits_spec", "merchant"]
+    list_filter = ["status", "method"]
+    search_fields = ["path"]

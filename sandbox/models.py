@@ -349,3 +349,125 @@ class StripeIdempotentRequest(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class SquareMerchant(models.Model):
+    """A Square seller the emulator knows: its locations' main one, its clock, webhook subscription, OAuth app and
+    the switches a test turns (docs/square-sandbox.md says what each follows)."""
+
+    merchant_id = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    main_location_id = models.CharField(max_length=32, blank=True)
+    clock_offset_seconds = models.BigIntegerField(default=0, help_text="The merchant's clock is now + this.")
+    # The webhook subscription (spec WebhookSubscription: notification_url, signature_key).
+    notification_url = models.URLField(max_length=500, blank=True)
+    signature_key = models.CharField(max_length=100, blank=True)
+    # The OAuth application the seller authorized (spec ObtainTokenRequest client_id / client_secret).
+    application_id = models.CharField(max_length=191)
+    application_secret = models.CharField(max_length=200)
+    # Switches.
+    fee_later = models.BooleanField(default=True, help_text="Card-type payments get processing_fee[] on a later "
+                                                            "update (docs/square.md §6), not at creation.")
+    list_delay_seconds = models.PositiveIntegerField(default=0, help_text="A new payment or refund appears in "
+                                                                          "lists only after this many seconds.")
+    token_lifetime_days = models.PositiveIntegerField(default=30, help_text="OAuth access token lifetime "
+                                                                            "(spec ObtainTokenResponse: 30 days).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["merchant_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.merchant_id})"
+
+
+class SquareToken(models.Model):
+    """An access token Square issued to the merchant: a personal one (never expires) or an OAuth one with its
+    refresh token (code flow: multi-use; PKCE: single use, spec ObtainTokenResponse.refresh_token)."""
+
+    PERSONAL, CODE, PKCE = "personal", "code", "pkce"
+
+    merchant = models.ForeignKey(SquareMerchant, on_delete=models.CASCADE, related_name="tokens")
+    flow = models.CharField(max_length=10, choices=[(PERSONAL, PERSONAL), (CODE, CODE), (PKCE, PKCE)])
+    access_token = models.CharField(max_length=200, unique=True)
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_token = models.CharField(max_length=200, blank=True, db_index=True)
+    refresh_token_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_used_at = models.DateTimeField(null=True, blank=True, help_text="PKCE: the refresh token was spent.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.flow} token {self.access_token[:12]}…"
+
+
+class SquareAuthorizationCode(models.Model):
+    """An authorization code from the seller's consent (single use, 5 minutes: Square's OAuth overview page)."""
+
+    merchant = models.ForeignKey(SquareMerchant, on_delete=models.CASCADE, related_name="authorization_codes")
+    code = models.CharField(max_length=191, unique=True)
+    code_challenge = models.CharField(max_length=200, blank=True, help_text="PKCE: base64url(SHA-256(verifier)).")
+    issued_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+
+class SquareObject(models.Model):
+    """One Square object (location, payment, refund, order, invoice, customer, vendor, event) as the JSON Square
+    returns, with the times lists filter and sort on."""
+
+    merchant = models.ForeignKey(SquareMerchant, on_delete=models.CASCADE, related_name="square_objects")
+    object_type = models.CharField(max_length=20)
+    square_id = models.CharField(max_length=192)
+    body = models.JSONField()
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    listed_from = models.DateTimeField(help_text="Eventual consistency: lists show it from this time on.")
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="Events: when the webhook was delivered.")
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["merchant", "object_type", "square_id"],
+                                               name="one_square_object_per_id")]
+
+    def __str__(self) -> str:
+        return f"{self.object_type} {self.square_id}"
+
+
+class SquareFault(models.Model):
+    """A fault switch: the next `remaining` calls whose path starts with `path_prefix` get `status` (500 or 429)."""
+
+    path_prefix = models.CharField(max_length=200)
+    method = models.CharField(max_length=10, blank=True, help_text="Empty: every method.")
+    status = models.PositiveSmallIntegerField()
+    remaining = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.status} × {self.remaining} on {self.method or '*'} {self.path_prefix}"
+
+
+class SquareRequest(models.Model):
+    """Every request the Square emulator answered: what it was, its Square-Version, and whether it fit api.json."""
+
+    merchant = models.ForeignKey(SquareMerchant, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="requests")
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=300)
+    query = models.TextField(blank=True)
+    body = models.TextField(blank=True)
+    status = models.PositiveSmallIntegerField()
+    square_version = models.CharField(max_length=40, blank=True)
+    spec_problems = models.TextField(blank=True, help_text="Empty: the request fits api.json.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    @property
+    def fits_spec(self) -> bool:
+        return not self.spec_problems
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} → {self.status}"

@@ -67,4 +67,5 @@ urlpatterns = [
     path("visma/_state/balances", views.VismaBalancesView.as_view(), name="visma-balances"),
     path("paypal/", include("sandbox.paypal_urls")),
     path("stripe/", include("sandbox.stripe_urls")),
+    path("square/", include("sandbox.square_urls")),
 ]

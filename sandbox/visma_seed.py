@@ -50,8 +50,10 @@ ACCOUNTS = [
     ("2081", "Share capital", "Liability", True, False),
     ("2440", "Accounts payable", "Liability", True, False),
     ("2611", "Output VAT 25%", "Liability", True, False),
+    ("2960", "Tips owed to staff", "Liability", True, False),
     ("3000", "Sales", "Income", True, False),
     ("3010", "Sales EU", "Income", True, False),
+    ("3020", "Sales in stores", "Income", True, False),
     ("3099", "Old sales", "Income", False, False),
     ("4010", "Purchases", "Expense", True, False),
     ("6110", "Office supplies", "Expense", True, False),
@@ -63,7 +65,10 @@ ACCOUNT_CLASSES = {"Asset": "ASSETS", "Liability": "LIABILITIES", "Income": "INC
 
 # (segment id, description, length, [(value, description, active)])
 SUBACCOUNT_SEGMENTS = [
-    (1, "Department", 3, [("100", "Sales", True), ("200", "Support", True), ("900", "Closed department", False)]),
+    (1, "Department", 3, [("100", "Sales", True), ("200", "Support", True), ("900", "Closed department", False),
+                          # Square stores (issue 10): each location's cost center; Trondheim is closed.
+                          ("310", "Store Oslo Sentrum", True), ("320", "Store Bergen", True),
+                          ("330", "Web shop", True), ("390", "Store Trondheim (closed)", False)]),
     (2, "Project", 5, [("P-100", "Webshop", True), ("P-200", "Marketplace", True)]),
 ]
 

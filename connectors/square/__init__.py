@@ -3,6 +3,7 @@ from connectors import registry
 
 from .client import square_ping
 from .flows import STREAMS
+from .webhooks import SquareWebhookVerifier
 
 SETTINGS_SCHEMA: dict[str, tuple[type, object]] = {
     # The Square-Version every request names (docs/square.md §2): the version api.json describes.
@@ -29,6 +30,7 @@ SETTINGS_SCHEMA: dict[str, tuple[type, object]] = {
 
 spec = registry.KINDS["square"]
 spec.ping = square_ping
+spec.verifier = SquareWebhookVerifier()
 spec.settings_schema.update(SETTINGS_SCHEMA)
 spec.streams.update(STREAMS)
 

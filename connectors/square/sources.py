@@ -8,9 +8,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 
+from django.utils import timezone
+
+from audit.models import RecordStatus, SyncRecord
 from connectors import registry
 from connectors.dates import tenant_date
-from connectors.pipeline import SourceDataError, Stream
+from connectors.pipeline import SourceDataError, SourceObject, Stream
 from mappings.models import SquareLocation
 from mappings.money import MoneyError, from_minor, minor_units
 
@@ -117,6 +120,17 @@ class SquareSource(Stream):
         if isinstance(moment, str):
             moment = square_time(moment)
         return tenant_date(self.tenant, moment)
+
+    def fresh(self, source: SourceObject) -> SourceObject:
+        """A source object just read from Square. A record of it that waits on Square itself (a fee not reported
+        yet, a payment not completed) is due again at once when Square changed the object, not at its next look:
+        the payment.updated that brings the fee posts the payment."""
+        if source.updated_at is not None:
+            SyncRecord.objects.filter(
+                integration=self.integration, stream=self.name, source_id=source.source_id,
+                status=RecordStatus.WAITING, waiting_on_stream="", source_updated_at__lt=source.updated_at,
+            ).update(next_attempt_at=timezone.now())
+        return source
 
     # --- locations -----------------------------------------------------------------------------------------
 

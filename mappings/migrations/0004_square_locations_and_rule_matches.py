@@ -3,10 +3,26 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+# The Square locations mirror is refreshed hourly, like the Visma reference data's delta (connectors 0004).
+LOCATIONS_SCHEDULE = "square locations: refresh of every Square integration"
+
+
+def create_schedule(apps, schema_editor):
+    apps.get_model("django_q", "Schedule").objects.update_or_create(
+        name=LOCATIONS_SCHEDULE,
+        defaults={"func": "connectors.square.locations.square_locations_refresh_all", "schedule_type": "I",
+                  "minutes": 60, "repeats": -1},
+    )
+
+
+def remove_schedule(apps, schema_editor):
+    apps.get_model("django_q", "Schedule").objects.filter(name=LOCATIONS_SCHEDULE).delete()
+
 
 class Migration(migrations.Migration):
 
     dependencies = [
+        ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
         ('connectors', '0010_tenant_time_zone_and_release'),
         ('mappings', '0003_rules_periods_currencies_vat_codes'),
     ]
@@ -61,4 +77,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('tenant', 'location_id'), name='one_square_location_per_id')],
             },
         ),
+        migrations.RunPython(create_schedule, remove_schedule),
     ]

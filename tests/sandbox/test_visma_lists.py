@@ -70,7 +70,7 @@ def test_accounts_can_be_listed_active_or_inactive(visma):
     inactive = visma.get("/v1/account", {"active": "false"}).json()
 
     # then
-    assert len(active) == 16
+    assert len(active) == 18
     assert [account["accountCD"] for account in inactive] == ["3099"]
     assert inactive[0]["metadata"] == {"totalCount": 1, "maxPageSize": 100}
 
@@ -111,6 +111,7 @@ def test_the_subaccount_dimension_lists_segments_and_values(visma):
     ]
     assert [(value["valueId"], value["active"]) for value in dimension["segments"][0]["segmentValues"]] == [
         ("100", True), ("200", True), ("900", False),
+        ("310", True), ("320", True), ("330", True), ("390", False),
     ]
     assert [value["valueId"] for value in dimension["segments"][1]["segmentValues"]] == ["P-100", "P-200"]
     assert without_values["segments"][0]["segmentValues"] == []
@@ -124,8 +125,9 @@ def test_subaccounts_list_every_department_and_project_pair(visma):
     # then
     assert [subaccount["subaccountNumber"] for subaccount in subaccounts] == [
         "100-P-100", "100-P-200", "200-P-100", "200-P-200", "900-P-100", "900-P-200",
+        "310-P-100", "310-P-200", "320-P-100", "320-P-200",
     ]
-    assert len(active) == 4
+    assert len(active) == 10
 
 
 def test_journal_transactions_need_a_period_or_a_change_date(visma):

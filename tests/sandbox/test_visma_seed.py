@@ -32,7 +32,7 @@ def test_the_seed_company_holds_the_reference_data_and_documents():
     )
     assert (client.token_lifetime_seconds, client.hourly_call_budget) == (3600, 500)
     assert Counter(VismaDocument.objects.values_list("collection", flat=True)) == {
-        "account": 17, "dimension": 1, "subaccount": 6, "customer": 250, "supplier": 4, "vat": 4,
+        "account": 19, "dimension": 1, "subaccount": 14, "customer": 250, "supplier": 4, "vat": 4,
         "customer_invoice": 4, "supplier_invoice": 2, "journal": 1, "financial_period": 60,
     }
     assert VismaDocument.objects.get(collection="customer", key="10001").body["name"] == "Nordic Outdoor AB"

@@ -1,0 +1,685 @@
+"""The Square emulator's state and the Python API tests call: merchants (sellers) with their clock, locations, tokens
+and webhook subscription; payments, refunds, OAuth; faults; the request log.
+
+Sources: `sandbox/vendor_specs/square/api.json` ("spec", Square-Version 2025-08-20) and `docs/square.md` (§ numbers).
+Amounts are integers in the currency's smallest unit (spec `Money`): 12500 NOK is kr 125.00.
+
+Functions tests call (all take the merchant first, return Square's JSON as a dict, and queue the webhook events
+Square would send; `square_webhooks.square_events_deliver` posts them):
+
+- `square_merchant_create(name=..., locations=(("Oslo Sentrum", "ACTIVE"), ...), notification_url=..., ...)` → a
+  merchant with a personal access token (`square_personal_token(merchant)`), its locations (the first is the main
+  one; `square_locations(merchant)` gives them by name), webhook signature key, OAuth application id and secret.
+- `square_location_create(merchant, name, status=, currency=, main=)`.
+- `square_payment_create(merchant, location_id, amount, tip=0, currency=None, source_type="CARD",
+  status="COMPLETED", fee=None, fee_later=None, customer_id=None, order_id=None)`: a card-type payment gets its
+  `processing_fee[]` later when `fee_later` (default: the merchant's switch), else at once; `fee` overrides the
+  emulator's price (FEE_PERCENT). `processing_fee` is absent until a fee exists (stricter than an empty list).
+  `square_payment_fee_add(merchant, payment_id, amount=None, fee_type="INITIAL"|"ADJUSTMENT")`,
+  `square_payment_complete`, `square_payment_cancel(merchant, payment_id, status="CANCELED"|"FAILED")`.
+- `square_refund_create(merchant, payment_id, amount, fee_returned=0, status="COMPLETED"|"PENDING")`,
+  `square_refund_complete(merchant, refund_id, status="COMPLETED"|"FAILED"|"REJECTED", fee_returned=None)`.
+- `square_oauth_tokens_issue(merchant, pkce=False, issued_at=None)` → (access_token, refresh_token, expires_at ISO);
+  `square_oauth_code_issue(merchant, code_challenge="")` → an authorization code for ObtainToken;
+  `square_authorization_revoke(merchant, revoker_type="MERCHANT")` (tokens refused, oauth.authorization.revoked).
+- `square_clock_advance(merchant, timedelta)`: the merchant's clock (token expiry, created_at/updated_at).
+- `square_fault_set(path_prefix, status=500|429, times=1, method="")`: the next calls on that path fail.
+- `SquareRequest.objects` is the request log (method, path, status, square_version, spec_problems).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import string
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import SquareAuthorizationCode, SquareFault, SquareMerchant, SquareObject, SquareToken
+
+# Payment source types Square processes (and takes a fee on): docs/square.md §6 "Build".
+CARD_TYPES = frozenset({"CARD", "WALLET", "BUY_NOW_PAY_LATER", "BANK_ACCOUNT", "SQUARE_ACCOUNT"})
+# spec Payment.source_type (prose): "current values include" these.
+SOURCE_TYPES = CARD_TYPES | {"CASH", "EXTERNAL"}
+# The emulator's own card price (Square's rates vary by country and product; tests can pass `fee=`).
+FEE_PERCENT = Decimal("2.6")
+# docs/square.md §3: 15-day grace to refresh after the access token expired (a Square staff forum answer; not
+# confirmed by a Square page); PKCE refresh tokens are single use and live 90 days; codes 5 minutes, single use.
+REFRESH_GRACE = timedelta(days=15)
+PKCE_REFRESH_LIFETIME = timedelta(days=90)
+AUTHORIZATION_CODE_LIFETIME = timedelta(minutes=5)
+# The scopes every emulated token carries (docs/square.md §3 "Scopes").
+SCOPES = ["MERCHANT_PROFILE_READ", "PAYMENTS_READ", "ORDERS_READ", "INVOICES_READ", "CUSTOMERS_READ", "VENDOR_READ"]
+DEFAULT_SIGNATURE_KEY_BYTES = 16
+_ID_ALPHABET = string.ascii_uppercase + string.digits
+_TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"
+
+
+class SquareApiError(Exception):
+    """An error answer as Square gives it: {"errors": [{"category", "code", "detail", "field"}]} (spec `Error`)."""
+
+    CATEGORIES = {401: "AUTHENTICATION_ERROR", 403: "AUTHENTICATION_ERROR", 429: "RATE_LIMIT_ERROR"}
+
+    def __init__(self, status: int, code: str, detail: str, *, field: str | None = None,
+                 category: str | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        error = {"category": category or self.CATEGORIES.get(status, "API_ERROR" if status >= 500
+                                                              else "INVALID_REQUEST_ERROR"),
+                 "code": code, "detail": detail}
+        if field:
+            error["field"] = field
+        self.body = {"errors": [error]}
+
+    @classmethod
+    def not_found(cls, what: str, object_id: str) -> SquareApiError:
+        return cls(404, "NOT_FOUND", f"Could not find {what} with id `{object_id}`.")
+
+
+# --- ids, time ------------------------------------------------------------------------------------------------------
+
+
+def square_id(length: int = 29, prefix: str = "") -> str:
+    """An id shaped like Square's (uppercase letters and digits; locations 13, payments 29 characters)."""
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(length - len(prefix)))
+
+
+def _token(prefix: str, length: int = 64) -> str:
+    return prefix + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(length))
+
+
+def square_now(merchant: SquareMerchant) -> datetime:
+    """The merchant's clock: now, moved by `square_clock_advance`."""
+    return timezone.now() + timedelta(seconds=merchant.clock_offset_seconds)
+
+
+def square_clock_advance(merchant: SquareMerchant, delta: timedelta) -> datetime:
+    """Move the merchant's clock forward (tokens expire, times move on); the new time."""
+    SquareMerchant.objects.filter(pk=merchant.pk).update(
+        clock_offset_seconds=F("clock_offset_seconds") + int(delta.total_seconds()))
+    merchant.refresh_from_db(fields=["clock_offset_seconds"])
+    return square_now(merchant)
+
+
+def square_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, as Square writes times (spec examples: 2021-10-13T19:34:33.524Z)."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def square_expiry_time(moment: datetime) -> str:
+    """ObtainTokenResponse.expires_at as Square writes it (spec example 2025-04-03T18:31:06Z, minLength 20)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def square_time_parse(text: str, field: str) -> datetime:
+    """An RFC 3339 time from a request (Z or an offset); 400 INVALID_TIME otherwise (spec ErrorCode)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise SquareApiError(400, "INVALID_TIME", f"`{text}` is not a valid RFC 3339 time.", field=field)
+    return moment
+
+
+def money(amount: int, currency: str) -> dict:
+    return {"amount": int(amount), "currency": currency}
+
+
+# --- objects ------------------------------------------------------------------------------------------------------
+
+
+def square_object(merchant: SquareMerchant, object_type: str, object_id: str) -> dict | None:
+    row = SquareObject.objects.filter(merchant=merchant, object_type=object_type, square_id=object_id).first()
+    return row.body if row else None
+
+
+def square_object_required(merchant: SquareMerchant, object_type: str, object_id: str) -> dict:
+    body = square_object(merchant, object_type, object_id)
+    if body is None:
+        raise SquareApiError.not_found(object_type, object_id)
+    return body
+
+
+def _store(merchant: SquareMerchant, object_type: str, body: dict, *, at: datetime,
+           listed_after_seconds: int = 0) -> dict:
+    SquareObject.objects.create(merchant=merchant, object_type=object_type, square_id=body["id"], body=body,
+                                created_at=at, updated_at=at,
+                                listed_from=at + timedelta(seconds=listed_after_seconds))
+    return body
+
+
+def _save(merchant: SquareMerchant, object_type: str, body: dict, *, at: datetime) -> dict:
+    SquareObject.objects.filter(merchant=merchant, object_type=object_type, square_id=body["id"]).update(
+        body=body, updated_at=at)
+    return body
+
+
+def square_objects(merchant: SquareMerchant, object_type: str, *, listed_at: datetime | None = None) -> list[dict]:
+    """The merchant's objects of one type, oldest first; with `listed_at`, only those lists already show."""
+    rows = SquareObject.objects.filter(merchant=merchant, object_type=object_type)
+    if listed_at is not None:
+        rows = rows.filter(listed_from__lte=listed_at)
+    return [row.body for row in rows.order_by("pk")]
+
+
+def square_event_emit(merchant: SquareMerchant, event_type: str, data_type: str, data_id: str,
+                      data_object: dict | None, *, location_id: str | None = None) -> dict:
+    """Queue a webhook event in the spec's envelope (`PaymentCreatedEvent` etc.: merchant_id, type, event_id,
+    created_at, data {type, id, object}); a snapshot of the object as it is now."""
+    at = square_now(merchant)
+    event: dict[str, Any] = {"merchant_id": merchant.merchant_id}
+    if location_id:
+        # vendor.* and location.* events carry location_id (spec VendorCreatedEvent).
+        event["location_id"] = location_id
+    event.update({"type": event_type, "event_id": str(uuid.uuid4()), "created_at": square_time(at),
+                  "data": {"type": data_type, "id": data_id}})
+    if data_object is not None:
+        event["data"]["object"] = _copy(data_object)
+    SquareObject.objects.create(merchant=merchant, object_type="event", square_id=event["event_id"], body=event,
+                                created_at=at, updated_at=at, listed_from=at)
+    return event
+
+
+def _copy(body: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(body))
+
+
+# --- merchants and locations --------------------------------------------------------------------------------------
+
+
+def square_merchant_create(*, name: str = "Nordlys Friluft", merchant_id: str | None = None,
+                           locations: Iterable[tuple[str, str]] = (("Oslo Sentrum", "ACTIVE"),),
+                           currency: str = "NOK", timezone_name: str = "Europe/Oslo", country: str = "NO",
+                           notification_url: str = "", signature_key: str | None = None,
+                           application_id: str | None = None, application_secret: str | None = None,
+                           personal_access_token: str | None = None, fee_later: bool = True,
+                           list_delay_seconds: int = 0, token_lifetime_days: int = 30) -> SquareMerchant:
+    """A seller with its locations (the first is the main one), a personal access token and a webhook
+    subscription; the locations are given as (name, status)."""
+    with transaction.atomic():
+        merchant = SquareMerchant.objects.create(
+            merchant_id=merchant_id or square_id(13, "ML"), name=name, notification_url=notification_url,
+            signature_key=signature_key or base64.urlsafe_b64encode(
+                secrets.token_bytes(DEFAULT_SIGNATURE_KEY_BYTES)).decode().rstrip("="),
+            application_id=application_id or square_id(22, "sq0idp-"),
+            application_secret=application_secret or _token("sq0csp-", 43),
+            fee_later=fee_later, list_delay_seconds=list_delay_seconds, token_lifetime_days=token_lifetime_days)
+        for index, (location_name, status) in enumerate(locations):
+            square_location_create(merchant, location_name, status=status, currency=currency,
+                                   timezone_name=timezone_name, country=country, main=index == 0)
+        SquareToken.objects.create(merchant=merchant, flow=SquareToken.PERSONAL,
+                                   access_token=personal_access_token or _token("EAAA", 60),
+                                   issued_at=square_now(merchant))
+    return merchant
+
+
+def square_personal_token(merchant: SquareMerchant) -> str:
+    """The merchant's personal access token (never expires: docs/square.md §3)."""
+    return merchant.tokens.filter(flow=SquareToken.PERSONAL).values_list("access_token", flat=True).first()
+
+
+def square_location_create(merchant: SquareMerchant, name: str, *, status: str = "ACTIVE", currency: str = "NOK",
+                           timezone_name: str = "Europe/Oslo", country: str = "NO", main: bool = False,
+                           location_id: str | None = None) -> dict:
+    """A location (spec `Location`: id ≤32 characters, status ACTIVE|INACTIVE, currency used for all its
+    transactions, timezone)."""
+    at = square_now(merchant)
+    body = {"id": location_id or square_id(13, "L"), "name": name, "status": status, "currency": currency,
+            "timezone": timezone_name, "country": country, "merchant_id": merchant.merchant_id,
+            "business_name": merchant.name, "type": "PHYSICAL", "language_code": "nb-NO", "mcc": "5941",
+            "created_at": square_time(at), "capabilities": ["CREDIT_CARD_PROCESSING"]}
+    _store(merchant, "location", body, at=at)
+    if main:
+        SquareMerchant.objects.filter(pk=merchant.pk).update(main_location_id=body["id"])
+        merchant.main_location_id = body["id"]
+    return body
+
+
+def square_locations(merchant: SquareMerchant) -> dict[str, dict]:
+    """The merchant's locations by name."""
+    return {body["name"]: body for body in square_objects(merchant, "location")}
+
+
+def square_location_status_set(merchant: SquareMerchant, location_id: str, status: str) -> dict:
+    body = square_object_required(merchant, "location", location_id)
+    body["status"] = status
+    return _save(merchant, "location", body, at=square_now(merchant))
+
+
+def _location(merchant: SquareMerchant, location_id: str | None) -> dict:
+    return square_object_required(merchant, "location", location_id or merchant.main_location_id)
+
+
+# --- payments -----------------------------------------------------------------------------------------------------
+
+
+def square_fee_price(total: int) -> int:
+    """The emulator's processing fee on `total` minor units (FEE_PERCENT, half up)."""
+    return int((Decimal(total) * FEE_PERCENT / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _source_details(source_type: str, status: str, total: int, currency: str, at: str) -> dict:
+    """The details object of a payment's source (spec Payment.card_details, wallet_details, cash_details...)."""
+    card_status = {"COMPLETED": "CAPTURED", "APPROVED": "AUTHORIZED", "CANCELED": "VOIDED",
+                   "FAILED": "FAILED"}.get(status, "AUTHORIZED")
+    if source_type == "CARD":
+        timeline = {"authorized_at": at}
+        if card_status == "CAPTURED":
+            timeline["captured_at"] = at
+        return {"card_details": {
+            "status": card_status, "entry_method": "EMV", "cvv_status": "CVV_NOT_CHECKED",
+            "avs_status": "AVS_NOT_CHECKED", "statement_description": "SQ *NORDLYS FRILUFT",
+            "card": {"card_brand": "VISA", "last_4": "1111", "exp_month": 12, "exp_year": 2030,
+                     "card_type": "DEBIT", "prepaid_type": "NOT_PREPAID", "bin": "411111"},
+            "card_payment_timeline": timeline}}
+    if source_type == "WALLET":
+        return {"wallet_details": {"status": card_status, "brand": "CASH_APP"}}
+    if source_type == "CASH":
+        # spec CashPaymentDetails: buyer_supplied_money required; change_back_money.
+        supplied = -(-total // 10000) * 10000 if total % 10000 else total
+        return {"cash_details": {"buyer_supplied_money": money(supplied, currency),
+                                 "change_back_money": money(supplied - total, currency)}}
+    if source_type == "EXTERNAL":
+        return {"external_details": {"type": "OTHER_GIFT_CARD", "source": "Gavekort"}}
+    if source_type == "BANK_ACCOUNT":
+        return {"bank_account_details": {"bank_name": "Sandbox Bank", "transfer_type": "ACH",
+                                         "account_ownership_type": "INDIVIDUAL"}}
+    return {}
+
+
+def square_payment_create(merchant: SquareMerchant, location_id: str | None = None, amount: int = 10000, *,
+                          tip: int = 0, currency: str | None = None, source_type: str = "CARD",
+                          status: str = "COMPLETED", fee: int | None = None, fee_later: bool | None = None,
+                          customer_id: str | None = None, order_id: str | None = None,
+                          note: str | None = None) -> dict:
+    """A payment taken at the location (spec `Payment`); queues payment.created (spec PaymentCreatedEvent)."""
+    if source_type not in SOURCE_TYPES:
+        raise ValueError(f"Unknown source type {source_type}")
+    if status not in ("APPROVED", "PENDING", "COMPLETED", "CANCELED", "FAILED"):
+        raise ValueError(f"Unknown payment status {status}")
+    location = _location(merchant, location_id)
+    currency = currency or location["currency"]
+    at = square_now(merchant)
+    stamp = square_time(at)
+    total = amount + tip
+    body: dict[str, Any] = {
+        "id": square_id(29), "created_at": stamp, "updated_at": stamp,
+        "amount_money": money(amount, currency),
+    }
+    if tip:
+        body["tip_money"] = money(tip, currency)
+    body.update({"total_money": money(total, currency), "approved_money": money(total, currency),
+                 "status": status, "source_type": source_type})
+    body.update(_source_details(source_type, status, total, currency, stamp))
+    body.update({"location_id": location["id"], "receipt_number": "", "version_token": _token("", 43),
+                 "application_details": {"square_product": "SQUARE_POS",
+                                         "application_id": merchant.application_id}})
+    body["receipt_number"] = body["id"][:4]
+    body["receipt_url"] = f"https://squareupsandbox.com/receipt/preview/{body['id']}"
+    if order_id:
+        body["order_id"] = order_id
+    if customer_id:
+        body["customer_id"] = customer_id
+    if note:
+        body["note"] = note
+    if status == "APPROVED" and source_type == "CARD":
+        # spec Payment.delay_duration: card-present default 36 hours, then delay_action.
+        body.update({"delay_duration": "PT36H", "delay_action": "CANCEL",
+                     "delayed_until": square_time(at + timedelta(hours=36))})
+    later = merchant.fee_later if fee_later is None else fee_later
+    if status == "COMPLETED" and source_type in CARD_TYPES and not later:
+        body["processing_fee"] = [_fee_entry(fee if fee is not None else square_fee_price(total), currency, at)]
+    elif fee is not None and status == "COMPLETED" and not later:
+        body["processing_fee"] = [_fee_entry(fee, currency, at)]
+    body["_fee_planned"] = fee  # the fee a later square_payment_fee_add books; removed before answering
+    _store(merchant, "payment", body, at=at, listed_after_seconds=merchant.list_delay_seconds)
+    square_event_emit(merchant, "payment.created", "payment", body["id"], {"payment": square_public(body)})
+    return square_public(body)
+
+
+def square_public(body: dict) -> dict:
+    """The object as Square answers it (without the emulator's own bookkeeping keys, which start with `_`)."""
+    return {key: value for key, value in body.items() if not key.startswith("_")}
+
+
+def _fee_entry(amount: int, currency: str, at: datetime, fee_type: str = "INITIAL") -> dict:
+    # spec ProcessingFee: effective_at, type ("INITIAL" | "ADJUSTMENT", a string), amount_money (may be negative).
+    return {"effective_at": square_time(at), "type": fee_type, "amount_money": money(amount, currency)}
+
+
+def _payment_touch(merchant: SquareMerchant, body: dict, at: datetime) -> dict:
+    body["updated_at"] = square_time(at)
+    body["version_token"] = _token("", 43)
+    _save(merchant, "payment", body, at=at)
+    square_event_emit(merchant, "payment.updated", "payment", body["id"], {"payment": square_public(body)})
+    return square_public(body)
+
+
+def square_payment_fee_add(merchant: SquareMerchant, payment_id: str, amount: int | None = None, *,
+                           fee_type: str = "INITIAL") -> dict:
+    """Square fills in the processing fee after the payment (docs/square.md §6: "usually available after about ten
+    seconds"), or adjusts it: a `processing_fee[]` entry, updated_at and version_token bumped, payment.updated."""
+    with transaction.atomic():
+        row = SquareObject.objects.select_for_update().get(merchant=merchant, object_type="payment",
+                                                           square_id=payment_id)
+        body = row.body
+        at = square_now(merchant)
+        if amount is None:
+            planned = body.get("_fee_planned")
+            amount = planned if planned is not None else square_fee_price(body["total_money"]["amount"])
+        body.setdefault("processing_fee", []).append(_fee_entry(amount, body["total_money"]["currency"], at,
+                                                                fee_type))
+        return _payment_touch(merchant, body, at)
+
+
+def square_payment_complete(merchant: SquareMerchant, payment_id: str) -> dict:
+    """CompletePayment: an APPROVED payment becomes COMPLETED (spec CompletePayment); its fee follows the switch."""
+    with transaction.atomic():
+        body = SquareObject.objects.select_for_update().get(merchant=merchant, object_type="payment",
+                                                            square_id=payment_id).body
+        if body["status"] != "APPROVED":
+            raise SquareApiError(400, "BAD_REQUEST", f"Payment {payment_id} is {body['status']}, not APPROVED.")
+        at = square_now(merchant)
+        body["status"] = "COMPLETED"
+        for key in ("delay_duration", "delay_action", "delayed_until"):
+            body.pop(key, None)
+        if "card_details" in body:
+            body["card_details"]["status"] = "CAPTURED"
+            body["card_details"]["card_payment_timeline"]["captured_at"] = square_time(at)
+        if body["source_type"] in CARD_TYPES and not merchant.fee_later:
+            planned = body.get("_fee_planned")
+            body["processing_fee"] = [_fee_entry(planned if planned is not None else square_fee_price(
+                body["total_money"]["amount"]), body["total_money"]["currency"], at)]
+        return _payment_touch(merchant, body, at)
+
+
+def square_payment_cancel(merchant: SquareMerchant, payment_id: str, *, status: str = "CANCELED") -> dict:
+    """CancelPayment (or a failed capture): only an APPROVED or PENDING payment can end CANCELED or FAILED; a
+    COMPLETED one is refunded instead (spec CancelPayment, Payment.status)."""
+    if status not in ("CANCELED", "FAILED"):
+        raise ValueError("A payment is cancelled to CANCELED or FAILED")
+    with transaction.atomic():
+        body = SquareObject.objects.select_for_update().get(merchant=merchant, object_type="payment",
+                                                            square_id=payment_id).body
+        if body["status"] not in ("APPROVED", "PENDING"):
+            raise SquareApiError(400, "BAD_REQUEST", f"Payment {payment_id} is {body['status']}; only an APPROVED "
+                                                     "or PENDING payment can be cancelled.")
+        body["status"] = status
+        if "card_details" in body:
+            body["card_details"]["status"] = "VOIDED" if status == "CANCELED" else "FAILED"
+        return _payment_touch(merchant, body, square_now(merchant))
+
+
+# --- refunds ------------------------------------------------------------------------------------------------------
+
+
+def square_refund_create(merchant: SquareMerchant, payment_id: str, amount: int, *, fee_returned: int = 0,
+                         status: str = "COMPLETED", reason: str = "Returned goods") -> dict:
+    """RefundPayment on a COMPLETED payment (spec `PaymentRefund`): the payment's refunded_money, refund_ids and
+    updated_at change (payment.updated); refund.created. `fee_returned` > 0 → a negative processing_fee entry
+    (docs/square.md §6: a negative entry is fee returned by Square)."""
+    if status not in ("PENDING", "COMPLETED", "REJECTED", "FAILED"):
+        raise ValueError(f"Unknown refund status {status}")
+    with transaction.atomic():
+        row = SquareObject.objects.select_for_update().get(merchant=merchant, object_type="payment",
+                                                           square_id=payment_id)
+        payment = row.body
+        if payment["status"] != "COMPLETED":
+            raise SquareApiError(400, "BAD_REQUEST", f"Payment {payment_id} is {payment['status']}; only a "
+                                                     "COMPLETED payment can be refunded.", category="REFUND_ERROR")
+        currency = payment["total_money"]["currency"]
+        refunded = (payment.get("refunded_money") or {}).get("amount", 0)
+        if not 0 < amount <= payment["total_money"]["amount"] - refunded:
+            raise SquareApiError(400, "REFUND_AMOUNT_INVALID", f"Refund of {amount} exceeds what is left of "
+                                                               f"payment {payment_id}.", category="REFUND_ERROR")
+        at = square_now(merchant)
+        stamp = square_time(at)
+        refund: dict[str, Any] = {
+            "id": f"{payment_id}_{square_id(20)}", "status": status, "location_id": payment["location_id"],
+            "unlinked": False, "destination_type": payment["source_type"], "amount_money": money(amount, currency),
+            "payment_id": payment_id, "reason": reason, "created_at": stamp, "updated_at": stamp,
+        }
+        if payment.get("order_id"):
+            refund["order_id"] = payment["order_id"]
+        if fee_returned and status == "COMPLETED":
+            refund["processing_fee"] = [_fee_entry(-fee_returned, currency, at)]
+        refund["_fee_returned"] = fee_returned
+        _store(merchant, "refund", refund, at=at, listed_after_seconds=merchant.list_delay_seconds)
+        if status in ("PENDING", "COMPLETED"):
+            payment["refunded_money"] = money(refunded + amount, currency)
+        payment.setdefault("refund_ids", []).append(refund["id"])
+        square_event_emit(merchant, "refund.created", "refund", refund["id"], {"refund": square_public(refund)})
+        _payment_touch(merchant, payment, at)
+    return square_public(refund)
+
+
+def square_refund_complete(merchant: SquareMerchant, refund_id: str, *, status: str = "COMPLETED",
+                           fee_returned: int | None = None) -> dict:
+    """A PENDING refund ends COMPLETED, FAILED or REJECTED (spec PaymentRefund.status); refund.updated, and the
+    payment's refunded_money goes back down when it did not complete."""
+    if status not in ("COMPLETED", "FAILED", "REJECTED"):
+        raise ValueError(f"A refund ends COMPLETED, FAILED or REJECTED, not {status}")
+    with transaction.atomic():
+        refund = SquareObject.objects.select_for_update().get(merchant=merchant, object_type="refund",
+                                                              square_id=refund_id).body
+        if refund["status"] != "PENDING":
+            raise SquareApiError(400, "BAD_REQUEST", f"Refund {refund_id} is {refund['status']}, not PENDING.")
+        at = square_now(merchant)
+        refund["status"] = status
+        refund["updated_at"] = square_time(at)
+        returned = refund.get("_fee_returned", 0) if fee_returned is None else fee_returned
+        if status == "COMPLETED" and returned:
+            refund["processing_fee"] = [_fee_entry(-returned, refund["amount_money"]["currency"], at)]
+        _save(merchant, "refund", refund, at=at)
+        square_event_emit(merchant, "refund.updated", "refund", refund_id, {"refund": square_public(refund)})
+        if status != "COMPLETED":
+            payment = SquareObject.objects.select_for_update().get(merchant=merchant, object_type="payment",
+                                                                   square_id=refund["payment_id"]).body
+            left = payment["refunded_money"]["amount"] - refund["amount_money"]["amount"]
+            payment["refunded_money"] = money(left, payment["refunded_money"]["currency"])
+            _payment_touch(merchant, payment, at)
+    return square_public(refund)
+
+
+# --- OAuth --------------------------------------------------------------------------------------------------------
+
+
+def square_oauth_tokens_issue(merchant: SquareMerchant, *, pkce: bool = False,
+                              issued_at: datetime | None = None) -> tuple[str, str, str]:
+    """The seller authorized the application: (access_token, refresh_token, expires_at as Square writes it).
+    `issued_at` backdates the grant (e.g. a 29.5-day-old token)."""
+    token = _tokens_issue(merchant, pkce=pkce, issued_at=issued_at or square_now(merchant))
+    return token.access_token, token.refresh_token, square_expiry_time(token.expires_at)
+
+
+def _tokens_issue(merchant: SquareMerchant, *, pkce: bool, issued_at: datetime,
+                  refresh_token: str | None = None) -> SquareToken:
+    return SquareToken.objects.create(
+        merchant=merchant, flow=SquareToken.PKCE if pkce else SquareToken.CODE,
+        access_token=_token("EAAA", 60), issued_at=issued_at,
+        expires_at=issued_at + timedelta(days=merchant.token_lifetime_days),
+        refresh_token=refresh_token or _token("EQAA", 60),
+        refresh_token_expires_at=issued_at + PKCE_REFRESH_LIFETIME if pkce else None)
+
+
+def square_oauth_code_issue(merchant: SquareMerchant, *, code_challenge: str = "") -> str:
+    """An authorization code, as the seller's consent redirect carries it (with PKCE: for this code_challenge)."""
+    code = _token("sq0cgp-", 22)
+    SquareAuthorizationCode.objects.create(merchant=merchant, code=code, code_challenge=code_challenge,
+                                           issued_at=square_now(merchant))
+    return code
+
+
+def square_pkce_challenge(verifier: str) -> str:
+    """RFC 7636 S256: base64url(SHA-256(code_verifier)) without padding."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+
+
+def _refused(detail: str) -> SquareApiError:
+    # What ObtainToken answers for a refused code or refresh token is not confirmed (docs/square.md §3: the spec
+    # lists only 200); the emulator answers 401 UNAUTHORIZED, the stricter reading (a client must not retry it).
+    return SquareApiError(401, "UNAUTHORIZED", detail)
+
+
+def square_token_obtain(body: dict) -> dict:
+    """ObtainToken (spec `ObtainToken`, docs/square.md §3 table): authorization_code or refresh_token; code flow
+    keeps its refresh token, PKCE gets a new single-use one; a refresh more than REFRESH_GRACE after the access
+    token expired, a spent PKCE token or a revoked grant → refused."""
+    grant_type = body.get("grant_type")
+    client_id = body.get("client_id")
+    secret = body.get("client_secret")
+    if grant_type == "authorization_code":
+        with transaction.atomic():
+            code = SquareAuthorizationCode.objects.select_for_update().filter(code=body.get("code") or "").first()
+            if code is None or code.merchant.application_id != client_id:
+                raise _refused("The authorization code is not valid for this client.")
+            merchant = code.merchant
+            now = square_now(merchant)
+            if code.used_at or now - code.issued_at > AUTHORIZATION_CODE_LIFETIME:
+                raise _refused("The authorization code was used or has expired.")
+            pkce = bool(code.code_challenge)
+            if pkce:
+                if square_pkce_challenge(body.get("code_verifier") or "") != code.code_challenge:
+                    raise _refused("The code_verifier does not match the code_challenge.")
+            elif secret != merchant.application_secret:
+                raise _refused("Invalid client_secret.")
+            code.used_at = now
+            code.save(update_fields=["used_at"])
+            token = _tokens_issue(merchant, pkce=pkce, issued_at=now)
+    elif grant_type == "refresh_token":
+        with transaction.atomic():
+            token = (SquareToken.objects.select_for_update().select_related("merchant")
+                     .filter(refresh_token=body.get("refresh_token") or "").exclude(flow=SquareToken.PERSONAL)
+                     .order_by("-pk").first())
+            if token is None or token.merchant.application_id != client_id:
+                raise _refused("The refresh token is not valid for this client (unknown, or the seller revoked "
+                               "the authorization).")
+            merchant = token.merchant
+            now = square_now(merchant)
+            if token.flow == SquareToken.CODE and secret != merchant.application_secret:
+                raise _refused("Invalid client_secret.")
+            if token.flow == SquareToken.PKCE:
+                if token.refresh_used_at:
+                    raise _refused("The refresh token was already used (PKCE refresh tokens are single use).")
+                if now > token.refresh_token_expires_at:
+                    raise _refused("The refresh token has expired (PKCE refresh tokens live 90 days).")
+            if now > token.expires_at + REFRESH_GRACE:
+                raise _refused("The refresh token can no longer be used: the access token expired more than "
+                               "15 days ago; the seller must authorize again.")
+            if token.flow == SquareToken.PKCE:
+                token.refresh_used_at = now
+                token.save(update_fields=["refresh_used_at"])
+                token = _tokens_issue(merchant, pkce=True, issued_at=now)
+            else:
+                token = _tokens_issue(merchant, pkce=False, issued_at=now, refresh_token=token.refresh_token)
+    else:
+        raise SquareApiError(400, "INVALID_VALUE", f"Unsupported grant_type `{grant_type}`.", field="grant_type")
+    answer = {"access_token": token.access_token, "token_type": "bearer",
+              "expires_at": square_expiry_time(token.expires_at), "merchant_id": merchant.merchant_id,
+              "refresh_token": token.refresh_token, "short_lived": False}
+    if token.flow == SquareToken.PKCE:
+        answer["refresh_token_expires_at"] = square_expiry_time(token.refresh_token_expires_at)
+    return answer
+
+
+def square_token_authenticate(authorization: str | None) -> tuple[SquareMerchant, SquareToken]:
+    """The merchant and token of `Authorization: Bearer …` (docs/square.md §3 "Errors"): unknown → 401
+    UNAUTHORIZED, revoked → 401 ACCESS_TOKEN_REVOKED, expired by the merchant's clock → 401 ACCESS_TOKEN_EXPIRED
+    (that status is not confirmed by a Square page; 401 is the stricter reading)."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise SquareApiError(401, "UNAUTHORIZED", "This request could not be authorized: give an access token as "
+                                                  "`Authorization: Bearer ACCESS_TOKEN`.")
+    token = SquareToken.objects.select_related("merchant").filter(access_token=credential.strip()).first()
+    if token is None:
+        raise SquareApiError(401, "UNAUTHORIZED", "This request could not be authorized.")
+    if token.revoked_at:
+        raise SquareApiError(401, "ACCESS_TOKEN_REVOKED", "The access token has been revoked.")
+    if token.expires_at and square_now(token.merchant) >= token.expires_at:
+        raise SquareApiError(401, "ACCESS_TOKEN_EXPIRED", "The access token has expired.")
+    return token.merchant, token
+
+
+def square_token_status(token: SquareToken) -> dict:
+    """RetrieveTokenStatus (spec): scopes, expires_at ("Empty if the token never expires"), client_id,
+    merchant_id."""
+    answer = {"scopes": SCOPES, "client_id": token.merchant.application_id,
+              "merchant_id": token.merchant.merchant_id}
+    if token.expires_at:
+        answer["expires_at"] = square_expiry_time(token.expires_at)
+    return answer
+
+
+def square_token_revoke(authorization: str | None, body: dict) -> tuple[SquareMerchant, dict]:
+    """RevokeToken (spec): `Authorization: Client <application secret>`; revokes every token of the seller for
+    the application, or only the access token with revoke_only_access_token; oauth.authorization.revoked."""
+    scheme, _, secret = (authorization or "").partition(" ")
+    merchant = SquareMerchant.objects.filter(application_id=body.get("client_id") or "").first()
+    if scheme != "Client" or merchant is None or secret.strip() != merchant.application_secret:
+        raise SquareApiError(401, "UNAUTHORIZED", "RevokeToken takes `Authorization: Client APPLICATION_SECRET` "
+                                                  "for the client_id.")
+    tokens = merchant.tokens.exclude(flow=SquareToken.PERSONAL).filter(revoked_at=None)
+    if body.get("merchant_id") and body["merchant_id"] != merchant.merchant_id:
+        raise SquareApiError(404, "NOT_FOUND", "No authorization of this application by that merchant.")
+    if body.get("access_token") and not tokens.filter(access_token=body["access_token"]).exists():
+        raise SquareApiError(404, "NOT_FOUND", "No such access token for this application.")
+    if body.get("revoke_only_access_token"):
+        # Only that access token; the refresh token still works (spec RevokeTokenRequest).
+        tokens.filter(access_token=body.get("access_token") or "").update(revoked_at=square_now(merchant))
+        return merchant, {"success": True}
+    square_authorization_revoke(merchant, revoker_type="APPLICATION")
+    return merchant, {"success": True}
+
+
+def square_authorization_revoke(merchant: SquareMerchant, *, revoker_type: str = "MERCHANT") -> dict:
+    """The seller (or the application, or Square) revoked the authorization: every OAuth token and refresh token is
+    refused from now on; oauth.authorization.revoked (spec OauthAuthorizationRevokedEvent, data.id "not
+    applicable")."""
+    at = square_now(merchant)
+    # A revoked grant's refresh tokens are gone: ObtainToken no longer knows them.
+    merchant.tokens.exclude(flow=SquareToken.PERSONAL).update(revoked_at=at, refresh_token="")
+    return square_event_emit(merchant, "oauth.authorization.revoked", "revocation", "",
+                             {"revocation": {"revoked_at": square_time(at), "revoker_type": revoker_type}})
+
+
+# --- faults -------------------------------------------------------------------------------------------------------
+
+
+def square_fault_set(path_prefix: str, *, status: int = 500, times: int = 1, method: str = "") -> SquareFault:
+    """The next `times` calls whose API path (e.g. /v2/payments) starts with `path_prefix` get `status`: 500
+    INTERNAL_SERVER_ERROR or 429 RATE_LIMITED without Retry-After (docs/square.md §8)."""
+    if status not in (429, 500, 503):
+        raise ValueError("A fault is a 429, 500 or 503")
+    return SquareFault.objects.create(path_prefix=path_prefix, method=method.upper(), status=status,
+                                      remaining=times)
+
+
+def square_fault_take(method: str, path: str) -> int | None:
+    """The status of a fault armed for this call (and one fewer left), or None."""
+    with transaction.atomic():
+        for fault in SquareFault.objects.select_for_update().filter(remaining__gt=0).order_by("pk"):
+            if path.startswith(fault.path_prefix) and fault.method in ("", method.upper()):
+                fault.remaining -= 1
+                fault.save(update_fields=["remaining"])
+                return fault.status
+    return None
+
+
+def square_fault_error(status: int) -> SquareApiError:
+    if status == 429:
+        return SquareApiError(429, "RATE_LIMITED", "Rate limit exceeded; retry with exponential backoff.")
+    if status == 503:
+        return SquareApiError(503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable.")
+    return SquareApiError(500, "INTERNAL_SERVER_ERROR", "An internal error has occurred.")
