@@ -3,7 +3,7 @@ from django.urls import path
 
 from . import square_api as api
 from . import square_reads as reads
-from .square_views import view
+from .square_views import SquareDeliverView, view
 
 
 def _obtain_token(merchant, token, query, body):
@@ -37,4 +37,5 @@ urlpatterns = [
     path("v2/refunds/<str:refund_id>",
          view(GET=lambda merchant, token, query, body, refund_id: reads.refund_retrieve(merchant, refund_id)),
          name="square-refund"),
+    path("_control/deliver_events", SquareDeliverView.as_view(), name="square-deliver-events"),
 ]

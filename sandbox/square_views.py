@@ -130,3 +130,20 @@ class SquareApiView(View):
 def view(**handlers: Callable) -> Callable:
     """A route answering the given methods: view(GET=function, POST=function)."""
     return SquareApiView.as_view(handlers=handlers)
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class SquareDeliverView(View):
+    """POST /_control/deliver_events (the emulator's own, not Square's; not in the request log): send the merchant's
+    undelivered events to its notification URL now. Bearer: any of the merchant's access tokens."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        from .square_webhooks import square_events_deliver
+
+        try:
+            merchant, _ = api.square_token_authenticate(request.headers.get("Authorization"))
+        except SquareApiError as error:
+            return _json(error.status, error.body)
+        return JsonResponse({"delivered": square_events_deliver(merchant)})

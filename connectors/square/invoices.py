@@ -317,9 +317,9 @@ class SquareInvoiceSource(SquareSource):
     def _source_of(self, invoice: Mapping, record: SyncRecord | None) -> SourceObject | None:
         """The invoice with its order and customer as the pipeline takes it; for a posted one, a change notice when
         Square canceled it or changed its amounts, else None (nothing to do)."""
-        order = self.square.order(str(invoice["order_id"])) if invoice.get("order_id") else None
         if record is not None and record.status == RecordStatus.REJECTED:
             return None
+        order = self.square.order(str(invoice["order_id"])) if invoice.get("order_id") else None
         if record is not None and record.status == RecordStatus.POSTED:
             change = self._change_after_posting(invoice, order, record)
             if not change:

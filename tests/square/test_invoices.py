@@ -121,3 +121,404 @@ def test_the_listing_mark_never_moves_back(integration):
     square_invoices_listed_mark(integration, "L1", later - timedelta(minutes=5))
     # then
     assert square_invoices_listed_at(integration, "L1") == later
+
+
+# --- invoices → Visma customer invoices ---------------------------------------------------------------------------
+
+import re  # noqa: E402
+from datetime import date  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+import responses  # noqa: E402
+
+from audit.models import RecordStatus  # noqa: E402
+from connectors.errors import WaitFor  # noqa: E402
+from connectors.pipeline import SourceDataError, SourceObject  # noqa: E402
+from connectors.square.invoices import (  # noqa: E402
+    CUSTOMERS,
+    InvoicePaymentsStream,
+    InvoicesStream,
+)
+from mappings.models import ExternalReference, SquareLocation, VatCodeMapping  # noqa: E402
+from mappings.services import posting_map  # noqa: E402
+from tests.admin.factories import CustomerFactory  # noqa: E402
+from tests.factories import (  # noqa: E402
+    ConnectionFactory,
+    GLMappingRuleFactory,
+    SyncRecordFactory,
+    TenantFactory,
+    stream_marker,
+)
+
+VISMA = "https://api.finance.visma.net"
+OSLO, BERGEN = "LOSLO0001", "LBERGEN02"
+
+
+def _money(amount: int, currency: str = "NOK") -> dict:
+    return {"amount": amount, "currency": currency}
+
+
+def _line(uid, name, quantity, base, *, discount=0, tax=0, taxes=("vat25",), **extra) -> dict:
+    """An OrderLineItem as Square returns it: its totals computed (api.json OrderLineItem), minor units."""
+    gross = int(Decimal(quantity) * base)
+    return {"uid": uid, "name": name, "quantity": quantity, "base_price_money": _money(base),
+            "gross_sales_money": _money(gross), "total_discount_money": _money(discount),
+            "total_tax_money": _money(tax), "total_money": _money(gross - discount + tax),
+            "applied_taxes": [{"uid": f"{uid}-{tax_uid}", "tax_uid": tax_uid, "applied_money": _money(tax)}
+                              for tax_uid in taxes], **extra}
+
+
+def square_order(**changes) -> dict:
+    """An order of three lines: a line discount and an order-level discount Square apportioned (300.00 and 25.00
+    off), 25 % VAT on the first two and 15 % on the coffee; 2475.00 net, 588.75 VAT, 3063.75 in all."""
+    order = {
+        "id": "ORDER-INV-1", "location_id": OSLO, "state": "OPEN", "version": 3,
+        "line_items": [
+            _line("l1", "Espresso cup", "2", 100000, discount=30000, tax=42500),
+            _line("l2", "Saucer", "1", 50000, discount=2500, tax=11875),
+            _line("l3", "Coffee beans", "1.5", 20000, tax=4500, taxes=("vat15",), variation_name="1 kg"),
+        ],
+        "taxes": [{"uid": "vat25", "name": "MVA", "percentage": "25", "type": "ADDITIVE", "scope": "LINE_ITEM"},
+                  {"uid": "vat15", "name": "MVA mat", "percentage": "15", "type": "ADDITIVE", "scope": "LINE_ITEM"}],
+        "discounts": [{"uid": "d1", "name": "Welcome", "type": "FIXED_AMOUNT", "amount_money": _money(12500),
+                       "scope": "ORDER"}],
+        "total_money": _money(306375), "total_tax_money": _money(58875), "total_discount_money": _money(32500),
+        "total_tip_money": _money(0), "total_service_charge_money": _money(0),
+        "tenders": [], "created_at": "2026-12-01T09:00:00Z", "updated_at": "2026-12-01T09:05:00Z",
+    }
+    order.update(changes)
+    return order
+
+
+def square_invoice(**changes) -> dict:
+    invoice = {
+        "id": "inv:0-ChBqx2Xq", "version": 2, "location_id": OSLO, "order_id": "ORDER-INV-1",
+        "primary_recipient": {"customer_id": "CUST-FJORD"}, "invoice_number": "000042", "title": "Cups",
+        "payment_requests": [{"uid": "pr1", "request_type": "BALANCE", "due_date": "2026-12-15",
+                              "computed_amount_money": _money(306375)}],
+        "status": "UNPAID", "timezone": "Europe/Oslo", "created_at": "2026-12-01T09:05:00Z",
+        "updated_at": "2026-12-01T09:06:00Z", "sale_or_service_date": "2026-12-01",
+    }
+    invoice.update(changes)
+    return invoice
+
+
+FJORD = {"id": "CUST-FJORD", "company_name": "Fjord Kaffe AS", "email_address": "post@fjordkaffe.example",
+         "reference_id": "10002", "version": 1, "created_at": "2026-11-01T00:00:00Z",
+         "updated_at": "2026-11-01T00:00:00Z"}
+
+
+class SquareReads:
+    """Square as the invoices streams read it: invoices, orders, customers, payments, refunds by id."""
+
+    def __init__(self, *, invoices=(), orders=(), customers=(FJORD,), payments=(), refunds=()):
+        self.invoices_by_id = {invoice["id"]: invoice for invoice in invoices}
+        self.orders = {order["id"]: order for order in orders}
+        self.customers = {customer["id"]: customer for customer in customers}
+        self.payments = {payment["id"]: payment for payment in payments}
+        self.refunds = {refund["id"]: refund for refund in refunds}
+        self.calls: list[str] = []
+
+    def invoices(self, *, location_id, page_size=100):
+        self.calls.append(f"list {location_id}")
+        return iter([invoice for invoice in self.invoices_by_id.values() if invoice["location_id"] == location_id])
+
+    def invoice(self, invoice_id):
+        self.calls.append(f"invoice {invoice_id}")
+        return self.invoices_by_id.get(invoice_id)
+
+    def order(self, order_id):
+        self.calls.append(f"order {order_id}")
+        return self.orders.get(order_id)
+
+    def customer(self, customer_id):
+        self.calls.append(f"customer {customer_id}")
+        return self.customers.get(customer_id)
+
+    def payment(self, payment_id):
+        self.calls.append(f"payment {payment_id}")
+        return self.payments.get(payment_id)
+
+    def refund(self, refund_id):
+        self.calls.append(f"refund {refund_id}")
+        return self.refunds.get(refund_id)
+
+
+def _stream(cls, integration, square: SquareReads):
+    stream = cls(integration)
+    stream.__dict__["square"] = square
+    return stream
+
+
+@pytest.fixture
+def square_integration(db):
+    tenant = TenantFactory(slug="kaffebar")
+    integration = IntegrationFactory(
+        tenant=tenant, kind="square",
+        partner_connection=ConnectionFactory(tenant=tenant, system="square", base_url="https://connect.squareup.com",
+                                             token_url="", credentials={"access_token": "EAAA-token"}))
+    SquareLocation.objects.create(tenant=tenant, location_id=OSLO, name="Store Oslo Sentrum", currency="NOK")
+    SquareLocation.objects.create(tenant=tenant, location_id=BERGEN, name="Store Bergen", currency="NOK")
+    CustomerFactory(tenant=tenant, number="10002", name="Fjord Kaffe AS", customer_class="B2B")
+    VatCodeMapping.objects.create(tenant=tenant, system="square", tax_name="", percent=Decimal("25"), vat_code="3")
+    VatCodeMapping.objects.create(tenant=tenant, system="square", tax_name="", percent=Decimal("15"), vat_code="31")
+    return integration
+
+
+@pytest.fixture
+def visma():
+    """Visma.net ERP as the streams ask it: the VAT rates of codes 3 and 31; no call is required."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(responses.POST, "https://connect.visma.com/connect/token",
+                 json={"access_token": "visma-token", "expires_in": 3600, "token_type": "Bearer"})
+        for code, rate in (("3", 25.0), ("31", 15.0)):
+            mock.add(responses.GET, f"{VISMA}/v1/vat/{code}", json={
+                "vatId": code, "schedules": [{"startDate": "2016-01-01T00:00:00", "vatRate": rate}]})
+        yield mock
+
+
+def _invoice_source(invoice=None, order=None, customer=FJORD) -> SourceObject:
+    invoice = invoice or square_invoice()
+    return SourceObject(source_id=invoice["id"], payload={"invoice": invoice, "order": order or square_order(),
+                                                          "customer": customer})
+
+
+def test_a_published_invoice_becomes_one_customer_invoice_with_the_orders_lines_vat_codes_and_totals(
+        square_integration, visma):
+    # given
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    # when
+    posting = stream.transform(_invoice_source())
+    # then
+    assert (posting.document, posting.marker, posting.customer, posting.currency, posting.date) == (
+        "customer_invoice", stream_marker(square_integration, "invoices", "inv:0-ChBqx2Xq"), "10002", "NOK",
+        date(2026, 12, 1))
+    assert posting.extra["lines"] == [
+        {"description": "Espresso cup (discount 300.00 NOK)", "quantity": "2", "amount": "1700.00", "vat_code": "3"},
+        {"description": "Saucer (discount 25.00 NOK)", "quantity": "1", "amount": "475.00", "vat_code": "3"},
+        {"description": "Coffee beans 1 kg", "quantity": "1.5", "unit_price": "200.00", "vat_code": "31"},
+    ]
+    assert (posting.extra["net"], posting.extra["vat"], posting.extra["total"]) == ("2475.00", "588.75", "3063.75")
+    assert [line.credit for line in posting.lines] == [Decimal("1700.00"), Decimal("475.00"), Decimal("300.00")]
+    assert (posting.extra["customer_ref"], posting.extra["due_date"]) == ("000042", "2026-12-15")
+    assert posting.description == "Square invoice 000042 inv:0-ChBqx2Xq"
+    assert (posting.facts.transaction_type, posting.facts.amount, posting.facts.location,
+            posting.facts.customer_group) == ("invoice", Decimal("3063.75"), OSLO, "B2B")
+
+
+def test_the_location_rule_puts_its_account_and_cost_center_on_every_invoice_line(square_integration, visma):
+    # given: a rule for invoices anywhere, and one for Oslo's store (cost center 310)
+    tenant = square_integration.tenant
+    GLMappingRuleFactory(tenant=tenant, system="square", name="Invoices", transaction_type="invoice",
+                         gl_account="3000", dimensions={"1": "330"})
+    GLMappingRuleFactory(tenant=tenant, system="square", name="Invoices Oslo", transaction_type="invoice",
+                         location=OSLO, gl_account="3020", dimensions={"1": "310"}, priority=200)
+    posting = _stream(InvoicesStream, square_integration, SquareReads()).transform(_invoice_source())
+    # when
+    outcome = posting_map(tenant=tenant, system="square", posting=posting)
+    # then
+    assert outcome.rule.name == "Invoices Oslo"
+    assert {(line.account, tuple(line.dimensions.items())) for line in posting.lines} == {("3020", (("1", "310"),))}
+
+
+def test_vat_that_visma_would_compute_otherwise_is_flagged_with_both_totals(square_integration, visma):
+    # given: Square rounded the 25 % VAT per line to one øre more than Visma's per-code total
+    order = square_order(total_tax_money=_money(58876), total_money=_money(306376))
+    # when
+    with pytest.raises(SourceDataError) as flagged:
+        _stream(InvoicesStream, square_integration, SquareReads()).transform(_invoice_source(order=order))
+    # then
+    assert str(flagged.value) == (
+        "Square invoice 000042: Visma would total 3063.75 NOK (lines 2475.00 + VAT 588.75 by VAT code), Square's "
+        "order totals 3063.76 NOK with VAT 588.76: not written, the totals would differ")
+
+
+def test_a_tax_without_a_mapped_vat_code_is_flagged(square_integration, visma):
+    # given
+    VatCodeMapping.objects.filter(percent=Decimal("15")).delete()
+    # when
+    with pytest.raises(SourceDataError) as flagged:
+        _stream(InvoicesStream, square_integration, SquareReads()).transform(_invoice_source())
+    # then
+    assert "line 3: tax MVA mat 15 % has no Visma VAT code mapped" in str(flagged.value)
+
+
+def test_a_draft_waits_and_an_invoice_canceled_before_posting_is_not_posted(square_integration, visma):
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    with pytest.raises(WaitFor):
+        stream.transform(_invoice_source(square_invoice(status="DRAFT")))
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(_invoice_source(square_invoice(status="CANCELED")))
+    assert "canceled in Square before it reached Visma: nothing is posted" in str(flagged.value)
+
+
+def test_a_customer_found_by_an_external_reference_when_its_reference_id_is_no_visma_customer(square_integration,
+                                                                                             visma):
+    # given: the reference_id is the webshop's, not a Visma number; the admin mapped the customer
+    ExternalReference.objects.create(tenant=square_integration.tenant, system="square", external_kind="customer",
+                                     external_id="CUST-FJORD", visma_kind="customer", visma_id="10002")
+    visma.add(responses.GET, f"{VISMA}/v1/customer/WEB-77", status=404, json={"message": "not found"})
+    stranger = {**FJORD, "reference_id": "WEB-77"}
+    # when
+    posting = _stream(InvoicesStream, square_integration, SquareReads()).transform(
+        _invoice_source(customer=stranger))
+    # then
+    assert posting.customer == "10002"
+
+
+def test_an_unknown_square_customer_is_flagged_naming_it(square_integration, visma):
+    # given
+    visma.add(responses.GET, re.compile(f"{VISMA}/v1/customer/.*"), status=404, json={"message": "not found"})
+    stranger = {**FJORD, "id": "CUST-NEW", "company_name": "Ny Kafé AS", "reference_id": ""}
+    invoice = square_invoice(primary_recipient={"customer_id": "CUST-NEW"})
+    # when
+    with pytest.raises(SourceDataError) as flagged:
+        _stream(InvoicesStream, square_integration, SquareReads()).transform(_invoice_source(invoice,
+                                                                                            customer=stranger))
+    # then
+    assert str(flagged.value).startswith("Square invoice 000042: unknown Square customer: Square customer Ny Kafé "
+                                         "AS (CUST-NEW) is no Visma customer")
+    assert not SyncRecord.objects.filter(stream=CUSTOMERS).exists()
+
+
+def test_a_customer_matching_two_visma_customers_is_flagged(square_integration, visma):
+    # given: reference_id says 10002, the admin's mapping says 10003
+    CustomerFactory(tenant=square_integration.tenant, number="10003", name="Fjord Kaffe Bergen")
+    ExternalReference.objects.create(tenant=square_integration.tenant, system="square", external_kind="customer",
+                                     external_id="CUST-FJORD", visma_kind="customer", visma_id="10003")
+    # when
+    with pytest.raises(SourceDataError) as flagged:
+        _stream(InvoicesStream, square_integration, SquareReads()).transform(_invoice_source())
+    # then
+    assert "matches two Visma customers (10002 by its reference_id; 10003 by an external reference)" in str(
+        flagged.value)
+
+
+def test_with_create_customers_an_unknown_customer_is_created_first_and_the_invoice_waits_for_it(
+        square_integration, visma):
+    # given
+    square_integration.settings = {"create_customers": True}
+    square_integration.save()
+    visma.add(responses.GET, re.compile(f"{VISMA}/v1/customer/.*"), status=404, json={"message": "not found"})
+    stranger = {**FJORD, "id": "CUST-NEW", "company_name": "Ny Kafé AS", "reference_id": ""}
+    invoice = square_invoice(primary_recipient={"customer_id": "CUST-NEW"})
+    stream = _stream(InvoicesStream, square_integration, SquareReads(customers=[stranger]))
+    # when
+    with pytest.raises(WaitFor) as waiting:
+        stream.transform(_invoice_source(invoice, customer=stranger))
+    # then: the customer's record is there to be created; the customer document carries its name and email
+    assert waiting.value.on == ("customers", "CUST-NEW")
+    record = SyncRecord.objects.get(stream=CUSTOMERS, source_id="CUST-NEW")
+    from connectors.square.invoices import CustomersStream
+
+    document = CustomersStream(square_integration).transform(SourceObject(source_id="CUST-NEW",
+                                                                          payload=record.source_payload))
+    assert (document.document, document.extra["fields"]) == (
+        "customer", {"name": "Ny Kafé AS", "mainContact": {"email": "post@fjordkaffe.example"}})
+    # and once it is posted (Visma customer 10077), the invoice is for it
+    SyncRecord.objects.filter(pk=record.pk).update(status=RecordStatus.POSTED, target_id="10077")
+    assert stream.transform(_invoice_source(invoice, customer=stranger)).customer == "10077"
+
+
+def _just_now() -> str:
+    return timezone.now().isoformat().replace("+00:00", "Z")
+
+
+def _posted_invoice(integration, stream, invoice=None, order=None, *, number="100007") -> SyncRecord:
+    posting = stream.transform(_invoice_source(invoice, order))
+    return SyncRecordFactory(integration=integration, stream="invoices", source_id=(invoice or square_invoice())["id"],
+                             status=RecordStatus.POSTED, target_id=number, proposed_posting=posting.to_json(),
+                             source_payload={"invoice": invoice or square_invoice(), "order": order or square_order()},
+                             amount=Decimal("3063.75"), currency="NOK")
+
+
+def test_a_posted_invoice_canceled_or_changed_in_square_is_flagged_for_a_person_and_never_sent_again(
+        square_integration, visma):
+    # given: posted as Visma invoice 100007; Square now has version 3 with another total
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    _posted_invoice(square_integration, stream)
+    changed_order = square_order(id="ORDER-INV-1", total_money=_money(400000), total_tax_money=_money(80000))
+    square = SquareReads(invoices=[square_invoice(version=3, updated_at=_just_now())],
+                         orders=[changed_order])
+    # when
+    sources = list(_stream(InvoicesStream, square_integration, square).read_window(timezone.now(), timezone.now()))
+    # then: a change notice, never the invoice again
+    assert [source.source_id for source in sources] == ["inv:0-ChBqx2Xq:v3"]
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(sources[0])
+    assert str(flagged.value).startswith(
+        "Square invoice 000042 (inv:0-ChBqx2Xq), posted as Visma invoice 100007 with total 3063.75 NOK (VAT 588.75), "
+        "changed in Square after posting to total 4000.00 NOK (VAT 800.00)")
+    # and canceled: the same, said so
+    square = SquareReads(invoices=[square_invoice(version=4, status="CANCELED", updated_at=_just_now())],
+                         orders=[square_order()])
+    [notice] = _stream(InvoicesStream, square_integration, square).read_window(timezone.now(), timezone.now())
+    assert "was canceled in Square: a credit note is a decision for a person" in notice.payload["change"]
+
+
+def test_a_posted_invoice_paid_in_square_is_not_read_again_once_listed(square_integration, visma):
+    # given: posted; Square marks it PAID (a new version: no change of amounts)
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    _posted_invoice(square_integration, stream)
+    square = SquareReads(invoices=[square_invoice(version=3, status="PAID", updated_at=_just_now())],
+                         orders=[square_order()])
+    # when: listed twice, an hour apart
+    first = list(_stream(InvoicesStream, square_integration, square).read_window(timezone.now(), timezone.now()))
+    square_invoices_listed_mark(square_integration, OSLO, timezone.now() + timedelta(hours=1))
+    square.calls.clear()
+    second = list(_stream(InvoicesStream, square_integration, square).read_window(timezone.now(), timezone.now()))
+    # then: nothing to post either time; the second listing reads no order
+    assert (first, second) == ([], [])
+    assert square.calls == [f"list {BERGEN}", f"list {OSLO}"]
+
+
+def test_drafts_and_invoices_canceled_before_they_were_read_are_not_taken(square_integration, visma):
+    square = SquareReads(invoices=[square_invoice(id="inv:draft", status="DRAFT"),
+                                   square_invoice(id="inv:gone", status="CANCELED")], orders=[square_order()])
+    assert list(_stream(InvoicesStream, square_integration, square).read_window(timezone.now(),
+                                                                                 timezone.now())) == []
+
+
+# --- invoice payments ---------------------------------------------------------------------------------------------
+
+
+def square_payment(**changes) -> dict:
+    payment = {"id": "PAY-INV-1", "status": "COMPLETED", "source_type": "CARD", "location_id": OSLO,
+               "order_id": "ORDER-INV-1", "amount_money": _money(306375), "total_money": _money(306375),
+               "processing_fee": [{"effective_at": "2026-12-02T10:00:00Z", "type": "INITIAL",
+                                   "amount_money": _money(7966)}],
+               "created_at": "2026-12-02T10:00:00Z", "updated_at": "2026-12-02T10:00:10Z"}
+    payment.update(changes)
+    return payment
+
+
+def test_a_payment_of_a_posted_invoice_becomes_a_customer_payment_with_its_fee(square_integration, visma):
+    # given
+    invoices = _stream(InvoicesStream, square_integration, SquareReads())
+    _posted_invoice(square_integration, invoices)
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    # when
+    posting = stream.transform(stream.source_object(payment=square_payment(), invoice=square_invoice()))
+    # then
+    assert (posting.document, posting.customer, posting.extra["invoice_number"], posting.date) == (
+        "customer_payment", "10002", "100007", date(2026, 12, 2))
+    assert [(line.role, line.debit, line.credit) for line in posting.lines] == [
+        ("clearing", Decimal("2984.09"), Decimal(0)), ("fee", Decimal("79.66"), Decimal(0)),
+        ("account", Decimal(0), Decimal("3063.75"))]
+    assert (posting.facts.transaction_type, posting.facts.payment_method, posting.facts.location) == (
+        "invoice_payment", "CARD", OSLO)
+
+
+def test_an_invoice_payment_waits_for_its_invoice_and_for_squares_fee(square_integration, visma):
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    with pytest.raises(WaitFor) as waiting:
+        stream.transform(stream.source_object(payment=square_payment(), invoice=square_invoice()))
+    assert waiting.value.on == ("invoices", "inv:0-ChBqx2Xq")
+    _posted_invoice(square_integration, _stream(InvoicesStream, square_integration, SquareReads()))
+    with pytest.raises(WaitFor) as waiting:
+        stream.transform(stream.source_object(payment=square_payment(processing_fee=None), invoice=square_invoice()))
+    assert "no processing_fee yet" in str(waiting.value)
+    # cash carries no fee: posted without one
+    cash = stream.transform(stream.source_object(payment=square_payment(source_type="CASH", processing_fee=None),
+                                                 invoice=square_invoice()))
+    assert [line.role for line in cash.lines] == ["clearing", "account"]
