@@ -66,6 +66,14 @@ def _problem_error(problem: str) -> SquareApiError:
         code = "EXPECTED_BOOLEAN"
     elif "is a required property" in problem:
         code = "MISSING_REQUIRED_PARAMETER"
+    elif "less than the minimum" in problem:
+        code = "VALUE_TOO_LOW"
+    elif "greater than the maximum" in problem:
+        code = "VALUE_TOO_HIGH"
+    elif "is too long" in problem:
+        code = "VALUE_TOO_LONG"
+    elif "is too short" in problem:
+        code = "VALUE_TOO_SHORT"
     elif "request body is required" in problem:
         code = "EXPECTED_JSON_BODY"
     else:

@@ -116,11 +116,15 @@ class SquareAuth:
 
     # -- the token -------------------------------------------------------------------------------------------
 
-    def token(self) -> str:
-        """The access token to send now; an OAuth token due for renewal is renewed first."""
+    def authorized_check(self) -> None:
+        """Raise SquareReauthorizationRequired while the connection is marked and no new credentials were saved."""
         problem = square_authorization_problem(self.connection)
         if problem:
             raise SquareReauthorizationRequired(f"Square connection {self.connection}: {problem}")
+
+    def token(self) -> str:
+        """The access token to send now; an OAuth token due for renewal is renewed first."""
+        self.authorized_check()
         if not self.oauth:
             return str((self.connection.credentials or {}).get("access_token") or "")
         found = self._usable(self.connection, None)

@@ -189,6 +189,8 @@ class SquareApi:
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None,
               sync_record: SyncRecord | None = None) -> dict:
+        # A connection marked "re-authorize" stops here, before the call budget is touched.
+        self.auth.authorized_check()
         # Square's reads and searches change nothing: a POST search may be repeated after a timeout.
         response = self.api.request(method, self.url(path), params=params, json=body, sync_record=sync_record,
                                     replay_safe=True)
@@ -315,8 +317,9 @@ class SquareApi:
         return self._pages("POST", "/v2/vendors/search", "vendors", body={})
 
     def token_status(self) -> dict:
-        """RetrieveTokenStatus: scopes, expires_at (empty for a token that never expires), merchant_id."""
-        return self.post_json("/oauth2/token/status", {})
+        """RetrieveTokenStatus: scopes, expires_at (empty for a token that never expires), merchant_id. The operation
+        takes no request body (spec RetrieveTokenStatus), so none is sent."""
+        return self._call("POST", "/oauth2/token/status")
 
 
 def square_ping(connection: Connection) -> str:

@@ -460,3 +460,52 @@ def test_the_admin_shows_that_the_seller_must_re_authorize_on_the_connection_and
     for page in pages:
         assert page.status_code == 200
         assert "the seller must re-authorize in Square" in page.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_never_refresh_one_pkce_token_at_once(settings):
+    # given: two workers, one PKCE token due for renewal; Square would refuse the second use of a refresh token
+    # (on PostgreSQL the row lock keeps them apart, on SQLite the process lock)
+    import threading
+    import time
+
+    from django.db import connection as worker_db
+
+    settings.HTTP_BACKOFF_BASE_SECONDS = 0
+    connection = oauth_connection(age_days=29.5, pkce=True)
+    presented = []
+
+    def obtain(request):
+        presented.append(json.loads(request.body)["refresh_token"])
+        time.sleep(0.3)  # the other worker arrives meanwhile
+        if presented.count(presented[-1]) > 1:
+            return 400, {}, json.dumps(REFUSED)
+        return 200, {}, json.dumps(token_answer(refresh_token=f"EQAA-refresh-{len(presented) + 1}"))
+
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def worker():
+        try:
+            barrier.wait(timeout=10)
+            api(Connection.objects.get(pk=connection.pk)).locations()
+            outcomes.append("ok")
+        except BaseException as exc:  # noqa: BLE001 — the test asserts on what a worker raised
+            outcomes.append(exc)
+        finally:
+            worker_db.close()
+
+    with responses.RequestsMock() as mock:
+        mock.add_callback(responses.POST, TOKEN_URL, callback=obtain)
+        mock.add(responses.GET, f"{OURS}/v2/locations", json={"locations": []})
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    # then: one refresh; both workers used its token
+    assert outcomes == ["ok", "ok"]
+    assert presented == [REFRESH]
+    stored = Connection.objects.get(pk=connection.pk)
+    assert (stored.credentials["refresh_token"], stored.authorization_problem) == ("EQAA-refresh-2", "")

@@ -273,6 +273,7 @@ def test_ping_reads_the_token_status_and_the_locations(square_connection, mocked
     # then
     assert said.startswith("token OK (expires 2026-04-01 10:00 UTC), merchant MLEFBHHSJGVHD, 2 location(s), 1 active")
     assert all(call.request.headers["Square-Version"] == "2025-08-20" for call in mocked.calls)
+    assert not mocked.calls[0].request.body  # RetrieveTokenStatus takes no body
 
 
 @pytest.mark.parametrize(("text", "expected"), [
