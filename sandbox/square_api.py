@@ -24,7 +24,15 @@ Square would send; `square_webhooks.square_events_deliver` posts them):
   `square_authorization_revoke(merchant, revoker_type="MERCHANT")` (tokens refused, oauth.authorization.revoked).
 - `square_clock_advance(merchant, timedelta)`: the merchant's clock (token expiry, created_at/updated_at).
 - `square_fault_set(path_prefix, status=500|429, times=1, method="")`: the next calls on that path fail.
-- `SquareRequest.objects` is the request log (method, path, status, square_version, spec_problems).
+- `square_switches_set(merchant, fee_later=, list_delay_seconds=, token_lifetime_days=)`.
+- `SquareRequest.objects` is the request log (method, path, status, square_version, spec_problems);
+  `square_requests_unfit()` lists the logged requests without a Square-Version or not fitting api.json.
+- Orders, invoices, customers, vendors: `square_customer_create(merchant, company_name=, reference_id=, ...)`,
+  `square_order_create(merchant, location_id, lines=[...], taxes=[...], discounts=[...], customer_id=)`,
+  `square_invoice_create(merchant, order_id, customer_id, publish=False)`, `square_invoice_publish`,
+  `square_invoice_pay(merchant, invoice_id, amount=None)` → the payment, `square_invoice_refund`,
+  `square_invoice_cancel`, `square_invoice_update`, `square_vendor_create(merchant, name, status=)`,
+  `square_vendor_update(merchant, vendor_id, **changes)`.
 """
 from __future__ import annotations
 
@@ -42,7 +50,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import SquareAuthorizationCode, SquareFault, SquareMerchant, SquareObject, SquareToken
+from .models import SquareAuthorizationCode, SquareFault, SquareMerchant, SquareObject, SquareRequest, SquareToken
 
 # Payment source types Square processes (and takes a fee on): docs/square.md §6 "Build".
 CARD_TYPES = frozenset({"CARD", "WALLET", "BUY_NOW_PAY_LATER", "BANK_ACCOUNT", "SQUARE_ACCOUNT"})
@@ -654,7 +662,26 @@ def square_authorization_revoke(merchant: SquareMerchant, *, revoker_type: str =
                              {"revocation": {"revoked_at": square_time(at), "revoker_type": revoker_type}})
 
 
-# --- faults -------------------------------------------------------------------------------------------------------
+# --- switches, faults and the request log --------------------------------------------------------------------------
+
+
+def square_switches_set(merchant: SquareMerchant, *, fee_later: bool | None = None,
+                        list_delay_seconds: int | None = None, token_lifetime_days: int | None = None) -> None:
+    """Turn the merchant's switches (docs/square-sandbox.md): a later fee for card payments, the delay before a new
+    payment or refund is listed, the lifetime of OAuth access tokens issued from now on."""
+    changes = {name: value for name, value in (("fee_later", fee_later), ("list_delay_seconds", list_delay_seconds),
+                                               ("token_lifetime_days", token_lifetime_days)) if value is not None}
+    for name, value in changes.items():
+        setattr(merchant, name, value)
+    merchant.save(update_fields=list(changes))
+
+
+def square_requests_unfit() -> list[str]:
+    """Every logged request that came without a Square-Version or did not fit api.json, described; empty when all
+    did (what an end-to-end test asserts)."""
+    return [f"{row.method} {row.path}?{row.query} → {row.status}: "
+            f"{'no Square-Version; ' if not row.square_version else ''}{row.spec_problems}".rstrip("; ")
+            for row in SquareRequest.objects.order_by("pk") if not row.square_version or row.spec_problems]
 
 
 def square_fault_set(path_prefix: str, *, status: int = 500, times: int = 1, method: str = "") -> SquareFault:

@@ -124,7 +124,14 @@ class SquareApiView(View):
                 record.merchant = merchant
                 return 200, answer
             if api_path not in NO_BEARER:
-                merchant, token = api.square_token_authenticate(request.headers.get("Authorization"))
+                try:
+                    merchant, token = api.square_token_authenticate(request.headers.get("Authorization"))
+                except SquareApiError as error:
+                    if api_path == "/oauth2/token/status":
+                        # "If the access token is expired or not a valid access token, the endpoint returns an
+                        # UNAUTHORIZED error" (spec RetrieveTokenStatus).
+                        raise SquareApiError(401, "UNAUTHORIZED", error.body["errors"][0]["detail"]) from None
+                    raise
                 record.merchant = merchant
             if isinstance(body, str):
                 raise SquareApiError(400, "EXPECTED_JSON_BODY", "The request body is not valid JSON.")

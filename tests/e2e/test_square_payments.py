@@ -16,8 +16,11 @@ from connectors.pipeline import record_advance, stream_poll
 from connectors.services import integration_save
 from mappings.models import GLMappingRule
 from mappings.reference import reference_data_refresh
+from connectors.models import InboundEvent, WebhookRefusal
+from connectors.services import inbox_process
 from sandbox import square_api
-from sandbox.models import SquareRequest, VismaDocument
+from sandbox.models import SquareObject, SquareRequest, VismaDocument
+from sandbox.square_webhooks import square_event_post, square_events_deliver
 from sandbox.services import (
     VISMA_SANDBOX_CLIENT_ID,
     VISMA_SANDBOX_CLIENT_SECRET,
@@ -277,3 +280,76 @@ def test_a_token_that_expires_during_a_long_sync_is_renewed_and_the_sync_complet
         assert all(len(journals_with(world.marker(payment_id))) == 1 for payment_id in ids)
     finally:
         live_connections_close()
+
+
+# --- webhooks -------------------------------------------------------------------------------------------------
+
+
+def deliver(world, **switches) -> tuple[int, int]:
+    """Square sends its queued events (signed as Square signs), then the inbox is worked off."""
+    return square_events_deliver(world.merchant, **switches), inbox_process()
+
+
+def test_a_payment_at_a_non_main_store_via_webhook_waits_for_its_fee_and_posts_when_the_update_brings_it(world):
+    # given: a card payment at Bergen; Square reports the fee on a later payment.updated
+    payment = world.payment("Bergen", 25000, tip=2500)
+    # when: payment.created arrives
+    deliver(world)
+    # then: it waits for the fee, nothing in Visma
+    record = SyncRecord.objects.get(stream="payments", source_id=payment["id"])
+    assert record.status == RecordStatus.WAITING
+    assert journal_count() == world.journals_before
+    # when: the fee comes with payment.updated
+    square_api.square_payment_fee_add(world.merchant, payment["id"], 715)
+    deliver(world)
+    # then: posted on Bergen's cost center: gross, tip, fee, net
+    record.refresh_from_db()
+    assert record.status == RecordStatus.POSTED
+    assert sorted(booked(world.journal(payment["id"]))) == sorted([
+        ("1582", "267.85", "0.00", "320"), ("7770", "7.15", "0.00", "320"),
+        ("3020", "0.00", "250.00", "320"), ("2960", "0.00", "25.00", "320")])
+
+
+def test_every_event_delivered_twice_and_in_reverse_order_ends_in_each_posting_once(world):
+    # given: two payments whose fees come later, one refunded in part, one fee adjusted after the first delivery
+    first = world.payment("Bergen", 40000)
+    second = world.payment("Oslo", 12000, source_type="CASH")
+    square_api.square_payment_fee_add(world.merchant, first["id"], 1040)
+    refund = square_api.square_refund_create(world.merchant, first["id"], 15000)
+    # when: every event twice, newest first
+    delivered, processed = deliver(world, duplicate=True, reverse=True)
+    # then: each event stored once, each object posted once
+    events = SquareObject.objects.filter(merchant=world.merchant, object_type="event").count()
+    assert delivered == 2 * events
+    assert InboundEvent.objects.filter(integration=world.integration).count() == events
+    assert dict(SyncRecord.objects.values_list("source_id", "status")) == {
+        first["id"]: RecordStatus.POSTED, second["id"]: RecordStatus.POSTED, refund["id"]: RecordStatus.POSTED}
+    assert journal_count() == world.journals_before + 3
+    for source_id, stream in ((first["id"], "payments"), (second["id"], "payments"), (refund["id"], "refunds")):
+        assert len(journals_with(world.marker(source_id, stream))) == 1
+    # and a fee adjustment after that is its own fee journal, the sale not posted again
+    adjustment = square_api.square_payment_fee_add(world.merchant, first["id"], 50, fee_type="ADJUSTMENT")
+    deliver(world, duplicate=True, reverse=True)
+    assert journal_count() == world.journals_before + 4
+    assert len(journals_with(world.marker(first["id"]))) == 1
+    effective_at = adjustment["processing_fee"][-1]["effective_at"]
+    [fee_record] = SyncRecord.objects.filter(stream="payments", source_id=f"{first['id']}:fee:{effective_at}")
+    assert fee_record.status == RecordStatus.POSTED
+
+
+def test_a_forged_key_a_signature_over_another_url_or_a_tampered_body_is_refused_401_and_nothing_posted(world):
+    world.payment("Bergen", 10000, fee=260, fee_later=False)
+    [event] = [row.body for row in SquareObject.objects.filter(merchant=world.merchant, object_type="event")]
+    forged = [
+        square_event_post(world.merchant, event, signature_key="bm90LXRoZS1zdWJzY3JpcHRpb24ta2V5"),
+        square_event_post(world.merchant, event, signed_url="https://shop.example.com/webhooks/square"),
+        square_event_post(world.merchant, event, tamper=True),
+    ]
+    assert forged == [401, 401, 401]
+    assert inbox_process() == 0
+    assert InboundEvent.objects.count() == 0 and SyncRecord.objects.count() == 0
+    assert journal_count() == world.journals_before
+    assert WebhookRefusal.objects.filter(integration=world.integration).exists()
+    # the genuine delivery still goes through
+    assert deliver(world) == (1, 1)
+    assert SyncRecord.objects.get().status == RecordStatus.POSTED

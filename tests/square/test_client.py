@@ -289,3 +289,23 @@ def test_square_times_are_read_as_utc(text, expected):
 
 def test_square_datetime_is_utc_with_z():
     assert square_datetime(datetime(2026, 3, 2, 11, 15, tzinfo=UTC)) == "2026-03-02T11:15:00.000Z"
+
+
+def test_square_registers_its_verifier_ping_and_the_contracts_settings():
+    # given
+    from connectors import registry
+    from connectors.services import integration_settings_clean
+    from connectors.square.webhooks import SquareWebhookVerifier
+
+    spec = registry.kind_spec("square")
+
+    # then
+    assert isinstance(spec.verifier, SquareWebhookVerifier) and spec.ping is square_ping
+    assert integration_settings_clean("square", {}) == {
+        "square_version": "2025-08-20", "webhook_notification_url": None, "token_renew_after_days": 7,
+        "page_size": 100, "begin_time": None, "fee_wait_minutes": 120, "refund_wait_hours": 72,
+        "create_customers": False, "customer_class": None, "supplier_class": None,
+    }
+    assert {"access_token"} == set(spec.required_credentials)
+    assert {"expires_at", "refresh_token", "client_id", "client_secret", "webhook_signature_key",
+            "webhook_signature_keys"} <= set(spec.optional_credentials)
