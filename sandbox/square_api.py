@@ -24,7 +24,15 @@ Square would send; `square_webhooks.square_events_deliver` posts them):
   `square_authorization_revoke(merchant, revoker_type="MERCHANT")` (tokens refused, oauth.authorization.revoked).
 - `square_clock_advance(merchant, timedelta)`: the merchant's clock (token expiry, created_at/updated_at).
 - `square_fault_set(path_prefix, status=500|429, times=1, method="")`: the next calls on that path fail.
-- `SquareRequest.objects` is the request log (method, path, status, square_version, spec_problems).
+- `square_switches_set(merchant, fee_later=, list_delay_seconds=, token_lifetime_days=)`.
+- `SquareRequest.objects` is the request log (method, path, status, square_version, spec_problems);
+  `square_requests_unfit()` lists the logged requests without a Square-Version or not fitting api.json.
+- Orders, invoices, customers, vendors: `square_customer_create(merchant, company_name=, reference_id=, ...)`,
+  `square_order_create(merchant, location_id, lines=[...], taxes=[...], discounts=[...], customer_id=)`,
+  `square_invoice_create(merchant, order_id, customer_id, publish=False)`, `square_invoice_publish`,
+  `square_invoice_pay(merchant, invoice_id, amount=None)` → the payment, `square_invoice_refund`,
+  `square_invoice_cancel`, `square_invoice_update`, `square_vendor_create(merchant, name, status=)`,
+  `square_vendor_update(merchant, vendor_id, **changes)`.
 """
 from __future__ import annotations
 
@@ -42,7 +50,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import SquareAuthorizationCode, SquareFault, SquareMerchant, SquareObject, SquareToken
+from .models import SquareAuthorizationCode, SquareFault, SquareMerchant, SquareObject, SquareRequest, SquareToken
 
 # Payment source types Square processes (and takes a fee on): docs/square.md §6 "Build".
 CARD_TYPES = frozenset({"CARD", "WALLET", "BUY_NOW_PAY_LATER", "BANK_ACCOUNT", "SQUARE_ACCOUNT"})
@@ -654,7 +662,26 @@ def square_authorization_revoke(merchant: SquareMerchant, *, revoker_type: str =
                              {"revocation": {"revoked_at": square_time(at), "revoker_type": revoker_type}})
 
 
-# --- faults -------------------------------------------------------------------------------------------------------
+# --- switches, faults and the request log --------------------------------------------------------------------------
+
+
+def square_switches_set(merchant: SquareMerchant, *, fee_later: bool | None = None,
+                        list_delay_seconds: int | None = None, token_lifetime_days: int | None = None) -> None:
+    """Turn the merchant's switches (docs/square-sandbox.md): a later fee for card payments, the delay before a new
+    payment or refund is listed, the lifetime of OAuth access tokens issued from now on."""
+    changes = {name: value for name, value in (("fee_later", fee_later), ("list_delay_seconds", list_delay_seconds),
+                                               ("token_lifetime_days", token_lifetime_days)) if value is not None}
+    for name, value in changes.items():
+        setattr(merchant, name, value)
+    merchant.save(update_fields=list(changes))
+
+
+def square_requests_unfit() -> list[str]:
+    """Every logged request that came without a Square-Version or did not fit api.json, described; empty when all
+    did (what an end-to-end test asserts)."""
+    return [f"{row.method} {row.path}?{row.query} → {row.status}: "
+            f"{'no Square-Version; ' if not row.square_version else ''}{row.spec_problems}".rstrip("; ")
+            for row in SquareRequest.objects.order_by("pk") if not row.square_version or row.spec_problems]
 
 
 def square_fault_set(path_prefix: str, *, status: int = 500, times: int = 1, method: str = "") -> SquareFault:
@@ -683,3 +710,382 @@ def square_fault_error(status: int) -> SquareApiError:
     if status == 503:
         return SquareApiError(503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable.")
     return SquareApiError(500, "INTERNAL_SERVER_ERROR", "An internal error has occurred.")
+
+
+# --- customers ----------------------------------------------------------------------------------------------------
+
+
+def square_customer_create(merchant: SquareMerchant, *, given_name: str = "", family_name: str = "",
+                           company_name: str = "", email_address: str = "", reference_id: str = "",
+                           phone_number: str = "") -> dict:
+    """A customer profile (spec `Customer`); `reference_id` is "an optional second ID used to associate the customer
+    profile with an entity in another system" (here: the Visma customer number)."""
+    at = square_now(merchant)
+    body: dict[str, Any] = {"id": square_id(26), "created_at": square_time(at), "updated_at": square_time(at)}
+    for field, value in (("given_name", given_name), ("family_name", family_name), ("company_name", company_name),
+                         ("email_address", email_address), ("phone_number", phone_number),
+                         ("reference_id", reference_id)):
+        if value:
+            body[field] = value
+    body.update({"preferences": {"email_unsubscribed": False}, "creation_source": "THIRD_PARTY", "version": 0})
+    return _store(merchant, "customer", body, at=at)
+
+
+# --- orders -------------------------------------------------------------------------------------------------------
+
+
+def _minor(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _shares(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights`, the rounding remainder on the last share (so the parts add up)."""
+    whole = sum(weights)
+    if not whole:
+        return [0] * len(weights)
+    parts = [_minor(Decimal(total) * weight / whole) for weight in weights[:-1]]
+    return [*parts, total - sum(parts)]
+
+
+def square_order_create(merchant: SquareMerchant, location_id: str | None = None, *, lines: list[dict],
+                        taxes: list[dict] = (), discounts: list[dict] = (), customer_id: str | None = None,
+                        reference_id: str | None = None, state: str = "OPEN", source_name: str = "Nordlys nettbutikk",
+                        ) -> dict:
+    """An order with its amounts computed as Square does (spec `Order`, `OrderLineItem`): per line gross sales =
+    base price × quantity; discounts (FIXED_PERCENTAGE on each line, FIXED_AMOUNT shared by gross) then taxes on the
+    discounted amount: ADDITIVE added to the line, INCLUSIVE part of it ("For Europe and Australia, inclusive tax
+    remains as part of the gross sale": OrderLineItem.gross_sales_money). Half up per line (Square does not say
+    how it rounds). ORDER-scope taxes and discounts apply to every line, LINE_ITEM ones to the lines naming them.
+
+    lines: [{"name", "quantity": "2", "base_price": 10000, "taxes": ["VAT"], "discounts": ["Spring"]}] (names of
+    LINE_ITEM-scope taxes and discounts); taxes: [{"name", "percentage": "25", "type": "ADDITIVE"|"INCLUSIVE",
+    "scope": "ORDER"|"LINE_ITEM"}]; discounts: [{"name", "percentage": "10"} or {"name", "amount": 5000}, "scope"].
+    """
+    location = _location(merchant, location_id)
+    currency = location["currency"]
+    at = square_now(merchant)
+    tax_bodies = [{"uid": f"tax-{index}", "name": tax["name"], "percentage": str(tax["percentage"]),
+                   "type": tax.get("type", "ADDITIVE"), "scope": tax.get("scope", "ORDER")}
+                  for index, tax in enumerate(taxes)]
+    discount_bodies = []
+    for index, discount in enumerate(discounts):
+        body = {"uid": f"discount-{index}", "name": discount["name"], "scope": discount.get("scope", "ORDER")}
+        if "percentage" in discount:
+            body.update({"type": "FIXED_PERCENTAGE", "percentage": str(discount["percentage"])})
+        else:
+            body.update({"type": "FIXED_AMOUNT", "amount_money": money(discount["amount"], currency)})
+        discount_bodies.append(body)
+    line_bodies = []
+    for index, line in enumerate(lines):
+        quantity = Decimal(str(line.get("quantity", "1")))
+        gross = _minor(quantity * line["base_price"])
+        line_bodies.append({"uid": f"line-{index}", "name": line["name"], "quantity": str(line.get("quantity", "1")),
+                            "item_type": "ITEM", "base_price_money": money(line["base_price"], currency),
+                            "variation_total_price_money": money(gross, currency),
+                            "gross_sales_money": money(gross, currency), "applied_taxes": [],
+                            "applied_discounts": [], "_tax_names": line.get("taxes", []),
+                            "_discount_names": line.get("discounts", [])})
+
+    def applies(item: dict, line: dict, names_key: str) -> bool:
+        return item["scope"] == "ORDER" or item["name"] in line[names_key]
+
+    discount_of = [0] * len(line_bodies)
+    for discount in discount_bodies:
+        targets = [index for index, line in enumerate(line_bodies) if applies(discount, line, "_discount_names")]
+        if discount["type"] == "FIXED_PERCENTAGE":
+            amounts = [_minor(Decimal(line_bodies[index]["gross_sales_money"]["amount"])
+                              * Decimal(discount["percentage"]) / 100) for index in targets]
+        else:
+            amounts = _shares(discount["amount_money"]["amount"],
+                              [line_bodies[index]["gross_sales_money"]["amount"] for index in targets])
+        for index, amount in zip(targets, amounts):
+            discount_of[index] += amount
+            line_bodies[index]["applied_discounts"].append({"uid": f"{discount['uid']}-{index}",
+                                                            "discount_uid": discount["uid"],
+                                                            "applied_money": money(amount, currency)})
+        discount["applied_money"] = money(sum(amounts), currency)
+    tax_of = [0] * len(line_bodies)
+    additive_of = [0] * len(line_bodies)
+    for tax in tax_bodies:
+        rate = Decimal(tax["percentage"])
+        applied = 0
+        for index, line in enumerate(line_bodies):
+            if not applies(tax, line, "_tax_names"):
+                continue
+            taxable = Decimal(line["gross_sales_money"]["amount"] - discount_of[index])
+            amount = _minor(taxable * rate / 100) if tax["type"] == "ADDITIVE" else _minor(taxable * rate
+                                                                                            / (100 + rate))
+            tax_of[index] += amount
+            if tax["type"] == "ADDITIVE":
+                additive_of[index] += amount
+            applied += amount
+            line["applied_taxes"].append({"uid": f"{tax['uid']}-{index}", "tax_uid": tax["uid"],
+                                          "applied_money": money(amount, currency)})
+        tax["applied_money"] = money(applied, currency)
+    for index, line in enumerate(line_bodies):
+        line.pop("_tax_names")
+        line.pop("_discount_names")
+        line["total_discount_money"] = money(discount_of[index], currency)
+        line["total_tax_money"] = money(tax_of[index], currency)
+        line["total_service_charge_money"] = money(0, currency)
+        line["total_money"] = money(line["gross_sales_money"]["amount"] - discount_of[index] + additive_of[index],
+                                    currency)
+        for key in ("applied_taxes", "applied_discounts"):
+            if not line[key]:
+                line.pop(key)
+    total = sum(line["total_money"]["amount"] for line in line_bodies)
+    stamp = square_time(at)
+    order: dict[str, Any] = {"id": square_id(29), "location_id": location["id"], "source": {"name": source_name},
+                             "line_items": line_bodies}
+    if reference_id:
+        order["reference_id"] = reference_id
+    if customer_id:
+        order["customer_id"] = customer_id
+    if tax_bodies:
+        order["taxes"] = tax_bodies
+    if discount_bodies:
+        order["discounts"] = discount_bodies
+    order.update({
+        "net_amounts": {"total_money": money(total, currency), "tax_money": money(sum(tax_of), currency),
+                        "discount_money": money(sum(discount_of), currency), "tip_money": money(0, currency),
+                        "service_charge_money": money(0, currency)},
+        "created_at": stamp, "updated_at": stamp, "state": state, "version": 1,
+        "total_money": money(total, currency), "total_tax_money": money(sum(tax_of), currency),
+        "total_discount_money": money(sum(discount_of), currency), "total_tip_money": money(0, currency),
+        "total_service_charge_money": money(0, currency), "net_amount_due_money": money(total, currency)})
+    if state == "COMPLETED":
+        order["closed_at"] = stamp
+    return _store(merchant, "order", order, at=at)
+
+
+def _order_paid(merchant: SquareMerchant, order_id: str, payment: dict, at: datetime) -> dict:
+    """A payment tendered for the order: a tender, the amount due down, COMPLETED (closed_at) when nothing is due."""
+    order = SquareObject.objects.select_for_update().get(merchant=merchant, object_type="order",
+                                                         square_id=order_id).body
+    tender_type = payment["source_type"] if payment["source_type"] in ("CARD", "CASH", "WALLET", "BANK_ACCOUNT") \
+        else "OTHER"
+    order.setdefault("tenders", []).append({
+        "id": payment["id"], "location_id": payment["location_id"], "transaction_id": order_id,
+        "created_at": payment["created_at"], "amount_money": payment["amount_money"], "type": tender_type,
+        "payment_id": payment["id"]})
+    due = order["net_amount_due_money"]["amount"] - payment["amount_money"]["amount"]
+    order["net_amount_due_money"] = money(max(due, 0), order["total_money"]["currency"])
+    if due <= 0:
+        order["state"] = "COMPLETED"
+        order["closed_at"] = square_time(at)
+    order["version"] += 1
+    order["updated_at"] = square_time(at)
+    return _save(merchant, "order", order, at=at)
+
+
+# --- invoices -----------------------------------------------------------------------------------------------------
+
+
+def _invoice_event(merchant: SquareMerchant, event_type: str, invoice: dict) -> dict:
+    return square_event_emit(merchant, event_type, "invoice", invoice["id"], {"invoice": _copy(invoice)})
+
+
+def _invoice_locked(merchant: SquareMerchant, invoice_id: str) -> dict:
+    return SquareObject.objects.select_for_update().get(merchant=merchant, object_type="invoice",
+                                                        square_id=invoice_id).body
+
+
+def _invoice_save(merchant: SquareMerchant, invoice: dict, at: datetime) -> dict:
+    invoice["version"] += 1
+    invoice["updated_at"] = square_time(at)
+    return _save(merchant, "invoice", invoice, at=at)
+
+
+def square_invoice_create(merchant: SquareMerchant, order_id: str, customer_id: str, *, due_date: str | None = None,
+                          title: str = "", description: str = "", invoice_number: str | None = None,
+                          publish: bool = False) -> dict:
+    """A DRAFT invoice for the order (spec `Invoice`: one BALANCE payment request due on `due_date`, the customer as
+    primary recipient, version 0); invoice.created. With `publish`, published at once."""
+    order = square_object_required(merchant, "order", order_id)
+    customer = square_object_required(merchant, "customer", customer_id)
+    at = square_now(merchant)
+    stamp = square_time(at)
+    location = square_object_required(merchant, "location", order["location_id"])
+    recipient = {"customer_id": customer_id}
+    for field in ("given_name", "family_name", "email_address", "company_name", "phone_number"):
+        if customer.get(field):
+            recipient[field] = customer[field]
+    invoice: dict[str, Any] = {
+        # Invoice ids look like inv:0-ChCHu2mZEabLeeHahQnXDjZQECY (spec GetInvoice example).
+        "id": "inv:0-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(28)),
+        "version": 0, "location_id": order["location_id"], "order_id": order_id,
+        "primary_recipient": recipient,
+        "payment_requests": [{"uid": str(uuid.uuid4()), "request_type": "BALANCE",
+                              "due_date": due_date or (at + timedelta(days=14)).date().isoformat(),
+                              "tipping_enabled": False, "automatic_payment_source": "NONE",
+                              "computed_amount_money": order["total_money"],
+                              "total_completed_amount_money": money(0, order["total_money"]["currency"])}],
+        "delivery_method": "EMAIL", "status": "DRAFT", "timezone": location["timezone"],
+        "created_at": stamp, "updated_at": stamp,
+        "accepted_payment_methods": {"card": True, "square_gift_card": False, "bank_account": False,
+                                     "buy_now_pay_later": False, "cash_app_pay": False},
+        "sale_or_service_date": at.date().isoformat(), "store_payment_method_enabled": False,
+    }
+    if invoice_number:
+        invoice["invoice_number"] = invoice_number
+    if title:
+        invoice["title"] = title
+    if description:
+        invoice["description"] = description
+    _store(merchant, "invoice", invoice, at=at)
+    _invoice_event(merchant, "invoice.created", invoice)
+    return square_invoice_publish(merchant, invoice["id"]) if publish else invoice
+
+
+def square_invoice_publish(merchant: SquareMerchant, invoice_id: str) -> dict:
+    """PublishInvoice: DRAFT → UNPAID, an invoice number if it had none ("increments from 1 … 7 characters long":
+    spec Invoice.invoice_number, unique within a location), public_url, next_payment_amount_money; invoice.published."""
+    with transaction.atomic():
+        invoice = _invoice_locked(merchant, invoice_id)
+        if invoice["status"] != "DRAFT":
+            raise SquareApiError(400, "BAD_REQUEST", f"Invoice {invoice_id} is {invoice['status']}, not DRAFT.")
+        at = square_now(merchant)
+        if "invoice_number" not in invoice:
+            numbered = [body for body in square_objects(merchant, "invoice")
+                        if body["location_id"] == invoice["location_id"] and body.get("invoice_number", "").isdigit()]
+            invoice["invoice_number"] = f"{max((int(body['invoice_number']) for body in numbered), default=0) + 1:07d}"
+        invoice["status"] = "UNPAID"
+        invoice["public_url"] = f"https://squareupsandbox.com/pay-invoice/{invoice_id}"
+        invoice["next_payment_amount_money"] = invoice["payment_requests"][0]["computed_amount_money"]
+        _invoice_save(merchant, invoice, at)
+        _invoice_event(merchant, "invoice.published", invoice)
+    return invoice
+
+
+def square_invoice_pay(merchant: SquareMerchant, invoice_id: str, amount: int | None = None, *,
+                       source_type: str = "CARD", fee: int | None = None, fee_later: bool | None = None) -> dict:
+    """The customer pays (all that is left, or `amount`): a payment with the invoice's order_id and customer
+    (payment.created), the order tendered, the invoice PAID or PARTIALLY_PAID (invoice.payment_made). The payment."""
+    with transaction.atomic():
+        invoice = _invoice_locked(merchant, invoice_id)
+        if invoice["status"] not in ("UNPAID", "PARTIALLY_PAID", "SCHEDULED"):
+            raise SquareApiError(400, "BAD_REQUEST", f"Invoice {invoice_id} is {invoice['status']}; it cannot be "
+                                                     "paid.")
+        request = invoice["payment_requests"][0]
+        left = request["computed_amount_money"]["amount"] - request["total_completed_amount_money"]["amount"]
+        amount = left if amount is None else amount
+        if not 0 < amount <= left:
+            raise SquareApiError(400, "BAD_REQUEST", f"Payment of {amount} does not fit the {left} left.")
+        payment = square_payment_create(merchant, invoice["location_id"], amount, source_type=source_type, fee=fee,
+                                        fee_later=fee_later, customer_id=invoice["primary_recipient"]["customer_id"],
+                                        order_id=invoice["order_id"])
+        at = square_now(merchant)
+        _order_paid(merchant, invoice["order_id"], payment, at)
+        request["total_completed_amount_money"] = money(request["total_completed_amount_money"]["amount"] + amount,
+                                                        request["computed_amount_money"]["currency"])
+        paid_in_full = amount == left
+        invoice["status"] = "PAID" if paid_in_full else "PARTIALLY_PAID"
+        if paid_in_full:
+            invoice.pop("next_payment_amount_money", None)
+        else:
+            invoice["next_payment_amount_money"] = money(left - amount, request["computed_amount_money"]["currency"])
+        _invoice_save(merchant, invoice, at)
+        _invoice_event(merchant, "invoice.payment_made", invoice)
+    return payment
+
+
+def square_invoice_refund(merchant: SquareMerchant, invoice_id: str, amount: int, *, fee_returned: int = 0) -> dict:
+    """A refund of the invoice's (last) payment (refund.created, payment.updated); the invoice PARTIALLY_REFUNDED or
+    REFUNDED (invoice.refunded). The refund."""
+    with transaction.atomic():
+        invoice = _invoice_locked(merchant, invoice_id)
+        order = square_object_required(merchant, "order", invoice["order_id"])
+        payment_id = (order.get("tenders") or [{}])[-1].get("payment_id")
+        if not payment_id:
+            raise SquareApiError(400, "BAD_REQUEST", f"Invoice {invoice_id} has no payment to refund.")
+        refund = square_refund_create(merchant, payment_id, amount, fee_returned=fee_returned)
+        paid = invoice["payment_requests"][0]["total_completed_amount_money"]["amount"]
+        refunded = sum(square_object_required(merchant, "refund", refund_id)["amount_money"]["amount"]
+                       for tender in order.get("tenders", [])
+                       for refund_id in square_object_required(merchant, "payment", tender["payment_id"]).get(
+                           "refund_ids", []))
+        invoice["status"] = "REFUNDED" if refunded >= paid else "PARTIALLY_REFUNDED"
+        _invoice_save(merchant, invoice, square_now(merchant))
+        _invoice_event(merchant, "invoice.refunded", invoice)
+    return refund
+
+
+def square_invoice_cancel(merchant: SquareMerchant, invoice_id: str) -> dict:
+    """CancelInvoice: a published, unpaid invoice → CANCELED (spec CancelInvoice); invoice.canceled."""
+    with transaction.atomic():
+        invoice = _invoice_locked(merchant, invoice_id)
+        if invoice["status"] not in ("UNPAID", "SCHEDULED", "PARTIALLY_PAID"):
+            raise SquareApiError(400, "BAD_REQUEST", f"Invoice {invoice_id} is {invoice['status']}; it cannot be "
+                                                     "canceled.")
+        invoice["status"] = "CANCELED"
+        invoice.pop("next_payment_amount_money", None)
+        _invoice_save(merchant, invoice, square_now(merchant))
+        _invoice_event(merchant, "invoice.canceled", invoice)
+    return invoice
+
+
+def square_invoice_update(merchant: SquareMerchant, invoice_id: str, **changes: Any) -> dict:
+    """UpdateInvoice of title, description or the due date (`due_date`); version + 1, invoice.updated."""
+    with transaction.atomic():
+        invoice = _invoice_locked(merchant, invoice_id)
+        for field, value in changes.items():
+            if field == "due_date":
+                invoice["payment_requests"][0]["due_date"] = value
+            elif field in ("title", "description"):
+                invoice[field] = value
+            else:
+                raise ValueError(f"The emulator updates title, description and due_date, not {field}")
+        _invoice_save(merchant, invoice, square_now(merchant))
+        _invoice_event(merchant, "invoice.updated", invoice)
+    return invoice
+
+
+# --- vendors ------------------------------------------------------------------------------------------------------
+
+
+def _vendor_event(merchant: SquareMerchant, operation: str, vendor: dict) -> dict:
+    # spec VendorCreatedEvent / VendorUpdatedEvent: {operation, vendor}, location_id on the envelope (BETA).
+    return square_event_emit(merchant, f"vendor.{operation.lower()}", "vendor", vendor["id"],
+                             {"operation": operation, "vendor": vendor}, location_id=merchant.main_location_id)
+
+
+def square_vendor_create(merchant: SquareMerchant, name: str, *, status: str = "ACTIVE", account_number: str = "",
+                         note: str = "", contact_name: str = "", contact_email: str = "") -> dict:
+    """A vendor (spec `Vendor`, BETA: name ≤100, status ACTIVE|INACTIVE, version); vendor.created."""
+    if status not in ("ACTIVE", "INACTIVE"):
+        raise ValueError(f"A vendor is ACTIVE or INACTIVE, not {status}")
+    at = square_now(merchant)
+    vendor: dict[str, Any] = {"id": square_id(16), "created_at": square_time(at), "updated_at": square_time(at),
+                              "name": name[:100]}
+    if contact_name or contact_email:
+        contact = {"id": square_id(16), "ordinal": 0, "removed": False}
+        if contact_name:
+            contact["name"] = contact_name
+        if contact_email:
+            contact["email_address"] = contact_email
+        vendor["contacts"] = [contact]
+    if account_number:
+        vendor["account_number"] = account_number
+    if note:
+        vendor["note"] = note
+    vendor.update({"version": 1, "status": status})
+    _store(merchant, "vendor", vendor, at=at)
+    _vendor_event(merchant, "CREATED", vendor)
+    return vendor
+
+
+def square_vendor_update(merchant: SquareMerchant, vendor_id: str, **changes: Any) -> dict:
+    """UpdateVendor of name, status, account_number or note; version + 1; vendor.updated."""
+    with transaction.atomic():
+        vendor = SquareObject.objects.select_for_update().get(merchant=merchant, object_type="vendor",
+                                                              square_id=vendor_id).body
+        for field, value in changes.items():
+            if field not in ("name", "status", "account_number", "note"):
+                raise ValueError(f"The emulator updates name, status, account_number and note, not {field}")
+            vendor[field] = value
+        at = square_now(merchant)
+        vendor["version"] += 1
+        vendor["updated_at"] = square_time(at)
+        _save(merchant, "vendor", vendor, at=at)
+        _vendor_event(merchant, "UPDATED", vendor)
+    return vendor

@@ -66,6 +66,14 @@ def _problem_error(problem: str) -> SquareApiError:
         code = "EXPECTED_BOOLEAN"
     elif "is a required property" in problem:
         code = "MISSING_REQUIRED_PARAMETER"
+    elif "less than the minimum" in problem:
+        code = "VALUE_TOO_LOW"
+    elif "greater than the maximum" in problem:
+        code = "VALUE_TOO_HIGH"
+    elif "is too long" in problem:
+        code = "VALUE_TOO_LONG"
+    elif "is too short" in problem:
+        code = "VALUE_TOO_SHORT"
     elif "request body is required" in problem:
         code = "EXPECTED_JSON_BODY"
     else:
@@ -116,7 +124,14 @@ class SquareApiView(View):
                 record.merchant = merchant
                 return 200, answer
             if api_path not in NO_BEARER:
-                merchant, token = api.square_token_authenticate(request.headers.get("Authorization"))
+                try:
+                    merchant, token = api.square_token_authenticate(request.headers.get("Authorization"))
+                except SquareApiError as error:
+                    if api_path == "/oauth2/token/status":
+                        # "If the access token is expired or not a valid access token, the endpoint returns an
+                        # UNAUTHORIZED error" (spec RetrieveTokenStatus).
+                        raise SquareApiError(401, "UNAUTHORIZED", error.body["errors"][0]["detail"]) from None
+                    raise
                 record.merchant = merchant
             if isinstance(body, str):
                 raise SquareApiError(400, "EXPECTED_JSON_BODY", "The request body is not valid JSON.")

@@ -189,8 +189,9 @@ class SquareApi:
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None,
               sync_record: SyncRecord | None = None) -> dict:
-        # A connection marked "re-authorize" stops here, before the call budget is touched.
-        self.auth.authorized_check()
+        # A connection marked "re-authorize" stops here, and a token due for renewal is renewed here, both before the
+        # call budget is touched (the bearer hook then finds the token ready).
+        self.auth.token()
         # Square's reads and searches change nothing: a POST search may be repeated after a timeout.
         response = self.api.request(method, self.url(path), params=params, json=body, sync_record=sync_record,
                                     replay_safe=True)

@@ -285,10 +285,11 @@ class SquareInvoiceSource(SquareSource):
                         continue  # canceled before it was ever read as published: nothing was owed
                     if record is not None and not self._changed(invoice, record, last_listed):
                         continue
-                    source = self._source_of(invoice, record)
+                    order = self._order_of(invoice)
+                    source = self._source_of(invoice, order, record)
                     if source is not None:
                         yield source
-                    self._payments_take(invoice, source)
+                    self._payments_take(invoice, order)
             square_invoices_listed_mark(self.integration, location_id, started)
 
     def _changed(self, invoice: Mapping, record: SyncRecord, last_listed: datetime | None) -> bool:
@@ -307,19 +308,22 @@ class SquareInvoiceSource(SquareSource):
         record = record_of(self.integration, INVOICES, str(invoice["id"]))
         if record is None and invoice.get("status") == CANCELED:
             return None
-        source = self._source_of(invoice, record)
+        order = self._order_of(invoice)
+        source = self._source_of(invoice, order, record)
         if source is not None:
             # The invoice first, so its payments (an invoice.payment_made event) find it posted.
             source_take(self.integration, self, source)
-        self._payments_take(invoice, source)
+        self._payments_take(invoice, order)
         return source
 
-    def _source_of(self, invoice: Mapping, record: SyncRecord | None) -> SourceObject | None:
+    def _order_of(self, invoice: Mapping) -> dict | None:
+        return self.square.order(str(invoice["order_id"])) if invoice.get("order_id") else None
+
+    def _source_of(self, invoice: Mapping, order: Mapping | None, record: SyncRecord | None) -> SourceObject | None:
         """The invoice with its order and customer as the pipeline takes it; for a posted one, a change notice when
         Square canceled it or changed its amounts, else None (nothing to do)."""
         if record is not None and record.status == RecordStatus.REJECTED:
             return None
-        order = self.square.order(str(invoice["order_id"])) if invoice.get("order_id") else None
         if record is not None and record.status == RecordStatus.POSTED:
             change = self._change_after_posting(invoice, order, record)
             if not change:
@@ -367,9 +371,9 @@ class SquareInvoiceSource(SquareSource):
                     "(or credit it), then reject this record")
         return ""
 
-    def _payments_take(self, invoice: Mapping, source: SourceObject | None) -> None:
+    def _payments_take(self, invoice: Mapping, order: Mapping | None) -> None:
         """The payments the invoice's order names (its tenders) and their refunds → the invoice_payments stream."""
-        order = (source.payload.get("order") if source is not None else None) or {}
+        order = order or {}
         payments = InvoicePaymentsStream(self.integration)
         payments.__dict__["square"] = self.square
         for tender in order.get("tenders") or []:

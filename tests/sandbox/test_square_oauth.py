@@ -194,3 +194,29 @@ def test_an_obtain_token_body_with_an_unknown_field_is_refused_by_the_spec_check
 
     # then
     assert (response.status_code, response.json()["errors"][0]["code"]) == (400, "UNKNOWN_BODY_PARAMETER")
+
+
+def test_token_status_of_an_expired_token_is_unauthorized_as_the_spec_says(client, merchant):
+    # given
+    access, _, _ = square_api.square_oauth_tokens_issue(merchant)
+    square_api.square_clock_advance(merchant, timedelta(days=31))
+
+    # when
+    response = SquareSession(client, access).post("/oauth2/token/status")
+
+    # then
+    assert (response.status_code, response.json()["errors"][0]["code"]) == (401, "UNAUTHORIZED")
+
+
+def test_a_shorter_token_lifetime_switch_applies_to_tokens_issued_after_it(client, merchant):
+    # given
+    square_api.square_switches_set(merchant, token_lifetime_days=1)
+
+    # when
+    access, _, expires_at = square_api.square_oauth_tokens_issue(merchant)
+    square_api.square_clock_advance(merchant, timedelta(days=1, seconds=1))
+    response = SquareSession(client, access).get("/v2/locations")
+
+    # then
+    assert datetime.fromisoformat(expires_at) - square_api.square_now(merchant) < timedelta(seconds=0)
+    assert (response.status_code, response.json()["errors"][0]["code"]) == (401, "ACCESS_TOKEN_EXPIRED")

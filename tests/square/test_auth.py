@@ -509,3 +509,25 @@ def test_two_workers_never_refresh_one_pkce_token_at_once(settings):
     assert presented == [REFRESH]
     stored = Connection.objects.get(pk=connection.pk)
     assert (stored.credentials["refresh_token"], stored.authorization_problem) == ("EQAA-refresh-2", "")
+
+
+def test_a_marked_connection_spends_no_call_budget_and_logs_no_exchange(db, mocked):
+    # given: a connection with a budget, marked after a refused refresh
+    from connectors.models import CallBudgetWindow
+
+    connection = oauth_connection(age_days=45)
+    Connection.objects.filter(pk=connection.pk).update(hourly_call_budget=100)
+    connection.refresh_from_db()
+    mocked.add(responses.POST, TOKEN_URL, status=400, json=REFUSED)
+    with pytest.raises(SquareReauthorizationRequired):
+        api(connection).locations()
+    exchanges = HttpExchange.objects.filter(connection=connection).count()
+
+    # when
+    for _ in range(3):
+        with pytest.raises(SquareReauthorizationRequired):
+            api(Connection.objects.get(pk=connection.pk)).payment("pay-1")
+
+    # then: the refused refresh (outside the budget) was the only exchange
+    assert exchanges == 1 and HttpExchange.objects.filter(connection=connection).count() == 1
+    assert sum(CallBudgetWindow.objects.filter(connection=connection).values_list("calls", flat=True)) == 0

@@ -522,3 +522,81 @@ def test_an_invoice_payment_waits_for_its_invoice_and_for_squares_fee(square_int
     cash = stream.transform(stream.source_object(payment=square_payment(source_type="CASH", processing_fee=None),
                                                  invoice=square_invoice()))
     assert [line.role for line in cash.lines] == ["clearing", "account"]
+
+
+def _visma_invoice_100007() -> dict:
+    """Visma's CustomerInvoiceDto of the posted Square invoice (NOK, the base currency): its three lines' nets, VAT."""
+    lines = [("Espresso cup", "1700.00", "3"), ("Saucer", "475.00", "3"), ("Coffee beans 1 kg", "300.00", "31")]
+    totals = {"detailTotal": 2475.00, "vatTotal": 588.75, "amount": 3063.75}
+    return {"referenceNumber": "100007", "currencyId": "NOK", "exchangeRate": 1.0,
+            **totals, **{f"{name}InCurrency": value for name, value in totals.items()},
+            "invoiceLines": [{"lineNumber": number, "description": text, "amountInCurrency": float(amount),
+                              "amount": float(amount), "account": {"number": "3020"},
+                              "subaccount": {"segments": [{"segmentId": 1, "segmentValue": "310"}]},
+                              "vatCode": {"id": code}}
+                             for number, (text, amount, code) in enumerate(lines, start=1)]}
+
+
+def test_a_refund_of_an_invoice_payment_is_a_credit_note_for_its_share_with_the_fee_square_returned(
+        square_integration, visma):
+    # given: the invoice (Visma 100007) and its card payment are posted; a tenth goes back, 7.97 of the fee with it
+    from mappings.models import Currency
+
+    Currency.objects.create(tenant=square_integration.tenant, code="NOK", is_base=True)
+    _posted_invoice(square_integration, _stream(InvoicesStream, square_integration, SquareReads()))
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    payment = stream.transform(stream.source_object(payment=square_payment(), invoice=square_invoice()))
+    SyncRecordFactory(integration=square_integration, stream="invoice_payments", source_id="PAY-INV-1",
+                      status=RecordStatus.POSTED, target_id="payment 200001 + journal 000001",
+                      proposed_posting=payment.to_json())
+    visma.add(responses.GET, f"{VISMA}/v1/customerinvoice/100007", json=_visma_invoice_100007())
+    refund = {"id": "REF-INV-1", "payment_id": "PAY-INV-1", "status": "COMPLETED", "location_id": OSLO,
+              "amount_money": _money(30638), "processing_fee": [{"effective_at": "2026-12-03T10:00:00Z",
+                                                                  "type": "INITIAL", "amount_money": _money(-797)}],
+              "created_at": "2026-12-03T10:00:00Z", "updated_at": "2026-12-03T10:00:05Z"}
+    # when
+    posting = stream.transform(stream.source_object(refund=refund))
+    # then: 306.38 of 3063.75 credited line by line (VAT codes kept), paid out of clearing less the fee returned
+    assert (posting.document, posting.customer, posting.extra["invoice_number"]) == ("credit_note", "10002", "100007")
+    assert [(line["description"], line["amount"], line["vat_code"]) for line in posting.extra["lines"]] == [
+        ("Espresso cup", "170.00", "3"), ("Saucer", "47.50", "3"), ("Coffee beans 1 kg", "30.00", "31")]
+    assert [(line.role, line.debit, line.credit) for line in posting.lines] == [
+        ("account", Decimal("306.38"), Decimal(0)), ("clearing", Decimal(0), Decimal("298.41")),
+        ("fee", Decimal(0), Decimal("7.97"))]
+
+
+def test_a_refund_waits_for_its_invoice_payment(square_integration, visma):
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    refund = {"id": "REF-2", "payment_id": "PAY-INV-9", "status": "COMPLETED", "amount_money": _money(100),
+              "created_at": "2026-12-03T10:00:00Z"}
+    with pytest.raises(WaitFor) as waiting:
+        stream.transform(stream.source_object(refund=refund))
+    assert waiting.value.on == ("invoice_payments", "PAY-INV-9")
+
+
+def test_an_invoice_remembered_from_a_listing_is_read_whole_when_it_is_posted(square_integration, visma):
+    # given: stored by square_invoice_of_payment with the invoice alone (no order, no customer)
+    square = SquareReads(orders=[square_order()])
+    stream = _stream(InvoicesStream, square_integration, square)
+    # when
+    posting = stream.transform(SourceObject(source_id="inv:0-ChBqx2Xq", payload={"invoice": square_invoice()}))
+    # then
+    assert (posting.extra["total"], posting.customer) == ("3063.75", "10002")
+    assert square.calls == ["order ORDER-INV-1", "customer CUST-FJORD"]
+
+
+def test_reading_an_invoice_takes_the_payments_its_order_names(square_integration, visma):
+    # given: a posted invoice paid by card (Square's invoice.payment_made names only the invoice)
+    _posted_invoice(square_integration, _stream(InvoicesStream, square_integration, SquareReads()))
+    paid = square_invoice(version=5, status="PAID", updated_at=_just_now())
+    square = SquareReads(invoices=[paid], orders=[square_order(tenders=[{"id": "T1", "payment_id": "PAY-INV-1",
+                                                                        "type": "CARD"}])],
+                         payments=[square_payment()])
+    # when
+    found = _stream(InvoicesStream, square_integration, square).read_one(paid["id"])
+    # then: nothing new for the invoice itself; its payment recorded in invoice_payments (no rule: flagged)
+    assert found is None
+    record = SyncRecord.objects.get(stream="invoice_payments", source_id="PAY-INV-1")
+    assert record.source_payload["invoice"]["id"] == paid["id"]
+    assert record.status == RecordStatus.FLAGGED
+    assert "No active square mapping rule matches invoice_payment of 3063.75 NOK" in record.reasons[0]
