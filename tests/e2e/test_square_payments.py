@@ -14,7 +14,7 @@ from audit.models import RecordStatus, SyncRecord
 from connectors.models import Connection, HttpExchange, Integration, Tenant
 from connectors.pipeline import record_advance, stream_poll
 from connectors.services import integration_save
-from mappings.models import GLMappingRule
+from mappings.models import GLMappingRule, SquareLocation
 from mappings.reference import reference_data_refresh
 from connectors.models import InboundEvent, WebhookRefusal
 from connectors.services import inbox_process
@@ -144,6 +144,10 @@ def test_a_card_payment_at_a_non_main_store_posts_gross_tip_fee_and_net_on_that_
         ("3020", "0.00", "500.00", "320"), ("2960", "0.00", "50.00", "320")])
     assert payment["id"] in journal["description"]
     assert {line["referenceNumber"] for line in journal["journalTransactionLines"]} == {world.marker(payment["id"])}
+    # the mirror knows Bergen is not the main location, and the closed store is marked
+    assert dict(SquareLocation.objects.values_list("name", "is_main")) == {
+        "Store Oslo Sentrum": True, "Store Bergen": False, "Store Trondheim": False}
+    assert SquareLocation.objects.get(name="Store Trondheim").status == "INACTIVE"
 
 
 def test_a_fee_reported_later_keeps_the_payment_waiting_then_it_posts(world):

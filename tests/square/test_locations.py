@@ -17,10 +17,9 @@ def mirrored(tenant):
         "location_id", "name", "status", "currency", "timezone", "is_main"))
 
 
-def test_every_location_is_mirrored_inactive_ones_marked_and_the_first_created_is_main():
+def test_every_location_is_mirrored_inactive_ones_marked_and_the_main_one_as_square_names_it():
     integration = IntegrationFactory(kind="square")
-    square = FakeSquare([square_location(BERGEN, "Store Bergen", created_at="2024-03-01T08:00:00Z"),
-                         square_location(OSLO, "Store Oslo Sentrum", created_at="2023-05-01T08:00:00Z"),
+    square = FakeSquare([square_location(OSLO, "Store Oslo Sentrum"), square_location(BERGEN, "Store Bergen"),
                          square_location(TRONDHEIM, "Store Trondheim", status="INACTIVE")])
     square_locations_refresh(integration.tenant, square)
     assert mirrored(integration.tenant) == [
