@@ -357,3 +357,20 @@ def test_a_forged_key_a_signature_over_another_url_or_a_tampered_body_is_refused
     # the genuine delivery still goes through
     assert deliver(world) == (1, 1)
     assert SyncRecord.objects.get().status == RecordStatus.POSTED
+
+
+def test_a_pending_refund_waits_and_posts_on_its_refund_updated_with_the_fee_square_returned(world):
+    # given: a posted sale in Bergen; a refund Square has not completed yet
+    payment = world.payment("Bergen", 40000, fee=1040, fee_later=False)
+    refund = square_api.square_refund_create(world.merchant, payment["id"], 40000, status="PENDING")
+    deliver(world)
+    record = SyncRecord.objects.get(stream="refunds", source_id=refund["id"])
+    assert record.status == RecordStatus.WAITING
+    # when: Square completes it and gives its fee back
+    square_api.square_refund_complete(world.merchant, refund["id"], fee_returned=1040)
+    deliver(world)
+    # then: the whole sale reversed on Bergen's cost center, the fee back to the fee account
+    record.refresh_from_db()
+    assert record.status == RecordStatus.POSTED
+    assert sorted(booked(world.journal(refund["id"], "refunds"))) == sorted([
+        ("3020", "400.00", "0.00", "320"), ("7770", "0.00", "10.40", "320"), ("1582", "0.00", "389.60", "320")])
