@@ -610,14 +610,37 @@ class SquareInvoicePaymentSource(SquareSource):
     target_kind = "customer_payment"
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
-        return iter(())  # fed by the invoices stream (an invoice's tenders) and the payments and refunds streams
+        """The payments and refunds of this stream that wait on Square itself (a fee not reported yet, a payment not
+        completed, a refund pending), read again: no event of ours says when Square fills them in (payment.updated
+        goes to the payments stream, which leaves an invoice's payment to this one). New ones come from the invoices
+        stream (an invoice's tenders and their refunds) and from square_invoice_payment_take."""
+        waiting = SyncRecord.objects.filter(integration=self.integration, stream=self.name,
+                                            status=RecordStatus.WAITING, waiting_on_stream="")
+        for record in waiting.only("source_id", "source_payload").iterator():
+            source = self._read_again(record.source_id, record.source_payload or {})
+            if source is not None:
+                yield self.fresh(source)
 
     def read_one(self, source_id: str) -> SourceObject | None:
+        record = record_of(self.integration, self.name, source_id)
+        if record is not None:
+            return self._read_again(source_id, record.source_payload or {})
         payment = self.square.payment(source_id)
         if payment is not None:
-            return self.source_object(payment=payment, invoice=square_invoice_of_payment(self, payment))
+            invoice = square_invoice_of_payment(self, payment)
+            return self.source_object(payment=payment, invoice=invoice) if invoice is not None else None
         refund = self.square.refund(source_id)
-        return self.source_object(refund=refund) if refund is not None else None
+        if refund is None or not square_payment_is_invoice_payment(self.integration, str(refund.get("payment_id"))):
+            return None
+        return self.source_object(refund=refund)
+
+    def _read_again(self, source_id: str, payload: Mapping) -> SourceObject | None:
+        """A payment or refund this stream has, as Square has it now (the invoice it pays kept as stored)."""
+        if payload.get("refund"):
+            refund = self.square.refund(source_id)
+            return self.source_object(refund=refund) if refund is not None else None
+        payment = self.square.payment(source_id)
+        return self.source_object(payment=payment, invoice=payload.get("invoice")) if payment is not None else None
 
     @staticmethod
     def source_object(*, payment: Mapping | None = None, refund: Mapping | None = None,

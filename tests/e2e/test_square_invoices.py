@@ -215,3 +215,20 @@ def test_with_create_customers_the_customer_is_created_once_then_the_invoice(wor
         assert record.status == RecordStatus.POSTED, record.reasons
         [visma] = customer_invoices_with(world.marker(invoice["id"], "invoices"))
         assert visma["customer"]["number"] == created.target_id
+
+
+def test_an_invoice_payment_whose_fee_comes_later_waits_then_posts_when_its_stream_reads_it_again(world):
+    # given: posted invoice; paid by card, Square's fee not reported yet
+    invoice = world.invoice()
+    world.poll("invoices")
+    payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee_later=True)
+    world.poll("invoices")
+    record = SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"])
+    assert (record.status, record.waiting_on_stream) == (RecordStatus.WAITING, "")
+    # when: the fee is reported (payment.updated goes to the payments stream), then invoice_payments polls
+    square_api.square_payment_fee_add(world.merchant, payment["id"], 7966)
+    run = world.poll("invoice_payments")
+    # then
+    record.refresh_from_db()
+    assert (run.fetched, record.status, record.target_kind) == (1, RecordStatus.POSTED, "customer_payment")
+    assert record.source_payload["payment"]["processing_fee"][0]["amount_money"]["amount"] == 7966
