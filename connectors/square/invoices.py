@@ -198,6 +198,8 @@ class SquareCustomerSource(SquareSource):
 
     name = CUSTOMERS
     target_kind = "customer"
+    # Nothing to poll (customers are made when an invoice needs one): the schedule's longest cadence.
+    default_poll_minutes = 7 * 24 * 60
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
         return iter(())  # only the customers of invoices are created, when an invoice needs one
