@@ -331,7 +331,7 @@ def square_payment_create(merchant: SquareMerchant, location_id: str | None = No
     body.update({"total_money": money(total, currency), "approved_money": money(total, currency),
                  "status": status, "source_type": source_type})
     body.update(_source_details(source_type, status, total, currency, stamp))
-    body.update({"location_id": location["id"], "receipt_number": "", "version_token": _token("", 43),
+    body.update({"location_id": location["id"], "version_token": _token("", 43),
                  "application_details": {"square_product": "SQUARE_POS",
                                          "application_id": merchant.application_id}})
     body["receipt_number"] = body["id"][:4]
@@ -634,15 +634,17 @@ def square_token_revoke(authorization: str | None, body: dict) -> tuple[SquareMe
     """RevokeToken (spec): `Authorization: Client <application secret>`; revokes every token of the seller for
     the application, or only the access token with revoke_only_access_token; oauth.authorization.revoked."""
     scheme, _, secret = (authorization or "").partition(" ")
-    merchant = SquareMerchant.objects.filter(application_id=body.get("client_id") or "").first()
-    if scheme != "Client" or merchant is None or secret.strip() != merchant.application_secret:
+    # The seller is the one the access token (or merchant_id) names; one application may serve many sellers.
+    if body.get("access_token"):
+        token = SquareToken.objects.select_related("merchant").filter(access_token=body["access_token"]).first()
+        merchant = token.merchant if token else None
+    else:
+        merchant = SquareMerchant.objects.filter(merchant_id=body.get("merchant_id") or "").first()
+    if scheme != "Client" or merchant is None or merchant.application_id != body.get("client_id") \
+            or secret.strip() != merchant.application_secret:
         raise SquareApiError(401, "UNAUTHORIZED", "RevokeToken takes `Authorization: Client APPLICATION_SECRET` "
-                                                  "for the client_id.")
+                                                  "for the client_id, and an access_token or merchant_id it knows.")
     tokens = merchant.tokens.exclude(flow=SquareToken.PERSONAL).filter(revoked_at=None)
-    if body.get("merchant_id") and body["merchant_id"] != merchant.merchant_id:
-        raise SquareApiError(404, "NOT_FOUND", "No authorization of this application by that merchant.")
-    if body.get("access_token") and not tokens.filter(access_token=body["access_token"]).exists():
-        raise SquareApiError(404, "NOT_FOUND", "No such access token for this application.")
     if body.get("revoke_only_access_token"):
         # Only that access token; the refresh token still works (spec RevokeTokenRequest).
         tokens.filter(access_token=body.get("access_token") or "").update(revoked_at=square_now(merchant))

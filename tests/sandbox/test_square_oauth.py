@@ -220,3 +220,21 @@ def test_a_shorter_token_lifetime_switch_applies_to_tokens_issued_after_it(clien
     # then
     assert datetime.fromisoformat(expires_at) - square_api.square_now(merchant) < timedelta(seconds=0)
     assert (response.status_code, response.json()["errors"][0]["code"]) == (401, "ACCESS_TOKEN_EXPIRED")
+
+
+def test_revoking_only_the_access_token_keeps_the_refresh_token_working(client, merchant):
+    # given
+    access, refresh, _ = square_api.square_oauth_tokens_issue(merchant)
+
+    # when
+    revoked = SquareSession(client, "").post(
+        "/oauth2/revoke", {"client_id": merchant.application_id, "access_token": access,
+                           "revoke_only_access_token": True}, authorization=f"Client {merchant.application_secret}")
+    call = SquareSession(client, access).get("/v2/locations")
+    renewal = _refresh(client, merchant, refresh)
+
+    # then
+    assert revoked.status_code == 200
+    assert call.json()["errors"][0]["code"] == "ACCESS_TOKEN_REVOKED"
+    assert renewal.status_code == 200
+    assert square_api.square_objects(merchant, "event") == []

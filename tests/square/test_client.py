@@ -164,14 +164,16 @@ def test_orders_search_asks_at_most_ten_locations_a_call_sorted_by_the_filtered_
     bodies = [json.loads(call.request.body) for call in mocked.calls]
     assert [len(body["location_ids"]) for body in bodies] == [10, 10, 10, 3]
     assert bodies[1] == {**bodies[0], "cursor": "next"}
-    assert bodies[0]["query"] == {"filter": {"date_time_filter": {"updated_at": {"start_at": "2026-03-05T09:30:00.000Z"}}},
+    assert bodies[0]["query"] == {"filter": {"date_time_filter": {"updated_at": {
+                                      "start_at": "2026-03-05T09:30:00.000Z"}}},
                                   "sort": {"sort_field": "UPDATED_AT", "sort_order": "ASC"}}
     assert bodies[2]["location_ids"] == locations[10:20] and "cursor" not in bodies[2]
 
 
 def test_customers_by_reference_search_exactly(square_connection, mocked):
     # given
-    mocked.add(responses.POST, f"{OURS}/v2/customers/search", json={"customers": [{"id": "C1", "reference_id": "10002"}]})
+    mocked.add(responses.POST, f"{OURS}/v2/customers/search",
+               json={"customers": [{"id": "C1", "reference_id": "10002"}]})
 
     # when
     found = api(square_connection).customers_by_reference("10002")
@@ -246,7 +248,8 @@ def test_rate_limits_and_server_errors_are_retried_then_transient(square_connect
 def test_a_personal_token_refused_is_not_renewed_and_says_replace_it(square_connection, mocked):
     # given
     mocked.add(responses.GET, f"{OURS}/v2/locations", status=401, json={"errors": [
-        {"category": "AUTHENTICATION_ERROR", "code": "UNAUTHORIZED", "detail": "This request could not be authorized."}]})
+        {"category": "AUTHENTICATION_ERROR", "code": "UNAUTHORIZED",
+         "detail": "This request could not be authorized."}]})
 
     # when
     with pytest.raises(AuthenticationError, match="the access token was refused: replace it"):
