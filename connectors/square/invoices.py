@@ -278,7 +278,8 @@ class SquareInvoiceSource(SquareSource):
                 stored = {record.source_id: record for record in SyncRecord.objects.filter(
                     integration=self.integration, stream=INVOICES,
                     source_id__in=[str(invoice.get("id")) for invoice in invoices]).only(
-                    "source_id", "status", "source_payload", "target_id", "proposed_posting", "corrected_posting")}
+                    "source_id", "status", "source_payload", "target_id", "proposed_posting", "corrected_posting",
+                    "created_at")}
                 for invoice in invoices:
                     if invoice.get("status") in NOT_PUBLISHED:
                         continue
@@ -296,12 +297,19 @@ class SquareInvoiceSource(SquareSource):
 
     def _changed(self, invoice: Mapping, record: SyncRecord, last_listed: datetime | None) -> bool:
         """Whether a stored invoice changed since it was stored: another version, updated after the last listing
-        (less the overlap), so a posted invoice is read again once per change, not at every poll."""
+        (less the overlap), so a posted invoice is read again once per change, not at every poll. One remembered
+        from a listing for a payment (stored without its order) is read whole by the first poll after: its
+        payments are taken then (the payment that found it is left to this stream by the payments stream)."""
+        if last_listed is None:
+            return True
+        since = last_listed - self.overlap
+        if "order" not in (record.source_payload or {}):
+            return record.created_at >= since
         stored_version = ((record.source_payload or {}).get("invoice") or {}).get("version")
         if stored_version == invoice.get("version"):
             return False
         updated = _updated(invoice)
-        return last_listed is None or updated is None or updated >= last_listed - self.overlap
+        return updated is None or updated >= since
 
     def read_one(self, source_id: str) -> SourceObject | None:
         invoice = self.square.invoice(source_id)
@@ -474,7 +482,8 @@ class SquareInvoiceSource(SquareSource):
         for index, item in enumerate(items, start=1):
             where = f"{what} line {index}"
             if "total_money" not in item or "total_tax_money" not in item:
-                raise SourceDataError(f"{where} has no total_money/total_tax_money (Square computes them on every read)")
+                raise SourceDataError(f"{where} has no total_money or total_tax_money (Square computes both on every "
+                                      "read)")
             quantity = to_decimal(item.get("quantity") or "1", field=f"{where} quantity")
             base = square_money(item.get("base_price_money"), field="base_price_money", what=where, currency=currency)
             line_total = square_money(item.get("total_money"), field="total_money", what=where, currency=currency)
