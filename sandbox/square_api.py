@@ -331,7 +331,7 @@ def square_payment_create(merchant: SquareMerchant, location_id: str | None = No
     body.update({"total_money": money(total, currency), "approved_money": money(total, currency),
                  "status": status, "source_type": source_type})
     body.update(_source_details(source_type, status, total, currency, stamp))
-    body.update({"location_id": location["id"], "receipt_number": "", "version_token": _token("", 43),
+    body.update({"location_id": location["id"], "version_token": _token("", 43),
                  "application_details": {"square_product": "SQUARE_POS",
                                          "application_id": merchant.application_id}})
     body["receipt_number"] = body["id"][:4]
@@ -634,15 +634,17 @@ def square_token_revoke(authorization: str | None, body: dict) -> tuple[SquareMe
     """RevokeToken (spec): `Authorization: Client <application secret>`; revokes every token of the seller for
     the application, or only the access token with revoke_only_access_token; oauth.authorization.revoked."""
     scheme, _, secret = (authorization or "").partition(" ")
-    merchant = SquareMerchant.objects.filter(application_id=body.get("client_id") or "").first()
-    if scheme != "Client" or merchant is None or secret.strip() != merchant.application_secret:
+    # The seller is the one the access token (or merchant_id) names; one application may serve many sellers.
+    if body.get("access_token"):
+        token = SquareToken.objects.select_related("merchant").filter(access_token=body["access_token"]).first()
+        merchant = token.merchant if token else None
+    else:
+        merchant = SquareMerchant.objects.filter(merchant_id=body.get("merchant_id") or "").first()
+    if scheme != "Client" or merchant is None or merchant.application_id != body.get("client_id") \
+            or secret.strip() != merchant.application_secret:
         raise SquareApiError(401, "UNAUTHORIZED", "RevokeToken takes `Authorization: Client APPLICATION_SECRET` "
-                                                  "for the client_id.")
+                                                  "for the client_id, and an access_token or merchant_id it knows.")
     tokens = merchant.tokens.exclude(flow=SquareToken.PERSONAL).filter(revoked_at=None)
-    if body.get("merchant_id") and body["merchant_id"] != merchant.merchant_id:
-        raise SquareApiError(404, "NOT_FOUND", "No authorization of this application by that merchant.")
-    if body.get("access_token") and not tokens.filter(access_token=body["access_token"]).exists():
-        raise SquareApiError(404, "NOT_FOUND", "No such access token for this application.")
     if body.get("revoke_only_access_token"):
         # Only that access token; the refresh token still works (spec RevokeTokenRequest).
         tokens.filter(access_token=body.get("access_token") or "").update(revoked_at=square_now(merchant))
@@ -684,24 +686,44 @@ def square_requests_unfit() -> list[str]:
             for row in SquareRequest.objects.order_by("pk") if not row.square_version or row.spec_problems]
 
 
-def square_fault_set(path_prefix: str, *, status: int = 500, times: int = 1, method: str = "") -> SquareFault:
-    """The next `times` calls whose API path (e.g. /v2/payments) starts with `path_prefix` get `status`: 500
-    INTERNAL_SERVER_ERROR or 429 RATE_LIMITED without Retry-After (docs/square.md §8)."""
-    if status not in (429, 500, 503):
-        raise ValueError("A fault is a 429, 500 or 503")
+def square_fault_set(path_prefix: str, *, status: int = 500, times: int = 1, method: str = "",
+                     after: int = 0) -> SquareFault:
+    """After `after` calls whose API path (e.g. /v2/payments) starts with `path_prefix`, the next `times` get
+    `status`: 500 INTERNAL_SERVER_ERROR, 503 SERVICE_UNAVAILABLE or 429 RATE_LIMITED without Retry-After
+    (docs/square.md §8); 401: the OAuth access token the call presents expires then (a token running out in the
+    middle of a sync), so this call and the next with it get 401 ACCESS_TOKEN_EXPIRED until it is refreshed."""
+    if status not in (401, 429, 500, 503):
+        raise ValueError("A fault is a 401 (token expiry), 429, 500 or 503")
     return SquareFault.objects.create(path_prefix=path_prefix, method=method.upper(), status=status,
-                                      remaining=times)
+                                      remaining=times, after=after)
 
 
 def square_fault_take(method: str, path: str) -> int | None:
     """The status of a fault armed for this call (and one fewer left), or None."""
+    taken = None
     with transaction.atomic():
         for fault in SquareFault.objects.select_for_update().filter(remaining__gt=0).order_by("pk"):
-            if path.startswith(fault.path_prefix) and fault.method in ("", method.upper()):
+            if not path.startswith(fault.path_prefix) or fault.method not in ("", method.upper()):
+                continue
+            if fault.after:
+                fault.after -= 1
+                fault.save(update_fields=["after"])
+            elif taken is None:
                 fault.remaining -= 1
                 fault.save(update_fields=["remaining"])
-                return fault.status
-    return None
+                taken = fault.status
+    return taken
+
+
+def square_token_expire(authorization: str | None) -> None:
+    """The OAuth access token in `Authorization: Bearer …` expires now (by its merchant's clock); a personal token,
+    which never expires, is left as it is."""
+    _, _, credential = (authorization or "").partition(" ")
+    token = SquareToken.objects.select_related("merchant").filter(access_token=credential.strip()).exclude(
+        flow=SquareToken.PERSONAL).first()
+    if token is not None and (token.expires_at is None or token.expires_at > square_now(token.merchant)):
+        token.expires_at = square_now(token.merchant)
+        token.save(update_fields=["expires_at"])
 
 
 def square_fault_error(status: int) -> SquareApiError:

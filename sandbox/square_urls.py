@@ -1,5 +1,5 @@
 """The Square emulator's paths, mounted at /sandbox/square/ (the same paths below it as connect.squareup.com)."""
-from django.urls import path
+from django.urls import path, re_path
 
 from . import square_api as api
 from . import square_reads as reads
@@ -65,4 +65,6 @@ urlpatterns = [
          view(GET=lambda merchant, token, query, body, vendor_id: reads.vendor_retrieve(merchant, vendor_id)),
          name="square-vendor"),
     path("_control/deliver_events", SquareDeliverView.as_view(), name="square-deliver-events"),
+    # Anything else: Square's 404 shape, logged, instead of Django's HTML page.
+    re_path(r"^.*$", view(), name="square-not-emulated"),
 ]

@@ -91,8 +91,10 @@ class SquareApiView(View):
         api_path = request.path[len(MOUNT):] if request.path.startswith(MOUNT) else request.path
         query = dict(parse_qsl(request.META.get("QUERY_STRING", ""), keep_blank_values=True))
         version = request.headers.get("Square-Version", "")
+        # OAuth bodies carry secrets and refresh tokens: not kept.
+        kept_body = "" if api_path.startswith("/oauth2/") else request.body.decode("utf-8", "replace")[:20000]
         record = SquareRequest(method=request.method, path=api_path, query=request.META.get("QUERY_STRING", ""),
-                               body=request.body.decode("utf-8", "replace")[:20000], square_version=version)
+                               body=kept_body, square_version=version)
         status, answer = self._answer(request, api_path, query, record, kwargs)
         record.status = status
         record.save()
@@ -112,12 +114,14 @@ class SquareApiView(View):
         record.spec_problems = "\n".join(problems)
         try:
             fault = api.square_fault_take(request.method, api_path)
-            if fault:
+            if fault == 401:
+                api.square_token_expire(request.headers.get("Authorization"))
+            elif fault:
                 raise api.square_fault_error(fault)
             _version_checked(request)
             handler = self.handlers.get(request.method)
             if handler is None:
-                raise SquareApiError(405, "NOT_FOUND", f"{request.method} {api_path} is not supported.")
+                raise SquareApiError(404, "NOT_FOUND", f"The sandbox does not emulate {request.method} {api_path}.")
             merchant = token = None
             if api_path == "/oauth2/revoke":
                 merchant, answer = api.square_token_revoke(request.headers.get("Authorization"), body or {})

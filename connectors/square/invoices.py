@@ -198,6 +198,8 @@ class SquareCustomerSource(SquareSource):
 
     name = CUSTOMERS
     target_kind = "customer"
+    # Nothing to poll (customers are made when an invoice needs one): the schedule's longest cadence.
+    default_poll_minutes = 7 * 24 * 60
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
         return iter(())  # only the customers of invoices are created, when an invoice needs one
@@ -276,7 +278,8 @@ class SquareInvoiceSource(SquareSource):
                 stored = {record.source_id: record for record in SyncRecord.objects.filter(
                     integration=self.integration, stream=INVOICES,
                     source_id__in=[str(invoice.get("id")) for invoice in invoices]).only(
-                    "source_id", "status", "source_payload", "target_id", "proposed_posting", "corrected_posting")}
+                    "source_id", "status", "source_payload", "target_id", "proposed_posting", "corrected_posting",
+                    "created_at")}
                 for invoice in invoices:
                     if invoice.get("status") in NOT_PUBLISHED:
                         continue
@@ -294,12 +297,19 @@ class SquareInvoiceSource(SquareSource):
 
     def _changed(self, invoice: Mapping, record: SyncRecord, last_listed: datetime | None) -> bool:
         """Whether a stored invoice changed since it was stored: another version, updated after the last listing
-        (less the overlap), so a posted invoice is read again once per change, not at every poll."""
+        (less the overlap), so a posted invoice is read again once per change, not at every poll. One remembered
+        from a listing for a payment (stored without its order) is read whole by the first poll after: its
+        payments are taken then (the payment that found it is left to this stream by the payments stream)."""
+        if last_listed is None:
+            return True
+        since = last_listed - self.overlap
+        if "order" not in (record.source_payload or {}):
+            return record.created_at >= since
         stored_version = ((record.source_payload or {}).get("invoice") or {}).get("version")
         if stored_version == invoice.get("version"):
             return False
         updated = _updated(invoice)
-        return last_listed is None or updated is None or updated >= last_listed - self.overlap
+        return updated is None or updated >= since
 
     def read_one(self, source_id: str) -> SourceObject | None:
         invoice = self.square.invoice(source_id)
@@ -472,7 +482,8 @@ class SquareInvoiceSource(SquareSource):
         for index, item in enumerate(items, start=1):
             where = f"{what} line {index}"
             if "total_money" not in item or "total_tax_money" not in item:
-                raise SourceDataError(f"{where} has no total_money/total_tax_money (Square computes them on every read)")
+                raise SourceDataError(f"{where} has no total_money or total_tax_money (Square computes both on every "
+                                      "read)")
             quantity = to_decimal(item.get("quantity") or "1", field=f"{where} quantity")
             base = square_money(item.get("base_price_money"), field="base_price_money", what=where, currency=currency)
             line_total = square_money(item.get("total_money"), field="total_money", what=where, currency=currency)
@@ -610,14 +621,37 @@ class SquareInvoicePaymentSource(SquareSource):
     target_kind = "customer_payment"
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
-        return iter(())  # fed by the invoices stream (an invoice's tenders) and the payments and refunds streams
+        """The payments and refunds of this stream that wait on Square itself (a fee not reported yet, a payment not
+        completed, a refund pending), read again: no event of ours says when Square fills them in (payment.updated
+        goes to the payments stream, which leaves an invoice's payment to this one). New ones come from the invoices
+        stream (an invoice's tenders and their refunds) and from square_invoice_payment_take."""
+        waiting = SyncRecord.objects.filter(integration=self.integration, stream=self.name,
+                                            status=RecordStatus.WAITING, waiting_on_stream="")
+        for record in waiting.only("source_id", "source_payload").iterator():
+            source = self._read_again(record.source_id, record.source_payload or {})
+            if source is not None:
+                yield self.fresh(source)
 
     def read_one(self, source_id: str) -> SourceObject | None:
+        record = record_of(self.integration, self.name, source_id)
+        if record is not None:
+            return self._read_again(source_id, record.source_payload or {})
         payment = self.square.payment(source_id)
         if payment is not None:
-            return self.source_object(payment=payment, invoice=square_invoice_of_payment(self, payment))
+            invoice = square_invoice_of_payment(self, payment)
+            return self.source_object(payment=payment, invoice=invoice) if invoice is not None else None
         refund = self.square.refund(source_id)
-        return self.source_object(refund=refund) if refund is not None else None
+        if refund is None or not square_payment_is_invoice_payment(self.integration, str(refund.get("payment_id"))):
+            return None
+        return self.source_object(refund=refund)
+
+    def _read_again(self, source_id: str, payload: Mapping) -> SourceObject | None:
+        """A payment or refund this stream has, as Square has it now (the invoice it pays kept as stored)."""
+        if payload.get("refund"):
+            refund = self.square.refund(source_id)
+            return self.source_object(refund=refund) if refund is not None else None
+        payment = self.square.payment(source_id)
+        return self.source_object(payment=payment, invoice=payload.get("invoice")) if payment is not None else None
 
     @staticmethod
     def source_object(*, payment: Mapping | None = None, refund: Mapping | None = None,

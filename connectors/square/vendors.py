@@ -52,6 +52,8 @@ class SquareVendorSource(SquareSource):
 
     name = VENDORS
     target_kind = "supplier"
+    # Vendors change seldom and vendor.* webhooks bring changes at once: an hourly listing catches a missed one.
+    default_poll_minutes = 60
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
         # SearchVendors has no "changed since" filter (docs/square.md §5): every vendor is listed; those whose

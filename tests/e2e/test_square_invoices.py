@@ -215,3 +215,39 @@ def test_with_create_customers_the_customer_is_created_once_then_the_invoice(wor
         assert record.status == RecordStatus.POSTED, record.reasons
         [visma] = customer_invoices_with(world.marker(invoice["id"], "invoices"))
         assert visma["customer"]["number"] == created.target_id
+
+
+def test_an_invoice_payment_whose_fee_comes_later_waits_then_posts_when_its_stream_reads_it_again(world):
+    # given: posted invoice; paid by card, Square's fee not reported yet
+    invoice = world.invoice()
+    world.poll("invoices")
+    payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee_later=True)
+    world.poll("invoices")
+    record = SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"])
+    assert (record.status, record.waiting_on_stream) == (RecordStatus.WAITING, "")
+    # when: the fee is reported (payment.updated goes to the payments stream), then invoice_payments polls
+    square_api.square_payment_fee_add(world.merchant, payment["id"], 7966)
+    run = world.poll("invoice_payments")
+    # then
+    record.refresh_from_db()
+    assert (run.fetched, record.status, record.target_kind) == (1, RecordStatus.POSTED, "customer_payment")
+    assert record.source_payload["payment"]["processing_fee"][0]["amount_money"]["amount"] == 7966
+
+
+def test_an_invoice_first_met_through_its_payment_is_posted_with_that_payment_at_the_next_invoices_poll(world):
+    # given: published and paid before any invoices poll; the payments poll meets the payment first
+    invoice = world.invoice()
+    payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee=7966, fee_later=False)
+    world.poll("payments")
+    remembered = SyncRecord.objects.get(stream="invoices", source_id=invoice["id"])
+    assert (remembered.status, "order" in remembered.source_payload) == (RecordStatus.RECEIVED, False)
+    assert journals_with(world.marker(payment["id"])) == []
+    # when
+    world.poll("invoices")
+    # then: the invoice read whole and posted, its payment taken and posted; nothing more on the next poll
+    remembered.refresh_from_db()
+    paid = SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"])
+    assert (remembered.status, paid.status, paid.target_kind) == (RecordStatus.POSTED, RecordStatus.POSTED,
+                                                                  "customer_payment")
+    assert world.poll("invoices").posted == 0
+    assert len(customer_invoices_with(world.marker(invoice["id"], "invoices"))) == 1

@@ -220,3 +220,39 @@ def test_a_shorter_token_lifetime_switch_applies_to_tokens_issued_after_it(clien
     # then
     assert datetime.fromisoformat(expires_at) - square_api.square_now(merchant) < timedelta(seconds=0)
     assert (response.status_code, response.json()["errors"][0]["code"]) == (401, "ACCESS_TOKEN_EXPIRED")
+
+
+def test_revoking_only_the_access_token_keeps_the_refresh_token_working(client, merchant):
+    # given
+    access, refresh, _ = square_api.square_oauth_tokens_issue(merchant)
+
+    # when
+    revoked = SquareSession(client, "").post(
+        "/oauth2/revoke", {"client_id": merchant.application_id, "access_token": access,
+                           "revoke_only_access_token": True}, authorization=f"Client {merchant.application_secret}")
+    call = SquareSession(client, access).get("/v2/locations")
+    renewal = _refresh(client, merchant, refresh)
+
+    # then
+    assert revoked.status_code == 200
+    assert call.json()["errors"][0]["code"] == "ACCESS_TOKEN_REVOKED"
+    assert renewal.status_code == 200
+    assert square_api.square_objects(merchant, "event") == []
+
+
+def test_a_token_set_to_expire_after_two_calls_is_refused_on_the_third_and_its_refresh_works(client, merchant):
+    # given
+    access, refresh, _ = square_api.square_oauth_tokens_issue(merchant)
+    square_api.square_fault_set("/v2/payments", status=401, after=2)
+    square = SquareSession(client, access)
+
+    # when
+    statuses = [square.get("/v2/payments").status_code for _ in range(3)]
+    expired = square.get("/v2/locations")
+    renewed = _refresh(client, merchant, refresh).json()["access_token"]
+    after_renewal = SquareSession(client, renewed).get("/v2/payments")
+
+    # then
+    assert statuses == [200, 200, 401]
+    assert expired.json()["errors"][0]["code"] == "ACCESS_TOKEN_EXPIRED"
+    assert after_renewal.status_code == 200

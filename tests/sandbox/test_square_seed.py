@@ -37,7 +37,8 @@ def test_the_demo_has_payments_at_three_locations_a_late_fee_a_partial_refund_an
     # then
     merchant = SquareMerchant.objects.get()
     locations = {body["id"]: body for body in square_api.square_objects(merchant, "location")}
-    assert sorted((body["name"], body["status"], body["currency"], body["timezone"]) for body in locations.values()) == [
+    assert sorted((body["name"], body["status"], body["currency"], body["timezone"])
+                  for body in locations.values()) == [
         ("Bergen", "ACTIVE", "NOK", "Europe/Oslo"), ("Oslo Sentrum", "ACTIVE", "NOK", "Europe/Oslo"),
         ("Trondheim", "INACTIVE", "NOK", "Europe/Oslo"), ("Web shop", "ACTIVE", "NOK", "Europe/Oslo")]
     assert locations[merchant.main_location_id]["name"] == "Oslo Sentrum"

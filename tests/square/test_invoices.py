@@ -600,3 +600,29 @@ def test_reading_an_invoice_takes_the_payments_its_order_names(square_integratio
     assert record.source_payload["invoice"]["id"] == paid["id"]
     assert record.status == RecordStatus.FLAGGED
     assert "No active square mapping rule matches invoice_payment of 3063.75 NOK" in record.reasons[0]
+
+
+def test_invoice_payments_read_one_leaves_a_pos_sale_and_a_refund_of_one_alone(square_integration, visma):
+    # given: a POS sale (its order is on no invoice) and a refund of it
+    pos = square_payment(id="PAY-POS", order_id="ORDER-POS")
+    refund = {"id": "REF-POS", "payment_id": "PAY-POS", "status": "COMPLETED", "amount_money": _money(100)}
+    square = SquareReads(invoices=[square_invoice()], payments=[pos], refunds=[refund])
+    stream = _stream(InvoicePaymentsStream, square_integration, square)
+    # when / then
+    assert stream.read_one("PAY-POS") is None
+    assert stream.read_one("REF-POS") is None
+    assert not SyncRecord.objects.filter(stream="invoice_payments").exists()
+
+
+def test_invoice_payments_read_one_reads_a_known_payment_again_keeping_its_invoice(square_integration, visma):
+    # given: recorded while its fee was missing
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    waiting = stream.source_object(payment=square_payment(processing_fee=None), invoice=square_invoice())
+    SyncRecordFactory(integration=square_integration, stream="invoice_payments", source_id="PAY-INV-1",
+                      status=RecordStatus.WAITING, source_payload=waiting.payload)
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads(payments=[square_payment()]))
+    # when
+    source = stream.read_one("PAY-INV-1")
+    # then
+    assert source.payload["payment"]["processing_fee"][0]["amount_money"]["amount"] == 7966
+    assert source.payload["invoice"]["id"] == "inv:0-ChBqx2Xq"
