@@ -251,3 +251,21 @@ def test_an_invoice_first_met_through_its_payment_is_posted_with_that_payment_at
                                                                   "customer_payment")
     assert world.poll("invoices").posted == 0
     assert len(customer_invoices_with(world.marker(invoice["id"], "invoices"))) == 1
+
+
+def test_a_refund_of_a_paid_invoice_found_by_the_invoices_poll_becomes_one_credit_note(world):
+    # given: invoice and payment posted by polls; then a tenth refunded, 7.97 of the fee returned
+    invoice = world.invoice()
+    world.poll("invoices")
+    payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee=7966, fee_later=False)
+    world.poll("invoices")
+    refund = square_api.square_invoice_refund(world.merchant, invoice["id"], 30651, fee_returned=797)
+    # when: polled twice (no webhook)
+    world.poll("invoices")
+    world.poll("invoices")
+    # then
+    credited = SyncRecord.objects.get(stream="invoice_payments", source_id=refund["id"])
+    assert (credited.status, credited.target_kind) == (RecordStatus.POSTED, "credit_note"), credited.reasons
+    [note] = visma_documents("customer_credit_note")
+    assert (Decimal(str(note["amountInCurrency"])), note["customer"]["number"]) == (Decimal("306.51"), "10002")
+    assert SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"]).status == RecordStatus.POSTED
