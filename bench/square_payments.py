@@ -22,10 +22,10 @@ from in_process_sandbox import serve, setup_django
 
 
 def endpoint(url: str) -> str:
+    """An exchange's path with ids (numbers, markers used as own numbers) folded, e.g. /v2/journaltransaction/{id}."""
     path = url.split("?", 1)[0].split("/sandbox/visma", 1)[-1]
     parts = path.split("/")[1:]
-    return "/" + "/".join(part if not any(char.isdigit() for char in part) or part in ("v1", "v2") else "{id}"
-                          for part in parts)
+    return "/" + "/".join("{id}" if index >= 2 else part for index, part in enumerate(parts))
 
 
 def p95(values: list[float]) -> float:

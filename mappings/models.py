@@ -227,7 +227,7 @@ class GLMappingRule(models.Model):
     )
     customer_group = models.CharField(max_length=64, blank=True, help_text="Customer class or group; empty: any")
     payment_method = models.CharField(
-        max_length=64, blank=True, help_text="card, sepa_debit, Square's source type (CARD, CASH, WALLET...); empty: any")
+        max_length=64, blank=True, help_text="card, sepa_debit, Square's CARD, CASH, WALLET...; empty: any")
     # A per-customer exception: a rule naming the customer or payer wins over every group rule.
     customer = models.CharField(
         max_length=64, blank=True, help_text="One Visma customer number; a rule for it wins over group rules"

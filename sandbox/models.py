@@ -360,7 +360,7 @@ class SquareMerchant(models.Model):
     main_location_id = models.CharField(max_length=32, blank=True)
     clock_offset_seconds = models.BigIntegerField(default=0, help_text="The merchant's clock is now + this.")
     # The webhook subscription (spec WebhookSubscription: notification_url, signature_key).
-    notification_url = models.URLField(max_length=500, blank=True)
+    notification_url = models.CharField(max_length=500, blank=True, help_text="The exact URL Square signs over.")
     signature_key = models.CharField(max_length=100, blank=True)
     # The OAuth application the seller authorized (spec ObtainTokenRequest client_id / client_secret).
     application_id = models.CharField(max_length=191)
@@ -437,12 +437,14 @@ class SquareObject(models.Model):
 
 
 class SquareFault(models.Model):
-    """A fault switch: the next `remaining` calls whose path starts with `path_prefix` get `status` (500 or 429)."""
+    """A fault switch: after `after` calls whose path starts with `path_prefix`, the next `remaining` get `status`
+    (500, 503 or 429); 401 means the OAuth access token the call presents expires at that moment."""
 
     path_prefix = models.CharField(max_length=200)
     method = models.CharField(max_length=10, blank=True, help_text="Empty: every method.")
     status = models.PositiveSmallIntegerField()
     remaining = models.PositiveIntegerField()
+    after = models.PositiveIntegerField(default=0, help_text="Calls on the path let through before the fault.")
 
     def __str__(self) -> str:
         return f"{self.status} × {self.remaining} on {self.method or '*'} {self.path_prefix}"

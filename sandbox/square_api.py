@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import string
 import uuid
@@ -147,8 +148,9 @@ def money(amount: int, currency: str) -> dict:
 
 
 def square_object(merchant: SquareMerchant, object_type: str, object_id: str) -> dict | None:
+    """One object as Square answers it, or None."""
     row = SquareObject.objects.filter(merchant=merchant, object_type=object_type, square_id=object_id).first()
-    return row.body if row else None
+    return square_public(row.body) if row else None
 
 
 def square_object_required(merchant: SquareMerchant, object_type: str, object_id: str) -> dict:
@@ -173,11 +175,12 @@ def _save(merchant: SquareMerchant, object_type: str, body: dict, *, at: datetim
 
 
 def square_objects(merchant: SquareMerchant, object_type: str, *, listed_at: datetime | None = None) -> list[dict]:
-    """The merchant's objects of one type, oldest first; with `listed_at`, only those lists already show."""
+    """The merchant's objects of one type as Square answers them, oldest first; with `listed_at`, only those lists
+    already show."""
     rows = SquareObject.objects.filter(merchant=merchant, object_type=object_type)
     if listed_at is not None:
         rows = rows.filter(listed_from__lte=listed_at)
-    return [row.body for row in rows.order_by("pk")]
+    return [square_public(row.body) for row in rows.order_by("pk")]
 
 
 def square_event_emit(merchant: SquareMerchant, event_type: str, data_type: str, data_id: str,
@@ -199,8 +202,6 @@ def square_event_emit(merchant: SquareMerchant, event_type: str, data_type: str,
 
 
 def _copy(body: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(body))
 
 
@@ -686,24 +687,44 @@ def square_requests_unfit() -> list[str]:
             for row in SquareRequest.objects.order_by("pk") if not row.square_version or row.spec_problems]
 
 
-def square_fault_set(path_prefix: str, *, status: int = 500, times: int = 1, method: str = "") -> SquareFault:
-    """The next `times` calls whose API path (e.g. /v2/payments) starts with `path_prefix` get `status`: 500
-    INTERNAL_SERVER_ERROR or 429 RATE_LIMITED without Retry-After (docs/square.md §8)."""
-    if status not in (429, 500, 503):
-        raise ValueError("A fault is a 429, 500 or 503")
+def square_fault_set(path_prefix: str, *, status: int = 500, times: int = 1, method: str = "",
+                     after: int = 0) -> SquareFault:
+    """After `after` calls whose API path (e.g. /v2/payments) starts with `path_prefix`, the next `times` get
+    `status`: 500 INTERNAL_SERVER_ERROR, 503 SERVICE_UNAVAILABLE or 429 RATE_LIMITED without Retry-After
+    (docs/square.md §8); 401: the OAuth access token the call presents expires then (a token running out in the
+    middle of a sync), so this call and the next with it get 401 ACCESS_TOKEN_EXPIRED until it is refreshed."""
+    if status not in (401, 429, 500, 503):
+        raise ValueError("A fault is a 401 (token expiry), 429, 500 or 503")
     return SquareFault.objects.create(path_prefix=path_prefix, method=method.upper(), status=status,
-                                      remaining=times)
+                                      remaining=times, after=after)
 
 
 def square_fault_take(method: str, path: str) -> int | None:
     """The status of a fault armed for this call (and one fewer left), or None."""
+    taken = None
     with transaction.atomic():
         for fault in SquareFault.objects.select_for_update().filter(remaining__gt=0).order_by("pk"):
-            if path.startswith(fault.path_prefix) and fault.method in ("", method.upper()):
+            if not path.startswith(fault.path_prefix) or fault.method not in ("", method.upper()):
+                continue
+            if fault.after:
+                fault.after -= 1
+                fault.save(update_fields=["after"])
+            elif taken is None:
                 fault.remaining -= 1
                 fault.save(update_fields=["remaining"])
-                return fault.status
-    return None
+                taken = fault.status
+    return taken
+
+
+def square_token_expire(authorization: str | None) -> None:
+    """The OAuth access token in `Authorization: Bearer …` expires now (by its merchant's clock); a personal token,
+    which never expires, is left as it is."""
+    _, _, credential = (authorization or "").partition(" ")
+    token = SquareToken.objects.select_related("merchant").filter(access_token=credential.strip()).exclude(
+        flow=SquareToken.PERSONAL).first()
+    if token is not None and (token.expires_at is None or token.expires_at > square_now(token.merchant)):
+        token.expires_at = square_now(token.merchant)
+        token.save(update_fields=["expires_at"])
 
 
 def square_fault_error(status: int) -> SquareApiError:

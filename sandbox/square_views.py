@@ -114,7 +114,9 @@ class SquareApiView(View):
         record.spec_problems = "\n".join(problems)
         try:
             fault = api.square_fault_take(request.method, api_path)
-            if fault:
+            if fault == 401:
+                api.square_token_expire(request.headers.get("Authorization"))
+            elif fault:
                 raise api.square_fault_error(fault)
             _version_checked(request)
             handler = self.handlers.get(request.method)

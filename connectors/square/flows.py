@@ -17,12 +17,13 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from audit.models import RecordStatus
+from audit.models import RecordStatus, SyncRecord
 from audit.selectors import record_of, record_posting
 from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream, Written, source_take
 from connectors.visma.target import VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine, posting_marker_part
+from mappings.money import quantize
 from mappings.services import MappingOutcome, posting_map
 
 from .invoices import square_invoice_of_payment
@@ -428,9 +429,15 @@ class RefundSource(SquareSource):
             raise SourceDataError(f"{what} is in {currency}, its payment {payment_id} in {sale.currency}")
         amount = square_money(refund.get("amount_money"), field="amount_money", what=what, currency=currency)
         paid = Decimal(sale.extra.get("gross", "0")) + Decimal(sale.extra.get("tip", "0"))
-        if amount <= 0 or amount > paid:
+        # Refunds of this payment already booked: together they never return more than was paid.
+        earlier = sum(SyncRecord.objects.filter(
+            integration=self.integration, stream=self.name, status=RecordStatus.POSTED, target_kind="journal",
+            source_payload__refund__payment_id=payment_id).exclude(source_id=source.source_id).values_list(
+            "amount", flat=True), Decimal(0))
+        earlier = quantize(earlier, currency)
+        if amount <= 0 or earlier + amount > paid:
             raise SourceDataError(f"{what} of {amount} {currency} does not fit payment {payment_id} of {paid} "
-                                  f"{currency}")
+                                  f"{currency}" + (f" ({earlier} {currency} refunded before)" if earlier else ""))
         fee = sum((entry["amount"] for entry in _fee_entries(refund, currency=currency, what=what)), Decimal(0))
         location = sale.extra.get("location", "")
         label = f"Square refund {refund_id}"

@@ -19,16 +19,10 @@ def _status(value: object) -> str:
 def square_locations_refresh(tenant, api) -> list[SquareLocation]:
     """Store every location `api.locations()` lists (ListLocations lists inactive ones too and has no pagination,
     docs/square.md §5) and return all of the tenant's mirrored locations. A location Square no longer lists is
-    kept and marked inactive: its past payments still name it. The main location is GET /v2/locations/main's;
-    ListLocations does not say which it is, so the first one Square created (the seller's first) is taken as
-    main, unless the client names it (`is_main`/`main` on a row)."""
+    kept and marked inactive: its past payments still name it. ListLocations does not say which location is the
+    main one; RetrieveLocation with the id "main" does (spec RetrieveLocation.location_id)."""
     rows = [row for row in api.locations() if row.get("id")]
-    marked_main = [row["id"] for row in rows if row.get("is_main") or row.get("main")]
-    if marked_main:
-        main = marked_main[0]
-    else:
-        created = sorted(rows, key=lambda row: str(row.get("created_at") or "~"))
-        main = created[0]["id"] if created else None
+    main = (api.get_one("/v2/locations/main", "location") or {}).get("id")
     listed = set()
     with transaction.atomic():
         for row in rows:

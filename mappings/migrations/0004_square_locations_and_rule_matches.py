@@ -51,12 +51,12 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='glmappingrule',
             name='payment_method',
-            field=models.CharField(blank=True, help_text="card, sepa_debit, Square's source type (CARD, CASH, WALLET...); empty: any", max_length=64),
+            field=models.CharField(blank=True, help_text="card, sepa_debit, Square's CARD, CASH, WALLET...; empty: any", max_length=64),
         ),
         migrations.AlterField(
             model_name='historicalglmappingrule',
             name='payment_method',
-            field=models.CharField(blank=True, help_text="card, sepa_debit, Square's source type (CARD, CASH, WALLET...); empty: any", max_length=64),
+            field=models.CharField(blank=True, help_text="card, sepa_debit, Square's CARD, CASH, WALLET...; empty: any", max_length=64),
         ),
         migrations.CreateModel(
             name='SquareLocation',

@@ -14,7 +14,7 @@ from audit.models import RecordStatus, SyncRecord
 from connectors.models import Connection, HttpExchange, Integration, Tenant
 from connectors.pipeline import record_advance, stream_poll
 from connectors.services import integration_save
-from mappings.models import GLMappingRule
+from mappings.models import GLMappingRule, SquareLocation
 from mappings.reference import reference_data_refresh
 from connectors.models import InboundEvent, WebhookRefusal
 from connectors.services import inbox_process
@@ -144,6 +144,10 @@ def test_a_card_payment_at_a_non_main_store_posts_gross_tip_fee_and_net_on_that_
         ("3020", "0.00", "500.00", "320"), ("2960", "0.00", "50.00", "320")])
     assert payment["id"] in journal["description"]
     assert {line["referenceNumber"] for line in journal["journalTransactionLines"]} == {world.marker(payment["id"])}
+    # the mirror knows Bergen is not the main location, and the closed store is marked
+    assert dict(SquareLocation.objects.values_list("name", "is_main")) == {
+        "Store Oslo Sentrum": True, "Store Bergen": False, "Store Trondheim": False}
+    assert SquareLocation.objects.get(name="Store Trondheim").status == "INACTIVE"
 
 
 def test_a_fee_reported_later_keeps_the_payment_waiting_then_it_posts(world):
@@ -353,3 +357,20 @@ def test_a_forged_key_a_signature_over_another_url_or_a_tampered_body_is_refused
     # the genuine delivery still goes through
     assert deliver(world) == (1, 1)
     assert SyncRecord.objects.get().status == RecordStatus.POSTED
+
+
+def test_a_pending_refund_waits_and_posts_on_its_refund_updated_with_the_fee_square_returned(world):
+    # given: a posted sale in Bergen; a refund Square has not completed yet
+    payment = world.payment("Bergen", 40000, fee=1040, fee_later=False)
+    refund = square_api.square_refund_create(world.merchant, payment["id"], 40000, status="PENDING")
+    deliver(world)
+    record = SyncRecord.objects.get(stream="refunds", source_id=refund["id"])
+    assert record.status == RecordStatus.WAITING
+    # when: Square completes it and gives its fee back
+    square_api.square_refund_complete(world.merchant, refund["id"], fee_returned=1040)
+    deliver(world)
+    # then: the whole sale reversed on Bergen's cost center, the fee back to the fee account
+    record.refresh_from_db()
+    assert record.status == RecordStatus.POSTED
+    assert sorted(booked(world.journal(refund["id"], "refunds"))) == sorted([
+        ("3020", "400.00", "0.00", "320"), ("7770", "0.00", "10.40", "320"), ("1582", "0.00", "389.60", "320")])

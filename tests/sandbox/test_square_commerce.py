@@ -52,7 +52,8 @@ def test_inclusive_vat_stays_in_the_gross_sale_and_a_fixed_discount_is_shared_by
     # when
     order = square_api.square_order_create(
         merchant, None, lines=[{"name": "Jakke", "base_price": 7500}, {"name": "Lue", "base_price": 2500}],
-        taxes=[{"name": "MVA", "percentage": "25", "type": "INCLUSIVE"}], discounts=[{"name": "Kupong", "amount": 1000}])
+        taxes=[{"name": "MVA", "percentage": "25", "type": "INCLUSIVE"}],
+        discounts=[{"name": "Kupong", "amount": 1000}])
 
     # then
     assert [(line["total_discount_money"]["amount"], line["total_tax_money"]["amount"], line["total_money"]["amount"])
@@ -214,3 +215,33 @@ def test_vendors_are_searched_by_status_across_pages_and_their_events_fit_the_sp
     assert square_schema_problems("VendorUpdatedEvent", events[-1]) == []
     assert events[-1]["data"]["object"]["operation"] == "UPDATED"
     assert square_response_problems("POST", "/v2/vendors/search", 200, first) == []
+
+
+def test_a_partly_paid_then_refunded_invoice_and_a_canceled_one_queue_events_in_the_specs_shapes(merchant):
+    # given
+    customer = square_api.square_customer_create(merchant, company_name="Fjordline Sport AS", reference_id="10002")
+    invoice = square_api.square_invoice_create(merchant, _order(merchant)["id"], customer["id"], publish=True)
+    other = square_api.square_invoice_create(merchant, _order(merchant)["id"], customer["id"], publish=True)
+
+    # when
+    square_api.square_invoice_update(merchant, invoice["id"], due_date="2027-01-31")
+    square_api.square_invoice_pay(merchant, invoice["id"], 10000)
+    partly = square_api.square_object(merchant, "invoice", invoice["id"])
+    square_api.square_invoice_pay(merchant, invoice["id"])
+    square_api.square_invoice_refund(merchant, invoice["id"], 5000)
+    canceled = square_api.square_invoice_cancel(merchant, other["id"])
+
+    # then
+    assert (partly["status"], partly["next_payment_amount_money"]["amount"]) == ("PARTIALLY_PAID", 18125)
+    final = square_api.square_object(merchant, "invoice", invoice["id"])
+    assert (final["status"], final["version"], final["payment_requests"][0]["due_date"]) == (
+        "PARTIALLY_REFUNDED", 5, "2027-01-31")
+    assert (canceled["status"], other["invoice_number"], invoice["invoice_number"]) == ("CANCELED", "0000002",
+                                                                                       "0000001")
+    schemas = {"invoice.created": "InvoiceCreatedEvent", "invoice.published": "InvoicePublishedEvent",
+               "invoice.updated": "InvoiceUpdatedEvent", "invoice.payment_made": "InvoicePaymentMadeEvent",
+               "invoice.refunded": "InvoiceRefundedEvent", "invoice.canceled": "InvoiceCanceledEvent"}
+    events = [event for event in square_api.square_objects(merchant, "event") if event["type"].startswith("invoice.")]
+    assert sorted({event["type"] for event in events}) == sorted(schemas)
+    assert [(event["type"], problem) for event in events
+            for problem in square_schema_problems(schemas[event["type"]], event)] == []

@@ -238,3 +238,21 @@ def test_revoking_only_the_access_token_keeps_the_refresh_token_working(client, 
     assert call.json()["errors"][0]["code"] == "ACCESS_TOKEN_REVOKED"
     assert renewal.status_code == 200
     assert square_api.square_objects(merchant, "event") == []
+
+
+def test_a_token_set_to_expire_after_two_calls_is_refused_on_the_third_and_its_refresh_works(client, merchant):
+    # given
+    access, refresh, _ = square_api.square_oauth_tokens_issue(merchant)
+    square_api.square_fault_set("/v2/payments", status=401, after=2)
+    square = SquareSession(client, access)
+
+    # when
+    statuses = [square.get("/v2/payments").status_code for _ in range(3)]
+    expired = square.get("/v2/locations")
+    renewed = _refresh(client, merchant, refresh).json()["access_token"]
+    after_renewal = SquareSession(client, renewed).get("/v2/payments")
+
+    # then
+    assert statuses == [200, 200, 401]
+    assert expired.json()["errors"][0]["code"] == "ACCESS_TOKEN_EXPIRED"
+    assert after_renewal.status_code == 200

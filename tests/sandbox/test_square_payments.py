@@ -334,3 +334,14 @@ def test_a_path_the_sandbox_does_not_emulate_is_a_logged_404_in_squares_shape(sq
     assert (nowhere.status_code, nowhere.json()["errors"][0]["code"]) == (404, "NOT_FOUND")
     assert [(row.path, row.status, row.fits_spec) for row in SquareRequest.objects.all()] == [
         ("/v2/catalog/list", 404, True), ("/v9/nothing", 404, False)]
+
+
+def test_a_fault_after_two_calls_hits_the_third_page_only(square, merchant):
+    # given
+    square_api.square_fault_set("/v2/payments", status=500, after=2)
+
+    # when
+    statuses = [square.get("/v2/payments").status_code for _ in range(4)]
+
+    # then
+    assert statuses == [200, 200, 500, 200]

@@ -79,7 +79,8 @@ def square_refund(payment: dict, *, amount: int, status: str = "COMPLETED", fee_
 
 
 class FakeSquare:
-    """SquareApi's read methods over in-memory objects, with what each call asked for."""
+    """SquareApi's read methods over in-memory objects, with what each call asked for; the first location is the
+    main one."""
 
     def __init__(self, locations: list[dict] | None = None):
         self.location_rows = locations if locations is not None else [
@@ -100,6 +101,11 @@ class FakeSquare:
     def locations(self) -> list[dict]:
         self.calls.append(("locations",))
         return list(self.location_rows)
+
+    def get_one(self, path: str, key: str) -> dict | None:
+        self.calls.append(("get_one", path))
+        assert (path, key) == ("/v2/locations/main", "location")  # RetrieveLocation "main"
+        return self.location_rows[0] if self.location_rows else None
 
     def payment(self, payment_id: str) -> dict | None:
         self.calls.append(("payment", payment_id))

@@ -136,3 +136,14 @@ def test_the_refunds_poll_takes_every_refund_once(world):
     second = stream_poll(world.integration, "refunds")
     assert (first.fetched, first.posted, second.posted, second.skipped) == (2, 2, 0, 2)
     assert len(LedgerTarget.written) == 3
+
+
+def test_refunds_that_together_return_more_than_was_paid_are_flagged(world):
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    assert take(world, square_refund(payment, amount=6000), "refunds").status == "posted"
+    record = take(world, square_refund(payment, amount=5000), "refunds")
+    assert record.status == "flagged"
+    assert "of 50.00 NOK does not fit payment" in record.reasons[0]
+    assert "(60.00 NOK refunded before)" in record.reasons[0]
+    assert take(world, square_refund(payment, amount=4000), "refunds").status == "posted"

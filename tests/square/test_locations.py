@@ -17,10 +17,9 @@ def mirrored(tenant):
         "location_id", "name", "status", "currency", "timezone", "is_main"))
 
 
-def test_every_location_is_mirrored_inactive_ones_marked_and_the_first_created_is_main():
+def test_every_location_is_mirrored_inactive_ones_marked_and_the_main_one_as_square_names_it():
     integration = IntegrationFactory(kind="square")
-    square = FakeSquare([square_location(BERGEN, "Store Bergen", created_at="2024-03-01T08:00:00Z"),
-                         square_location(OSLO, "Store Oslo Sentrum", created_at="2023-05-01T08:00:00Z"),
+    square = FakeSquare([square_location(OSLO, "Store Oslo Sentrum"), square_location(BERGEN, "Store Bergen"),
                          square_location(TRONDHEIM, "Store Trondheim", status="INACTIVE")])
     square_locations_refresh(integration.tenant, square)
     assert mirrored(integration.tenant) == [
@@ -76,3 +75,20 @@ def test_the_admin_lists_locations_read_only_with_inactive_ones_marked(client):
     assert page.status_code == 200
     assert b"Store Trondheim" in page.content and b"Inactive" in page.content
     assert client.get(reverse("admin:mappings_squarelocation_add")).status_code == 403
+
+
+def test_a_rule_for_a_store_shows_the_store_s_name_and_its_tip_account_in_the_admin(client):
+    from mappings.models import GLMappingRule
+
+    integration = IntegrationFactory(kind="square")
+    square_locations_refresh(integration.tenant, FakeSquare())
+    GLMappingRule.objects.create(tenant=integration.tenant, system="square", name="Square sales, Bergen",
+                                 location=BERGEN, gl_account="3020", tip_account="2960", dimensions={"1": "320"})
+    GLMappingRule.objects.create(tenant=integration.tenant, system="square", name="Square sales, Trondheim",
+                                 location=TRONDHEIM, gl_account="3000")
+    user = UserFactory(username="root", is_superuser=True)
+    user.save()
+    client.force_login(user)
+    page = client.get(reverse("admin:mappings_glmappingrule_changelist")).content.decode()
+    assert f"at Store Bergen ({BERGEN})" in page and "tips 2960" in page
+    assert f"at Store Trondheim (inactive) ({TRONDHEIM})" in page
