@@ -617,3 +617,34 @@ def test_invoice_payments_read_one_reads_a_known_payment_again_keeping_its_invoi
     # then
     assert source.payload["payment"]["processing_fee"][0]["amount_money"]["amount"] == 7966
     assert source.payload["invoice"]["id"] == "inv:0-ChBqx2Xq"
+
+
+def test_a_price_with_the_tax_included_goes_to_visma_as_its_net_amount(square_integration, visma):
+    # given: NOK 125.00 with 25 % VAT included (Europe: "inclusive tax remains as part of the gross sale")
+    line = _line("l1", "Gift card holder", "1", 12500, tax=2500)
+    line["total_money"] = _money(12500)  # the inclusive tax is not added on top
+    order = square_order(line_items=[line], total_money=_money(12500), total_tax_money=_money(2500),
+                         total_discount_money=_money(0),
+                         taxes=[{"uid": "vat25", "name": "MVA", "percentage": "25", "type": "INCLUSIVE",
+                                 "scope": "LINE_ITEM"}])
+    # when
+    posting = _stream(InvoicesStream, square_integration, SquareReads()).transform(_invoice_source(order=order))
+    # then
+    assert posting.extra["lines"] == [{"description": "Gift card holder", "quantity": "1", "amount": "100.00",
+                                       "vat_code": "3"}]
+    assert (posting.extra["net"], posting.extra["vat"], posting.extra["total"]) == ("100.00", "25.00", "125.00")
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"total_service_charge_money": _money(5000)}, "its order has total_service_charge_money"),
+    ({"total_tip_money": _money(1000)}, "its order has total_tip_money"),
+    ({"line_items": [_line("l1", "Cup", "1", 10000, tax=2500, taxes=("vat25", "vat15"))]}, "carries 2 taxes"),
+    ({"line_items": []}, "its order has no line items"),
+    ({"total_money": _money(306375, "EUR")}, "is in EUR, its location Store Oslo Sentrum in NOK"),
+])
+def test_what_an_invoice_order_holds_that_this_integration_does_not_book_is_flagged(square_integration, visma,
+                                                                                     changes, reason):
+    with pytest.raises(SourceDataError) as flagged:
+        _stream(InvoicesStream, square_integration, SquareReads()).transform(
+            _invoice_source(order=square_order(**changes)))
+    assert reason in str(flagged.value)
