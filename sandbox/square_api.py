@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import string
 import uuid
@@ -147,8 +148,9 @@ def money(amount: int, currency: str) -> dict:
 
 
 def square_object(merchant: SquareMerchant, object_type: str, object_id: str) -> dict | None:
+    """One object as Square answers it, or None."""
     row = SquareObject.objects.filter(merchant=merchant, object_type=object_type, square_id=object_id).first()
-    return row.body if row else None
+    return square_public(row.body) if row else None
 
 
 def square_object_required(merchant: SquareMerchant, object_type: str, object_id: str) -> dict:
@@ -173,11 +175,12 @@ def _save(merchant: SquareMerchant, object_type: str, body: dict, *, at: datetim
 
 
 def square_objects(merchant: SquareMerchant, object_type: str, *, listed_at: datetime | None = None) -> list[dict]:
-    """The merchant's objects of one type, oldest first; with `listed_at`, only those lists already show."""
+    """The merchant's objects of one type as Square answers them, oldest first; with `listed_at`, only those lists
+    already show."""
     rows = SquareObject.objects.filter(merchant=merchant, object_type=object_type)
     if listed_at is not None:
         rows = rows.filter(listed_from__lte=listed_at)
-    return [row.body for row in rows.order_by("pk")]
+    return [square_public(row.body) for row in rows.order_by("pk")]
 
 
 def square_event_emit(merchant: SquareMerchant, event_type: str, data_type: str, data_id: str,
@@ -199,8 +202,6 @@ def square_event_emit(merchant: SquareMerchant, event_type: str, data_type: str,
 
 
 def _copy(body: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(body))
 
 

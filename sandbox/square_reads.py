@@ -18,7 +18,6 @@ from .square_api import (
     square_object_required,
     square_objects,
     square_public,
-    square_time,
     square_time_parse,
 )
 

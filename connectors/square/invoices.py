@@ -390,14 +390,13 @@ class SquareInvoiceSource(SquareSource):
             payment_id = str(tender.get("payment_id") or tender.get("id") or "")
             if not payment_id:
                 continue
+            # Read even when its record is settled: the invoice changed, maybe by a refund of it (refund_ids).
+            payment = self.square.payment(payment_id)
+            if payment is None:
+                continue
             record = record_of(self.integration, INVOICE_PAYMENTS, payment_id)
             if record is None or record.status not in (RecordStatus.POSTED, RecordStatus.REJECTED):
-                payment = self.square.payment(payment_id)
-                if payment is None:
-                    continue
                 source_take(self.integration, payments, payments.source_object(payment=payment, invoice=invoice))
-            else:
-                payment = (record.source_payload or {}).get("payment") or {}
             for refund_id in payment.get("refund_ids") or []:
                 refunded = record_of(self.integration, INVOICE_PAYMENTS, str(refund_id))
                 if refunded is not None and refunded.status in (RecordStatus.POSTED, RecordStatus.REJECTED):

@@ -13,7 +13,7 @@ from audit.models import RecordStatus, SyncRecord
 from connectors.services import inbox_process, integration_save
 from mappings.models import ExternalReference, VatCodeMapping
 from sandbox import square_api
-from sandbox.models import VismaDocument
+from sandbox.models import SquareRequest, VismaDocument
 from sandbox.services import VISMA_SANDBOX_COMPANY_ID
 from sandbox.square_webhooks import square_events_deliver
 from tests.e2e.test_square_payments import SquareWorld, cost_center, journals_with, visma_writes
@@ -159,6 +159,10 @@ def test_by_webhook_the_invoice_its_payment_and_a_refund_each_land_once_also_del
     [note] = visma_documents("customer_credit_note")
     assert Decimal(str(note["amountInCurrency"])) == Decimal("306.51")
     assert SyncRecord.objects.filter(stream="invoice_payments").count() == 2
+    # every Square request of the invoice streams fit api.json and named the Square-Version
+    assert {"/v2/invoices", "/v2/customers", "/v2/orders", "/v2/payments", "/v2/refunds"} <= {
+        "/".join(request.path.split("/")[:3]) for request in SquareRequest.objects.all()}
+    assert square_api.square_requests_unfit() == []
 
 
 def test_an_invoice_canceled_after_posting_is_flagged_for_a_person_and_nothing_more_is_sent(world):
@@ -251,3 +255,21 @@ def test_an_invoice_first_met_through_its_payment_is_posted_with_that_payment_at
                                                                   "customer_payment")
     assert world.poll("invoices").posted == 0
     assert len(customer_invoices_with(world.marker(invoice["id"], "invoices"))) == 1
+
+
+def test_a_refund_of_a_paid_invoice_found_by_the_invoices_poll_becomes_one_credit_note(world):
+    # given: invoice and payment posted by polls; then a tenth refunded, 7.97 of the fee returned
+    invoice = world.invoice()
+    world.poll("invoices")
+    payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee=7966, fee_later=False)
+    world.poll("invoices")
+    refund = square_api.square_invoice_refund(world.merchant, invoice["id"], 30651, fee_returned=797)
+    # when: polled twice (no webhook)
+    world.poll("invoices")
+    world.poll("invoices")
+    # then
+    credited = SyncRecord.objects.get(stream="invoice_payments", source_id=refund["id"])
+    assert (credited.status, credited.target_kind) == (RecordStatus.POSTED, "credit_note"), credited.reasons
+    [note] = visma_documents("customer_credit_note")
+    assert (Decimal(str(note["amountInCurrency"])), note["customer"]["number"]) == (Decimal("306.51"), "10002")
+    assert SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"]).status == RecordStatus.POSTED

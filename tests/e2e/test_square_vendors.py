@@ -57,6 +57,7 @@ def test_vendors_become_suppliers_once_an_existing_one_by_name_and_an_inactive_o
     record = SyncRecord.objects.get(stream="vendors", source_id=roaster["id"])
     [posted] = AuditEntry.objects.filter(sync_record=record, to_status=RecordStatus.POSTED)
     assert (posted.source_id, posted.target_id) == (roaster["id"], targets[roaster["id"]])
+    assert square_api.square_requests_unfit() == []
 
 
 def test_a_vendor_renamed_after_it_was_linked_is_not_created_again(world):

@@ -69,3 +69,25 @@ def test_the_demo_has_payments_at_three_locations_a_late_fee_a_partial_refund_an
                "vendor.created": "VendorCreatedEvent"}
     assert [(event["type"], problem) for event in events
             for problem in square_schema_problems(schemas[event["type"]], event)] == []
+
+
+def test_seeding_for_a_tenant_takes_its_square_token_and_key_and_posts_to_its_notification_url(db):
+    # given a tenant whose Square connection points at the sandbox
+    from tests.factories import ConnectionFactory, IntegrationFactory
+
+    partner = ConnectionFactory(system="square", base_url="http://127.0.0.1:8000/sandbox/square",
+                                credentials={"access_token": "EAAAtenant-token-0001",
+                                             "webhook_signature_keys": ["tenant-key-new", "tenant-key-old"]})
+    IntegrationFactory(tenant=partner.tenant, kind="square", partner_connection=partner,
+                       settings={"webhook_notification_url": "https://books.example/webhooks/square/9/"})
+    out = StringIO()
+
+    # when
+    call_command("square_sandbox_seed", "--tenant", partner.tenant.slug, "--no-demo", stdout=out)
+
+    # then
+    merchant = SquareMerchant.objects.get()
+    assert (square_api.square_personal_token(merchant), merchant.signature_key, merchant.notification_url) == (
+        "EAAAtenant-token-0001", "tenant-key-new", "https://books.example/webhooks/square/9/")
+    assert "EAAAtenant-token-0001" not in out.getvalue()
+    assert SquareObject.objects.filter(object_type="payment").count() == 0

@@ -1,17 +1,37 @@
-"""Which Square invoice a payment pays: looked up by the order both name, listing a location at most once."""
-from datetime import timedelta
+"""Square invoices → Visma: which invoice a payment pays (by the order both name, a location listed at most once), an
+invoice's lines, VAT and totals from its order, its customer, what changes after posting, its payments and refunds."""
+import re
+from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
+import responses
 from django.utils import timezone
 
-from audit.models import SyncRecord
+from audit.models import RecordStatus, SyncRecord
+from connectors.errors import WaitFor
+from connectors.pipeline import SourceDataError, SourceObject
 from connectors.square.invoices import (
+    CUSTOMERS,
     INVOICES,
+    CustomersStream,
+    InvoicePaymentsStream,
+    InvoicesStream,
     square_invoice_of_payment,
     square_invoices_listed_at,
     square_invoices_listed_mark,
 )
-from tests.factories import IntegrationFactory
+from mappings.models import Currency, ExternalReference, SquareLocation, VatCodeMapping
+from mappings.services import posting_map
+from tests.admin.factories import CustomerFactory
+from tests.factories import (
+    ConnectionFactory,
+    GLMappingRuleFactory,
+    IntegrationFactory,
+    SyncRecordFactory,
+    TenantFactory,
+    stream_marker,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -124,31 +144,6 @@ def test_the_listing_mark_never_moves_back(integration):
 
 
 # --- invoices → Visma customer invoices ---------------------------------------------------------------------------
-
-import re  # noqa: E402
-from datetime import date  # noqa: E402
-from decimal import Decimal  # noqa: E402
-
-import responses  # noqa: E402
-
-from audit.models import RecordStatus  # noqa: E402
-from connectors.errors import WaitFor  # noqa: E402
-from connectors.pipeline import SourceDataError, SourceObject  # noqa: E402
-from connectors.square.invoices import (  # noqa: E402
-    CUSTOMERS,
-    InvoicePaymentsStream,
-    InvoicesStream,
-)
-from mappings.models import ExternalReference, SquareLocation, VatCodeMapping  # noqa: E402
-from mappings.services import posting_map  # noqa: E402
-from tests.admin.factories import CustomerFactory  # noqa: E402
-from tests.factories import (  # noqa: E402
-    ConnectionFactory,
-    GLMappingRuleFactory,
-    SyncRecordFactory,
-    TenantFactory,
-    stream_marker,
-)
 
 VISMA = "https://api.finance.visma.net"
 OSLO, BERGEN = "LOSLO0001", "LBERGEN02"
@@ -409,8 +404,6 @@ def test_with_create_customers_an_unknown_customer_is_created_first_and_the_invo
     # then: the customer's record is there to be created; the customer document carries its name and email
     assert waiting.value.on == ("customers", "CUST-NEW")
     record = SyncRecord.objects.get(stream=CUSTOMERS, source_id="CUST-NEW")
-    from connectors.square.invoices import CustomersStream
-
     document = CustomersStream(square_integration).transform(SourceObject(source_id="CUST-NEW",
                                                                           payload=record.source_payload))
     assert (document.document, document.extra["fields"]) == (
@@ -540,8 +533,6 @@ def _visma_invoice_100007() -> dict:
 def test_a_refund_of_an_invoice_payment_is_a_credit_note_for_its_share_with_the_fee_square_returned(
         square_integration, visma):
     # given: the invoice (Visma 100007) and its card payment are posted; a tenth goes back, 7.97 of the fee with it
-    from mappings.models import Currency
-
     Currency.objects.create(tenant=square_integration.tenant, code="NOK", is_base=True)
     _posted_invoice(square_integration, _stream(InvoicesStream, square_integration, SquareReads()))
     stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
@@ -626,3 +617,34 @@ def test_invoice_payments_read_one_reads_a_known_payment_again_keeping_its_invoi
     # then
     assert source.payload["payment"]["processing_fee"][0]["amount_money"]["amount"] == 7966
     assert source.payload["invoice"]["id"] == "inv:0-ChBqx2Xq"
+
+
+def test_a_price_with_the_tax_included_goes_to_visma_as_its_net_amount(square_integration, visma):
+    # given: NOK 125.00 with 25 % VAT included (Europe: "inclusive tax remains as part of the gross sale")
+    line = _line("l1", "Gift card holder", "1", 12500, tax=2500)
+    line["total_money"] = _money(12500)  # the inclusive tax is not added on top
+    order = square_order(line_items=[line], total_money=_money(12500), total_tax_money=_money(2500),
+                         total_discount_money=_money(0),
+                         taxes=[{"uid": "vat25", "name": "MVA", "percentage": "25", "type": "INCLUSIVE",
+                                 "scope": "LINE_ITEM"}])
+    # when
+    posting = _stream(InvoicesStream, square_integration, SquareReads()).transform(_invoice_source(order=order))
+    # then
+    assert posting.extra["lines"] == [{"description": "Gift card holder", "quantity": "1", "amount": "100.00",
+                                       "vat_code": "3"}]
+    assert (posting.extra["net"], posting.extra["vat"], posting.extra["total"]) == ("100.00", "25.00", "125.00")
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"total_service_charge_money": _money(5000)}, "its order has total_service_charge_money"),
+    ({"total_tip_money": _money(1000)}, "its order has total_tip_money"),
+    ({"line_items": [_line("l1", "Cup", "1", 10000, tax=2500, taxes=("vat25", "vat15"))]}, "carries 2 taxes"),
+    ({"line_items": []}, "its order has no line items"),
+    ({"total_money": _money(306375, "EUR")}, "is in EUR, its location Store Oslo Sentrum in NOK"),
+])
+def test_what_an_invoice_order_holds_that_this_integration_does_not_book_is_flagged(square_integration, visma,
+                                                                                     changes, reason):
+    with pytest.raises(SourceDataError) as flagged:
+        _stream(InvoicesStream, square_integration, SquareReads()).transform(
+            _invoice_source(order=square_order(**changes)))
+    assert reason in str(flagged.value)
