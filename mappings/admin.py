@@ -7,8 +7,8 @@ from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from .models import (
-    Currency, Customer, DimensionValue, ExternalReference, FinancialPeriod, GLAccount, GLMappingRule, Supplier,
-    VatCodeMapping,
+    Currency, Customer, DimensionValue, ExternalReference, FinancialPeriod, GLAccount, GLMappingRule, SquareLocation,
+    Supplier, VatCodeMapping,
 )
 from .services import mapping_rule_validate
 
@@ -17,6 +17,12 @@ VALIDATION_COLOURS = {
     GLMappingRule.ValidationState.INVALID: "#b91c1c",
     GLMappingRule.ValidationState.UNCHECKED: "#6b7280",
 }
+
+
+def square_location_label(tenant_id, location_id: str) -> str:
+    """A rule's Square location as the accountant knows it: the store's name (and "inactive"), else the bare id."""
+    location = SquareLocation.objects.filter(tenant_id=tenant_id, location_id=location_id).first()
+    return f"{location} ({location_id})" if location else f"Square location {location_id} (not mirrored)"
 
 
 class GLMappingRuleForm(forms.ModelForm):
@@ -46,18 +52,19 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
     list_display_links = ["name"]
     list_filter = ["tenant", "system", "is_active", "validation_state", "currency"]
     list_select_related = ["tenant"]
-    search_fields = ["name", "transaction_type", "customer_group", "customer", "payer", "payment_method", "gl_account",
-                     "fee_account", "clearing_account"]
+    search_fields = ["name", "transaction_type", "customer_group", "customer", "payer", "payment_method", "location",
+                     "gl_account", "fee_account", "clearing_account"]
     fieldsets = [
         (None, {"fields": ["tenant", "system", "name", "priority", "is_active"]}),
         ("Matches (empty: any)", {"fields": ["transaction_type", "currency", "min_amount", "max_amount",
-                                             "customer_group", "customer", "payer", "payment_method"]}),
+                                             "customer_group", "customer", "payer", "payment_method",
+                                             "location", "location_name"]}),
         ("Posts to", {"fields": ["gl_account", "fee_account", "clearing_account", "exchange_difference_account",
-                                 "disputes_account", "dimensions"]}),
+                                 "disputes_account", "tip_account", "dimensions"]}),
         ("Check against Visma", {"fields": ["validation", "validation_problems_list", "validated_at"]}),
         ("Why", {"fields": ["change_reason"]}),
     ]
-    readonly_fields = ["validation", "validation_problems_list", "validated_at"]
+    readonly_fields = ["validation", "validation_problems_list", "validated_at", "location_name"]
 
     def get_fieldsets(self, request, obj=None):
         # Someone who may only look at a rule has no change to give a reason for.
@@ -90,7 +97,13 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
             parts.append(f"payer {rule.payer}")
         if rule.payment_method:
             parts.append(rule.payment_method)
+        if rule.location:
+            parts.append(f"at {square_location_label(rule.tenant_id, rule.location)}")
         return " · ".join(parts)
+
+    @admin.display(description="store")
+    def location_name(self, rule):
+        return square_location_label(rule.tenant_id, rule.location) if rule.location else "any location"
 
     @admin.display(description="accounts")
     def accounts(self, rule):
@@ -103,6 +116,8 @@ class GLMappingRuleAdmin(SimpleHistoryAdmin):
             parts.append(f"exchange difference {rule.exchange_difference_account}")
         if rule.disputes_account:
             parts.append(f"disputes {rule.disputes_account}")
+        if rule.tip_account:
+            parts.append(f"tips {rule.tip_account}")
         if rule.dimensions:
             parts.append(", ".join(f"{segment}={value}" for segment, value in sorted(rule.dimensions.items())))
         return " · ".join(parts)
@@ -195,3 +210,17 @@ class VatCodeMappingAdmin(SimpleHistoryAdmin):
 class CurrencyAdmin(ReadOnlyAdmin):
     list_display = ["code", "description", "is_base", "decimals", "active", "tenant"]
     list_filter = ["tenant", "is_base", "active"]
+
+
+@admin.register(SquareLocation)
+class SquareLocationAdmin(ReadOnlyAdmin):
+    """The Square locations (stores) as Square lists them: refreshed from Square only; inactive ones marked."""
+
+    list_display = ["name", "location_id", "state", "currency", "timezone", "is_main", "tenant", "refreshed_at"]
+    list_filter = ["tenant", "status", "currency"]
+    search_fields = ["name", "location_id"]
+
+    @admin.display(description="status", ordering="status")
+    def state(self, location):
+        colour = "#1e7e34" if location.active else "#b91c1c"
+        return format_html('<span style="color:{}">{}</span>', colour, location.get_status_display())

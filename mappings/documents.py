@@ -60,11 +60,13 @@ class MatchFacts:
     # Who paid: the Visma customer and the partner's payer id or email (a per-customer rule matches on them).
     customer: str = ""
     payer: str = ""
+    # Where it happened: a Square location id (a store); a rule for the location wins over rules for any.
+    location: str = ""
 
 
 @dataclass
 class PostingLine:
-    """One journal line. `role` names the rule's account it posts to: account, fee or clearing."""
+    """One journal line. `role` names the rule's account it posts to: account, fee, clearing, tip..."""
 
     role: str
     debit: Decimal = ZERO
@@ -138,6 +140,7 @@ class Posting:
                 payment_method=facts.get("payment_method", ""),
                 customer=facts.get("customer", ""),
                 payer=facts.get("payer", ""),
+                location=facts.get("location", ""),
             ),
             lines=[
                 PostingLine(

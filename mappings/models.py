@@ -226,7 +226,8 @@ class GLMappingRule(models.Model):
         max_digits=19, decimal_places=4, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
     )
     customer_group = models.CharField(max_length=64, blank=True, help_text="Customer class or group; empty: any")
-    payment_method = models.CharField(max_length=64, blank=True, help_text="card, sepa_debit...; empty: any")
+    payment_method = models.CharField(
+        max_length=64, blank=True, help_text="card, sepa_debit, Square's CARD, CASH, WALLET...; empty: any")
     # A per-customer exception: a rule naming the customer or payer wins over every group rule.
     customer = models.CharField(
         max_length=64, blank=True, help_text="One Visma customer number; a rule for it wins over group rules"
@@ -234,6 +235,10 @@ class GLMappingRule(models.Model):
     payer = models.CharField(
         max_length=255, blank=True, help_text="One partner payer (PayPal payer id or email); wins over group rules"
     )
+    # A store's exception: a rule naming the Square location wins over every rule for any location.
+    location = models.CharField(
+        max_length=32, blank=True,
+        help_text="One Square location id (a store); a rule for it wins over rules for any location; empty: any")
 
     # Where it posts.
     gl_account = models.CharField("GL account", max_length=32, help_text="Revenue / receivable account")
@@ -245,6 +250,8 @@ class GLMappingRule(models.Model):
     disputes_account = models.CharField(
         max_length=32, blank=True,
         help_text="Where money a processor holds back for a dispute or chargeback sits until it is won or lost")
+    tip_account = models.CharField(
+        max_length=32, blank=True, help_text="Where tips the customer added go (owed to staff)")
     dimensions = models.JSONField(
         default=dict,
         blank=True,
@@ -277,3 +284,34 @@ class GLMappingRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.priority})"
+
+
+class SquareLocation(models.Model):
+    """A Square location (a store, the web shop) as Square lists it (mirror of GET /v2/locations; read-only in the
+    admin). Inactive locations stay: their payments can still be refunded or adjusted (docs/square.md §5)."""
+
+    class Status(models.TextChoices):
+        # Square's LocationStatus (api.json): ACTIVE, INACTIVE.
+        ACTIVE = "ACTIVE", "Active"
+        INACTIVE = "INACTIVE", "Inactive"
+
+    tenant = models.ForeignKey("connectors.Tenant", on_delete=models.CASCADE, related_name="+")
+    location_id = models.CharField("Square location id", max_length=32, help_text="Location.id (≤ 32 characters)")
+    name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    currency = models.CharField(max_length=3, blank=True, help_text="Used for all transactions at this location")
+    timezone = models.CharField(max_length=64, blank=True)
+    is_main = models.BooleanField("main location", default=False)
+    refreshed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "name", "location_id"]
+        verbose_name = "Square location"
+        constraints = [models.UniqueConstraint(fields=["tenant", "location_id"], name="one_square_location_per_id")]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.location_id}{'' if self.active else ' (inactive)'}"
+
+    @property
+    def active(self) -> bool:
+        return self.status == self.Status.ACTIVE

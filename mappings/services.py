@@ -9,12 +9,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .documents import Posting, PostingLine
-from .models import Customer, DimensionValue, GLAccount, GLMappingRule, Supplier
+from .models import Customer, DimensionValue, GLAccount, GLMappingRule, SquareLocation, Supplier
 from .money import MoneyError, is_exact, minor_units
 
 # Which rule field a posting line's role takes its account from.
 ROLE_ACCOUNT_FIELD = {"account": "gl_account", "fee": "fee_account", "clearing": "clearing_account",
-                      "exchange_difference": "exchange_difference_account", "disputes": "disputes_account"}
+                      "exchange_difference": "exchange_difference_account", "disputes": "disputes_account",
+                      "tip": "tip_account"}
 
 
 @dataclass
@@ -41,6 +42,7 @@ def mapping_rule_matches(rule: GLMappingRule, posting: Posting) -> bool:
         and (rule.max_amount is None or amount <= rule.max_amount)
         and (not rule.customer_group or rule.customer_group == facts.customer_group)
         and (not rule.payment_method or rule.payment_method == facts.payment_method)
+        and (not rule.location or rule.location == facts.location)
     )
 
 
@@ -54,10 +56,11 @@ def mapping_rule_resolve(*, tenant, system: str, posting: Posting,
     """The first active rule, by priority, whose conditions all match the posting's facts (`rules`: already read).
 
     A rule naming the customer or payer is an exception for that one party: it wins over every rule that does not,
-    whatever their priorities."""
+    whatever their priorities; next, a rule naming the location (a store) wins over rules for any location."""
     rules = rules if rules is not None else mapping_rules_active(tenant=tenant, system=system)
     matching = [rule for rule in rules if mapping_rule_matches(rule, posting)]
-    return next((rule for rule in matching if rule.customer or rule.payer), None) or next(iter(matching), None)
+    return next((rule for rule in matching if rule.customer or rule.payer), None) \
+        or next((rule for rule in matching if rule.location), None) or next(iter(matching), None)
 
 
 def posting_map(*, tenant, system: str, posting: Posting, rules: list[GLMappingRule] | None = None
@@ -72,6 +75,8 @@ def posting_map(*, tenant, system: str, posting: Posting, rules: list[GLMappingR
             [
                 f"No active {system} mapping rule matches {facts.transaction_type} of {facts.amount} {facts.currency}"
                 + (f" for customer group {facts.customer_group!r}" if facts.customer_group else "")
+                + (f" paid by {facts.payment_method}" if facts.payment_method else "")
+                + (f" at location {_location_name(tenant, facts.location)}" if facts.location else "")
                 + ": add a GL mapping rule for it, or approve with the accounts to use."
             ],
         )
@@ -92,6 +97,12 @@ def posting_map(*, tenant, system: str, posting: Posting, rules: list[GLMappingR
         # A line's own dimension (e.g. the customer from the payer) wins over the rule's default.
         line.dimensions = {**rule_dimensions, **line.dimensions}
     return MappingOutcome(posting, rule, problems)
+
+
+def _location_name(tenant, location_id: str) -> str:
+    """A Square location as a person knows it: its name and id (the id alone when it is not mirrored)."""
+    name = SquareLocation.objects.filter(tenant=tenant, location_id=location_id).values_list("name", flat=True).first()
+    return f"{name} ({location_id})" if name else location_id
 
 
 # A live re-check of one reference value: (kind, key) → True when Visma now has it active (and the mirror is
@@ -309,7 +320,7 @@ def mapping_rule_validate(rule: GLMappingRule, *, mirror: ReferenceMirror | None
     mirror = mirror or ReferenceMirror(rule.tenant)
     problems = []
     for field_name in ("gl_account", "fee_account", "clearing_account", "exchange_difference_account",
-                       "disputes_account"):
+                       "disputes_account", "tip_account"):
         number = getattr(rule, field_name)
         if not number:
             continue

@@ -33,3 +33,10 @@ spec.ping = square_ping
 spec.verifier = SquareWebhookVerifier()
 spec.settings_schema.update(SETTINGS_SCHEMA)
 spec.streams.update(STREAMS)
+
+# F2: invoices (with their payments and the customers they need) and vendors.
+from .invoices import STREAMS as INVOICE_STREAMS  # noqa: E402
+from .vendors import STREAMS as VENDOR_STREAMS  # noqa: E402
+
+spec.streams.update(INVOICE_STREAMS)
+spec.streams.update(VENDOR_STREAMS)

@@ -199,6 +199,8 @@ def test_the_platform_schedules_exist_after_migrate():
                                                            -1),
         "reference data: delta refresh of every tenant": ("connectors.tasks.reference_data_refresh_all", "I", 60, -1),
         "reference data: full refresh of every tenant": ("connectors.tasks.reference_data_refresh_all", "D", None, -1),
+        "square locations: refresh of every Square integration": (
+            "connectors.square.locations.square_locations_refresh_all", "I", 60, -1),
     }
 
 

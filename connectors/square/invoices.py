@@ -1,0 +1,798 @@
+"""Square invoices → Visma customer invoices, their payments → customer payments, their refunds → credit notes; the
+Square customer on an invoice → the Visma customer (by reference_id, an external reference, or created).
+
+Which payment pays an invoice: Square's Payment does not name its invoice, but an invoice names its order
+(api.json `Invoice.order_id`) and a payment of it carries that order (`Payment.order_id`). The invoices stream keeps
+what it read as records of the `invoices` stream (the invoice, its order id, its location) and remembers when it last
+listed each location's invoices (a cursor row per location); `square_invoice_of_payment` looks there first and lists
+a location again only when that list is older than the payment (docs/square-invoices.md).
+"""
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from itertools import islice
+from urllib.parse import quote
+
+from django.utils import timezone
+
+from audit.models import RecordStatus, SyncRecord
+from audit.selectors import record_of, record_posting
+from connectors.errors import WaitFor
+from connectors.models import Integration, SyncCursor
+from connectors.pipeline import SourceDataError, SourceObject, Written, record_ingest, source_take
+from connectors.visma.invoices import visma_vat_total
+from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
+from connectors.visma.reference import visma_vat_rate_read
+from connectors.visma.target import CREDIT_NOTE, VismaTarget
+from mappings.documents import MatchFacts, Posting, PostingLine
+from mappings.models import ExternalReference
+from mappings.money import is_exact, to_decimal
+from mappings.reference import tenant_base_currency
+from mappings.selectors import external_reference_visma_id, vat_code_for
+
+from .sources import SYSTEM, SquareSource, square_money, square_time
+
+INVOICES = "invoices"
+INVOICE_PAYMENTS = "invoice_payments"
+CUSTOMERS = "customers"
+# InvoiceStatus (api.json): a DRAFT is not sent to the customer, so nobody owes it yet.
+NOT_PUBLISHED = frozenset({"DRAFT"})
+# Published and owed (or paid, or paid back: still a sale): each becomes one Visma customer invoice.
+PUBLISHED = frozenset({"UNPAID", "SCHEDULED", "PARTIALLY_PAID", "PAID", "PARTIALLY_REFUNDED", "REFUNDED",
+                       "PAYMENT_PENDING"})
+CANCELED = "CANCELED"
+# ListInvoices has no "changed since" filter and Square does not say how soon a published invoice is listed
+# (docs/square.md §5): a listing counts as knowing a payment's invoice only when it started this long after the payment
+# was created (the stricter reading of "eventually consistent", which ListPayments states).
+LISTING_SETTLE = timedelta(seconds=30)
+# Payment source types Square processes and charges a fee for (docs/square.md §6); CASH and EXTERNAL carry none.
+FEE_CHARGED = frozenset({"CARD", "WALLET", "BUY_NOW_PAY_LATER", "BANK_ACCOUNT", "SQUARE_ACCOUNT"})
+# Visma's customerRefNumber (ARInvoice.InvoiceNbr) holds 40 characters: the Square invoice number goes there.
+CUSTOMER_REF_LENGTH = 40
+BATCH = 100
+
+
+def _batches(items, size: int = BATCH) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _updated(invoice: Mapping) -> datetime | None:
+    try:
+        return square_time(invoice.get("updated_at"))
+    except SourceDataError:
+        return None
+
+
+# --- what the invoices stream knows -------------------------------------------------------------------------------
+
+
+def invoices_listed_cursor(location_id: str) -> str:
+    """The cursor row that says when a location's invoices were last listed whole."""
+    return f"square:invoices-listed:{location_id}"
+
+
+def square_invoices_listed_at(integration: Integration, location_id: str) -> datetime | None:
+    return SyncCursor.objects.filter(integration=integration, stream=invoices_listed_cursor(location_id)).values_list(
+        "position", flat=True).first()
+
+
+def square_invoices_listed_mark(integration: Integration, location_id: str, started: datetime) -> None:
+    """A location's invoices were listed whole, from `started` on: never moves back (two listings racing)."""
+    cursor, _ = SyncCursor.objects.get_or_create(integration=integration, stream=invoices_listed_cursor(location_id))
+    SyncCursor.objects.filter(pk=cursor.pk).exclude(position__gt=started).update(position=started,
+                                                                                 updated_at=timezone.now())
+
+
+def square_invoice_known(integration: Integration, order_id: str) -> dict | None:
+    """The Square invoice of this order among those the invoices stream stored, or None."""
+    rows = SyncRecord.objects.filter(integration=integration, stream=INVOICES,
+                                     source_payload__invoice__order_id=order_id).values_list("source_id",
+                                                                                             "source_payload")
+    for source_id, payload in rows:
+        invoice = payload.get("invoice") or {}
+        if source_id == invoice.get("id"):  # not a change notice (its source id carries the version)
+            return invoice
+    return None
+
+
+def square_invoice_remember(integration: Integration, invoice: Mapping) -> None:
+    """A published invoice met while listing for a payment: stored as a record of the invoices stream (received, so
+    the sweep or the next poll takes it to Visma), which also makes its order id known for the next payment."""
+    if invoice.get("status") in NOT_PUBLISHED or invoice.get("status") == CANCELED or not invoice.get("id"):
+        return
+    if SyncRecord.objects.filter(integration=integration, stream=INVOICES, source_id=invoice["id"]).exists():
+        return
+    record_ingest(integration, INVOICES, SourceObject(source_id=str(invoice["id"]), payload={"invoice": dict(invoice)},
+                                                      updated_at=_updated(invoice)))
+
+
+def square_invoices_relist(integration: Integration, square, location_id: str, *, page_size: int = 100) -> dict:
+    """List a location's invoices whole (ListInvoices: no date filter); every published one is remembered.
+    Returns them by order id."""
+    started = timezone.now()
+    by_order = {}
+    for invoice in square.invoices(location_id=location_id, page_size=page_size):
+        if invoice.get("order_id"):
+            by_order[str(invoice["order_id"])] = invoice
+        square_invoice_remember(integration, invoice)
+    square_invoices_listed_mark(integration, location_id, started)
+    return by_order
+
+
+def square_invoice_of_payment(stream, payment: Mapping, *, square=None) -> dict | None:
+    """The Square invoice a payment pays (by the order both name), or None for a payment of no invoice (a POS sale).
+
+    Looked up among the invoices stored; when the location's invoices were last listed before the payment was made
+    (plus LISTING_SETTLE), they are listed again, at most once per location for this stream instance (one poll, one
+    webhook): an invoice is published before it is paid, so a listing that started after the payment holds it.
+    `square`: a SquareApi to list with (default: the stream's own, `stream.square`).
+    """
+    order_id = str(payment.get("order_id") or "")
+    if not order_id:
+        return None
+    integration = stream.integration
+    known = square_invoice_known(integration, order_id)
+    if known is not None:
+        return known
+    location_id = str(payment.get("location_id") or "")
+    if not location_id:
+        return None
+    relisted: set = stream.__dict__.setdefault("_square_invoices_relisted", set())
+    if location_id in relisted:
+        return None
+    created = square_time(payment.get("created_at")) or timezone.now()
+    listed_at = square_invoices_listed_at(integration, location_id)
+    if listed_at is not None and listed_at >= created + LISTING_SETTLE:
+        return None
+    relisted.add(location_id)
+    square = square if square is not None else _square_of(stream)
+    page_size = int((integration.settings or {}).get("page_size") or 100)
+    return square_invoices_relist(integration, square, location_id, page_size=page_size).get(order_id)
+
+
+def _square_of(stream):
+    """The stream's Square client (SquareSource.square), else one made for it and closed with it."""
+    found = getattr(stream, "square", None)
+    if found is not None and hasattr(found, "invoices"):
+        return found
+    from .client import SquareApi
+
+    client = SquareApi(stream.integration.partner_connection, settings=stream.integration.settings or {})
+    weakref.finalize(stream, client.close)
+    stream.square = client
+    return client
+
+
+def square_invoice_payment_take(integration: Integration, *, payment: Mapping | None = None,
+                                refund: Mapping | None = None, invoice: Mapping | None = None) -> SyncRecord:
+    """A payment of a Square invoice (or a refund of one) that another stream met: recorded in the invoice_payments
+    stream (source id: Square's payment or refund id) and taken as far as it goes. `invoice`: the invoice it pays,
+    when the caller found it already (square_invoice_of_payment)."""
+    stream = InvoicePaymentsStream(integration)
+    source = stream.source_object(payment=payment, refund=refund, invoice=invoice)
+    return source_take(integration, stream, source)[0]
+
+
+def square_payment_is_invoice_payment(integration: Integration, payment_id: str) -> bool:
+    """Whether the invoice_payments stream has this payment (so its refunds are credit notes there, not journals)."""
+    return SyncRecord.objects.filter(integration=integration, stream=INVOICE_PAYMENTS, source_id=payment_id).exists()
+
+
+# --- customers --------------------------------------------------------------------------------------------------
+
+
+def _customer_name(profile: Mapping) -> str:
+    """A Square customer as a person calls it: the company, else the person's name, else the email."""
+    person = " ".join(str(profile.get(key) or "").strip() for key in ("given_name", "family_name")).strip()
+    return str(profile.get("company_name") or "").strip() or person or str(profile.get("email_address") or "")
+
+
+class SquareCustomerSource(SquareSource):
+    """A Square customer that an invoice names and Visma lacks → a Visma customer (created only when the integration
+    allows it: setting create_customers). The new customer is linked by an external reference (square, customer)."""
+
+    name = CUSTOMERS
+    target_kind = "customer"
+    # Nothing to poll (customers are made when an invoice needs one): the schedule's longest cadence.
+    default_poll_minutes = 7 * 24 * 60
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        return iter(())  # only the customers of invoices are created, when an invoice needs one
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        profile = self.square.customer(source_id)
+        return self.source_object(profile) if profile is not None else None
+
+    @staticmethod
+    def source_object(profile: Mapping) -> SourceObject:
+        return SourceObject(source_id=str(profile["id"]), payload={"customer": dict(profile)},
+                            updated_at=_updated(profile))
+
+    def transform(self, source: SourceObject) -> Posting:
+        profile = source.payload.get("customer") or {}
+        customer_id = str(profile.get("id") or source.source_id)
+        if not self.settings.get("create_customers"):
+            raise SourceDataError(f"Square customer {customer_id} is not created in Visma: the integration's setting "
+                                  "create_customers is off; map the customer instead")
+        name = _customer_name(profile)
+        if not name:
+            raise SourceDataError(f"Square customer {customer_id} has no company, name or email to create a Visma "
+                                  "customer with")
+        fields: dict = {"name": name}
+        if profile.get("email_address"):
+            fields["mainContact"] = {"email": str(profile["email_address"])}
+        return Posting(
+            document="customer", marker=self.marker(customer_id), currency="", date=self.day(None),
+            description=f"Square customer {name} ({customer_id})",
+            facts=MatchFacts(transaction_type="customer", amount=Decimal(0), currency=""),
+            extra={"fields": fields, "square_id": customer_id},
+        )
+
+
+class CustomersStream(VismaTarget, SquareCustomerSource):
+    """Square customers → Visma customers (only as invoices need them), linked by an external reference."""
+
+    def find_posted(self, posting: Posting, record) -> Written | None:
+        return _linked(self.tenant, posting, super().find_posted(posting, record), kind="customer")
+
+    def write(self, posting: Posting, record) -> Written:
+        return _linked(self.tenant, posting, super().write(posting, record), kind="customer")
+
+
+def _linked(tenant, posting: Posting, written: Written | None, *, kind: str) -> Written | None:
+    """A Visma customer or supplier written (or found) for a Square object: the external reference that links the
+    two, so every later document finds it."""
+    if written is not None:
+        ExternalReference.objects.update_or_create(
+            tenant=tenant, system=SYSTEM, external_kind=kind if kind == "customer" else "vendor",
+            external_id=str(posting.extra["square_id"]), defaults={"visma_kind": kind, "visma_id": written.target_id})
+    return written
+
+
+# --- invoices -----------------------------------------------------------------------------------------------------
+
+
+class SquareInvoiceSource(SquareSource):
+    """Square invoices (published) → Visma customer invoices, amounts from their orders.
+
+    Reading: ListInvoices per mirrored location (inactive ones too), keeping those not stored yet or changed (version)
+    since that location was last listed; each is read with its order and customer. A posted invoice that Square
+    cancels or whose amounts change afterwards becomes a change notice (source id "<invoice id>:v<version>"), flagged
+    for a person: a credit note is a decision, and a posted invoice is never sent again.
+    """
+
+    name = INVOICES
+    target_kind = "customer_invoice"
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        for location in self.locations():
+            location_id = location.location_id
+            last_listed = square_invoices_listed_at(self.integration, location_id)
+            started = timezone.now()
+            for invoices in _batches(self.square.invoices(location_id=location_id, page_size=self.page_size)):
+                stored = {record.source_id: record for record in SyncRecord.objects.filter(
+                    integration=self.integration, stream=INVOICES,
+                    source_id__in=[str(invoice.get("id")) for invoice in invoices]).only(
+                    "source_id", "status", "source_payload", "target_id", "proposed_posting", "corrected_posting",
+                    "created_at")}
+                for invoice in invoices:
+                    if invoice.get("status") in NOT_PUBLISHED:
+                        continue
+                    record = stored.get(str(invoice.get("id")))
+                    if record is None and invoice.get("status") == CANCELED:
+                        continue  # canceled before it was ever read as published: nothing was owed
+                    if record is not None and not self._changed(invoice, record, last_listed):
+                        continue
+                    order = self._order_of(invoice)
+                    source = self._source_of(invoice, order, record)
+                    if source is not None:
+                        yield source
+                    self._payments_take(invoice, order)
+            square_invoices_listed_mark(self.integration, location_id, started)
+
+    def _changed(self, invoice: Mapping, record: SyncRecord, last_listed: datetime | None) -> bool:
+        """Whether a stored invoice changed since it was stored: another version, updated after the last listing
+        (less the overlap), so a posted invoice is read again once per change, not at every poll. One remembered
+        from a listing for a payment (stored without its order) is read whole by the first poll after: its
+        payments are taken then (the payment that found it is left to this stream by the payments stream)."""
+        if last_listed is None:
+            return True
+        since = last_listed - self.overlap
+        if "order" not in (record.source_payload or {}):
+            return record.created_at >= since
+        stored_version = ((record.source_payload or {}).get("invoice") or {}).get("version")
+        if stored_version == invoice.get("version"):
+            return False
+        updated = _updated(invoice)
+        return updated is None or updated >= since
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        invoice = self.square.invoice(source_id)
+        if invoice is None or invoice.get("status") in NOT_PUBLISHED:
+            return None
+        record = record_of(self.integration, INVOICES, str(invoice["id"]))
+        if record is None and invoice.get("status") == CANCELED:
+            return None
+        order = self._order_of(invoice)
+        source = self._source_of(invoice, order, record)
+        if source is not None:
+            # The invoice first, so its payments (an invoice.payment_made event) find it posted.
+            source_take(self.integration, self, source)
+        self._payments_take(invoice, order)
+        return source
+
+    def _order_of(self, invoice: Mapping) -> dict | None:
+        return self.square.order(str(invoice["order_id"])) if invoice.get("order_id") else None
+
+    def _source_of(self, invoice: Mapping, order: Mapping | None, record: SyncRecord | None) -> SourceObject | None:
+        """The invoice with its order and customer as the pipeline takes it; for a posted one, a change notice when
+        Square canceled it or changed its amounts, else None (nothing to do)."""
+        if record is not None and record.status == RecordStatus.REJECTED:
+            return None
+        if record is not None and record.status == RecordStatus.POSTED:
+            change = self._change_after_posting(invoice, order, record)
+            if not change:
+                return None
+            return SourceObject(source_id=f"{invoice['id']}:v{invoice.get('version')}",
+                                payload={"invoice": dict(invoice), "order": order, "change_of": str(invoice["id"]),
+                                         "change": change},
+                                updated_at=_updated(invoice))
+        customer_id = str((invoice.get("primary_recipient") or {}).get("customer_id") or "")
+        profile = self.square.customer(customer_id) if customer_id else None
+        if profile is not None and self.settings.get("create_customers") and not self._customer_known(profile):
+            # Created first (its own record), so the invoice finds it.
+            customers = CustomersStream(self.integration)
+            source_take(self.integration, customers, customers.source_object(profile))
+        total = (order or {}).get("total_money") or {}
+        try:
+            amount = square_money(total, field="total_money", what="order")
+        except SourceDataError:
+            amount = None
+        return SourceObject(source_id=str(invoice["id"]),
+                            payload={"invoice": dict(invoice), "order": order, "customer": profile},
+                            updated_at=_updated(invoice), amount=amount, currency=str(total.get("currency") or "")[:3])
+
+    def _change_after_posting(self, invoice: Mapping, order: Mapping | None, record: SyncRecord) -> str:
+        """What changed in Square after the invoice was posted that a person must decide on ("" for nothing)."""
+        posted = record_posting(record)
+        number = invoice.get("invoice_number") or invoice["id"]
+        where = f"Square invoice {number} ({invoice['id']}), posted as Visma invoice {record.target_id}"
+        if invoice.get("status") == CANCELED:
+            return (f"{where}, was canceled in Square: a credit note is a decision for a person; credit it in Visma "
+                    "by hand (or leave it), then reject this record")
+        if order is None:
+            return ""
+        currency = posted.currency
+        try:
+            total = square_money(order.get("total_money"), field="total_money", what="order", currency=currency)
+            vat = square_money(order.get("total_tax_money"), field="total_tax_money", what="order",
+                               currency=currency)
+        except SourceDataError as exc:
+            return f"{where}: its order can no longer be read ({exc})"
+        was_total, was_vat = Decimal(posted.extra.get("total") or "0"), Decimal(posted.extra.get("vat") or "0")
+        if (total, vat) != (was_total, was_vat) or str(invoice.get("order_id")) != posted.extra.get("order_id"):
+            return (f"{where} with total {was_total} {currency} (VAT {was_vat}), changed in Square after posting to "
+                    f"total {total} {currency} (VAT {vat}): it is never sent again; correct the Visma invoice by hand "
+                    "(or credit it), then reject this record")
+        return ""
+
+    def _payments_take(self, invoice: Mapping, order: Mapping | None) -> None:
+        """The payments the invoice's order names (its tenders) and their refunds → the invoice_payments stream."""
+        order = order or {}
+        payments = InvoicePaymentsStream(self.integration)
+        payments.__dict__["square"] = self.square
+        for tender in order.get("tenders") or []:
+            payment_id = str(tender.get("payment_id") or tender.get("id") or "")
+            if not payment_id:
+                continue
+            # Read even when its record is settled: the invoice changed, maybe by a refund of it (refund_ids).
+            payment = self.square.payment(payment_id)
+            if payment is None:
+                continue
+            record = record_of(self.integration, INVOICE_PAYMENTS, payment_id)
+            if record is None or record.status not in (RecordStatus.POSTED, RecordStatus.REJECTED):
+                source_take(self.integration, payments, payments.source_object(payment=payment, invoice=invoice))
+            for refund_id in payment.get("refund_ids") or []:
+                refunded = record_of(self.integration, INVOICE_PAYMENTS, str(refund_id))
+                if refunded is not None and refunded.status in (RecordStatus.POSTED, RecordStatus.REJECTED):
+                    continue
+                refund = self.square.refund(str(refund_id))
+                if refund is not None:
+                    source_take(self.integration, payments, payments.source_object(refund=refund, invoice=invoice))
+
+    # --- the posting ------------------------------------------------------------------------------------------
+
+    def transform(self, source: SourceObject) -> Posting:
+        payload = source.payload
+        if payload.get("change_of"):
+            raise SourceDataError(payload.get("change") or f"Square invoice {payload['change_of']} changed")
+        invoice = payload.get("invoice") or {}
+        invoice_id = str(invoice.get("id") or source.source_id)
+        number = str(invoice.get("invoice_number") or "")
+        what = f"Square invoice {number or invoice_id}"
+        status = str(invoice.get("status") or "")
+        if status in NOT_PUBLISHED:
+            raise WaitFor(f"{what} is a draft: not owed until it is published")
+        if status == CANCELED:
+            raise SourceDataError(f"{what} was canceled in Square before it reached Visma: nothing is posted; reject "
+                                  "this record")
+        if status not in PUBLISHED:
+            raise SourceDataError(f"{what} is {status or 'without status'}: not a status this integration posts")
+        order = payload.get("order")
+        if order is None and invoice.get("order_id"):
+            # Stored from a listing for a payment (square_invoice_remember): its order is read now.
+            order = self.square.order(str(invoice["order_id"]))
+        if not order:
+            raise SourceDataError(f"{what} has no order in Square (order_id {invoice.get('order_id')!r}): its "
+                                  "amounts are unknown")
+        location_id = str(invoice.get("location_id") or order.get("location_id") or "")
+        location = self.location(location_id)
+        currency = str((order.get("total_money") or {}).get("currency") or "")
+        if location.currency and currency != location.currency:
+            raise SourceDataError(f"{what} is in {currency}, its location {location.name} in {location.currency}")
+        for field in ("total_service_charge_money", "total_tip_money"):
+            if square_money(order.get(field), field=field, what=what, currency=currency):
+                raise SourceDataError(f"{what}: its order has {field} (not booked by this integration): book the "
+                                      "invoice by hand, then reject this record")
+        if (order.get("rounding_adjustment") or {}).get("amount_money", {}).get("amount"):
+            raise SourceDataError(f"{what}: its order has a cash rounding adjustment: book it by hand")
+        document_lines, lines, net_by_code = self._lines(what, order, currency)
+        day = self._invoice_date(invoice)
+        vat = self._visma_vat(what, net_by_code, currency, day)
+        net = sum((line.credit for line in lines), Decimal(0))
+        total = square_money(order.get("total_money"), field="total_money", what=what, currency=currency)
+        square_vat = square_money(order.get("total_tax_money"), field="total_tax_money", what=what, currency=currency)
+        if vat != square_vat or net + vat != total:
+            raise SourceDataError(
+                f"{what}: Visma would total {net + vat} {currency} (lines {net} + VAT {vat} by VAT code), Square's "
+                f"order totals {total} {currency} with VAT {square_vat}: not written, the totals would differ")
+        customer = self.customer_for(invoice, payload.get("customer"), what=what)
+        description = f"Square invoice {number} {invoice_id}" if number else f"Square invoice {invoice_id}"
+        due = max((str(request.get("due_date")) for request in invoice.get("payment_requests") or []
+                   if request.get("due_date")), default="")
+        return Posting(
+            document="customer_invoice", marker=self.marker(invoice_id), currency=currency, date=day,
+            description=description,
+            facts=MatchFacts(transaction_type="invoice", amount=total, currency=currency,
+                             customer_group=self.mirror.customer_class(customer), customer=customer,
+                             location=location_id),
+            lines=lines, customer=customer,
+            extra={"square_id": invoice_id, "square_invoice_number": number, "order_id": str(order.get("id") or ""),
+                   "customer_ref": (number or invoice_id)[:CUSTOMER_REF_LENGTH], "lines": document_lines,
+                   "due_date": due, "total": str(total), "vat": str(vat), "net": str(net),
+                   "location": location_id},
+        )
+
+    def _lines(self, what: str, order: Mapping, currency: str) -> tuple[list[dict], list[PostingLine], dict]:
+        """One invoice line per order line, at its net amount: Square's line total less its tax, so the line's own
+        discounts and its share of order-level discounts (Square apportions those onto the lines:
+        OrderLineItem.total_discount_money, applied_discounts) are in it, and each rate's VAT stays right."""
+        taxes = {str(tax.get("uid")): tax for tax in order.get("taxes") or []}
+        order_scoped = [uid for uid, tax in taxes.items() if tax.get("scope") == "ORDER"]
+        document_lines, lines, net_by_code = [], [], {}
+        items = order.get("line_items") or []
+        if not items:
+            raise SourceDataError(f"{what}: its order has no line items")
+        for index, item in enumerate(items, start=1):
+            where = f"{what} line {index}"
+            if "total_money" not in item or "total_tax_money" not in item:
+                raise SourceDataError(f"{where} has no total_money or total_tax_money (Square computes both on every "
+                                      "read)")
+            quantity = to_decimal(item.get("quantity") or "1", field=f"{where} quantity")
+            base = square_money(item.get("base_price_money"), field="base_price_money", what=where, currency=currency)
+            line_total = square_money(item.get("total_money"), field="total_money", what=where, currency=currency)
+            line_tax = square_money(item.get("total_tax_money"), field="total_tax_money", what=where,
+                                    currency=currency)
+            discount = square_money(item.get("total_discount_money"), field="total_discount_money", what=where,
+                                    currency=currency)
+            net = line_total - line_tax
+            applied = list(dict.fromkeys([str(tax.get("tax_uid")) for tax in item.get("applied_taxes") or []]
+                                         + order_scoped))
+            vat_code = self._vat_code(where, [taxes.get(uid) for uid in applied])
+            name = " ".join(str(item.get(key) or "").strip() for key in ("name", "variation_name")).strip() \
+                or f"Line {index}"
+            description = (name + (f" (discount {discount} {currency})" if discount else ""))[:255]
+            if is_exact(quantity * base, currency) and quantity * base == net:
+                price = {"unit_price": str(base)}
+            else:
+                # Discounted, or priced with the tax included: the line's own net, not a unit price Visma rounds.
+                price = {"amount": str(net)}
+            document_lines.append({"description": description, "quantity": str(quantity), **price,
+                                   **({"vat_code": vat_code} if vat_code else {})})
+            lines.append(PostingLine(role="account", credit=net, description=description))
+            if vat_code:
+                net_by_code[vat_code] = net_by_code.get(vat_code, Decimal(0)) + net
+            elif line_tax:
+                raise SourceDataError(f"{where} carries tax {line_tax} {currency} but names no tax")
+        return document_lines, lines, net_by_code
+
+    def _vat_code(self, where: str, taxes: list) -> str | None:
+        """The Visma VAT code mapped (VatCodeMapping, system square) to the one tax on a line; None for no tax."""
+        taxes = [tax for tax in taxes if tax]
+        if not taxes:
+            return None
+        if len(taxes) > 1:
+            names = ", ".join(f"{tax.get('name') or tax.get('uid')} {tax.get('percentage')} %" for tax in taxes)
+            raise SourceDataError(f"{where} carries {len(taxes)} taxes ({names}): a Visma line takes one VAT code")
+        tax = taxes[0]
+        percent = to_decimal(tax.get("percentage") or "0", field=f"{where} tax percentage")
+        name = str(tax.get("name") or "")
+        vat_code = vat_code_for(self.tenant, system=SYSTEM, tax_name=name, percent=percent)
+        if not vat_code:
+            raise SourceDataError(f"{where}: tax {name or 'without a name'} {percent} % has no Visma VAT code mapped "
+                                  "(admin: VAT code mappings, system Square)")
+        return vat_code
+
+    def _visma_vat(self, what: str, net_by_code: Mapping[str, Decimal], currency: str, day: date) -> Decimal:
+        """The VAT Visma will compute for these lines: each VAT code's rate on the invoice date (GET /v1/vat)."""
+        percents = {}
+        for code in net_by_code:
+            percent = visma_vat_rate_read(self.visma_client, code, day)
+            if percent is None:
+                raise SourceDataError(f"{what}: Visma has no VAT code {code} with a rate on {day}")
+            percents[code] = percent
+        return visma_vat_total(net_by_code, percents, currency)
+
+    def _invoice_date(self, invoice: Mapping) -> date:
+        """The sale or service date Square shows on the invoice, else the day it was created (Square keeps no
+        publication time), in the tenant's time zone."""
+        if invoice.get("sale_or_service_date"):
+            return date.fromisoformat(str(invoice["sale_or_service_date"]))
+        return self.day(invoice.get("created_at"))
+
+    # --- the customer -----------------------------------------------------------------------------------------
+
+    def _customer_known(self, profile: Mapping) -> bool:
+        try:
+            return bool(self._customer_matches(profile))
+        except SourceDataError:
+            return True  # ambiguous: flagged on the invoice, never created
+
+    def _customer_matches(self, profile: Mapping) -> dict[str, str]:
+        """The Visma customers a Square customer stands for, each with how it was found."""
+        customer_id = str(profile.get("id") or "")
+        matches: dict[str, str] = {}
+        reference = str(profile.get("reference_id") or "").strip()
+        if reference and self._visma_has_customer(reference):
+            matches[reference] = "its reference_id"
+        mapped = external_reference_visma_id(self.tenant, system=SYSTEM, visma_kind="customer",
+                                             keys=[("customer", customer_id)])
+        if mapped:
+            matches.setdefault(mapped, "an external reference")
+        return matches
+
+    def _visma_has_customer(self, number: str) -> bool:
+        if self.mirror.customer(number) is not None:
+            return True
+        return bool(self.live_check()("customer", number))
+
+    def customer_for(self, invoice: Mapping, profile: Mapping | None, *, what: str) -> str:
+        """The Visma customer number of the invoice's Square customer: its reference_id when Visma has that
+        customer, else the external reference an admin (or a creation) set; two different ones, or none, flag the
+        invoice — or, with create_customers, the invoice waits for the customer to be created."""
+        customer_id = str((invoice.get("primary_recipient") or {}).get("customer_id") or "")
+        if not customer_id:
+            raise SourceDataError(f"{what} names no Square customer (primary_recipient.customer_id)")
+        if profile is None:
+            profile = self.square.customer(customer_id)
+        if profile is None:
+            raise SourceDataError(f"{what}: Square has no customer {customer_id}")
+        matches = self._customer_matches(profile)
+        label = f"Square customer {_customer_name(profile) or customer_id} ({customer_id}" + (
+            f", reference_id {profile['reference_id']})" if profile.get("reference_id") else ")")
+        if len(matches) > 1:
+            found = "; ".join(f"{number} by {how}" for number, how in matches.items())
+            raise SourceDataError(f"{what}: {label} matches two Visma customers ({found}): correct the reference_id "
+                                  "or the external reference, then approve")
+        if matches:
+            return next(iter(matches))
+        created = record_of(self.integration, CUSTOMERS, customer_id)
+        if created is not None and created.status == RecordStatus.POSTED:
+            return created.target_id
+        if self.settings.get("create_customers"):
+            if created is None:
+                record_ingest(self.integration, CUSTOMERS, CustomersStream.source_object(profile))
+            raise WaitFor(f"{what} waits for {label} to be created in Visma", on=(CUSTOMERS, customer_id))
+        raise SourceDataError(
+            f"{what}: unknown Square customer: {label} is no Visma customer. Set its reference_id in Square to the "
+            "Visma customer number, or map it (admin: external references, system square, kind customer, visma kind "
+            "customer), or turn on create_customers; then replay")
+
+
+class InvoicesStream(VismaTarget, SquareInvoiceSource):
+    """Square invoices → Visma customer invoices (externalReference: the marker; customerRefNumber: Square's number)."""
+
+
+# --- invoice payments and their refunds ---------------------------------------------------------------------------
+
+
+class SquareInvoicePaymentSource(SquareSource):
+    """A payment of a Square invoice → a Visma customer payment applied to the Visma invoice (Square's fee in the fee
+    journal, net to clearing); a refund of one → a credit note and customer refund. Source id: Square's payment or
+    refund id. A payment waits for its invoice to be posted, a refund for its payment (with the pipeline's end)."""
+
+    name = INVOICE_PAYMENTS
+    target_kind = "customer_payment"
+
+    def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
+        """The payments and refunds of this stream that wait on Square itself (a fee not reported yet, a payment not
+        completed, a refund pending), read again: no event of ours says when Square fills them in (payment.updated
+        goes to the payments stream, which leaves an invoice's payment to this one). New ones come from the invoices
+        stream (an invoice's tenders and their refunds) and from square_invoice_payment_take."""
+        waiting = SyncRecord.objects.filter(integration=self.integration, stream=self.name,
+                                            status=RecordStatus.WAITING, waiting_on_stream="")
+        for record in waiting.only("source_id", "source_payload").iterator():
+            source = self._read_again(record.source_id, record.source_payload or {})
+            if source is not None:
+                yield self.fresh(source)
+
+    def read_one(self, source_id: str) -> SourceObject | None:
+        record = record_of(self.integration, self.name, source_id)
+        if record is not None:
+            return self._read_again(source_id, record.source_payload or {})
+        payment = self.square.payment(source_id)
+        if payment is not None:
+            invoice = square_invoice_of_payment(self, payment)
+            return self.source_object(payment=payment, invoice=invoice) if invoice is not None else None
+        refund = self.square.refund(source_id)
+        if refund is None or not square_payment_is_invoice_payment(self.integration, str(refund.get("payment_id"))):
+            return None
+        return self.source_object(refund=refund)
+
+    def _read_again(self, source_id: str, payload: Mapping) -> SourceObject | None:
+        """A payment or refund this stream has, as Square has it now (the invoice it pays kept as stored)."""
+        if payload.get("refund"):
+            refund = self.square.refund(source_id)
+            return self.source_object(refund=refund) if refund is not None else None
+        payment = self.square.payment(source_id)
+        return self.source_object(payment=payment, invoice=payload.get("invoice")) if payment is not None else None
+
+    @staticmethod
+    def source_object(*, payment: Mapping | None = None, refund: Mapping | None = None,
+                      invoice: Mapping | None = None) -> SourceObject:
+        moved = payment if payment is not None else refund
+        if moved is None:
+            raise ValueError("a payment or a refund")
+        money = (moved.get("total_money") if payment is not None else moved.get("amount_money")) or {}
+        try:
+            amount = square_money(money, field="amount", what="payment")
+        except SourceDataError:
+            amount = None
+        payload = {"payment": dict(payment)} if payment is not None else {"refund": dict(refund)}
+        if invoice is not None:
+            payload["invoice"] = {key: invoice.get(key) for key in ("id", "invoice_number", "order_id",
+                                                                    "location_id", "version")}
+        return SourceObject(source_id=str(moved["id"]), payload=payload, updated_at=_updated(moved), amount=amount,
+                            currency=str(money.get("currency") or "")[:3])
+
+    def transform(self, source: SourceObject) -> Posting:
+        if source.payload.get("refund"):
+            return self._refund_posting(source)
+        return self._payment_posting(source)
+
+    def _invoice_posted(self, invoice_id: str, what: str) -> tuple[SyncRecord, Posting]:
+        record = record_of(self.integration, INVOICES, invoice_id)
+        if record is not None and record.status == RecordStatus.REJECTED:
+            raise SourceDataError(f"{what} pays Square invoice {invoice_id}, whose record was rejected: book the "
+                                  "payment by hand, then reject this record")
+        if record is None or record.status != RecordStatus.POSTED:
+            raise WaitFor(f"{what} waits for Square invoice {invoice_id} to be posted "
+                          f"({record.status if record else 'not received yet'})", on=(INVOICES, invoice_id))
+        return record, record_posting(record)
+
+    def _payment_posting(self, source: SourceObject) -> Posting:
+        payment = source.payload.get("payment") or {}
+        payment_id = str(payment.get("id") or source.source_id)
+        what = f"Square payment {payment_id}"
+        invoice = source.payload.get("invoice")
+        if not invoice:
+            invoice = square_invoice_of_payment(self, payment)
+            if invoice is None:
+                raise SourceDataError(f"{what} pays no Square invoice (its order {payment.get('order_id')!r} is on "
+                                      "none): it belongs to the payments stream; reject this record")
+        status = str(payment.get("status") or "")
+        if status in ("APPROVED", "PENDING"):
+            raise WaitFor(f"{what} is {status} at Square: posted once completed")
+        if status != "COMPLETED":
+            raise SourceDataError(f"{what} is {status or 'without status'}: no money was received")
+        invoice_record, invoice_posting = self._invoice_posted(str(invoice["id"]), what)
+        currency = invoice_posting.currency
+        gross = square_money(payment.get("total_money"), field="total_money", what=what, currency=currency)
+        tip = square_money(payment.get("tip_money"), field="tip_money", what=what, currency=currency)
+        if tip:
+            raise SourceDataError(f"{what} carries a tip of {tip} {currency}, which the Visma invoice does not: book "
+                                  "it by hand")
+        fee = self._fee(payment, what=what, currency=currency)
+        customer = invoice_posting.customer
+        source_type = str(payment.get("source_type") or "")
+        number = invoice_record.target_id
+        lines = [PostingLine(role="clearing", debit=gross - fee, description=f"Square {payment_id} net"),
+                 *([PostingLine(role="fee", debit=fee, description=f"Square {payment_id} fee")] if fee else []),
+                 PostingLine(role="account", credit=gross, description=f"Square {payment_id} · invoice {number}")]
+        return Posting(
+            document="customer_payment", marker=self.marker(payment_id), currency=currency,
+            date=self.day(payment.get("created_at")),
+            description=f"Square payment {payment_id} for invoice {number} · customer {customer}",
+            facts=MatchFacts(transaction_type="invoice_payment", amount=gross, currency=currency,
+                             customer_group=invoice_posting.facts.customer_group, customer=customer,
+                             payment_method=source_type, location=invoice_posting.facts.location),
+            lines=lines, customer=customer,
+            extra={"invoice_number": number, "square_id": payment_id, "square_invoice": str(invoice["id"]),
+                   "gross": str(gross), "fee": str(fee), "net": str(gross - fee)},
+        )
+
+    def _fee(self, payment: Mapping, *, what: str, currency: str) -> Decimal:
+        """Square's processing fee: the sum of processing_fee[] (adjustments included; docs/square.md §6). A card-type
+        payment without one yet waits: Square fills it in a little later."""
+        entries = payment.get("processing_fee") or []
+        if not entries and str(payment.get("source_type") or "") in FEE_CHARGED:
+            raise WaitFor(f"{what} has no processing_fee yet (Square adds it shortly after the payment)")
+        return sum((square_money(entry.get("amount_money"), field="processing_fee", what=what, currency=currency,
+                                 signed=True) for entry in entries), Decimal(0))
+
+    def _refund_posting(self, source: SourceObject) -> Posting:
+        refund = source.payload.get("refund") or {}
+        refund_id = str(refund.get("id") or source.source_id)
+        payment_id = str(refund.get("payment_id") or "")
+        what = f"Square refund {refund_id}"
+        status = str(refund.get("status") or "")
+        if status == "PENDING":
+            raise WaitFor(f"{what} is pending at Square")
+        if status != "COMPLETED":
+            raise SourceDataError(f"{what} is {status or 'without status'}: no money went back")
+        paid = record_of(self.integration, INVOICE_PAYMENTS, payment_id) if payment_id else None
+        if paid is None or paid.status != RecordStatus.POSTED:
+            raise WaitFor(f"{what} waits for its payment {payment_id} to be posted "
+                          f"({paid.status if paid else 'not received yet'})", on=(INVOICE_PAYMENTS, payment_id))
+        payment_posting = record_posting(paid)
+        currency = payment_posting.currency
+        amount = square_money(refund.get("amount_money"), field="amount_money", what=what, currency=currency)
+        fee_entries = [square_money(entry.get("amount_money"), field="processing_fee", what=what, currency=currency,
+                                    signed=True) for entry in refund.get("processing_fee") or []]
+        # A negative processing fee on a refund is fee Square returned (api.json ProcessingFee); Square keeps it
+        # otherwise.
+        returned = -sum(fee_entries, Decimal(0))
+        if returned < 0:
+            raise SourceDataError(f"{what} charges a processing fee of {-returned} {currency}: book it by hand")
+        if amount <= 0 or amount > Decimal(payment_posting.extra.get("gross") or "0"):
+            raise SourceDataError(f"{what} of {amount} {currency} is not within its payment {payment_id}")
+        number = str(payment_posting.extra["invoice_number"])
+        invoice = self.visma_client.get_one(f"{CUSTOMER_INVOICES}/{quote(number, safe='')}")
+        if invoice is None:
+            raise SourceDataError(f"{what}: Visma has no customer invoice {number}")
+        try:
+            credited = visma_credit_note_lines(invoice, amount, base_currency=tenant_base_currency(
+                self.tenant, client=self.visma_client))
+        except VismaDocumentError as exc:
+            raise SourceDataError(f"{what}: {exc}") from exc
+        customer = payment_posting.customer
+        lines = [PostingLine(role="account", debit=amount,
+                             description=f"Square refund {refund_id} · invoice {number} · customer {customer}"),
+                 PostingLine(role="clearing", credit=amount - returned, description=f"Square refund {refund_id}")]
+        if returned:
+            lines.append(PostingLine(role="fee", credit=returned, description=f"Square {refund_id} fee returned"))
+        return Posting(
+            document=CREDIT_NOTE, marker=self.marker(refund_id), currency=currency,
+            date=self.day(refund.get("created_at")),
+            description=f"Square refund {refund_id} of payment {payment_id} for invoice {number}",
+            facts=MatchFacts(transaction_type="refund", amount=amount, currency=currency,
+                             customer_group=payment_posting.facts.customer_group, customer=customer,
+                             payment_method=payment_posting.facts.payment_method,
+                             location=payment_posting.facts.location),
+            lines=lines, customer=customer,
+            extra={"invoice_number": number, "square_id": refund_id, "payment_id": payment_id,
+                   "lines": [{**line, "amount": str(line["amount"])} for line in credited],
+                   "fee_returned": str(returned)},
+        )
+
+
+class InvoicePaymentsStream(VismaTarget, SquareInvoicePaymentSource):
+    """Payments of Square invoices → Visma customer payments; their refunds → credit notes and customer refunds."""
+
+
+STREAMS = {stream.name: stream for stream in (InvoicesStream, InvoicePaymentsStream, CustomersStream)}

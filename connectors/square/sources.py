@@ -1,0 +1,164 @@
+"""What every Square stream shares (SquareSource): the client, the integration's settings, Square's times and money,
+and the location (store) an object belongs to, from the locations mirror."""
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from functools import cached_property
+
+from django.utils import timezone
+
+from audit.models import RecordStatus, SyncRecord
+from connectors import registry
+from connectors.dates import tenant_date
+from connectors.pipeline import SourceDataError, SourceObject, Stream
+from mappings.models import SquareLocation
+from mappings.money import MoneyError, from_minor, minor_units
+
+from .client import SquareApi
+
+SYSTEM = "square"
+# The settings the streams read, with the contract's defaults (connectors/square/__init__.py SETTINGS_SCHEMA is the
+# registered schema; these stand in when a key is absent from both).
+SETTING_DEFAULTS: dict[str, object] = {
+    "page_size": 100,
+    "begin_time": None,
+    "fee_wait_minutes": 120,
+    "refund_wait_hours": 72,
+    "create_customers": False,
+    "customer_class": None,
+    "supplier_class": None,
+}
+# How far before the integration's creation a new integration reads (settings `begin_time` absent).
+DEFAULT_BEGIN_BEFORE_CREATION = timedelta(days=30)
+
+
+class SquareLocationUnknown(SourceDataError):
+    """An object names a location Square does not list for this seller (even after re-reading the locations)."""
+
+
+def square_time(value: str | None, *, field: str = "time") -> datetime | None:
+    """An RFC 3339 timestamp of Square ("2025-08-20T10:11:12.345Z") as an aware datetime; None when absent."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise SourceDataError(f"{field} {value!r} is not an RFC 3339 time") from exc
+    if moment.tzinfo is None:
+        # RFC 3339 always carries an offset; one without is refused rather than guessed.
+        raise SourceDataError(f"{field} {value!r} has no time zone offset")
+    return moment
+
+
+def square_money(money: Mapping | None, *, field: str, what: str, currency: str | None = None,
+                 signed: bool = False) -> Decimal:
+    """A Square Money {amount: int in the smallest unit, currency} in major units (ISO 4217 exponent: NOK 12345 →
+    123.45, JPY 500 → 500). Absent → 0 (Square leaves out a zero tip). `currency`: the one it must be in.
+    A Money field is unsigned unless Square's description says it is signed (api.json `Money`): `signed` allows it."""
+    if not money:
+        return Decimal(0)
+    amount = money.get("amount")
+    found = str(money.get("currency") or "").upper()
+    if currency and found and found != currency.upper():
+        raise SourceDataError(f"{what}: {field} is in {found}, not {currency.upper()}")
+    found = found or (currency or "").upper()
+    try:
+        minor_units(found)
+        value = from_minor(amount, found)
+    except MoneyError as exc:
+        raise SourceDataError(f"{what}: {field} {dict(money)!r}: {exc}") from exc
+    if value < 0 and not signed:
+        raise SourceDataError(f"{what}: {field} is negative ({value} {found})")
+    return value
+
+
+class SquareSource(Stream):
+    """The Square side of a stream: reads through SquareApi (closed with the stream), settings with defaults, the
+    begin time Square's created_at filters need, and the mirrored location an object was taken at."""
+
+    kind = SYSTEM
+    # ListPayments is "eventually consistent … might take several seconds to appear" (docs/square.md §5): a poll
+    # re-reads a quarter of an hour before its cursor; a fee filled in later moves updated_at, so it is read again.
+    overlap = timedelta(minutes=15)
+    max_window = timedelta(days=31)
+    initial_lookback = timedelta(days=30)
+    default_poll_minutes = 15
+
+    @cached_property
+    def square(self) -> SquareApi:
+        api = SquareApi(self.integration.partner_connection, settings=self.settings)
+        weakref.finalize(self, api.close)
+        return api
+
+    @cached_property
+    def settings(self) -> dict:
+        """The integration's settings over the registered schema's defaults (and ours, for keys neither has)."""
+        schema = registry.kind_spec(SYSTEM).settings_schema
+        defaults = {**SETTING_DEFAULTS, **{name: spec[1] for name, spec in schema.items()}}
+        return {**defaults, **{key: value for key, value in (self.integration.settings or {}).items()
+                               if value is not None}}
+
+    @property
+    def page_size(self) -> int:
+        return int(self.settings.get("page_size") or 100)
+
+    @cached_property
+    def begin_time(self) -> datetime:
+        """Where the integration reads from on Square's created_at axis (ListPayments/ListPaymentRefunds
+        `begin_time`, sent explicitly: Square's own default is "now minus one year", docs/square.md §5)."""
+        configured = self.settings.get("begin_time")
+        if configured:
+            moment = datetime.fromisoformat(str(configured))
+            return moment if moment.tzinfo else moment.replace(tzinfo=self.integration.created_at.tzinfo)
+        return self.integration.created_at - DEFAULT_BEGIN_BEFORE_CREATION
+
+    def day(self, moment: str | datetime | None) -> date:
+        """The booking date of a Square time: its date in the tenant's time zone."""
+        if isinstance(moment, str):
+            moment = square_time(moment)
+        return tenant_date(self.tenant, moment)
+
+    def fresh(self, source: SourceObject) -> SourceObject:
+        """A source object just read from Square. A record of it that waits on Square itself (a fee not reported
+        yet, a payment not completed) is due again at once when Square changed the object, not at its next look:
+        the payment.updated that brings the fee posts the payment."""
+        if source.updated_at is not None:
+            SyncRecord.objects.filter(
+                integration=self.integration, stream=self.name, source_id=source.source_id,
+                status=RecordStatus.WAITING, waiting_on_stream="", source_updated_at__lt=source.updated_at,
+            ).update(next_attempt_at=timezone.now())
+        return source
+
+    # --- locations -----------------------------------------------------------------------------------------
+
+    @cached_property
+    def _locations(self) -> dict[str, SquareLocation]:
+        return {location.location_id: location for location in SquareLocation.objects.filter(tenant=self.tenant)}
+
+    def locations(self) -> list[SquareLocation]:
+        """Every mirrored location of the tenant, inactive ones included; read from Square first when none is."""
+        if not self._locations:
+            self.locations_refresh()
+        return list(self._locations.values())
+
+    def location(self, location_id: str) -> SquareLocation:
+        """The mirrored location; one not mirrored yet is read from Square once (a store opened since the last
+        refresh); SquareLocationUnknown when Square does not list it either."""
+        if not location_id:
+            raise SquareLocationUnknown("names no location")
+        if location_id not in self._locations:
+            self.locations_refresh()
+        try:
+            return self._locations[location_id]
+        except KeyError:
+            raise SquareLocationUnknown(f"location {location_id} is not one of this seller's Square locations")
+
+    def locations_refresh(self) -> list[SquareLocation]:
+        from .locations import square_locations_refresh
+
+        refreshed = square_locations_refresh(self.tenant, self.square)
+        self.__dict__["_locations"] = {location.location_id: location for location in refreshed}
+        return refreshed

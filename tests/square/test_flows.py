@@ -1,0 +1,251 @@
+"""Square payments → journals on the store's cost center: sale, tip, fee, net; waits, flags, fee adjustments and
+reversals, against a fake SquareApi and Visma as a list (tests/square/conftest.py)."""
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from audit.models import SyncRecord
+from connectors.dates import tenant_date
+from connectors.pipeline import source_take, stream_poll
+from connectors.square import flows
+from connectors.square.flows import LEFT_TO_INVOICE_PAYMENTS, NOTHING_BOOKED
+from mappings.documents import posting_marker_part
+from mappings.models import SquareLocation
+from tests.factories import stream_marker
+
+from .conftest import BERGEN, OSLO, TRONDHEIM, LedgerTarget, square_location, square_payment
+
+pytestmark = pytest.mark.django_db
+
+
+def take(world, payment):
+    world.square.add(payment)
+    stream = world.payments()
+    return source_take(world.integration, stream, stream.read_one(payment["id"]))[0]
+
+
+def lines_of(posting):
+    return [(line.role, line.account, line.debit, line.credit, line.dimensions) for line in posting.lines]
+
+
+def test_a_card_payment_at_a_non_main_store_posts_gross_tip_fee_and_net_on_that_store_s_cost_center(world):
+    # given: NOK 100.00 + 15.00 tip at Bergen, Square's fee 2.89
+    payment = square_payment(location_id=BERGEN, amount=10000, tip=1500, fees=[(289, "INITIAL")])
+    # when
+    record = take(world, payment)
+    # then: one balanced journal, the Bergen rule (it names the location) over the any-store rule's priority
+    assert record.status == "posted"
+    [journal] = LedgerTarget.written
+    assert journal.document == "journal" and journal.is_balanced
+    assert journal.rule == "Square sales, Bergen"
+    assert lines_of(journal) == [
+        ("clearing", "1582", Decimal("112.11"), Decimal(0), {"1": "320"}),
+        ("fee", "7770", Decimal("2.89"), Decimal(0), {"1": "320"}),
+        ("account", "3020", Decimal(0), Decimal("100.00"), {"1": "320"}),
+        ("tip", "2960", Decimal(0), Decimal("15.00"), {"1": "320"}),
+    ]
+    assert journal.marker == stream_marker(world.integration, "payments", payment["id"])
+    assert payment["id"] in journal.description and "Store Bergen" in journal.description
+    assert all(payment["id"] in line.description for line in journal.lines)
+    assert journal.date == tenant_date(world.tenant, timezone.now() - timedelta(minutes=5))
+    assert journal.facts.payment_method == "CARD" and journal.facts.location == BERGEN
+
+
+def test_a_store_without_a_rule_of_its_own_takes_the_rule_for_any_store(world):
+    record = take(world, square_payment(location_id=OSLO, amount=5000, fees=[(145, "INITIAL")]))
+    assert record.status == "posted"
+    [journal] = LedgerTarget.written
+    assert journal.rule == "Square sales, any store"
+    assert {line.account for line in journal.lines} == {"1582", "7770", "3000"}
+    assert {tuple(line.dimensions.items()) for line in journal.lines} == {(("1", "310"),)}
+
+
+def test_a_source_type_rule_matches_through_the_payment_method(world):
+    # given: cash in Bergen goes to its own account
+    world.rule("Square cash, Bergen", priority=10, location=BERGEN, payment_method="CASH", gl_account="3000",
+               dimensions={"1": "320"})
+    # when: cash posts without a fee (Square does not process cash)
+    record = take(world, square_payment(location_id=BERGEN, amount=2000, source_type="CASH"))
+    # then
+    assert record.status == "posted"
+    [journal] = LedgerTarget.written
+    assert journal.rule == "Square cash, Bergen"
+    assert lines_of(journal) == [("clearing", "1582", Decimal("20.00"), Decimal(0), {"1": "320"}),
+                                 ("account", "3000", Decimal(0), Decimal("20.00"), {"1": "320"})]
+
+
+def test_a_card_payment_waits_for_its_fee_and_posts_once_the_update_brings_it(world):
+    # given: Square has not filled processing_fee yet
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=None)
+    record = take(world, payment)
+    assert record.status == "waiting"
+    assert "no processing fee from Square yet" in record.last_error
+    assert LedgerTarget.written == []
+    # when: the payment.updated brings the fee
+    payment.update(processing_fee=[{"effective_at": payment["updated_at"], "type": "INITIAL",
+                                    "amount_money": {"amount": 275, "currency": "NOK"}}],
+                   updated_at=(timezone.now()).isoformat())
+    record = take(world, payment)
+    # then
+    assert record.status == "posted"
+    [journal] = LedgerTarget.written
+    assert lines_of(journal)[:2] == [("clearing", "1582", Decimal("97.25"), Decimal(0), {"1": "320"}),
+                                     ("fee", "7770", Decimal("2.75"), Decimal(0), {"1": "320"})]
+
+
+def test_a_card_payment_whose_fee_never_comes_is_flagged_after_the_wait(world):
+    payment = square_payment(location_id=BERGEN, fees=None, created_at=timezone.now() - timedelta(minutes=121))
+    record = take(world, payment)
+    assert record.status == "flagged"
+    assert record.reasons == [f"payments {payment['id']}: Square has not reported the processing fee of payment "
+                              f"{payment['id']} (CARD) 120 minutes after it was taken: book the fee by hand and "
+                              "approve, or wait for Square and replay"]
+    assert LedgerTarget.written == []
+
+
+def test_a_payment_in_another_currency_than_its_store_is_flagged(world):
+    payment = square_payment(location_id=BERGEN, currency="EUR", fees=[(30, "INITIAL")])
+    record = take(world, payment)
+    assert record.status == "flagged"
+    assert "is in EUR, but its location Store Bergen (LBERGEN00000002) takes NOK" in record.reasons[0]
+    assert LedgerTarget.written == []
+
+
+def test_a_payment_at_a_store_not_mirrored_yet_reads_the_locations_again_once(world):
+    # given: the mirror knows the three stores; Square opened a web shop since
+    world.payments().locations_refresh()
+    world.square.location_rows.append(square_location("LWEBSHOP0000004", "Web shop"))
+    world.rule("Square web shop", priority=5, location="LWEBSHOP0000004", dimensions={"1": "330"})
+    world.square.calls.clear()
+    # when
+    record = take(world, square_payment(location_id="LWEBSHOP0000004", fees=[(100, "INITIAL")]))
+    # then
+    assert record.status == "posted"
+    assert world.square.calls.count(("locations",)) == 1
+    assert SquareLocation.objects.get(location_id="LWEBSHOP0000004").name == "Web shop"
+    assert {line.dimensions["1"] for line in LedgerTarget.written[0].lines} == {"330"}
+
+
+def test_a_payment_at_a_location_square_does_not_list_is_flagged(world):
+    record = take(world, square_payment(location_id="LNOWHERE", fees=[(100, "INITIAL")]))
+    assert record.status == "flagged"
+    assert "location LNOWHERE is not one of this seller's Square locations" in record.reasons[0]
+
+
+def test_an_approved_payment_waits_and_a_canceled_one_is_booked_as_nothing(world):
+    payment = square_payment(location_id=BERGEN, status="APPROVED", fees=None)
+    assert take(world, payment).status == "waiting"
+    payment.update(status="CANCELED", updated_at=timezone.now().isoformat())
+    record = take(world, payment)
+    assert (record.status, record.target_kind) == ("posted", NOTHING_BOOKED)
+    assert record.proposed_posting["description"] == f"payment {payment['id']} is CANCELED: no sale, nothing booked"
+    assert LedgerTarget.written == []
+
+
+def test_a_payment_of_a_square_invoice_is_left_to_the_invoice_payments_stream(world, monkeypatch):
+    # given: connectors/square/invoices.py finds the invoice the payment's order belongs to
+    asked = []
+    monkeypatch.setattr(flows, "square_invoice_of_payment", lambda stream, payment: asked.append(payment["id"])
+                        or {"id": "inv:0-7", "invoice_number": "000007"})
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    # when
+    record = take(world, payment)
+    # then: settled without a journal, saying where it went; not flagged
+    assert asked == [payment["id"]]
+    assert (record.status, record.target_kind, record.target_id) == (
+        "posted", LEFT_TO_INVOICE_PAYMENTS, f"invoice_payments {payment['id']}")
+    assert "pays Square invoice 000007" in record.proposed_posting["description"]
+    assert LedgerTarget.written == []
+
+
+def test_no_rule_for_the_store_flags_the_payment_naming_the_store(world):
+    world.rule_any.delete()
+    payment = square_payment(location_id=OSLO, fees=[(145, "INITIAL")])
+    record = take(world, payment)
+    assert record.status == "flagged"
+    assert record.reasons == ["No active square mapping rule matches payment of 100.00 NOK paid by CARD at location "
+                              f"Store Oslo Sentrum ({OSLO}): add a GL mapping rule for it, or approve with the "
+                              "accounts to use."]
+    assert LedgerTarget.written == []
+
+
+def test_an_inactive_cost_center_or_account_flags_the_payment_and_writes_nothing(world):
+    world.rule("Square Trondheim (closed)", priority=5, location=TRONDHEIM, dimensions={"1": "390"},
+               tip_account="3099")
+    record = take(world, square_payment(location_id=TRONDHEIM, tip=500, fees=[(100, "INITIAL")]))
+    assert record.status == "flagged"
+    assert "Dimension value 390 of segment 1 on line 1 is inactive in Visma (chosen by mapping rule " \
+           "'Square Trondheim (closed)'): fix the rule's dimensions or the value in Visma." in record.reasons
+    assert "GL account 3099 on line 4 (tip) is inactive in Visma (chosen by mapping rule 'Square Trondheim " \
+           "(closed)'): activate it in Visma or point the rule at an active account." in record.reasons
+    assert LedgerTarget.written == []
+
+
+def test_a_fee_adjustment_after_posting_is_its_own_fee_journal_and_the_sale_is_not_posted_again(world):
+    # given: the sale is posted with its initial fee
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    # when: Square adjusts the fee by 0.50 and the poll reads the payment again (twice)
+    adjustment = {"effective_at": "2026-12-06T12:00:00Z", "type": "ADJUSTMENT",
+                  "amount_money": {"amount": 50, "currency": "NOK"}}
+    payment.update(processing_fee=[*payment["processing_fee"], adjustment], updated_at=timezone.now().isoformat())
+    stream_poll(world.integration, "payments")
+    stream_poll(world.integration, "payments")
+    # then: one more journal, fee to the fee account against clearing on the same cost center
+    assert len(LedgerTarget.written) == 2
+    sale, fee = LedgerTarget.written
+    assert lines_of(fee) == [("fee", "7770", Decimal("0.50"), Decimal(0), {"1": "320"}),
+                             ("clearing", "1582", Decimal(0), Decimal("0.50"), {"1": "320"})]
+    assert fee.marker == posting_marker_part(sale.marker, "fee:2026-12-06T12:00:00Z")
+    assert fee.rule == "Square sales, Bergen"
+    assert dict(SyncRecord.objects.filter(stream="payments").values_list("source_id", "status")) == {
+        payment["id"]: "posted", f"{payment['id']}:fee:2026-12-06T12:00:00Z": "posted"}
+
+
+def test_a_payment_canceled_after_posting_is_reversed_once(world):
+    payment = square_payment(location_id=BERGEN, amount=10000, tip=1000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    payment.update(status="CANCELED", updated_at=timezone.now().isoformat())
+    take(world, payment)
+    take(world, payment)
+    sale, reversal = LedgerTarget.written
+    assert reversal.marker == posting_marker_part(sale.marker, "reversal")
+    assert [(role, account, credit, debit, dims) for role, account, debit, credit, dims in lines_of(reversal)] \
+        == lines_of(sale)
+    assert reversal.is_balanced
+
+
+def test_a_poll_reads_every_location_inactive_ones_too_each_payment_once(world):
+    for location in (OSLO, BERGEN, TRONDHEIM, OSLO):
+        world.square.add(square_payment(location_id=location, fees=[(100, "INITIAL")]))
+    world.rule("Square Trondheim", priority=5, location=TRONDHEIM, dimensions={"1": "310"})
+    run = stream_poll(world.integration, "payments")
+    assert (run.fetched, run.posted) == (4, 4)
+    assert sorted(call[1] for call in world.square.calls if call[0] == "payments") == sorted([OSLO, BERGEN, TRONDHEIM])
+    again = stream_poll(world.integration, "payments")
+    assert (again.posted, again.skipped) == (0, 4)
+    assert len(LedgerTarget.written) == 4
+
+
+def test_a_poll_reads_the_locations_first_so_a_store_opened_since_is_polled_too(world):
+    # given: the mirror knows the three stores; a web shop opened since, with a payment
+    world.payments().locations_refresh()
+    world.square.location_rows.append(square_location("LWEBSHOP0000004", "Web shop"))
+    payment = square_payment(location_id="LWEBSHOP0000004", fees=[(100, "INITIAL")])
+    world.square.add(payment)
+    # when
+    run = stream_poll(world.integration, "payments")
+    # then
+    assert (run.fetched, run.posted) == (1, 1)
+    assert ("payments", "LWEBSHOP0000004") in world.square.calls
+
+
+@pytest.mark.parametrize(("source_type", "status"), [("EXTERNAL", "posted"), ("CASH", "posted"), ("WALLET", "waiting"),
+                                                     ("BUY_NOW_PAY_LATER", "waiting"), ("CRYPTO_NEW", "waiting")])
+def test_only_payments_square_does_not_process_post_without_a_fee_an_unknown_source_type_waits_for_one(
+        world, source_type, status):
+    record = take(world, square_payment(location_id=OSLO, source_type=source_type, fees=None))
+    assert record.status == status
+    assert len(LedgerTarget.written) == (1 if status == "posted" else 0)

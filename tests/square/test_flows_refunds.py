@@ -1,0 +1,149 @@
+"""Square refunds → reversal journals on their payment's cost center, after the payment is posted."""
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from connectors.pipeline import source_take, stream_poll
+from connectors.square import flows
+from connectors.square.flows import LEFT_TO_INVOICE_PAYMENTS, NOTHING_BOOKED
+
+from .conftest import BERGEN, LedgerTarget, square_payment, square_refund
+
+pytestmark = pytest.mark.django_db
+
+
+def take(world, found, cls="payments"):
+    world.square.add(found)
+    stream = world.payments() if cls == "payments" else world.refunds()
+    return source_take(world.integration, stream, stream.read_one(found["id"]))[0]
+
+
+def lines_of(posting):
+    return [(line.role, line.account, line.debit, line.credit, line.dimensions) for line in posting.lines]
+
+
+def test_a_partial_refund_reverses_revenue_and_clearing_on_the_same_cost_center_square_keeping_its_fee(world):
+    # given: a posted sale in Bergen
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    # when: 40.00 of it is refunded
+    record = take(world, square_refund(payment, amount=4000), "refunds")
+    # then
+    assert record.status == "posted"
+    sale, refund = LedgerTarget.written
+    assert refund.rule == sale.rule == "Square sales, Bergen"
+    assert lines_of(refund) == [("account", "3020", Decimal("40.00"), Decimal(0), {"1": "320"}),
+                                ("clearing", "1582", Decimal(0), Decimal("40.00"), {"1": "320"})]
+    assert refund.facts.transaction_type == "refund"
+
+
+def test_a_refund_with_the_fee_returned_credits_the_fee_account(world):
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    take(world, square_refund(payment, amount=10000, fee_returned=289), "refunds")
+    refund = LedgerTarget.written[1]
+    assert lines_of(refund) == [("account", "3020", Decimal("100.00"), Decimal(0), {"1": "320"}),
+                                ("fee", "7770", Decimal(0), Decimal("2.89"), {"1": "320"}),
+                                ("clearing", "1582", Decimal(0), Decimal("97.11"), {"1": "320"})]
+    assert refund.is_balanced
+
+
+def test_a_refund_before_its_payment_is_posted_waits_on_it_and_posts_when_it_posts(world):
+    # given: the payment waits for its fee when the refund arrives
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=None)
+    take(world, payment)
+    refund = square_refund(payment, amount=2500)
+    record = take(world, refund, "refunds")
+    assert (record.status, record.waiting_on_stream, record.waiting_on_source_id) == (
+        "waiting", "payments", payment["id"])
+    assert len(LedgerTarget.written) == 0
+    # when: the fee arrives and the payment posts
+    payment.update(processing_fee=[{"effective_at": payment["updated_at"], "type": "INITIAL",
+                                    "amount_money": {"amount": 289, "currency": "NOK"}}],
+                   updated_at=timezone.now().isoformat())
+    take(world, payment)
+    # then: the refund is woken and posted right after it
+    record.refresh_from_db()
+    assert record.status == "posted"
+    assert [posting.facts.transaction_type for posting in LedgerTarget.written] == ["payment", "refund"]
+
+
+def test_a_refund_of_a_payment_not_read_yet_reads_the_payment_first(world):
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    world.square.add(payment)
+    record = take(world, square_refund(payment, amount=1000), "refunds")
+    assert record.status == "posted"
+    assert ("payment", payment["id"]) in world.square.calls
+    assert [posting.facts.transaction_type for posting in LedgerTarget.written] == ["payment", "refund"]
+
+
+def test_a_refund_whose_payment_never_posts_is_flagged_after_the_wait(world):
+    payment = square_payment(location_id=BERGEN, fees=None, created_at=timezone.now() - timedelta(minutes=10))
+    take(world, payment)
+    refund = square_refund(payment, amount=1000, created_at=timezone.now() - timedelta(hours=73))
+    record = take(world, refund, "refunds")
+    assert record.status == "flagged"
+    assert f"its payment {payment['id']} is still not posted (waiting) 72 hours after the refund" in record.reasons[0]
+
+
+def test_pending_waits_rejected_and_failed_are_booked_as_nothing(world):
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")])
+    take(world, payment)
+    assert take(world, square_refund(payment, amount=100, status="PENDING"), "refunds").status == "waiting"
+    for status in ("REJECTED", "FAILED"):
+        record = take(world, square_refund(payment, amount=100, status=status), "refunds")
+        assert (record.status, record.target_kind) == ("posted", NOTHING_BOOKED)
+        assert f"is {status}: no money went back, nothing booked" in record.proposed_posting["description"]
+    assert len(LedgerTarget.written) == 1
+
+
+def test_an_unlinked_refund_is_flagged(world):
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")])
+    refund = square_refund(payment, amount=500, unlinked=True)
+    record = take(world, refund, "refunds")
+    assert record.status == "flagged"
+    assert "is not linked to a Square payment (unlinked refund)" in record.reasons[0]
+    assert LedgerTarget.written == []
+
+
+def test_a_refund_larger_than_its_payment_is_flagged(world):
+    payment = square_payment(location_id=BERGEN, amount=1000, tip=100, fees=[(30, "INITIAL")])
+    take(world, payment)
+    record = take(world, square_refund(payment, amount=1200), "refunds")
+    assert record.status == "flagged"
+    assert "of 12.00 NOK does not fit payment" in record.reasons[0]
+    assert len(LedgerTarget.written) == 1
+
+
+def test_a_refund_of_an_invoice_payment_is_left_to_the_invoice_payments_stream(world, monkeypatch):
+    monkeypatch.setattr(flows, "square_invoice_of_payment", lambda stream, payment: {"id": "inv:0-7"})
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD7")
+    take(world, payment)
+    record = take(world, square_refund(payment, amount=500), "refunds")
+    assert (record.status, record.target_kind) == ("posted", LEFT_TO_INVOICE_PAYMENTS)
+    assert "returns a payment of Square invoice inv:0-7" in record.proposed_posting["description"]
+    assert LedgerTarget.written == []
+
+
+def test_the_refunds_poll_takes_every_refund_once(world):
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    for amount in (1000, 2000):
+        world.square.add(square_refund(payment, amount=amount))
+    first = stream_poll(world.integration, "refunds")
+    second = stream_poll(world.integration, "refunds")
+    assert (first.fetched, first.posted, second.posted, second.skipped) == (2, 2, 0, 2)
+    assert len(LedgerTarget.written) == 3
+
+
+def test_refunds_that_together_return_more_than_was_paid_are_flagged(world):
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    assert take(world, square_refund(payment, amount=6000), "refunds").status == "posted"
+    record = take(world, square_refund(payment, amount=5000), "refunds")
+    assert record.status == "flagged"
+    assert "of 50.00 NOK does not fit payment" in record.reasons[0]
+    assert "(60.00 NOK refunded before)" in record.reasons[0]
+    assert take(world, square_refund(payment, amount=4000), "refunds").status == "posted"
