@@ -18,7 +18,7 @@ from django.core.validators import slug_re
 from django.db import transaction
 
 from audit.services import configuration_audit
-from mappings.models import GLAccount, GLMappingRule
+from mappings.models import GLAccount, GLMappingRule, VatCodeMapping
 from mappings.money import currency_is_iso
 from mappings.services import mapping_rule_validate
 
@@ -51,6 +51,7 @@ INTEGRATION_KEYS = ("settings", "poll_minutes", "enabled")
 RULE_TEXT_FIELDS = (
     "system", "name", "transaction_type", "currency", "customer_group", "customer", "payer", "payment_method",
     "gl_account", "fee_account", "clearing_account", "exchange_difference_account", "disputes_account",
+    "location", "tip_account",
 )
 RULE_FIELDS = (*RULE_TEXT_FIELDS, "priority", "is_active", "min_amount", "max_amount", "dimensions")
 RULE_REQUIRED = ("name", "gl_account")
@@ -160,6 +161,7 @@ class _Plan:
     visma_own_numbers: list[str] | None = None  # None: as the tenant has it (a new one: the default)
     time_zone: str | None = None  # likewise
     visma_release: bool | None = None  # likewise
+    vat_codes: list[dict] = field(default_factory=list)  # VatCodeMapping field values
 
 
 class _Problems:
@@ -374,9 +376,9 @@ def tenant_document_check(document: Any) -> _Plan:
         raise TenantFileError(problems.items)
     for key in document:
         if key not in ("slug", "name", "visma", "visma_own_numbers", "time_zone", "visma_release", "integrations",
-                       "mapping_rules"):
+                       "mapping_rules", "vat_codes"):
             problems.add(key, "unknown key; a tenant file has: slug, name, visma, visma_own_numbers, time_zone, "
-                              "visma_release, integrations, mapping_rules")
+                              "visma_release, integrations, mapping_rules, vat_codes")
     slug, name = document.get("slug"), document.get("name")
     if not slug:
         problems.add("slug", "required")
@@ -437,10 +439,56 @@ def tenant_document_check(document: Any) -> _Plan:
             continue
         seen[key] = path
         rules.append(planned)
+    vat_codes = _vat_codes_plan(document.get("vat_codes", []), problems)
     if problems.items:
         raise TenantFileError(problems.items)
     return _Plan(slug=slug, name=name, visma=visma, integrations=integrations, rules=rules,
-                 visma_own_numbers=own_numbers, time_zone=time_zone, visma_release=visma_release)
+                 visma_own_numbers=own_numbers, time_zone=time_zone, visma_release=visma_release,
+                 vat_codes=vat_codes)
+
+
+VAT_CODE_FIELDS = ("system", "tax_name", "percent", "vat_code")
+
+
+def _vat_codes_plan(raw: Any, problems: _Problems) -> list[dict]:
+    """The file's `vat_codes`: which Visma VAT code a partner's tax (system, optional tax name, percent) stands for."""
+    if not isinstance(raw, list):
+        problems.add("vat_codes", "must be a list")
+        return []
+    planned, seen = [], set()
+    for index, item in enumerate(raw):
+        path = f"vat_codes[{index}]"
+        if not isinstance(item, dict):
+            problems.add(path, "must be an object")
+            continue
+        before = len(problems.items)
+        for key in item:
+            if key not in VAT_CODE_FIELDS:
+                problems.add(f"{path}.{key}", f"unknown key; a VAT code mapping has: {', '.join(VAT_CODE_FIELDS)}")
+        percent = item.get("percent")
+        if isinstance(percent, float) or isinstance(percent, bool) or not isinstance(percent, (str, int)):
+            problems.add(f"{path}.percent", 'must be a string or a whole number, e.g. "25" (never a float)')
+        values = {key: item[key] for key in VAT_CODE_FIELDS if key in item}
+        values.setdefault("tax_name", "")
+        if len(problems.items) > before:
+            continue
+        mapping = VatCodeMapping(**values)
+        try:
+            mapping.full_clean(exclude=["tenant"], validate_unique=False)
+        except ValidationError as error:
+            for name, messages in error.message_dict.items():
+                for message in messages:
+                    problems.add(f"{path}.{name}" if name != "__all__" else path, message)
+            continue
+        key = (mapping.system, mapping.tax_name, mapping.percent)
+        if key in seen:
+            problems.add(path, f"{mapping.system} {mapping.tax_name or 'any tax'} at {mapping.percent} % is mapped "
+                               "twice")
+            continue
+        seen.add(key)
+        planned.append({"system": mapping.system, "tax_name": mapping.tax_name, "percent": mapping.percent,
+                        "vat_code": mapping.vat_code})
+    return planned
 
 
 # --- writing it ----------------------------------------------------------------------------------------------
@@ -497,6 +545,18 @@ def _rule_upsert(tenant: Tenant, values: dict) -> tuple[GLMappingRule, str]:
     return rule, outcome
 
 
+def _vat_code_upsert(tenant: Tenant, values: dict) -> None:
+    """Create or update one VAT code mapping by (system, tax name, percent); an unchanged one is not saved."""
+    mapping = VatCodeMapping.objects.select_for_update().filter(
+        tenant=tenant, system=values["system"], tax_name=values["tax_name"], percent=values["percent"]).first()
+    if mapping is not None and mapping.vat_code == values["vat_code"]:
+        return
+    mapping = mapping or VatCodeMapping(tenant=tenant, **values)
+    mapping.vat_code = values["vat_code"]
+    mapping._change_reason = "loaded from a tenant file"
+    mapping.save()
+
+
 def tenant_load(document: Any) -> TenantLoadResult:
     """Create or update a tenant from its document, all or nothing; running it again changes nothing."""
     plan = tenant_document_check(document)
@@ -518,6 +578,8 @@ def tenant_load(document: Any) -> TenantLoadResult:
             rule = mapping_rule_validate(rule)
             if rule.validation_problems:
                 result.rules_not_valid[f"{rule.system} {rule.name!r}"] = list(rule.validation_problems)
+        for values in plan.vat_codes:
+            _vat_code_upsert(tenant, values)
         result.reference_data_mirrored = GLAccount.objects.filter(tenant=tenant).exists()
         configuration_audit(
             tenant=tenant,
@@ -658,4 +720,11 @@ def demo_tenant_load(base_url: str, *, path: Path = DEMO_TENANT_FILE) -> TenantL
     """The example tenant, pointed at this installation's sandbox; None when the sandbox is off."""
     if not settings.SANDBOX_ENABLED:
         return None
-    return tenant_load(tenant_document_point_at_sandbox(tenant_file_read(path), base_url))
+    result = tenant_load(tenant_document_point_at_sandbox(tenant_file_read(path), base_url))
+    square = result.integrations.get("square")
+    if square is not None and not (square.settings or {}).get("webhook_notification_url"):
+        # Square signs over the notification URL its subscription was given (docs/square.md §4), which only this
+        # installation knows: the sandbox seller is subscribed at this integration's webhook address.
+        square.settings = {**square.settings, "webhook_notification_url": f"{base_url.rstrip('/')}{square.webhook_path}"}
+        result.integrations["square"] = integration_save(square)
+    return result
