@@ -136,8 +136,9 @@ class PaymentSource(SquareSource):
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
         seen: set[str] = set()
-        # Every location, inactive ones too: their payments can still be adjusted or canceled.
-        for location in sorted(self.locations(), key=lambda found: found.location_id):
+        # Every location, inactive ones too (their payments can still be adjusted or canceled), read afresh: a store
+        # opened since the last refresh is polled from its first payment on.
+        for location in sorted(self.locations_refresh(), key=lambda found: found.location_id):
             for payment in self.square.payments(location_id=location.location_id, updated_from=start, updated_to=end,
                                                 begin_time=self.begin_time, page_size=self.page_size):
                 if payment.get("id") in seen:

@@ -227,3 +227,25 @@ def test_a_poll_reads_every_location_inactive_ones_too_each_payment_once(world):
     again = stream_poll(world.integration, "payments")
     assert (again.posted, again.skipped) == (0, 4)
     assert len(LedgerTarget.written) == 4
+
+
+def test_a_poll_reads_the_locations_first_so_a_store_opened_since_is_polled_too(world):
+    # given: the mirror knows the three stores; a web shop opened since, with a payment
+    world.payments().locations_refresh()
+    world.square.location_rows.append(square_location("LWEBSHOP0000004", "Web shop"))
+    payment = square_payment(location_id="LWEBSHOP0000004", fees=[(100, "INITIAL")])
+    world.square.add(payment)
+    # when
+    run = stream_poll(world.integration, "payments")
+    # then
+    assert (run.fetched, run.posted) == (1, 1)
+    assert ("payments", "LWEBSHOP0000004") in world.square.calls
+
+
+@pytest.mark.parametrize(("source_type", "status"), [("EXTERNAL", "posted"), ("CASH", "posted"), ("WALLET", "waiting"),
+                                                     ("BUY_NOW_PAY_LATER", "waiting"), ("CRYPTO_NEW", "waiting")])
+def test_only_payments_square_does_not_process_post_without_a_fee_an_unknown_source_type_waits_for_one(
+        world, source_type, status):
+    record = take(world, square_payment(location_id=OSLO, source_type=source_type, fees=None))
+    assert record.status == status
+    assert len(LedgerTarget.written) == (1 if status == "posted" else 0)
