@@ -648,3 +648,21 @@ def test_what_an_invoice_order_holds_that_this_integration_does_not_book_is_flag
         _stream(InvoicesStream, square_integration, SquareReads()).transform(
             _invoice_source(order=square_order(**changes)))
     assert reason in str(flagged.value)
+
+
+def test_a_customer_is_created_only_when_the_integration_allows_it_and_named_as_a_person_would(square_integration):
+    # given
+    stream = CustomersStream(square_integration)
+    person = {"id": "CUST-P", "given_name": "Kari", "family_name": "Nordmann", "email_address": "kari@example.no"}
+    # when create_customers is off
+    with pytest.raises(SourceDataError) as refused:
+        stream.transform(CustomersStream.source_object(person))
+    assert "create_customers is off" in str(refused.value)
+    # when on
+    square_integration.settings = {"create_customers": True}
+    square_integration.save()
+    posting = CustomersStream(square_integration).transform(CustomersStream.source_object(person))
+    assert posting.extra["fields"] == {"name": "Kari Nordmann", "mainContact": {"email": "kari@example.no"}}
+    with pytest.raises(SourceDataError) as nameless:
+        CustomersStream(square_integration).transform(CustomersStream.source_object({"id": "CUST-X"}))
+    assert "has no company, name or email" in str(nameless.value)
