@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from connectors.models import HttpExchange, InboundEvent, SyncRun
-from mappings.documents import Posting, posting_apply_correction
+from mappings.documents import NOTHING_BOOKED, Posting, posting_apply_correction
 from mappings.money import MoneyError, quantize
 
 from .models import AuditEntry, RecordStatus, SyncRecord
@@ -271,20 +271,32 @@ class StreamStatusCount:
     count: int
 
 
+# A posted record whose posting books nothing (a payment Square canceled before it was booked, a payment another
+# stream books as an invoice's customer payment): settled, but no document of its own. Counted apart, after posted.
+SETTLED_NOTHING_BOOKED = "nothing booked"
+# The order counts are shown in: the record's life, with those that booked nothing right after the posted ones.
+COUNT_ORDER = [*RecordStatus.values[:RecordStatus.values.index(RecordStatus.POSTED) + 1], SETTLED_NOTHING_BOOKED,
+               *RecordStatus.values[RecordStatus.values.index(RecordStatus.POSTED) + 1:]]
+
+
 def tenant_records_count_by_stream(tenant) -> list[StreamStatusCount]:
     """How many of one tenant's records each integration's stream holds in each status (non-zero only), by kind,
-    stream, then the record's life order."""
+    stream, then the record's life order; posted records that book nothing are counted as SETTLED_NOTHING_BOOKED."""
     rows = (
         SyncRecord.objects.filter(integration__tenant=tenant)
         .order_by()
         .values_list("integration__kind", "stream", "status")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("id"), nothing=Count("id", filter=Q(status=RecordStatus.POSTED,
+                                                              proposed_posting__document=NOTHING_BOOKED)))
     )
-    life_order = {status: position for position, status in enumerate(RecordStatus.values)}
-    return sorted(
-        (StreamStatusCount(kind, stream, status, count) for kind, stream, status, count in rows),
-        key=lambda row: (row.kind, row.stream, life_order[row.status]),
-    )
+    life_order = {status: position for position, status in enumerate(COUNT_ORDER)}
+    counts = []
+    for kind, stream, status, count, nothing in rows:
+        if count - nothing:
+            counts.append(StreamStatusCount(kind, stream, status, count - nothing))
+        if nothing:
+            counts.append(StreamStatusCount(kind, stream, SETTLED_NOTHING_BOOKED, nothing))
+    return sorted(counts, key=lambda row: (row.kind, row.stream, life_order[row.status]))
 
 
 # --- what streams read of other records -----------------------------------------------------------------------

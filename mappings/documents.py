@@ -15,6 +15,9 @@ ZERO = Decimal("0")
 MARKER_PREFIX = "ML"
 MARKER_LENGTH = 15
 MARKER_PATTERN = re.compile(r"^ML[A-Z2-7]{13}$")
+# The document of a posting that writes nothing: the source object is settled, saying why (a payment canceled before
+# it was booked, a payment another stream books), and its record is posted with no document of its own.
+NOTHING_BOOKED = "nothing_booked"
 
 
 class MarkerError(ValueError):

@@ -22,7 +22,7 @@ from audit.selectors import record_of, record_posting
 from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream, Written, source_take
 from connectors.visma.target import VismaTarget
-from mappings.documents import MatchFacts, Posting, PostingLine, posting_marker_part
+from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.money import quantize
 from mappings.services import MappingOutcome, posting_map
 
@@ -41,8 +41,8 @@ PAYMENT_VOID = frozenset({"CANCELED", "FAILED"})
 REFUND_WAITS = frozenset({"PENDING"})
 REFUND_VOID = frozenset({"REJECTED", "FAILED"})
 
-# A Square object that becomes no document of ours: the record is settled, saying why (audited), never flagged.
-NOTHING_BOOKED = "nothing_booked"
+# A Square object that becomes no document of ours: the record is settled, saying why (audited), never flagged
+# (mappings.documents.NOTHING_BOOKED).
 # Its target kind when another stream books it (a payment of a Square invoice: the invoice payments stream).
 LEFT_TO_INVOICE_PAYMENTS = "invoice_payments"
 

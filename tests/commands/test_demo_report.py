@@ -32,6 +32,26 @@ def test_the_report_counts_each_streams_records_by_status_in_life_order():
     ]
 
 
+def test_records_settled_without_a_document_are_counted_apart_from_the_posted_ones():
+    # given: a Square payment booked as a sale, one canceled before it was booked, one an invoice's payment books
+    tenant = TenantFactory(slug="nordlys-friluft")
+    square = IntegrationFactory(tenant=tenant, kind="square")
+    SyncRecordFactory(integration=square, stream="payments", status="posted",
+                      proposed_posting={"document": "journal"})
+    SyncRecordFactory.create_batch(2, integration=square, stream="payments", status="posted",
+                                   proposed_posting={"document": "nothing_booked"})
+
+    # when
+    stdout, _ = run("demo_report", "nordlys-friluft")
+
+    # then
+    assert stdout.splitlines() == [
+        "nordlys-friluft's records, by stream:",
+        "  square payments: posted 1, nothing booked 2",
+        "  total: posted 1, nothing booked 2",
+    ]
+
+
 def test_a_demo_that_posted_nothing_is_refused_and_prints_no_report():
     # given
     tenant = TenantFactory(slug="nordlys-friluft")

@@ -37,7 +37,7 @@ def test_demo_setup_creates_the_logins_and_the_sandbox_tenant(var_dir):
     assert len(password) == 16
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert stdout.splitlines() == [
-        f"Demo tenant nordlys-friluft (paypal, stripe) loaded against {BASE_URL}/sandbox/.",
+        f"Demo tenant nordlys-friluft (paypal, stripe, square) loaded against {BASE_URL}/sandbox/.",
         f"Log in at {BASE_URL}/admin/",
         "  users: admin, accountant, finance, operator",
         f"  password: {password} (kept in {password_file})",
@@ -51,10 +51,20 @@ def test_demo_setup_creates_the_logins_and_the_sandbox_tenant(var_dir):
     assert all(user.check_password(password) for user in get_user_model().objects.all())
     assert list(Connection.objects.order_by("system").values_list("system", "base_url", "token_url")) == [
         ("paypal", f"{BASE_URL}/sandbox/paypal", ""),
+        ("square", f"{BASE_URL}/sandbox/square", ""),
         ("stripe", f"{BASE_URL}/sandbox/stripe", ""),
         ("visma", f"{BASE_URL}/sandbox/visma", f"{BASE_URL}/sandbox/visma/connect/token"),
     ]
-    assert GLMappingRule.objects.count() == 9
+    assert GLMappingRule.objects.count() == 15
+
+
+def test_the_demo_square_integration_verifies_over_this_installations_notification_url(var_dir):
+    # when
+    run("demo_setup", "--base-url", BASE_URL + "/")
+
+    # then: Square signs over the URL its subscription was given (docs/square.md §4); the demo's is this host's
+    square = Integration.objects.get(kind="square")
+    assert square.settings["webhook_notification_url"] == f"{BASE_URL}/webhooks/square/{square.pk}/"
 
 
 def test_the_demo_paypal_integration_accepts_certificates_from_paypal_and_this_host_only(var_dir):
@@ -82,7 +92,7 @@ def test_demo_setup_run_again_keeps_the_password_and_the_rows(var_dir):
     assert second == first
     assert sorted(Integration.objects.values_list("pk", flat=True)) == integration_ids
     assert (get_user_model().objects.count(), Tenant.objects.count(), Connection.objects.count(),
-            GLMappingRule.objects.count()) == (4, 1, 3, 9)
+            GLMappingRule.objects.count()) == (4, 1, 4, 15)
     assert get_user_model().objects.get(username="finance").first_name == "Kari"
 
 

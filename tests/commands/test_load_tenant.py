@@ -1,4 +1,5 @@
 import json
+from decimal import Decimal
 
 import pytest
 from django.core.management.base import CommandError
@@ -7,7 +8,7 @@ from django_q.models import Schedule
 
 from connectors import registry
 from connectors.models import Connection, Integration, Tenant
-from mappings.models import GLMappingRule
+from mappings.models import GLMappingRule, VatCodeMapping
 
 from .helpers import EXAMPLE_TENANT, example_document, run, write_document
 
@@ -39,11 +40,13 @@ def test_the_example_file_loads_as_is_and_prints_the_webhook_urls():
     tenant = Tenant.objects.get()
     paypal = Integration.objects.get(kind="paypal")
     stripe = Integration.objects.get(kind="stripe")
+    square = Integration.objects.get(kind="square")
     assert json.loads(stdout) == {
         "tenant": "nordlys-friluft",
         "integrations": {
             "paypal": {"id": str(paypal.pk), "webhook_url": f"/webhooks/paypal/{paypal.pk}/"},
             "stripe": {"id": str(stripe.pk), "webhook_url": f"/webhooks/stripe/{stripe.pk}/"},
+            "square": {"id": str(square.pk), "webhook_url": f"/webhooks/square/{square.pk}/"},
         },
     }
     assert (tenant.slug, tenant.name) == ("nordlys-friluft", "Nordlys Friluft AS")
@@ -63,9 +66,15 @@ def test_the_example_file_loads_as_is_and_prints_the_webhook_urls():
         "secret_key": "sk_test_replace_with_the_stripe_secret_key",
         "webhook_secrets": ["whsec_replace_with_the_endpoint_secret"],
     }
+    assert Connection.objects.get(system="square").credentials == {
+        "access_token": "replace-with-the-square-access-token",
+        "webhook_signature_key": "replace-with-the-square-webhook-signature-key",
+    }
+    assert list(VatCodeMapping.objects.values_list("system", "tax_name", "percent", "vat_code")) == [
+        ("square", "", Decimal("15.000"), "31"), ("square", "", Decimal("25.000"), "3")]
     assert (paypal.visma_connection, paypal.partner_connection.system, paypal.enabled) == (visma, "paypal", True)
     assert list(
-        GLMappingRule.objects.order_by("system", "priority").values_list(
+        GLMappingRule.objects.order_by("system", "priority", "id").values_list(
             "system", "name", "transaction_type", "currency", "payment_method", "gl_account", "fee_account",
             "clearing_account", "dimensions", "validation_state",
         )
@@ -77,13 +86,23 @@ def test_the_example_file_loads_as_is_and_prints_the_webhook_urls():
         ("paypal", "PayPal payments of invoices", "invoice_payment", "", "", "1510", "7770", "1580", {"1": "100"},
          "invalid"),
         ("paypal", "PayPal reversals", "reversal", "", "", "3000", "7770", "1580", {"1": "100"}, "invalid"),
+        ("square", "Square invoices", "invoice", "", "", "3000", "", "", {"1": "330"}, "invalid"),
+        ("square", "Square invoice payments", "invoice_payment", "", "", "1510", "7770", "1582", {"1": "330"},
+         "invalid"),
+        ("square", "Square invoice refunds", "refund", "", "", "1510", "7770", "1582", {"1": "330"}, "invalid"),
+        ("square", "Square sales, Oslo Sentrum", "payment", "", "", "3020", "7770", "1582", {"1": "310"}, "invalid"),
+        ("square", "Square sales, Bergen", "payment", "", "", "3020", "7770", "1582", {"1": "320"}, "invalid"),
+        ("square", "Square sales, web shop", "payment", "", "", "3000", "7770", "1582", {"1": "330"}, "invalid"),
         ("stripe", "Stripe payments of invoices", "invoice_payment", "", "", "1510", "7770", "1581", {"1": "100"},
          "invalid"),
         ("stripe", "Stripe refunds", "refund", "", "", "3000", "7770", "1581", {"1": "100"}, "invalid"),
         ("stripe", "Stripe disputes", "dispute", "", "", "3000", "7770", "1581", {"1": "100"}, "invalid"),
     ]
+    assert list(GLMappingRule.objects.filter(system="square", transaction_type="payment").order_by("id")
+                .values_list("location", "tip_account")) == [
+        ("LNORDLYSOSLO1", "2960"), ("LNORDLYSBERG1", "2960"), ("LNORDLYSWEB01", "2960")]
     assert stderr.splitlines() == [
-        "Tenant nordlys-friluft created; 2 integration(s); mapping rules: 9 created, 0 updated, 0 unchanged.",
+        "Tenant nordlys-friluft created; 3 integration(s); mapping rules: 15 created, 0 updated, 0 unchanged.",
         "The Visma reference data of nordlys-friluft is not mirrored yet: its mapping rules are checked against it "
         "when it is refreshed.",
     ]
@@ -104,16 +123,17 @@ def test_loading_twice_keeps_the_same_rows_and_one_schedule_per_stream(payments_
     paypal = Integration.objects.get(kind="paypal")
     assert json.loads(second)["integrations"]["paypal"]["id"] == str(paypal.pk)
     assert (Tenant.objects.count(), Connection.objects.count(), Integration.objects.count(),
-            GLMappingRule.objects.count(), GLMappingRule.history.count()) == (1, 3, 2, 9, 9)
+            GLMappingRule.objects.count(), GLMappingRule.history.count()) == (1, 4, 3, 15, 15)
     for integration in Integration.objects.all():
         streams = registry.kind_spec(integration.kind).streams
         assert sorted(_poll_schedules(integration)) == sorted(
-            (f"poll {integration.pk} {name}", 5 if name == "payments" else stream.default_poll_minutes)
+            (f"poll {integration.pk} {name}",
+             5 if (integration.kind, name) == ("paypal", "payments") else stream.default_poll_minutes)
             for name, stream in streams.items()
         )
     assert (f"poll {paypal.pk} payments", 5) in _poll_schedules(paypal)
     assert stderr.splitlines()[0] == (
-        "Tenant nordlys-friluft updated; 2 integration(s); mapping rules: 0 created, 0 updated, 9 unchanged."
+        "Tenant nordlys-friluft updated; 3 integration(s); mapping rules: 0 created, 0 updated, 15 unchanged."
     )
 
 
@@ -144,7 +164,7 @@ def test_a_changed_file_updates_the_same_rows_and_drops_the_cached_token(tmp_pat
                                                                               "history_change_reason")) == [
         ("~", "3010", "loaded from a tenant file"), ("+", "3000", "loaded from a tenant file"),
     ]
-    assert "mapping rules: 0 created, 1 updated, 8 unchanged." in stderr
+    assert "mapping rules: 0 created, 1 updated, 14 unchanged." in stderr
 
 
 def test_a_bad_mapping_rule_at_the_end_changes_nothing_and_names_the_key(payments_stream, tmp_path):
@@ -158,7 +178,7 @@ def test_a_bad_mapping_rule_at_the_end_changes_nothing_and_names_the_key(payment
         run("load_tenant", path)
 
     # then
-    assert str(raised.value) == f"{path} was not loaded; nothing was changed:\nmapping_rules[9].gl_account: required"
+    assert str(raised.value) == f"{path} was not loaded; nothing was changed:\nmapping_rules[15].gl_account: required"
     assert (Tenant.objects.count(), Connection.objects.count(), Integration.objects.count(),
             GLMappingRule.objects.count(), Schedule.objects.filter(name__startswith="poll ").count()) == (0, 0, 0, 0, 0)
 
@@ -234,7 +254,7 @@ def test_every_problem_is_reported_with_its_key_path(bare_registry, tmp_path):
         "integrations.klarna: unknown integration kind; known: paypal, stripe, square, airbase, adobe_commerce",
         "mapping_rules[1].currency: 'NOKK' is not an ISO 4217 currency code (e.g. NOK, EUR)",
         "mapping_rules[2].system: required (the file does not have exactly one integration: paypal, stripe, "
-        "klarna)",
+        "square, klarna)",
         "mapping_rules[2].gl_account: required",
         "mapping_rules[3].name: paypal rule 'PayPal captures in NOK' is already mapping_rules[0]",
     ]
@@ -245,6 +265,8 @@ def test_a_rule_without_a_system_belongs_to_the_only_integration(tmp_path):
     # given
     document = example_document()
     del document["integrations"]["stripe"]
+    del document["integrations"]["square"]
+    del document["vat_codes"]
     document["mapping_rules"] = [{"name": "All PayPal captures", "transaction_type": "capture",
                                   "gl_account": "3000", "min_amount": 0.5}]
     path = tmp_path / "tenant.json"
@@ -309,7 +331,7 @@ def test_each_load_leaves_one_configuration_audit_entry_without_secret_values():
     assert [entry.reason for entry in entries] == [
         "tenant created from a tenant file", "tenant updated from a tenant file",
     ]
-    assert entries[1].details["rules"] == {"created": 0, "updated": 0, "unchanged": 9}
+    assert entries[1].details["rules"] == {"created": 0, "updated": 0, "unchanged": 15}
     assert not any(secret in json.dumps(entry.details) for entry in entries for secret in SECRETS)
 
 
@@ -372,3 +394,34 @@ def test_the_tenant_file_sets_the_time_zone_and_release_and_refuses_a_zone_that_
     assert str(raised.value).splitlines()[1:] == [
         "time_zone: 'Helsinki' is not an IANA time zone name, e.g. Europe/Oslo",
         "visma_release: must be true (release documents after creating them) or false (leave them on hold)"]
+
+
+def test_vat_codes_are_checked_with_their_key_paths_and_loaded_once(tmp_path):
+    # given: a float percent (never exact), an unknown key, the same tax twice
+    document = example_document()
+    document["vat_codes"] = [{"system": "square", "percent": 25.0, "vat_code": "3"},
+                             {"system": "square", "percent": "15", "vat_code": "31", "rate": "x"},
+                             {"system": "square", "percent": "12", "vat_code": "33"},
+                             {"system": "square", "percent": "12.000", "vat_code": "33"}]
+    path = write_document(tmp_path / "tenant.json", document)
+
+    # when
+    with pytest.raises(CommandError) as raised:
+        run("load_tenant", path)
+
+    # then
+    assert str(raised.value).splitlines()[1:] == [
+        'vat_codes[0].percent: must be a string or a whole number, e.g. "25" (never a float)',
+        "vat_codes[1].rate: unknown key; a VAT code mapping has: system, tax_name, percent, vat_code",
+        "vat_codes[3]: square any tax at 12.000 % is mapped twice",
+    ]
+    assert Tenant.objects.count() == 0
+
+    # when: the example's, loaded twice
+    path = write_document(tmp_path / "tenant.json", example_document())
+    run("load_tenant", path)
+    run("load_tenant", path)
+
+    # then: one row each, saved once (one history row each)
+    assert VatCodeMapping.objects.count() == 2
+    assert VatCodeMapping.history.count() == 2

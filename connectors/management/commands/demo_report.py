@@ -2,14 +2,14 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import RecordStatus
-from audit.selectors import StreamStatusCount, tenant_records_count_by_stream
+from audit.selectors import COUNT_ORDER, StreamStatusCount, tenant_records_count_by_stream
 from connectors.models import Tenant
 
 
 def _counts(rows: list[StreamStatusCount]) -> str:
     """`posted 4, flagged 1`, in the record's life order."""
     return ", ".join(
-        f"{status} {total}" for status in RecordStatus.values
+        f"{status} {total}" for status in COUNT_ORDER
         if (total := sum(row.count for row in rows if row.status == status))
     )
 
