@@ -158,6 +158,11 @@ def test_the_demo_is_ready_with_its_postings_and_a_signal_stops_everything(start
     # (the dispute: a note on the invoice, and a journal moving the disputed amount and fee out of clearing)
     assert sorted(line for line in lines[report:] if line.startswith("  stripe ")) == [
         "  stripe charges: posted 4", "  stripe disputes: posted 2", "  stripe refunds: posted 1"]
+    # Square: six store sales and one invoice's card payment (booked as the invoice's customer payment), the partial
+    # refund, the invoice, and both vendors (sandbox/square_seed.py)
+    assert sorted(line for line in lines[report:] if line.startswith("  square ")) == [
+        "  square invoice_payments: posted 1", "  square invoices: posted 1",
+        "  square payments: posted 6, nothing booked 1", "  square refunds: posted 1", "  square vendors: posted 2"]
     assert any(line.startswith("  total: posted ") for line in lines[report:])
     assert f"Log in at http://127.0.0.1:{script.port}/admin/" in lines
     assert len(running) >= 4  # the script, runserver and its autoreloaded server, the cluster and its workers
