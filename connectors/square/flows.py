@@ -208,6 +208,14 @@ class PaymentSource(SquareSource):
         day = self.day(created_at)
         facts = MatchFacts(transaction_type="payment", amount=Decimal(0), currency=currency,
                            payment_method=source_type, location=location.location_id)
+        if self.before_go_live(created_at):
+            # Keyed by hand before the integration started (review findings 1, 3): a webhook or a refund's
+            # payment.updated must not book it now.
+            return self.nothing_booked(
+                source.source_id, currency=currency or location.currency or "XXX", day=day, facts=facts,
+                before_go_live=True,
+                why=f"{what} was taken before this integration's start on {self.go_live_text()}: booked by hand "
+                    "before, nothing booked")
         if status in PAYMENT_WAITS:
             raise WaitFor(f"{what} is {status} at Square (authorized, not yet completed): it is posted once "
                           "completed, and never if Square cancels it")
@@ -397,6 +405,11 @@ class RefundSource(SquareSource):
                                   "reverse; book it by hand")
         facts = MatchFacts(transaction_type="refund", amount=Decimal(0), currency=currency,
                            location=str(refund.get("location_id") or ""))
+        if self.before_go_live(created_at):
+            return self.nothing_booked(
+                source.source_id, currency=currency or "XXX", day=day, facts=facts, before_go_live=True,
+                why=f"{what} was made before this integration's start on {self.go_live_text()}: booked by hand "
+                    "before, nothing booked")
         if status in REFUND_WAITS:
             raise WaitFor(f"{what} is pending at Square: it is booked once completed")
         if status in REFUND_VOID:
@@ -419,6 +432,9 @@ class RefundSource(SquareSource):
                           f"until {waited_until:%Y-%m-%d %H:%M} UTC)", on=(PaymentSource.name, payment_id))
         sale = record_posting(record)
         if sale.document != "journal":
+            if sale.extra.get("before_go_live"):
+                raise SourceDataError(f"{what}: refund of a payment from before the integration's start "
+                                      f"({payment_id}): book it by hand")
             if sale.extra.get("left_to") == LEFT_TO_INVOICE_PAYMENTS:
                 return self.nothing_booked(
                     source.source_id, currency=currency, day=day, facts=facts, left_to=LEFT_TO_INVOICE_PAYMENTS,

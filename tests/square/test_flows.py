@@ -249,3 +249,27 @@ def test_only_payments_square_does_not_process_post_without_a_fee_an_unknown_sou
     record = take(world, square_payment(location_id=OSLO, source_type=source_type, fees=None))
     assert record.status == status
     assert len(LedgerTarget.written) == (1 if status == "posted" else 0)
+
+
+def test_a_payment_from_before_the_integration_s_start_is_booked_as_nothing_from_a_webhook_and_a_poll(world):
+    # given: two payments taken the day before the integration's start, one reaching us by webhook (read_one),
+    # one by a poll (read_window; the fake ignores begin_time, like a payment.updated of an old payment would)
+    before = world.begin_time - timedelta(days=1)
+    by_webhook = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], created_at=before,
+                                updated_at=timezone.now() - timedelta(minutes=1))
+    by_poll = square_payment(location_id=OSLO, fees=[(145, "INITIAL")], created_at=before,
+                             updated_at=timezone.now() - timedelta(minutes=1))
+    # when
+    record = take(world, by_webhook)
+    world.square.add(by_poll)
+    run = stream_poll(world.integration, "payments")
+    # then: both settled as nothing booked, saying why; no journal
+    assert run.fetched == 2
+    for payment in (by_webhook, by_poll):
+        record = SyncRecord.objects.get(stream="payments", source_id=payment["id"])
+        assert (record.status, record.target_kind) == ("posted", NOTHING_BOOKED)
+        assert record.proposed_posting["description"].startswith(
+            f"payment {payment['id']} was taken before this integration's start on "
+            f"{tenant_date(world.tenant, world.begin_time):%Y-%m-%d}")
+        assert "booked by hand before" in record.proposed_posting["description"]
+    assert LedgerTarget.written == []

@@ -147,3 +147,29 @@ def test_refunds_that_together_return_more_than_was_paid_are_flagged(world):
     assert "of 50.00 NOK does not fit payment" in record.reasons[0]
     assert "(60.00 NOK refunded before)" in record.reasons[0]
     assert take(world, square_refund(payment, amount=4000), "refunds").status == "posted"
+
+
+def test_a_refund_of_a_payment_from_before_the_integration_s_start_is_flagged_and_the_payment_not_booked(world):
+    # given: a sale from before the start, refunded now (Square also sends payment.updated for the payment)
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")],
+                             created_at=world.begin_time - timedelta(days=2))
+    world.square.add(payment)
+    # when: the refund arrives first (it reads its payment), then the payment.updated
+    record = take(world, square_refund(payment, amount=4000), "refunds")
+    take(world, payment)
+    # then: the old sale is not booked now; the refund waits for a person
+    assert record.status == "flagged"
+    assert record.reasons == [f"refunds {record.source_id}: refund {record.source_id}: refund of a payment from "
+                              f"before the integration's start ({payment['id']}): book it by hand"]
+    assert LedgerTarget.written == []
+
+
+def test_a_refund_made_before_the_integration_s_start_is_booked_as_nothing(world):
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")],
+                             created_at=world.begin_time - timedelta(days=3))
+    world.square.add(payment)
+    record = take(world, square_refund(payment, amount=500, created_at=world.begin_time - timedelta(days=1)),
+                  "refunds")
+    assert (record.status, record.target_kind) == ("posted", NOTHING_BOOKED)
+    assert "was made before this integration's start" in record.proposed_posting["description"]
+    assert LedgerTarget.written == []
