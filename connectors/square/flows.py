@@ -24,7 +24,7 @@ from connectors.pipeline import SourceDataError, SourceObject, Stream, Written, 
 from connectors.visma.target import VismaTarget
 from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.money import quantize
-from mappings.services import MappingOutcome, posting_map
+from mappings.services import MappingOutcome, location_display, mapping_rule_resolve, posting_map
 
 from .invoices import square_invoice_of_payment
 from .sources import SquareSource, square_money, square_time
@@ -82,15 +82,26 @@ class SquareToVisma(VismaTarget):
         if posting.document == NOTHING_BOOKED:
             return MappingOutcome(posting, None, [])
         matched_as = posting.extra.get("matched_as")
-        if not matched_as:
-            return super().map(posting)
-        facts = MatchFacts(**{**matched_as["facts"], "amount": Decimal(matched_as["facts"]["amount"])})
-        # The payment's rule first (if it is still active), then whatever the payment's facts match now.
-        named = [rule for rule in self.mapping_rules if rule.name == matched_as.get("rule")]
+        facts = posting.facts
+        if matched_as:
+            facts = MatchFacts(**{**matched_as["facts"], "amount": Decimal(matched_as["facts"]["amount"])})
+        # Only a rule naming the payment's store (location) may book it: its cost center is that store's. A rule for
+        # any store would put an unmapped store's sales on another store's cost center (review finding 8).
+        rules = [rule for rule in self.mapping_rules if rule.location and rule.location == facts.location]
+        # A part of a posted payment: the payment's rule first (if it is still active and names the store), then
+        # whatever the payment's facts match now.
+        named = [rule for rule in rules if matched_as and rule.name == matched_as.get("rule")]
         probe = dataclasses.replace(posting, facts=facts)  # shares the lines: the accounts land on them
         outcome = posting_map(tenant=self.tenant, system=self.integration.kind, posting=probe,
-                              rules=named or self.mapping_rules)
+                              rules=named or rules)
         posting.rule = probe.rule
+        if outcome.rule is None and mapping_rule_resolve(tenant=self.tenant, system=self.integration.kind,
+                                                         posting=probe, rules=self.mapping_rules) is not None:
+            # Only a rule for any store (or another store's) matches: say which store needs its own.
+            return MappingOutcome(posting, None, [
+                f"No mapping rule for store {location_display(self.tenant, facts.location)}: add one (a rule for "
+                "any store is not used for Square payments, so that no store's sales land on another store's cost "
+                "center)"])
         return MappingOutcome(posting, outcome.rule, outcome.problems)
 
     def problems(self, posting: Posting) -> list[str]:

@@ -163,7 +163,7 @@ class LedgerRefunds(SquareToVisma, LedgerTarget, RefundSource):
 
 
 class SquareWorld:
-    """A tenant with two stores and a closed one, rules per store, and the Visma mirror they need."""
+    """A tenant with two stores and a closed one, a rule for each open store, and the Visma mirror they need."""
 
     def __init__(self):
         # An explicit start a month back: the tests' payments were taken minutes to days ago, after it.
@@ -180,7 +180,8 @@ class SquareWorld:
         self.square = FakeSquare()
         LedgerTarget.written = []
         LedgerTarget.fake_square = self.square
-        self.rule_any = self.rule("Square sales, any store", priority=50, dimensions={"1": "310"})
+        # Each store its own rule: a rule for any store never books a Square payment (review finding 8).
+        self.rule_oslo = self.rule("Square sales, Oslo", priority=50, location=OSLO, dimensions={"1": "310"})
         self.rule_bergen = self.rule("Square sales, Bergen", priority=90, location=BERGEN, gl_account="3020",
                                      dimensions={"1": "320"})
 

@@ -53,11 +53,25 @@ def test_a_card_payment_at_a_non_main_store_posts_gross_tip_fee_and_net_on_that_
     assert journal.facts.payment_method == "CARD" and journal.facts.location == BERGEN
 
 
-def test_a_store_without_a_rule_of_its_own_takes_the_rule_for_any_store(world):
+def test_a_store_without_a_rule_of_its_own_is_flagged_even_when_a_rule_for_any_store_matches(world):
+    # given: Oslo has no rule of its own; a rule for any store (with Bergen's cost center) would match
+    world.rule_oslo.delete()
+    world.rule("Square sales, any store", priority=1, dimensions={"1": "320"})
+    # when
+    record = take(world, square_payment(location_id=OSLO, amount=5000, fees=[(145, "INITIAL")]))
+    # then: never booked on another store's cost center
+    assert record.status == "flagged"
+    assert record.reasons == [f"No mapping rule for store Store Oslo Sentrum ({OSLO}): add one (a rule for any store "
+                              "is not used for Square payments, so that no store's sales land on another store's "
+                              "cost center)"]
+    assert LedgerTarget.written == []
+
+
+def test_a_store_with_its_own_rule_takes_it(world):
     record = take(world, square_payment(location_id=OSLO, amount=5000, fees=[(145, "INITIAL")]))
     assert record.status == "posted"
     [journal] = LedgerTarget.written
-    assert journal.rule == "Square sales, any store"
+    assert journal.rule == "Square sales, Oslo"
     assert {line.account for line in journal.lines} == {"1582", "7770", "3000"}
     assert {tuple(line.dimensions.items()) for line in journal.lines} == {(("1", "310"),)}
 
@@ -161,7 +175,7 @@ def test_a_payment_of_a_square_invoice_is_left_to_the_invoice_payments_stream(wo
 
 
 def test_no_rule_for_the_store_flags_the_payment_naming_the_store(world):
-    world.rule_any.delete()
+    world.rule_oslo.delete()
     payment = square_payment(location_id=OSLO, fees=[(145, "INITIAL")])
     record = take(world, payment)
     assert record.status == "flagged"
@@ -233,6 +247,7 @@ def test_a_poll_reads_the_locations_first_so_a_store_opened_since_is_polled_too(
     # given: the mirror knows the three stores; a web shop opened since, with a payment
     world.payments().locations_refresh()
     world.square.location_rows.append(square_location("LWEBSHOP0000004", "Web shop"))
+    world.rule("Square web shop", priority=5, location="LWEBSHOP0000004", dimensions={"1": "330"})
     payment = square_payment(location_id="LWEBSHOP0000004", fees=[(100, "INITIAL")])
     world.square.add(payment)
     # when

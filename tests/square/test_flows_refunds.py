@@ -9,7 +9,7 @@ from connectors.pipeline import source_take, stream_poll
 from connectors.square import flows
 from connectors.square.flows import LEFT_TO_INVOICE_PAYMENTS, NOTHING_BOOKED
 
-from .conftest import BERGEN, LedgerTarget, square_payment, square_refund
+from .conftest import BERGEN, OSLO, LedgerTarget, square_payment, square_refund
 
 pytestmark = pytest.mark.django_db
 
@@ -173,3 +173,17 @@ def test_a_refund_made_before_the_integration_s_start_is_booked_as_nothing(world
     assert (record.status, record.target_kind) == ("posted", NOTHING_BOOKED)
     assert "was made before this integration's start" in record.proposed_posting["description"]
     assert LedgerTarget.written == []
+
+
+def test_a_refund_of_a_sale_whose_store_has_no_rule_any_more_is_flagged_not_booked_by_a_rule_for_any_store(world):
+    # given: a sale posted in Oslo by Oslo's rule; later Oslo's rule is gone and a rule for any store exists
+    payment = square_payment(location_id=OSLO, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    world.rule_oslo.delete()
+    world.rule("Square sales, any store", priority=1, dimensions={"1": "320"})
+    # when
+    record = take(world, square_refund(payment, amount=1000), "refunds")
+    # then
+    assert record.status == "flagged"
+    assert record.reasons[0].startswith(f"No mapping rule for store Store Oslo Sentrum ({OSLO}): add one")
+    assert len(LedgerTarget.written) == 1
