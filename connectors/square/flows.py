@@ -358,9 +358,8 @@ class PaymentSource(SquareSource):
 
 class RefundSource(SquareSource):
     """Square refunds (all locations) → the reversal of the refunded amount of their payment, after that payment is
-    posted: debit revenue, credit clearing; a fee Square returns (a negative processing_fee entry) credits the fee
-    account. The refunded amount reverses revenue even where it includes a tip: Square's refund does not say which
-    part it is, so the tip account is left alone (docs/square-postings.md)."""
+    posted: debit revenue and the tip account in the payment's proportion, credit clearing; a fee Square returns (a
+    negative processing_fee entry) credits the fee account (docs/square-postings.md)."""
 
     name = "refunds"
     target_kind = "journal"
@@ -456,20 +455,26 @@ class RefundSource(SquareSource):
         if currency != sale.currency:
             raise SourceDataError(f"{what} is in {currency}, its payment {payment_id} in {sale.currency}")
         amount = square_money(refund.get("amount_money"), field="amount_money", what=what, currency=currency)
-        paid = Decimal(sale.extra.get("gross", "0")) + Decimal(sale.extra.get("tip", "0"))
+        gross, tip = Decimal(sale.extra.get("gross", "0")), Decimal(sale.extra.get("tip", "0"))
+        paid = gross + tip
         # Refunds of this payment already booked: together they never return more than was paid.
-        earlier = sum(SyncRecord.objects.filter(
+        earlier = [record_posting(found) for found in SyncRecord.objects.filter(
             integration=self.integration, stream=self.name, status=RecordStatus.POSTED, target_kind="journal",
-            source_payload__refund__payment_id=payment_id).exclude(source_id=source.source_id).values_list(
-            "amount", flat=True), Decimal(0))
-        earlier = quantize(earlier, currency)
-        if amount <= 0 or earlier + amount > paid:
+            source_payload__refund__payment_id=payment_id).exclude(source_id=source.source_id)]
+        earlier_amount = quantize(sum((Decimal(found.extra.get("amount", "0")) for found in earlier), Decimal(0)),
+                                  currency)
+        if amount <= 0 or earlier_amount + amount > paid:
             raise SourceDataError(f"{what} of {amount} {currency} does not fit payment {payment_id} of {paid} "
-                                  f"{currency}" + (f" ({earlier} {currency} refunded before)" if earlier else ""))
+                                  f"{currency}" + (f" ({earlier_amount} {currency} refunded before)"
+                                                   if earlier_amount else ""))
+        revenue, tip_back = self._refund_split(amount, gross=gross, tip=tip, currency=currency, earlier=earlier)
         fee = sum((entry["amount"] for entry in _fee_entries(refund, currency=currency, what=what)), Decimal(0))
         location = sale.extra.get("location", "")
         label = f"Square refund {refund_id}"
-        lines = [PostingLine(role="account", debit=amount, description=f"{label} of {payment_id} · {location}")]
+        lines = [PostingLine(role="account", debit=revenue, description=f"{label} of {payment_id} · {location}")] \
+            if revenue else []
+        if tip_back:
+            lines.append(PostingLine(role="tip", debit=tip_back, description=f"{label} tip of {payment_id}"))
         if fee < 0:  # Square returned (part of) its fee
             lines.append(PostingLine(role="fee", credit=-fee, description=f"{label} processing fee returned"))
         elif fee > 0:  # Square charged for the refund
@@ -480,9 +485,28 @@ class RefundSource(SquareSource):
             description=f"Square refund {refund_id} of payment {payment_id} · {location}",
             facts=dataclasses.replace(sale.facts, transaction_type="refund", amount=amount), lines=lines,
             extra={"square_id": refund_id, "payment_id": payment_id, "location_id": sale.extra.get("location_id", ""),
-                   "amount": str(amount), "fee": str(fee), "payment_target_id": record.target_id,
+                   "amount": str(amount), "revenue": str(revenue), "tip": str(tip_back), "fee": str(fee), "payment_target_id": record.target_id,
                    "matched_as": PaymentSource._matched_as(sale)},
         )
+
+
+    @staticmethod
+    def _refund_split(amount: Decimal, *, gross: Decimal, tip: Decimal, currency: str,
+                      earlier: list[Posting]) -> tuple[Decimal, Decimal]:
+        """(revenue, tip) a refund reverses. Square's refund does not say which part it returns, so it is split in
+        the payment's proportion of amount to tip (review finding 9). The split is taken on the running total
+        (everything refunded so far, this one included) less what earlier refunds reversed: the rounding never
+        drifts, and the refund that brings the total to the payment's reverses exactly what is left of each."""
+        paid = gross + tip
+        # A refund booked before refunds were split reversed revenue only (its extra has no "revenue").
+        revenue_before = sum((Decimal(found.extra.get("revenue", found.extra.get("amount", "0"))) for found in earlier),
+                             Decimal(0))
+        tip_before = sum((Decimal(found.extra.get("tip", "0")) for found in earlier), Decimal(0))
+        refunded = sum((Decimal(found.extra.get("amount", "0")) for found in earlier), Decimal(0)) + amount
+        revenue = quantize(refunded * gross / paid, currency) - revenue_before if paid else amount
+        # Never more than is left on either account.
+        revenue = min(max(revenue, amount - (tip - tip_before)), gross - revenue_before, amount)
+        return revenue, amount - revenue
 
 
 class PaymentsStream(SquareToVisma, PaymentSource):

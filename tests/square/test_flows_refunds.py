@@ -187,3 +187,38 @@ def test_a_refund_of_a_sale_whose_store_has_no_rule_any_more_is_flagged_not_book
     assert record.status == "flagged"
     assert record.reasons[0].startswith(f"No mapping rule for store Store Oslo Sentrum ({OSLO}): add one")
     assert len(LedgerTarget.written) == 1
+
+
+def test_refunds_split_between_revenue_and_tip_in_proportion_and_the_last_one_reverses_exactly_what_is_left(world):
+    # given: NOK 250.00 + 25.00 tip posted in Bergen
+    payment = square_payment(location_id=BERGEN, amount=25000, tip=2500, fees=[(700, "INITIAL")])
+    take(world, payment)
+    # when: 100.00 refunded, then the remaining 175.00
+    partial = take(world, square_refund(payment, amount=10000), "refunds")
+    full = take(world, square_refund(payment, amount=17500), "refunds")
+    # then: 100 × 250/275 = 90.91 from revenue, 9.09 from tips; the rest leaves no cent on either account
+    assert (partial.status, full.status) == ("posted", "posted")
+    sale, first, last = LedgerTarget.written
+    assert lines_of(first) == [("account", "3020", Decimal("90.91"), Decimal(0), {"1": "320"}),
+                               ("tip", "2960", Decimal("9.09"), Decimal(0), {"1": "320"}),
+                               ("clearing", "1582", Decimal(0), Decimal("100.00"), {"1": "320"})]
+    assert lines_of(last) == [("account", "3020", Decimal("159.09"), Decimal(0), {"1": "320"}),
+                              ("tip", "2960", Decimal("15.91"), Decimal(0), {"1": "320"}),
+                              ("clearing", "1582", Decimal(0), Decimal("175.00"), {"1": "320"})]
+    assert first.is_balanced and last.is_balanced
+
+    def balance(account):
+        return sum((line.debit - line.credit for posting in LedgerTarget.written for line in posting.lines
+                    if line.account == account), Decimal(0))
+
+    assert (balance("3020"), balance("2960")) == (Decimal(0), Decimal(0))
+
+
+def test_a_full_refund_of_a_payment_with_a_tip_reverses_the_tip_in_full(world):
+    payment = square_payment(location_id=BERGEN, amount=25000, tip=2500, fees=[(700, "INITIAL")])
+    take(world, payment)
+    take(world, square_refund(payment, amount=27500), "refunds")
+    refund = LedgerTarget.written[1]
+    assert lines_of(refund) == [("account", "3020", Decimal("250.00"), Decimal(0), {"1": "320"}),
+                                ("tip", "2960", Decimal("25.00"), Decimal(0), {"1": "320"}),
+                                ("clearing", "1582", Decimal(0), Decimal("275.00"), {"1": "320"})]
