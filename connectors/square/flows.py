@@ -262,13 +262,21 @@ class PaymentSource(SquareSource):
                                   f"{self.settings.get('fee_wait_minutes')} minutes after it was taken: book the fee "
                                   "by hand and approve, or wait for Square and replay")
         fee = sum((entry["amount"] for entry in entries), Decimal(0))
-        net = total - fee
+        # Payment.app_fee_money: "the amount the developer is taking as a fee for facilitating the payment"
+        # (api.json): it never reaches the seller, so it leaves the net like Square's fee (review finding 5).
+        app_fee = square_money(payment.get("app_fee_money"), field="app_fee_money", what=what, currency=currency)
+        if app_fee > total:  # api.json: "cannot be more than 90% of the total_money"
+            raise SourceDataError(f"{what}: application fee {app_fee} {currency} is more than the payment's total "
+                                  f"{total} {currency}")
+        net = total - fee - app_fee
         label = f"Square {payment_id}"
         lines = [PostingLine(role="clearing", debit=net, description=f"{label} net")]
         if fee > 0:
             lines.append(PostingLine(role="fee", debit=fee, description=f"{label} processing fee"))
         elif fee < 0:
             lines.append(PostingLine(role="fee", credit=-fee, description=f"{label} processing fee returned"))
+        if app_fee:
+            lines.append(PostingLine(role="fee", debit=app_fee, description=f"{label} application fee"))
         lines.append(PostingLine(role="account", credit=gross, description=f"{label} sale · {location.name}"))
         if tip:
             lines.append(PostingLine(role="tip", credit=tip, description=f"{label} tip · {location.name}"))
@@ -279,7 +287,7 @@ class PaymentSource(SquareSource):
             facts=facts, lines=lines,
             extra={"square_id": payment_id, "location_id": location.location_id, "location": location.name,
                    "source_type": source_type, "gross": str(gross), "tip": str(tip), "fee": str(fee),
-                   "net": str(net), "fee_entries": [entry["key"] for entry in entries]},
+                   "app_fee": str(app_fee), "net": str(net), "fee_entries": [entry["key"] for entry in entries]},
         )
 
     def square_invoice_of_payment(self, payment: Mapping) -> dict | None:
@@ -469,6 +477,13 @@ class RefundSource(SquareSource):
                                                    if earlier_amount else ""))
         revenue, tip_back = self._refund_split(amount, gross=gross, tip=tip, currency=currency, earlier=earlier)
         fee = sum((entry["amount"] for entry in _fee_entries(refund, currency=currency, what=what)), Decimal(0))
+        # PaymentRefund.app_fee_money: "the amount of money the application developer contributed to help cover the
+        # refunded amount" (api.json): that part does not leave our clearing; it comes back against the fee account,
+        # where the payment's application fee was booked.
+        app_fee = square_money(refund.get("app_fee_money"), field="app_fee_money", what=what, currency=currency)
+        if app_fee > amount:  # api.json RefundPaymentRequest: "cannot be more than the amount_money"
+            raise SourceDataError(f"{what}: the developer's contribution {app_fee} {currency} (app_fee_money) is "
+                                  f"more than the refund of {amount} {currency}")
         location = sale.extra.get("location", "")
         label = f"Square refund {refund_id}"
         lines = [PostingLine(role="account", debit=revenue, description=f"{label} of {payment_id} · {location}")] \
@@ -479,13 +494,17 @@ class RefundSource(SquareSource):
             lines.append(PostingLine(role="fee", credit=-fee, description=f"{label} processing fee returned"))
         elif fee > 0:  # Square charged for the refund
             lines.append(PostingLine(role="fee", debit=fee, description=f"{label} processing fee"))
-        lines.append(PostingLine(role="clearing", credit=amount + fee, description=f"{label} net"))
+        if app_fee:
+            lines.append(PostingLine(role="fee", credit=app_fee,
+                                     description=f"{label} application fee: the developer's share of the refund"))
+        lines.append(PostingLine(role="clearing", credit=amount + fee - app_fee, description=f"{label} net"))
         return Posting(
             document="journal", marker=self.marker(source.source_id), currency=currency, date=day,
             description=f"Square refund {refund_id} of payment {payment_id} · {location}",
             facts=dataclasses.replace(sale.facts, transaction_type="refund", amount=amount), lines=lines,
             extra={"square_id": refund_id, "payment_id": payment_id, "location_id": sale.extra.get("location_id", ""),
-                   "amount": str(amount), "revenue": str(revenue), "tip": str(tip_back), "fee": str(fee), "payment_target_id": record.target_id,
+                   "amount": str(amount), "revenue": str(revenue), "tip": str(tip_back), "fee": str(fee),
+                   "app_fee": str(app_fee), "payment_target_id": record.target_id,
                    "matched_as": PaymentSource._matched_as(sale)},
         )
 

@@ -288,3 +288,31 @@ def test_a_payment_from_before_the_integration_s_start_is_booked_as_nothing_from
             f"{tenant_date(world.tenant, world.begin_time):%Y-%m-%d}")
         assert "booked by hand before" in record.proposed_posting["description"]
     assert LedgerTarget.written == []
+
+
+def test_an_application_fee_is_its_own_fee_line_and_leaves_the_net(world):
+    # given: NOK 100.00 + 10.00 tip; Square's fee 2.89; the developer's application fee 5.00 (app_fee_money)
+    payment = square_payment(location_id=BERGEN, amount=10000, tip=1000, fees=[(289, "INITIAL")])
+    payment["app_fee_money"] = {"amount": 500, "currency": "NOK"}
+    # when
+    record = take(world, payment)
+    # then: clearing gets what reaches the seller: 110.00 − 2.89 − 5.00
+    assert record.status == "posted"
+    [journal] = LedgerTarget.written
+    assert lines_of(journal) == [
+        ("clearing", "1582", Decimal("102.11"), Decimal(0), {"1": "320"}),
+        ("fee", "7770", Decimal("2.89"), Decimal(0), {"1": "320"}),
+        ("fee", "7770", Decimal("5.00"), Decimal(0), {"1": "320"}),
+        ("account", "3020", Decimal(0), Decimal("100.00"), {"1": "320"}),
+        ("tip", "2960", Decimal(0), Decimal("10.00"), {"1": "320"}),
+    ]
+    assert journal.lines[2].description == f"Square {payment['id']} application fee"
+    assert journal.is_balanced
+
+
+def test_an_application_fee_larger_than_the_payment_is_flagged(world):
+    payment = square_payment(location_id=BERGEN, amount=1000, fees=[(29, "INITIAL")])
+    payment["app_fee_money"] = {"amount": 1500, "currency": "NOK"}
+    record = take(world, payment)
+    assert record.status == "flagged"
+    assert "application fee 15.00 NOK is more than the payment's total 10.00 NOK" in record.reasons[0]

@@ -222,3 +222,21 @@ def test_a_full_refund_of_a_payment_with_a_tip_reverses_the_tip_in_full(world):
     assert lines_of(refund) == [("account", "3020", Decimal("250.00"), Decimal(0), {"1": "320"}),
                                 ("tip", "2960", Decimal("25.00"), Decimal(0), {"1": "320"}),
                                 ("clearing", "1582", Decimal(0), Decimal("275.00"), {"1": "320"})]
+
+
+def test_the_developer_s_share_of_a_refund_comes_back_on_the_fee_account_and_not_out_of_clearing(world):
+    # given: a sale with an application fee of 5.00
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    payment["app_fee_money"] = {"amount": 500, "currency": "NOK"}
+    take(world, payment)
+    # when: 40.00 refunded, of which the developer covers 2.00 (PaymentRefund.app_fee_money)
+    refund = square_refund(payment, amount=4000)
+    refund["app_fee_money"] = {"amount": 200, "currency": "NOK"}
+    record = take(world, refund, "refunds")
+    # then
+    assert record.status == "posted"
+    booked = LedgerTarget.written[1]
+    assert lines_of(booked) == [("account", "3020", Decimal("40.00"), Decimal(0), {"1": "320"}),
+                                ("fee", "7770", Decimal(0), Decimal("2.00"), {"1": "320"}),
+                                ("clearing", "1582", Decimal(0), Decimal("38.00"), {"1": "320"})]
+    assert booked.is_balanced
