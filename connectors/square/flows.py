@@ -11,6 +11,7 @@ Each object is re-read from Square before it is written (a webhook is a trigger)
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,8 +27,10 @@ from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine,
 from mappings.money import quantize
 from mappings.services import MappingOutcome, location_display, mapping_rule_resolve, posting_map
 
-from .invoices import square_invoice_of_payment
+from .invoices import square_invoice_of_payment, square_invoice_payment_take
 from .sources import SquareSource, square_money, square_time
+
+log = logging.getLogger(__name__)
 
 # Payment.source_type values Square processes itself, so it charges a processing fee (docs/square.md §6, §7).
 # CASH and EXTERNAL are not processed by Square: they post without a fee. A source type not known here is taken the
@@ -156,7 +159,9 @@ class PaymentSource(SquareSource):
                     continue
                 seen.add(payment["id"])
                 yield self.fresh(_source_payment(payment))
-                # Parts are found after the payment itself was taken (it may have posted just now).
+                # Found after the payment itself was taken (it may have been settled just now): a payment of an
+                # invoice goes to the invoice payments stream, the parts of a posted sale are taken.
+                self.invoice_payment_hand_over(payment)
                 yield from self.payment_parts(payment)
 
     def read_one(self, source_id: str) -> SourceObject | None:
@@ -169,8 +174,35 @@ class PaymentSource(SquareSource):
             if part.source_id != source_id:
                 source_take(self.integration, self, part)
         if source_id == payment_id:
-            return self.fresh(_source_payment(payment))
+            source = self.fresh(_source_payment(payment))
+            if payment.get("order_id"):
+                # It may pay an invoice (only a payment with an order can): taken here, so that the invoice's
+                # customer payment is handed over at once, not at the next poll. The caller's take finds it settled.
+                self.payment_take(source)
+            return source
         return next((part for part in parts if part.source_id == source_id), None)
+
+    def payment_take(self, source: SourceObject):
+        """Take the payment now, then hand a payment of an invoice over to the invoice payments stream."""
+        record, _ = source_take(self.integration, self, source)
+        self.invoice_payment_hand_over(source.payload["payment"])
+        return record
+
+    def invoice_payment_hand_over(self, payment: Mapping) -> None:
+        """A payment this stream settled as an invoice's (left to invoice_payments): taken by the invoice payments
+        stream at once (review finding 7), so the customer payment does not wait for the next invoices poll. Every
+        read hands it over again: a fee Square reports later reaches the invoice payment too (taking a settled one
+        again changes nothing). A failure here leaves it to the invoices poll, which reads the invoice's payments."""
+        payment_id = str(payment.get("id") or "")
+        record = record_of(self.integration, self.name, payment_id)
+        if record is None or record.status != RecordStatus.POSTED or record.target_kind != LEFT_TO_INVOICE_PAYMENTS:
+            return
+        try:
+            invoice = self.square_invoice_of_payment(payment)
+            square_invoice_payment_take(self.integration, payment=payment, invoice=invoice)
+        except Exception:
+            log.exception("Square payment %s: handing it to the invoice payments stream failed; the next invoices "
+                          "poll takes it", payment_id)
 
     def payment_parts(self, payment: Mapping) -> list[SourceObject]:
         """What a posted sale of this payment does not hold yet: fee entries Square added after it was booked (one
@@ -235,7 +267,12 @@ class PaymentSource(SquareSource):
                                        facts=facts, why=f"{what} is {status}: no sale, nothing booked")
         if status != "COMPLETED":
             raise SourceDataError(f"{what} has status {status or 'none'}, which Square does not document: not posted")
-        invoice = self.square_invoice_of_payment(payment)
+        # A sale journal of this payment may be in Visma already (an earlier write whose answer was lost, the record
+        # then failed and was replayed): it stays a sale, looked up by its marker; never also a customer payment.
+        record = record_of(self.integration, self.name, source.source_id)
+        journal_may_exist = record is not None and record.write_attempted and record.target_kind not in (
+            NOTHING_BOOKED, LEFT_TO_INVOICE_PAYMENTS)
+        invoice = None if journal_may_exist else self.square_invoice_of_payment(payment)
         if invoice is not None:
             number = invoice.get("invoice_number") or invoice.get("id")
             return self.nothing_booked(
@@ -291,8 +328,13 @@ class PaymentSource(SquareSource):
         )
 
     def square_invoice_of_payment(self, payment: Mapping) -> dict | None:
-        """The Square invoice this payment pays, or None (connectors/square/invoices.py decides, from the order)."""
-        return square_invoice_of_payment(self, payment)
+        """The Square invoice this payment pays, or None (connectors/square/invoices.py decides, from the order);
+        asked once per payment and stream instance (the hand-over after the take uses the same answer)."""
+        found: dict = self.__dict__.setdefault("_invoices_of_payments", {})
+        payment_id = str(payment.get("id") or "")
+        if payment_id not in found:
+            found[payment_id] = square_invoice_of_payment(self, payment)
+        return found[payment_id]
 
     def _posted_sale(self, payment_id: str, *, what: str) -> tuple[Posting, object]:
         """The payment's posted sale journal and its record; WaitFor while it is not posted."""
@@ -400,7 +442,7 @@ class RefundSource(SquareSource):
         payments = self._payments_stream()
         payment = self.square.payment(payment_id)
         if payment is not None:
-            source_take(self.integration, payments, _source_payment(payment))
+            payments.payment_take(_source_payment(payment))
 
     def _payments_stream(self) -> Stream:
         from connectors.pipeline import stream_for

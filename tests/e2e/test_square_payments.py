@@ -392,3 +392,26 @@ def test_a_pending_refund_waits_and_posts_on_its_refund_updated_with_the_fee_squ
     assert record.status == RecordStatus.POSTED
     assert sorted(booked(world.journal(refund["id"], "refunds"))) == sorted([
         ("3020", "400.00", "0.00", "320"), ("7770", "0.00", "10.40", "320"), ("1582", "0.00", "389.60", "320")])
+
+
+def test_a_payment_of_a_posted_invoice_becomes_its_customer_payment_in_the_payments_poll_and_no_sale(live_server):
+    # The invoices e2e world (its customer, VAT codes and invoice rules); imported here, it imports this module.
+    from tests.e2e.test_square_invoices import InvoiceWorld
+
+    world = InvoiceWorld(live_server.url)
+    try:
+        # given: the invoice posted, then paid by card
+        invoice = world.invoice()
+        world.poll("invoices")
+        payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee=7966, fee_later=False)
+        # when: only the payments stream polls
+        world.poll("payments")
+        # then: the payment is settled as the invoice's and handed over at once: its customer payment is posted
+        # without waiting for the next invoices poll; no sale journal
+        left = SyncRecord.objects.get(stream="payments", source_id=payment["id"])
+        paid = SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"])
+        assert (left.status, left.target_kind) == (RecordStatus.POSTED, "invoice_payments")
+        assert (paid.status, paid.target_kind) == (RecordStatus.POSTED, "customer_payment")
+        assert journals_with(world.marker(payment["id"])) == []
+    finally:
+        live_connections_close()

@@ -316,3 +316,54 @@ def test_an_application_fee_larger_than_the_payment_is_flagged(world):
     record = take(world, payment)
     assert record.status == "flagged"
     assert "application fee 15.00 NOK is more than the payment's total 10.00 NOK" in record.reasons[0]
+
+
+def _hand_overs(world, monkeypatch):
+    """The invoice payments stream's intake as a list: (payment id, invoice id, the payments record's status then)."""
+    taken = []
+    monkeypatch.setattr(flows, "square_invoice_of_payment", lambda stream, payment: {
+        "id": "inv:0-7", "invoice_number": "000007"} if payment.get("order_id") else None)
+    monkeypatch.setattr(flows, "square_invoice_payment_take", lambda integration, *, payment, invoice: taken.append(
+        (payment["id"], invoice["id"], SyncRecord.objects.get(stream="payments", source_id=payment["id"]).status)))
+    return taken
+
+
+def test_a_payment_of_an_invoice_is_handed_to_the_invoice_payments_stream_once_settled_by_webhook(world, monkeypatch):
+    taken = _hand_overs(world, monkeypatch)
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    record = take(world, payment)
+    assert (record.status, record.target_kind) == ("posted", LEFT_TO_INVOICE_PAYMENTS)
+    assert taken == [(payment["id"], "inv:0-7", "posted")]
+    assert LedgerTarget.written == []
+
+
+def test_a_payment_of_an_invoice_is_handed_to_the_invoice_payments_stream_once_settled_by_a_poll(world, monkeypatch):
+    taken = _hand_overs(world, monkeypatch)
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    pos_sale = square_payment(location_id=BERGEN, fees=[(100, "INITIAL")])  # no order: never an invoice's
+    world.square.add(payment, pos_sale)
+    run = stream_poll(world.integration, "payments")
+    assert (run.fetched, run.posted) == (2, 2)
+    assert taken == [(payment["id"], "inv:0-7", "posted")]
+    assert len(LedgerTarget.written) == 1
+
+
+def test_a_sale_journal_that_may_be_in_visma_stays_a_sale_when_its_payment_is_later_found_to_pay_an_invoice(
+        world, monkeypatch):
+    # given: the sale journal was written, but its answer was lost and the record failed (write attempted)
+    from audit.services import record_replay
+
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    record = take(world, payment)
+    assert record.target_kind == "journal"
+    SyncRecord.objects.filter(pk=record.pk).update(status="failed", target_id="", target_kind="")
+    # when: the invoice is found now, and the record is replayed
+    taken = _hand_overs(world, monkeypatch)
+    replayed = source_take(world.integration, world.payments(), world.payments().read_one(payment["id"]))[0]
+    assert replayed.status == "failed"
+    from connectors.pipeline import record_advance
+    record = record_advance(record_replay(SyncRecord.objects.get(pk=record.pk)))
+    # then: found in Visma by its marker and kept as the sale; nothing handed to the invoice payments stream
+    assert (record.status, record.target_kind) == ("posted", "journal")
+    assert len(LedgerTarget.written) == 1
+    assert taken == []
