@@ -153,8 +153,10 @@ class PaymentSource(SquareSource):
         # Every location, inactive ones too (their payments can still be adjusted or canceled), read afresh: a store
         # opened since the last refresh is polled from its first payment on.
         for location in sorted(self.locations_refresh(), key=lambda found: found.location_id):
-            for payment in self.square.payments(location_id=location.location_id, updated_from=start, updated_to=end,
-                                                begin_time=self.begin_time, page_size=self.page_size):
+            listing = self.walk(lambda location_id=location.location_id: self.square.payments(
+                location_id=location_id, updated_from=start, updated_to=end, begin_time=self.begin_time,
+                page_size=self.page_size), what=f"payments of location {location.location_id}")
+            for payment in listing:
                 if payment.get("id") in seen:
                     continue
                 seen.add(payment["id"])
@@ -415,8 +417,13 @@ class RefundSource(SquareSource):
     target_kind = "journal"
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
-        for refund in self.square.refunds(updated_from=start, updated_to=end, begin_time=self.begin_time,
-                                          page_size=self.page_size):
+        seen: set[str] = set()
+        for refund in self.walk(lambda: self.square.refunds(updated_from=start, updated_to=end,
+                                                            begin_time=self.begin_time, page_size=self.page_size),
+                                what="refunds"):
+            if refund.get("id") in seen:
+                continue  # read again after a restarted walk
+            seen.add(refund["id"])
             yield self._source(refund)
 
     def read_one(self, source_id: str) -> SourceObject | None:

@@ -367,3 +367,46 @@ def test_a_sale_journal_that_may_be_in_visma_stays_a_sale_when_its_payment_is_la
     assert (record.status, record.target_kind) == ("posted", "journal")
     assert len(LedgerTarget.written) == 1
     assert taken == []
+
+
+def _cursor_refused(listing, *, times):
+    """A list call whose walk Square breaks with INVALID_CURSOR after the first object, the first `times` times
+    the same query is walked."""
+    from connectors.square.client import SquareInvalidCursor
+
+    calls = []
+
+    def walk(**query):
+        calls.append(query)
+        for index, found in enumerate(listing(**query)):
+            if index == 1 and calls.count(query) <= times:
+                raise SquareInvalidCursor("GET /v2/payments: INVALID_CURSOR: The cursor is invalid",
+                                          status_code=400, system_message="INVALID_CURSOR: The cursor is invalid",
+                                          errors=[{"code": "INVALID_CURSOR"}])
+            yield found
+    return walk, calls
+
+
+def test_a_refused_page_cursor_restarts_the_walk_once_and_every_payment_posts_once(world, monkeypatch):
+    ids = [square_payment(location_id=BERGEN, amount=1000 + index, fees=[(30, "INITIAL")]) for index in range(3)]
+    world.square.add(*ids)
+    walk, calls = _cursor_refused(world.square.payments, times=1)
+    monkeypatch.setattr(world.square, "payments", walk)
+    run = stream_poll(world.integration, "payments")
+    assert (run.status, run.fetched, run.posted) == ("completed", 3, 3)
+    assert [query["location_id"] for query in calls].count(BERGEN) == 2
+    assert len(LedgerTarget.written) == 3
+
+
+def test_a_page_cursor_refused_again_after_the_restart_fails_the_run_saying_so(world, monkeypatch):
+    from connectors.models import SyncRun
+    from connectors.square.client import SquareInvalidCursor
+
+    world.square.add(*[square_payment(location_id=BERGEN, fees=[(30, "INITIAL")]) for _ in range(3)])
+    walk, _calls = _cursor_refused(world.square.payments, times=2)
+    monkeypatch.setattr(world.square, "payments", walk)
+    with pytest.raises(SquareInvalidCursor, match="refused the page cursor again after the walk was restarted"):
+        stream_poll(world.integration, "payments")
+    run = SyncRun.objects.get(stream="payments")
+    assert run.status == "failed"
+    assert f"payments of location {BERGEN}: Square refused the page cursor again" in run.error

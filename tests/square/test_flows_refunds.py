@@ -240,3 +240,24 @@ def test_the_developer_s_share_of_a_refund_comes_back_on_the_fee_account_and_not
                                 ("fee", "7770", Decimal(0), Decimal("2.00"), {"1": "320"}),
                                 ("clearing", "1582", Decimal(0), Decimal("38.00"), {"1": "320"})]
     assert booked.is_balanced
+
+
+def test_a_refused_page_cursor_restarts_the_refunds_walk_once_and_each_refund_posts_once(world, monkeypatch):
+    from connectors.square.client import SquareInvalidCursor
+
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    world.square.add(*[square_refund(payment, amount=1000) for _ in range(3)])
+    listing, calls = world.square.refunds, []
+
+    def refunds(**query):
+        calls.append(query)
+        for index, found in enumerate(listing(**query)):
+            if index == 2 and len(calls) == 1:
+                raise SquareInvalidCursor("INVALID_CURSOR", status_code=400, system_message="INVALID_CURSOR")
+            yield found
+
+    monkeypatch.setattr(world.square, "refunds", refunds)
+    run = stream_poll(world.integration, "refunds")
+    assert (run.status, run.posted, len(calls)) == ("completed", 3, 2)
+    assert len(LedgerTarget.written) == 4
