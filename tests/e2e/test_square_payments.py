@@ -37,7 +37,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 class SquareWorld:
     """A retailer with stores in Oslo (main), Bergen and a closed one in Trondheim; Visma seeded with their cost
-    centers (310, 320, 390 inactive); a rule for each open store; the integration reading Square through the emulator."""
+    centers (310, 320, 390 inactive); a rule for each open store; the integration reading Square through the
+    emulator."""
 
     def __init__(self, url: str, *, oauth_issued_days_ago: float | None = None):
         visma_sandbox_seed()
