@@ -416,3 +416,25 @@ def test_a_payment_of_a_posted_invoice_becomes_its_customer_payment_in_the_payme
         assert journals_with(world.marker(payment["id"])) == []
     finally:
         live_connections_close()
+
+
+def test_a_sale_from_before_the_start_refunded_after_it_by_webhook_books_nothing_and_flags_the_refund(world):
+    # given: a sale at Bergen; the integration starts half a minute after it (setting begin_time)
+    from connectors.square.sources import square_time
+
+    payment = world.payment("Bergen", 30000, fee=780, fee_later=False)
+    start = square_time(payment["created_at"]) + timedelta(seconds=30)
+    world.integration.settings = {**world.integration.settings, "begin_time": start.isoformat()}
+    world.integration = integration_save(world.integration)
+    # when: a minute later it is refunded; Square sends payment.created, refund.created and payment.updated
+    square_api.square_clock_advance(world.merchant, timedelta(minutes=1))
+    refund = square_api.square_refund_create(world.merchant, payment["id"], 10000)
+    deliver(world)
+    # then: the old sale is settled as nothing booked, the refund waits for a person, Visma gets nothing
+    sale = SyncRecord.objects.get(stream="payments", source_id=payment["id"])
+    assert (sale.status, sale.target_kind) == (RecordStatus.POSTED, "nothing_booked")
+    assert "was taken before this integration's start on" in sale.proposed_posting["description"]
+    flagged = SyncRecord.objects.get(stream="refunds", source_id=refund["id"])
+    assert flagged.status == RecordStatus.FLAGGED
+    assert "refund of a payment from before the integration's start" in flagged.reasons[0]
+    assert journal_count() == world.journals_before
