@@ -438,3 +438,24 @@ def test_a_sale_from_before_the_start_refunded_after_it_by_webhook_books_nothing
     assert flagged.status == RecordStatus.FLAGGED
     assert "refund of a payment from before the integration's start" in flagged.reasons[0]
     assert journal_count() == world.journals_before
+
+
+def test_refunds_of_a_sale_with_a_tip_split_between_revenue_and_tips_and_leave_no_cent(world):
+    # given: NOK 250 + 25 tip at Bergen, posted
+    payment = world.payment("Bergen", 25000, tip=2500, fee=715, fee_later=False)
+    world.poll()
+    # when: 100.00 refunded, then the remaining 175.00
+    first = square_api.square_refund_create(world.merchant, payment["id"], 10000)
+    world.poll("refunds")
+    last = square_api.square_refund_create(world.merchant, payment["id"], 17500)
+    world.poll("refunds")
+    # then
+    assert sorted(booked(world.journal(first["id"], "refunds"))) == sorted([
+        ("3020", "90.91", "0.00", "320"), ("2960", "9.09", "0.00", "320"), ("1582", "0.00", "100.00", "320")])
+    assert sorted(booked(world.journal(last["id"], "refunds"))) == sorted([
+        ("3020", "159.09", "0.00", "320"), ("2960", "15.91", "0.00", "320"), ("1582", "0.00", "175.00", "320")])
+    journals = [world.journal(payment["id"]), world.journal(first["id"], "refunds"),
+                world.journal(last["id"], "refunds")]
+    for account in ("3020", "2960"):
+        assert sum(Decimal(debit) - Decimal(credit) for journal in journals
+                   for number, debit, credit, _ in booked(journal) if number == account) == 0
