@@ -2,9 +2,10 @@
 and the location (store) an object belongs to, from the locations mirror."""
 from __future__ import annotations
 
+import logging
 import weakref
-from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 
@@ -17,7 +18,9 @@ from connectors.pipeline import SourceDataError, SourceObject, Stream
 from mappings.models import SquareLocation
 from mappings.money import MoneyError, from_minor, minor_units
 
-from .client import SquareApi
+from .client import SquareApi, SquareInvalidCursor
+
+log = logging.getLogger(__name__)
 
 SYSTEM = "square"
 # The settings the streams read, with the contract's defaults (connectors/square/__init__.py SETTINGS_SCHEMA is the
@@ -31,8 +34,6 @@ SETTING_DEFAULTS: dict[str, object] = {
     "customer_class": None,
     "supplier_class": None,
 }
-# How far before the integration's creation a new integration reads (settings `begin_time` absent).
-DEFAULT_BEGIN_BEFORE_CREATION = timedelta(days=30)
 
 
 class SquareLocationUnknown(SourceDataError):
@@ -113,7 +114,40 @@ class SquareSource(Stream):
         if configured:
             moment = datetime.fromisoformat(str(configured))
             return moment if moment.tzinfo else moment.replace(tzinfo=self.integration.created_at.tzinfo)
-        return self.integration.created_at - DEFAULT_BEGIN_BEFORE_CREATION
+        # No begin_time set: the integration starts when it was created. What was taken before was keyed by hand
+        # (review finding 3): reading a month back would book it twice.
+        return self.integration.created_at
+
+    def before_go_live(self, created_at: str | datetime | None) -> bool:
+        """Whether a Square object created at `created_at` predates the integration's start (begin_time): such an
+        object was booked by hand before, so it is never booked again, whatever way it reaches us (a poll, a
+        webhook, a refund reading its payment). An object without a creation time is not judged here."""
+        if isinstance(created_at, str):
+            created_at = square_time(created_at, field="created_at")
+        return created_at is not None and created_at < self.begin_time
+
+    def go_live_text(self) -> str:
+        """The integration's start as a person reads it (the tenant's date, and the UTC time)."""
+        return f"{self.day(self.begin_time):%Y-%m-%d} ({self.begin_time.astimezone(UTC):%H:%M} UTC)"
+
+    def walk(self, listing: Callable[[], Iterator[dict]], *, what: str) -> Iterator[dict]:
+        """What a list call yields, page after page. Square refusing a page cursor (INVALID_CURSOR: the caller
+        restarts its walk, connectors/square/client.py) restarts the walk once from the window's start: what was
+        read already comes again and is taken as already settled (the records dedupe, as the poll's overlap does).
+        Refused again: the run fails saying so, its cursor does not move, and the next poll reads the window again."""
+        try:
+            yield from listing()
+            return
+        except SquareInvalidCursor as exc:
+            log.warning("%s: Square refused the page cursor (%s); the walk restarts from the window's start",
+                        what, exc.system_message)
+        try:
+            yield from listing()
+        except SquareInvalidCursor as exc:
+            raise SquareInvalidCursor(
+                f"{what}: Square refused the page cursor again after the walk was restarted from the window's start "
+                f"({exc.system_message}); the poll stops here and reads this window again next time",
+                status_code=exc.status_code, system_message=exc.system_message, errors=exc.errors) from exc
 
     def day(self, moment: str | datetime | None) -> date:
         """The booking date of a Square time: its date in the tenant's time zone."""

@@ -53,11 +53,25 @@ def test_a_card_payment_at_a_non_main_store_posts_gross_tip_fee_and_net_on_that_
     assert journal.facts.payment_method == "CARD" and journal.facts.location == BERGEN
 
 
-def test_a_store_without_a_rule_of_its_own_takes_the_rule_for_any_store(world):
+def test_a_store_without_a_rule_of_its_own_is_flagged_even_when_a_rule_for_any_store_matches(world):
+    # given: Oslo has no rule of its own; a rule for any store (with Bergen's cost center) would match
+    world.rule_oslo.delete()
+    world.rule("Square sales, any store", priority=1, dimensions={"1": "320"})
+    # when
+    record = take(world, square_payment(location_id=OSLO, amount=5000, fees=[(145, "INITIAL")]))
+    # then: never booked on another store's cost center
+    assert record.status == "flagged"
+    assert record.reasons == [f"No mapping rule for store Store Oslo Sentrum ({OSLO}): add one (a rule for any store "
+                              "is not used for Square payments, so that no store's sales land on another store's "
+                              "cost center)"]
+    assert LedgerTarget.written == []
+
+
+def test_a_store_with_its_own_rule_takes_it(world):
     record = take(world, square_payment(location_id=OSLO, amount=5000, fees=[(145, "INITIAL")]))
     assert record.status == "posted"
     [journal] = LedgerTarget.written
-    assert journal.rule == "Square sales, any store"
+    assert journal.rule == "Square sales, Oslo"
     assert {line.account for line in journal.lines} == {"1582", "7770", "3000"}
     assert {tuple(line.dimensions.items()) for line in journal.lines} == {(("1", "310"),)}
 
@@ -161,7 +175,7 @@ def test_a_payment_of_a_square_invoice_is_left_to_the_invoice_payments_stream(wo
 
 
 def test_no_rule_for_the_store_flags_the_payment_naming_the_store(world):
-    world.rule_any.delete()
+    world.rule_oslo.delete()
     payment = square_payment(location_id=OSLO, fees=[(145, "INITIAL")])
     record = take(world, payment)
     assert record.status == "flagged"
@@ -233,6 +247,7 @@ def test_a_poll_reads_the_locations_first_so_a_store_opened_since_is_polled_too(
     # given: the mirror knows the three stores; a web shop opened since, with a payment
     world.payments().locations_refresh()
     world.square.location_rows.append(square_location("LWEBSHOP0000004", "Web shop"))
+    world.rule("Square web shop", priority=5, location="LWEBSHOP0000004", dimensions={"1": "330"})
     payment = square_payment(location_id="LWEBSHOP0000004", fees=[(100, "INITIAL")])
     world.square.add(payment)
     # when
@@ -249,3 +264,149 @@ def test_only_payments_square_does_not_process_post_without_a_fee_an_unknown_sou
     record = take(world, square_payment(location_id=OSLO, source_type=source_type, fees=None))
     assert record.status == status
     assert len(LedgerTarget.written) == (1 if status == "posted" else 0)
+
+
+def test_a_payment_from_before_the_integration_s_start_is_booked_as_nothing_from_a_webhook_and_a_poll(world):
+    # given: two payments taken the day before the integration's start, one reaching us by webhook (read_one),
+    # one by a poll (read_window; the fake ignores begin_time, like a payment.updated of an old payment would)
+    before = world.begin_time - timedelta(days=1)
+    by_webhook = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], created_at=before,
+                                updated_at=timezone.now() - timedelta(minutes=1))
+    by_poll = square_payment(location_id=OSLO, fees=[(145, "INITIAL")], created_at=before,
+                             updated_at=timezone.now() - timedelta(minutes=1))
+    # when
+    record = take(world, by_webhook)
+    world.square.add(by_poll)
+    run = stream_poll(world.integration, "payments")
+    # then: both settled as nothing booked, saying why; no journal
+    assert run.fetched == 2
+    for payment in (by_webhook, by_poll):
+        record = SyncRecord.objects.get(stream="payments", source_id=payment["id"])
+        assert (record.status, record.target_kind) == ("posted", NOTHING_BOOKED)
+        assert record.proposed_posting["description"].startswith(
+            f"payment {payment['id']} was taken before this integration's start on "
+            f"{tenant_date(world.tenant, world.begin_time):%Y-%m-%d}")
+        assert "booked by hand before" in record.proposed_posting["description"]
+    assert LedgerTarget.written == []
+
+
+def test_an_application_fee_is_its_own_fee_line_and_leaves_the_net(world):
+    # given: NOK 100.00 + 10.00 tip; Square's fee 2.89; the developer's application fee 5.00 (app_fee_money)
+    payment = square_payment(location_id=BERGEN, amount=10000, tip=1000, fees=[(289, "INITIAL")])
+    payment["app_fee_money"] = {"amount": 500, "currency": "NOK"}
+    # when
+    record = take(world, payment)
+    # then: clearing gets what reaches the seller: 110.00 − 2.89 − 5.00
+    assert record.status == "posted"
+    [journal] = LedgerTarget.written
+    assert lines_of(journal) == [
+        ("clearing", "1582", Decimal("102.11"), Decimal(0), {"1": "320"}),
+        ("fee", "7770", Decimal("2.89"), Decimal(0), {"1": "320"}),
+        ("fee", "7770", Decimal("5.00"), Decimal(0), {"1": "320"}),
+        ("account", "3020", Decimal(0), Decimal("100.00"), {"1": "320"}),
+        ("tip", "2960", Decimal(0), Decimal("10.00"), {"1": "320"}),
+    ]
+    assert journal.lines[2].description == f"Square {payment['id']} application fee"
+    assert journal.is_balanced
+
+
+def test_an_application_fee_larger_than_the_payment_is_flagged(world):
+    payment = square_payment(location_id=BERGEN, amount=1000, fees=[(29, "INITIAL")])
+    payment["app_fee_money"] = {"amount": 1500, "currency": "NOK"}
+    record = take(world, payment)
+    assert record.status == "flagged"
+    assert "application fee 15.00 NOK is more than the payment's total 10.00 NOK" in record.reasons[0]
+
+
+def _hand_overs(world, monkeypatch):
+    """The invoice payments stream's intake as a list: (payment id, invoice id, the payments record's status then)."""
+    taken = []
+    monkeypatch.setattr(flows, "square_invoice_of_payment", lambda stream, payment: {
+        "id": "inv:0-7", "invoice_number": "000007"} if payment.get("order_id") else None)
+    monkeypatch.setattr(flows, "square_invoice_payment_take", lambda integration, *, payment, invoice: taken.append(
+        (payment["id"], invoice["id"], SyncRecord.objects.get(stream="payments", source_id=payment["id"]).status)))
+    return taken
+
+
+def test_a_payment_of_an_invoice_is_handed_to_the_invoice_payments_stream_once_settled_by_webhook(world, monkeypatch):
+    taken = _hand_overs(world, monkeypatch)
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    record = take(world, payment)
+    assert (record.status, record.target_kind) == ("posted", LEFT_TO_INVOICE_PAYMENTS)
+    assert taken == [(payment["id"], "inv:0-7", "posted")]
+    assert LedgerTarget.written == []
+
+
+def test_a_payment_of_an_invoice_is_handed_to_the_invoice_payments_stream_once_settled_by_a_poll(world, monkeypatch):
+    taken = _hand_overs(world, monkeypatch)
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    pos_sale = square_payment(location_id=BERGEN, fees=[(100, "INITIAL")])  # no order: never an invoice's
+    world.square.add(payment, pos_sale)
+    run = stream_poll(world.integration, "payments")
+    assert (run.fetched, run.posted) == (2, 2)
+    assert taken == [(payment["id"], "inv:0-7", "posted")]
+    assert len(LedgerTarget.written) == 1
+
+
+def test_a_sale_journal_that_may_be_in_visma_stays_a_sale_when_its_payment_is_later_found_to_pay_an_invoice(
+        world, monkeypatch):
+    # given: the sale journal was written, but its answer was lost and the record failed (write attempted)
+    from audit.services import record_replay
+
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    record = take(world, payment)
+    assert record.target_kind == "journal"
+    SyncRecord.objects.filter(pk=record.pk).update(status="failed", target_id="", target_kind="")
+    # when: the invoice is found now, and the record is replayed
+    taken = _hand_overs(world, monkeypatch)
+    replayed = source_take(world.integration, world.payments(), world.payments().read_one(payment["id"]))[0]
+    assert replayed.status == "failed"
+    from connectors.pipeline import record_advance
+    record = record_advance(record_replay(SyncRecord.objects.get(pk=record.pk)))
+    # then: found in Visma by its marker and kept as the sale; nothing handed to the invoice payments stream
+    assert (record.status, record.target_kind) == ("posted", "journal")
+    assert len(LedgerTarget.written) == 1
+    assert taken == []
+
+
+def _cursor_refused(listing, *, times):
+    """A list call whose walk Square breaks with INVALID_CURSOR after the first object, the first `times` times
+    the same query is walked."""
+    from connectors.square.client import SquareInvalidCursor
+
+    calls = []
+
+    def walk(**query):
+        calls.append(query)
+        for index, found in enumerate(listing(**query)):
+            if index == 1 and calls.count(query) <= times:
+                raise SquareInvalidCursor("GET /v2/payments: INVALID_CURSOR: The cursor is invalid",
+                                          status_code=400, system_message="INVALID_CURSOR: The cursor is invalid",
+                                          errors=[{"code": "INVALID_CURSOR"}])
+            yield found
+    return walk, calls
+
+
+def test_a_refused_page_cursor_restarts_the_walk_once_and_every_payment_posts_once(world, monkeypatch):
+    ids = [square_payment(location_id=BERGEN, amount=1000 + index, fees=[(30, "INITIAL")]) for index in range(3)]
+    world.square.add(*ids)
+    walk, calls = _cursor_refused(world.square.payments, times=1)
+    monkeypatch.setattr(world.square, "payments", walk)
+    run = stream_poll(world.integration, "payments")
+    assert (run.status, run.fetched, run.posted) == ("completed", 3, 3)
+    assert [query["location_id"] for query in calls].count(BERGEN) == 2
+    assert len(LedgerTarget.written) == 3
+
+
+def test_a_page_cursor_refused_again_after_the_restart_fails_the_run_saying_so(world, monkeypatch):
+    from connectors.models import SyncRun
+    from connectors.square.client import SquareInvalidCursor
+
+    world.square.add(*[square_payment(location_id=BERGEN, fees=[(30, "INITIAL")]) for _ in range(3)])
+    walk, _calls = _cursor_refused(world.square.payments, times=2)
+    monkeypatch.setattr(world.square, "payments", walk)
+    with pytest.raises(SquareInvalidCursor, match="refused the page cursor again after the walk was restarted"):
+        stream_poll(world.integration, "payments")
+    run = SyncRun.objects.get(stream="payments")
+    assert run.status == "failed"
+    assert f"payments of location {BERGEN}: Square refused the page cursor again" in run.error
