@@ -27,11 +27,12 @@ from connectors.visma.invoices import visma_vat_total
 from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
 from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import CREDIT_NOTE, VismaTarget
-from mappings.documents import MatchFacts, Posting, PostingLine
+from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine
 from mappings.models import ExternalReference
 from mappings.money import is_exact, to_decimal
 from mappings.reference import tenant_base_currency
 from mappings.selectors import external_reference_visma_id, vat_code_for
+from mappings.services import MappingOutcome
 
 from .sources import SYSTEM, SquareSource, square_money, square_time
 
@@ -68,6 +69,32 @@ def _updated(invoice: Mapping) -> datetime | None:
         return None
 
 
+def _created(invoice: Mapping) -> datetime | None:
+    try:
+        return square_time(invoice.get("created_at"))
+    except SourceDataError:
+        return None
+
+
+def square_invoice_before_start(integration: Integration, invoice: Mapping, *, begin_time: datetime | None = None
+                                ) -> bool:
+    """Whether a Square invoice was created before the integration's start (settings begin_time): ListInvoices has
+    no date filter, so Square lists every invoice the seller ever issued; those from before the start were booked by
+    hand (or in the system before this one) and are never posted here, nor are their payments and refunds."""
+    created = _created(invoice)
+    if created is None:
+        return False
+    if begin_time is None:
+        begin_time = InvoicesStream(integration).begin_time
+    return created < begin_time
+
+
+def _before_start_text(invoice: Mapping, begin_time: datetime) -> str:
+    number = invoice.get("invoice_number") or invoice.get("id")
+    return (f"Square invoice {number} ({invoice.get('id')}) was created on {invoice.get('created_at')}, before this "
+            f"integration's start ({begin_time.isoformat()})")
+
+
 # --- what the invoices stream knows -------------------------------------------------------------------------------
 
 
@@ -100,13 +127,15 @@ def square_invoice_known(integration: Integration, order_id: str) -> dict | None
     return None
 
 
-def square_invoice_remember(integration: Integration, invoice: Mapping) -> None:
+def square_invoice_remember(integration: Integration, invoice: Mapping, *, begin_time: datetime | None = None) -> None:
     """A published invoice met while listing for a payment: stored as a record of the invoices stream (received, so
     the sweep or the next poll takes it to Visma), which also makes its order id known for the next payment."""
     if invoice.get("status") in NOT_PUBLISHED or invoice.get("status") == CANCELED or not invoice.get("id"):
         return
     if SyncRecord.objects.filter(integration=integration, stream=INVOICES, source_id=invoice["id"]).exists():
         return
+    if square_invoice_before_start(integration, invoice, begin_time=begin_time):
+        return  # never posted here (its payments are flagged by the invoice_payments stream)
     record_ingest(integration, INVOICES, SourceObject(source_id=str(invoice["id"]), payload={"invoice": dict(invoice)},
                                                       updated_at=_updated(invoice)))
 
@@ -116,10 +145,11 @@ def square_invoices_relist(integration: Integration, square, location_id: str, *
     Returns them by order id."""
     started = timezone.now()
     by_order = {}
+    begin_time = InvoicesStream(integration).begin_time
     for invoice in square.invoices(location_id=location_id, page_size=page_size):
         if invoice.get("order_id"):
             by_order[str(invoice["order_id"])] = invoice
-        square_invoice_remember(integration, invoice)
+        square_invoice_remember(integration, invoice, begin_time=begin_time)
     square_invoices_listed_mark(integration, location_id, started)
     return by_order
 
@@ -286,6 +316,12 @@ class SquareInvoiceSource(SquareSource):
                     record = stored.get(str(invoice.get("id")))
                     if record is None and invoice.get("status") == CANCELED:
                         continue  # canceled before it was ever read as published: nothing was owed
+                    if record is None and square_invoice_before_start(self.integration, invoice,
+                                                                      begin_time=self.begin_time):
+                        # ListInvoices has no date filter: every invoice the seller ever issued is listed. One from
+                        # before the start is not stored (a record per old invoice at every first poll would bury
+                        # the list); read_one (a webhook about it) settles it as nothing booked, saying why.
+                        continue
                     if record is not None and not self._changed(invoice, record, last_listed):
                         continue
                     order = self._order_of(invoice)
@@ -318,6 +354,13 @@ class SquareInvoiceSource(SquareSource):
         record = record_of(self.integration, INVOICES, str(invoice["id"]))
         if record is None and invoice.get("status") == CANCELED:
             return None
+        if record is None and square_invoice_before_start(self.integration, invoice, begin_time=self.begin_time):
+            # Settled as nothing booked, saying why; its payments are still taken (each is flagged for a person).
+            source = SourceObject(source_id=str(invoice["id"]), payload={"invoice": dict(invoice), "order": None},
+                                  updated_at=_updated(invoice))
+            source_take(self.integration, self, source)
+            self._payments_take(invoice, self._order_of(invoice))
+            return source
         order = self._order_of(invoice)
         source = self._source_of(invoice, order, record)
         if source is not None:
@@ -335,6 +378,9 @@ class SquareInvoiceSource(SquareSource):
         if record is not None and record.status == RecordStatus.REJECTED:
             return None
         if record is not None and record.status == RecordStatus.POSTED:
+            if (record_posting(record).document if record.proposed_posting or record.corrected_posting
+                    else "") == NOTHING_BOOKED:
+                return None  # from before the integration's start: whatever Square does to it is booked by hand
             change = self._change_after_posting(invoice, order, record)
             if not change:
                 return None
@@ -416,6 +462,15 @@ class SquareInvoiceSource(SquareSource):
         number = str(invoice.get("invoice_number") or "")
         what = f"Square invoice {number or invoice_id}"
         status = str(invoice.get("status") or "")
+        if square_invoice_before_start(self.integration, invoice, begin_time=self.begin_time):
+            return Posting(document=NOTHING_BOOKED, marker=self.marker(invoice_id), currency="XXX",
+                           date=self.day(invoice.get("created_at")),
+                           description=f"{_before_start_text(invoice, self.begin_time)}: nothing booked (booked by "
+                                       "hand before the integration started)",
+                           facts=MatchFacts(transaction_type="invoice", amount=Decimal(0), currency="",
+                                            location=str(invoice.get("location_id") or "")),
+                           extra={"square_id": invoice_id, "square_invoice_number": number,
+                                  "before_start": True})
         if status in NOT_PUBLISHED:
             raise WaitFor(f"{what} is a draft: not owed until it is published")
         if status == CANCELED:
@@ -604,7 +659,32 @@ class SquareInvoiceSource(SquareSource):
             "customer), or turn on create_customers; then replay")
 
 
-class InvoicesStream(VismaTarget, SquareInvoiceSource):
+class NothingBookedTarget(VismaTarget):
+    """A Visma target that also settles "nothing booked" postings (an invoice from before the integration's start):
+    written nowhere, the record's target says so."""
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        if posting.document == NOTHING_BOOKED:
+            return MappingOutcome(posting, None, [])
+        return super().map(posting)
+
+    def problems(self, posting: Posting) -> list[str]:
+        if posting.document == NOTHING_BOOKED:
+            return []
+        return super().problems(posting)
+
+    def find_posted(self, posting: Posting, record) -> Written | None:
+        if posting.document == NOTHING_BOOKED:
+            return Written(kind=NOTHING_BOOKED, target_id="", marker=posting.marker)
+        return super().find_posted(posting, record)
+
+    def write(self, posting: Posting, record) -> Written:
+        if posting.document == NOTHING_BOOKED:
+            return Written(kind=NOTHING_BOOKED, target_id="", marker=posting.marker)
+        return super().write(posting, record)
+
+
+class InvoicesStream(NothingBookedTarget, SquareInvoiceSource):
     """Square invoices → Visma customer invoices (externalReference: the marker; customerRefNumber: Square's number)."""
 
 
@@ -666,7 +746,7 @@ class SquareInvoicePaymentSource(SquareSource):
         payload = {"payment": dict(payment)} if payment is not None else {"refund": dict(refund)}
         if invoice is not None:
             payload["invoice"] = {key: invoice.get(key) for key in ("id", "invoice_number", "order_id",
-                                                                    "location_id", "version")}
+                                                                    "location_id", "version", "created_at")}
         return SourceObject(source_id=str(moved["id"]), payload=payload, updated_at=_updated(moved), amount=amount,
                             currency=str(money.get("currency") or "")[:3])
 
@@ -674,6 +754,21 @@ class SquareInvoicePaymentSource(SquareSource):
         if source.payload.get("refund"):
             return self._refund_posting(source)
         return self._payment_posting(source)
+
+    def _before_start(self, invoice: Mapping | None, what: str) -> None:
+        """A payment or refund of an invoice from before the integration's start: the invoice was never posted here,
+        so neither is this; a person books it (flagged, never guessed)."""
+        invoice = invoice or {}
+        invoice_id = str(invoice.get("id") or "")
+        record = record_of(self.integration, INVOICES, invoice_id) if invoice_id else None
+        posting = record_posting(record) if record is not None and (record.proposed_posting
+                                                                    or record.corrected_posting) else None
+        if square_invoice_before_start(self.integration, invoice, begin_time=self.begin_time) or (
+                posting is not None and posting.extra.get("before_start")):
+            number = invoice.get("invoice_number") or (posting.extra.get("square_invoice_number") if posting else "") \
+                or invoice_id
+            raise SourceDataError(f"{what} pays Square invoice {number} from before the integration's start: book it "
+                                  "by hand, then reject this record")
 
     def _invoice_posted(self, invoice_id: str, what: str) -> tuple[SyncRecord, Posting]:
         record = record_of(self.integration, INVOICES, invoice_id)
@@ -695,6 +790,7 @@ class SquareInvoicePaymentSource(SquareSource):
             if invoice is None:
                 raise SourceDataError(f"{what} pays no Square invoice (its order {payment.get('order_id')!r} is on "
                                       "none): it belongs to the payments stream; reject this record")
+        self._before_start(invoice, what)
         status = str(payment.get("status") or "")
         if status in ("APPROVED", "PENDING"):
             raise WaitFor(f"{what} is {status} at Square: posted once completed")
@@ -740,12 +836,15 @@ class SquareInvoicePaymentSource(SquareSource):
         refund_id = str(refund.get("id") or source.source_id)
         payment_id = str(refund.get("payment_id") or "")
         what = f"Square refund {refund_id}"
+        self._before_start(source.payload.get("invoice"), what)
         status = str(refund.get("status") or "")
         if status == "PENDING":
             raise WaitFor(f"{what} is pending at Square")
         if status != "COMPLETED":
             raise SourceDataError(f"{what} is {status or 'without status'}: no money went back")
         paid = record_of(self.integration, INVOICE_PAYMENTS, payment_id) if payment_id else None
+        if paid is not None:
+            self._before_start((paid.source_payload or {}).get("invoice"), what)
         if paid is None or paid.status != RecordStatus.POSTED:
             raise WaitFor(f"{what} waits for its payment {payment_id} to be posted "
                           f"({paid.status if paid else 'not received yet'})", on=(INVOICE_PAYMENTS, payment_id))

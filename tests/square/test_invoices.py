@@ -9,6 +9,7 @@ import responses
 from django.utils import timezone
 
 from audit.models import RecordStatus, SyncRecord
+from audit.selectors import record_posting
 from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject
 from connectors.square.invoices import (
@@ -66,7 +67,7 @@ def _payment(order_id, *, location_id="L1", created_at=None):
 
 @pytest.fixture
 def integration():
-    return IntegrationFactory(kind="square")
+    return IntegrationFactory(kind="square", settings={"begin_time": "2026-01-01T00:00:00+00:00"})
 
 
 def test_a_payment_without_an_order_pays_no_invoice_and_costs_no_call(integration):
@@ -249,7 +250,7 @@ def _stream(cls, integration, square: SquareReads):
 def square_integration(db):
     tenant = TenantFactory(slug="kaffebar")
     integration = IntegrationFactory(
-        tenant=tenant, kind="square",
+        tenant=tenant, kind="square", settings={"begin_time": "2026-11-01T00:00:00+00:00"},
         partner_connection=ConnectionFactory(tenant=tenant, system="square", base_url="https://connect.squareup.com",
                                              token_url="", credentials={"access_token": "EAAA-token"}))
     SquareLocation.objects.create(tenant=tenant, location_id=OSLO, name="Store Oslo Sentrum", currency="NOK")
@@ -666,3 +667,45 @@ def test_a_customer_is_created_only_when_the_integration_allows_it_and_named_as_
     with pytest.raises(SourceDataError) as nameless:
         CustomersStream(square_integration).transform(CustomersStream.source_object({"id": "CUST-X"}))
     assert "has no company, name or email" in str(nameless.value)
+
+
+# --- the integration's start (begin_time) ---------------------------------------------------------------------------
+
+
+def test_an_invoice_from_before_the_start_is_never_posted_by_poll_relist_or_webhook(square_integration, visma):
+    # given: the integration starts 2026-11-01; an invoice created in October, paid since, and a new one
+    old = square_invoice(id="inv:old", invoice_number="000007", order_id="ORDER-OLD", status="PAID",
+                         created_at="2026-10-15T09:00:00Z", updated_at=_just_now())
+    new = square_invoice()
+    old_order = square_order(id="ORDER-OLD", tenders=[{"id": "T1", "payment_id": "PAY-OLD"}])
+    square = SquareReads(invoices=[old, new], orders=[square_order(), old_order],
+                         payments=[square_payment(id="PAY-OLD", order_id="ORDER-OLD")])
+    # when: polled
+    sources = list(_stream(InvoicesStream, square_integration, square).read_window(timezone.now(), timezone.now()))
+    # then: only the new one; the old one is not even stored, nor its order read
+    assert [source.source_id for source in sources] == ["inv:0-ChBqx2Xq"]
+    assert "order ORDER-OLD" not in square.calls
+    # when: listed for a payment (relist): the old one is not remembered
+    square_invoice_of_payment(_stream(InvoicesStream, square_integration, square),
+                              square_payment(id="PAY-X", order_id="ORDER-NONE", created_at=_just_now()))
+    assert not SyncRecord.objects.filter(stream=INVOICES, source_id="inv:old").exists()
+    # when: a webhook about it (read_one)
+    stream = _stream(InvoicesStream, square_integration, square)
+    stream.read_one("inv:old")
+    # then: settled as nothing booked, saying why; its payment flagged for a person
+    record = SyncRecord.objects.get(stream=INVOICES, source_id="inv:old")
+    assert (record.status, record.target_kind) == (RecordStatus.POSTED, "nothing_booked")
+    assert "before this integration's start" in record_posting(record).description
+    paid = SyncRecord.objects.get(stream="invoice_payments", source_id="PAY-OLD")
+    assert paid.status == RecordStatus.FLAGGED
+    assert "pays Square invoice 000007 from before the integration's start: book it by hand" in " ".join(paid.reasons)
+
+
+def test_a_refund_of_a_payment_of_an_invoice_from_before_the_start_is_flagged(square_integration, visma):
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    old = square_invoice(invoice_number="000007", created_at="2026-10-15T09:00:00Z")
+    refund = {"id": "REF-OLD", "payment_id": "PAY-INV-1", "status": "COMPLETED", "amount_money": _money(10000),
+              "created_at": _just_now(), "updated_at": _just_now()}
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(stream.source_object(refund=refund, invoice=old))
+    assert "pays Square invoice 000007 from before the integration's start: book it by hand" in str(flagged.value)
