@@ -549,6 +549,16 @@ class SquareInvoiceSource(SquareSource):
             applied = list(dict.fromkeys([str(tax.get("tax_uid")) for tax in item.get("applied_taxes") or []]
                                          + order_scoped))
             vat_code = self._vat_code(where, [taxes.get(uid) for uid in applied])
+            if vat_code is None and line_tax:
+                raise SourceDataError(f"{where} carries tax {line_tax} {currency} but names no tax")
+            if vat_code is None:
+                # A line without tax goes with an explicit 0 % code: sent without one, Visma may fill a default VAT
+                # category from the account or the customer and add VAT Square never charged.
+                vat_code = vat_code_for(self.tenant, system=SYSTEM, tax_name="", percent=Decimal(0))
+                if not vat_code:
+                    raise SourceDataError(f"{where} ({item.get('name') or 'no name'}) has no tax: no VAT code for "
+                                          "untaxed lines: map 0 % to Visma's exempt code (admin: VAT code mappings, "
+                                          "system Square, percent 0)")
             name = " ".join(str(item.get(key) or "").strip() for key in ("name", "variation_name")).strip() \
                 or f"Line {index}"
             description = (name + (f" (discount {discount} {currency})" if discount else ""))[:255]
@@ -558,12 +568,9 @@ class SquareInvoiceSource(SquareSource):
                 # Discounted, or priced with the tax included: the line's own net, not a unit price Visma rounds.
                 price = {"amount": str(net)}
             document_lines.append({"description": description, "quantity": str(quantity), **price,
-                                   **({"vat_code": vat_code} if vat_code else {})})
+                                   "vat_code": vat_code})
             lines.append(PostingLine(role="account", credit=net, description=description))
-            if vat_code:
-                net_by_code[vat_code] = net_by_code.get(vat_code, Decimal(0)) + net
-            elif line_tax:
-                raise SourceDataError(f"{where} carries tax {line_tax} {currency} but names no tax")
+            net_by_code[vat_code] = net_by_code.get(vat_code, Decimal(0)) + net
         return document_lines, lines, net_by_code
 
     def _vat_code(self, where: str, taxes: list) -> str | None:

@@ -267,7 +267,7 @@ def visma():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add(responses.POST, "https://connect.visma.com/connect/token",
                  json={"access_token": "visma-token", "expires_in": 3600, "token_type": "Bearer"})
-        for code, rate in (("3", 25.0), ("31", 15.0)):
+        for code, rate in (("3", 25.0), ("31", 15.0), ("5", 0.0)):
             mock.add(responses.GET, f"{VISMA}/v1/vat/{code}", json={
                 "vatId": code, "schedules": [{"startDate": "2016-01-01T00:00:00", "vatRate": rate}]})
         yield mock
@@ -337,6 +337,28 @@ def test_a_tax_without_a_mapped_vat_code_is_flagged(square_integration, visma):
         _stream(InvoicesStream, square_integration, SquareReads()).transform(_invoice_source())
     # then
     assert "line 3: tax MVA mat 15 % has no Visma VAT code mapped" in str(flagged.value)
+
+
+def test_an_untaxed_line_needs_an_explicit_zero_rate_vat_code(square_integration, visma):
+    # given: a fourth line without tax (a gift card wrapping, say)
+    order = square_order()
+    order["line_items"].append(_line("l4", "Gift wrapping", "1", 5000, taxes=()))
+    order["total_money"] = _money(306375 + 5000)
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    # when: no 0 % code mapped
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(_invoice_source(order=order))
+    # then: flagged naming the line
+    assert "line 4 (Gift wrapping) has no tax: no VAT code for untaxed lines: map 0 % to Visma's exempt code" in str(
+        flagged.value)
+    # when: 0 % mapped to Visma's zero-rated code 5
+    VatCodeMapping.objects.create(tenant=square_integration.tenant, system="square", percent=Decimal("0"),
+                                  vat_code="5")
+    posting = stream.transform(_invoice_source(order=order))
+    # then: the line goes with code 5, never without one
+    assert posting.extra["lines"][3] == {"description": "Gift wrapping", "quantity": "1", "unit_price": "50.00",
+                                         "vat_code": "5"}
+    assert (posting.extra["vat"], posting.extra["total"]) == ("588.75", "3113.75")
 
 
 def test_a_draft_waits_and_an_invoice_canceled_before_posting_is_not_posted(square_integration, visma):
