@@ -425,4 +425,4 @@ def test_vat_codes_are_checked_with_their_key_paths_and_loaded_once(tmp_path):
 
     # then: one row each, saved once (one history row each)
     assert VatCodeMapping.objects.count() == 3
-    assert VatCodeMapping.history.count() == 2
+    assert VatCodeMapping.history.count() == 3
