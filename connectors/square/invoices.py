@@ -508,6 +508,8 @@ class SquareInvoiceSource(SquareSource):
                 f"order totals {total} {currency} with VAT {square_vat}: not written, the totals would differ")
         customer = self.customer_for(invoice, payload.get("customer"), what=what)
         description = f"Square invoice {number} {invoice_id}" if number else f"Square invoice {invoice_id}"
+        if invoice.get("sale_or_service_date"):
+            description += f" · service date {invoice['sale_or_service_date']}"
         due = max((str(request.get("due_date")) for request in invoice.get("payment_requests") or []
                    if request.get("due_date")), default="")
         return Posting(
@@ -601,11 +603,12 @@ class SquareInvoiceSource(SquareSource):
         return visma_vat_total(net_by_code, percents, currency)
 
     def _invoice_date(self, invoice: Mapping) -> date:
-        """The sale or service date Square shows on the invoice, else the day it was created (Square keeps no
-        publication time), in the tenant's time zone."""
-        if invoice.get("sale_or_service_date"):
-            return date.fromisoformat(str(invoice["sale_or_service_date"]))
-        return self.day(invoice.get("created_at"))
+        """The Visma invoice date: when the invoice was issued, in the tenant's time zone. Square's Invoice carries no
+        publication time (api.json Invoice has created_at, updated_at, scheduled_at): a scheduled invoice is issued
+        at scheduled_at, any other when it is published, which follows its creation — so created_at. Never the
+        sale_or_service_date, which "can be used to specify a past or future date" (api.json) and could put the
+        invoice in a future or closed period; that date goes in the text."""
+        return self.day(invoice.get("scheduled_at") or invoice.get("created_at"))
 
     # --- the customer -----------------------------------------------------------------------------------------
 

@@ -297,9 +297,24 @@ def test_a_published_invoice_becomes_one_customer_invoice_with_the_orders_lines_
     assert (posting.extra["net"], posting.extra["vat"], posting.extra["total"]) == ("2475.00", "588.75", "3063.75")
     assert [line.credit for line in posting.lines] == [Decimal("1700.00"), Decimal("475.00"), Decimal("300.00")]
     assert (posting.extra["customer_ref"], posting.extra["due_date"]) == ("000042", "2026-12-15")
-    assert posting.description == "Square invoice 000042 inv:0-ChBqx2Xq"
+    assert posting.description == "Square invoice 000042 inv:0-ChBqx2Xq · service date 2026-12-01"
     assert (posting.facts.transaction_type, posting.facts.amount, posting.facts.location,
             posting.facts.customer_group) == ("invoice", Decimal("3063.75"), OSLO, "B2B")
+
+
+def test_the_invoice_is_dated_when_it_was_issued_in_the_tenants_time_zone_and_the_service_date_is_in_its_text(
+        square_integration, visma):
+    # given: created late on 1 December UTC (2 December in Oslo), a service date in the next year
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    invoice = square_invoice(created_at="2026-12-01T23:30:00Z", sale_or_service_date="2027-01-15")
+    # when
+    posting = stream.transform(_invoice_source(invoice))
+    # then
+    assert posting.date == date(2026, 12, 2)
+    assert posting.description == "Square invoice 000042 inv:0-ChBqx2Xq · service date 2027-01-15"
+    # and a scheduled invoice is dated when Square sends it
+    scheduled = stream.transform(_invoice_source(square_invoice(scheduled_at="2026-12-04T08:00:00Z")))
+    assert scheduled.date == date(2026, 12, 4)
 
 
 def test_the_location_rule_puts_its_account_and_cost_center_on_every_invoice_line(square_integration, visma):
