@@ -506,6 +506,12 @@ class SquareInvoiceSource(SquareSource):
             raise SourceDataError(
                 f"{what}: Visma would total {net + vat} {currency} (lines {net} + VAT {vat} by VAT code), Square's "
                 f"order totals {total} {currency} with VAT {square_vat}: not written, the totals would differ")
+        reference = number or invoice_id
+        if len(reference) > CUSTOMER_REF_LENGTH:
+            # Cut, two invoices could carry the same reference and the customer could not match their payment to it.
+            raise SourceDataError(f"{what}: its number is {len(reference)} characters, Visma's customer reference "
+                                  f"(customerRefNumber) holds {CUSTOMER_REF_LENGTH}: shorten the number in Square "
+                                  "(or book the invoice by hand), then replay")
         customer = self.customer_for(invoice, payload.get("customer"), what=what)
         description = f"Square invoice {number} {invoice_id}" if number else f"Square invoice {invoice_id}"
         if invoice.get("sale_or_service_date"):
@@ -520,7 +526,7 @@ class SquareInvoiceSource(SquareSource):
                              location=location_id),
             lines=lines, customer=customer,
             extra={"square_id": invoice_id, "square_invoice_number": number, "order_id": str(order.get("id") or ""),
-                   "customer_ref": (number or invoice_id)[:CUSTOMER_REF_LENGTH], "lines": document_lines,
+                   "customer_ref": reference, "lines": document_lines,
                    "due_date": due, "total": str(total), "vat": str(vat), "net": str(net),
                    "location": location_id},
         )

@@ -317,6 +317,14 @@ def test_the_invoice_is_dated_when_it_was_issued_in_the_tenants_time_zone_and_th
     assert scheduled.date == date(2026, 12, 4)
 
 
+def test_an_invoice_number_longer_than_vismas_customer_reference_is_flagged_not_cut(square_integration, visma):
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(_invoice_source(square_invoice(invoice_number="INV-" + "9" * 40)))
+    assert "its number is 44 characters, Visma's customer reference (customerRefNumber) holds 40" in str(
+        flagged.value)
+
+
 def test_the_location_rule_puts_its_account_and_cost_center_on_every_invoice_line(square_integration, visma):
     # given: a rule for invoices anywhere, and one for Oslo's store (cost center 310)
     tenant = square_integration.tenant
