@@ -39,6 +39,8 @@ from .sources import SYSTEM, SquareSource, square_money, square_time
 INVOICES = "invoices"
 INVOICE_PAYMENTS = "invoice_payments"
 CUSTOMERS = "customers"
+# The payments stream (connectors/square/flows.py): a payment it booked as a sale journal is never booked here too.
+PAYMENTS = "payments"
 # InvoiceStatus (api.json): a DRAFT is not sent to the customer, so nobody owes it yet.
 NOT_PUBLISHED = frozenset({"DRAFT"})
 # Published and owed (or paid, or paid back: still a sale): each becomes one Visma customer invoice.
@@ -786,6 +788,16 @@ class SquareInvoicePaymentSource(SquareSource):
             raise SourceDataError(f"{what} pays Square invoice {number} from before the integration's start: book it "
                                   "by hand, then reject this record")
 
+    def _not_a_sale(self, payment_id: str, what: str) -> None:
+        """The payments stream may have booked this payment as a sale journal before its invoice was known (listing
+        lag, another location): money is booked once, so such a payment is flagged, never posted again here."""
+        sale = record_of(self.integration, PAYMENTS, payment_id)
+        if sale is None or sale.status != RecordStatus.POSTED or not (sale.proposed_posting or sale.corrected_posting):
+            return
+        if record_posting(sale).document == "journal":
+            raise SourceDataError(f"{what} is already booked as a sale journal {sale.target_id}: reverse it by hand "
+                                  "or reject this record")
+
     def _invoice_posted(self, invoice_id: str, what: str) -> tuple[SyncRecord, Posting]:
         record = record_of(self.integration, INVOICES, invoice_id)
         if record is not None and record.status == RecordStatus.REJECTED:
@@ -807,6 +819,7 @@ class SquareInvoicePaymentSource(SquareSource):
                 raise SourceDataError(f"{what} pays no Square invoice (its order {payment.get('order_id')!r} is on "
                                       "none): it belongs to the payments stream; reject this record")
         self._before_start(invoice, what)
+        self._not_a_sale(payment_id, what)
         status = str(payment.get("status") or "")
         if status in ("APPROVED", "PENDING"):
             raise WaitFor(f"{what} is {status} at Square: posted once completed")

@@ -22,6 +22,7 @@ from connectors.square.invoices import (
     square_invoices_listed_at,
     square_invoices_listed_mark,
 )
+from mappings.documents import MatchFacts, Posting
 from mappings.models import Currency, ExternalReference, SquareLocation, VatCodeMapping
 from mappings.services import posting_map
 from tests.admin.factories import CustomerFactory
@@ -546,6 +547,24 @@ def test_a_payment_of_a_posted_invoice_becomes_a_customer_payment_with_its_fee(s
         ("account", Decimal(0), Decimal("3063.75"))]
     assert (posting.facts.transaction_type, posting.facts.payment_method, posting.facts.location) == (
         "invoice_payment", "CARD", OSLO)
+
+
+def test_a_payment_the_payments_stream_booked_as_a_sale_journal_is_flagged_never_booked_twice(square_integration,
+                                                                                             visma):
+    # given: the invoice posted; the payments stream booked PAY-INV-1 as a sale journal (JV000123) before it knew
+    invoices = _stream(InvoicesStream, square_integration, SquareReads())
+    _posted_invoice(square_integration, invoices)
+    sale = Posting(document="journal", marker=invoices.marker("PAY-INV-1"), currency="NOK", date=date(2026, 12, 2), description="sale",
+                   facts=MatchFacts(transaction_type="payment", amount=Decimal("3063.75"), currency="NOK"))
+    SyncRecordFactory(integration=square_integration, stream="payments", source_id="PAY-INV-1",
+                      status=RecordStatus.POSTED, target_id="JV000123", proposed_posting=sale.to_json())
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    # when
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(stream.source_object(payment=square_payment(), invoice=square_invoice()))
+    # then
+    assert "Square payment PAY-INV-1 is already booked as a sale journal JV000123: reverse it by hand or reject" in (
+        str(flagged.value))
 
 
 def test_an_invoice_payment_waits_for_its_invoice_and_for_squares_fee(square_integration, visma):
