@@ -76,7 +76,7 @@ def posting_map(*, tenant, system: str, posting: Posting, rules: list[GLMappingR
                 f"No active {system} mapping rule matches {facts.transaction_type} of {facts.amount} {facts.currency}"
                 + (f" for customer group {facts.customer_group!r}" if facts.customer_group else "")
                 + (f" paid by {facts.payment_method}" if facts.payment_method else "")
-                + (f" at location {_location_name(tenant, facts.location)}" if facts.location else "")
+                + (f" at location {location_display(tenant, facts.location)}" if facts.location else "")
                 + ": add a GL mapping rule for it, or approve with the accounts to use."
             ],
         )
@@ -99,7 +99,7 @@ def posting_map(*, tenant, system: str, posting: Posting, rules: list[GLMappingR
     return MappingOutcome(posting, rule, problems)
 
 
-def _location_name(tenant, location_id: str) -> str:
+def location_display(tenant, location_id: str) -> str:
     """A Square location as a person knows it: its name and id (the id alone when it is not mirrored)."""
     name = SquareLocation.objects.filter(tenant=tenant, location_id=location_id).values_list("name", flat=True).first()
     return f"{name} ({location_id})" if name else location_id

@@ -24,7 +24,7 @@ from connectors.pipeline import SourceDataError, SourceObject, Stream, Written, 
 from connectors.visma.target import VismaTarget
 from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.money import quantize
-from mappings.services import MappingOutcome, posting_map
+from mappings.services import MappingOutcome, location_display, mapping_rule_resolve, posting_map
 
 from .invoices import square_invoice_of_payment
 from .sources import SquareSource, square_money, square_time
@@ -82,15 +82,26 @@ class SquareToVisma(VismaTarget):
         if posting.document == NOTHING_BOOKED:
             return MappingOutcome(posting, None, [])
         matched_as = posting.extra.get("matched_as")
-        if not matched_as:
-            return super().map(posting)
-        facts = MatchFacts(**{**matched_as["facts"], "amount": Decimal(matched_as["facts"]["amount"])})
-        # The payment's rule first (if it is still active), then whatever the payment's facts match now.
-        named = [rule for rule in self.mapping_rules if rule.name == matched_as.get("rule")]
+        facts = posting.facts
+        if matched_as:
+            facts = MatchFacts(**{**matched_as["facts"], "amount": Decimal(matched_as["facts"]["amount"])})
+        # Only a rule naming the payment's store (location) may book it: its cost center is that store's. A rule for
+        # any store would put an unmapped store's sales on another store's cost center (review finding 8).
+        rules = [rule for rule in self.mapping_rules if rule.location and rule.location == facts.location]
+        # A part of a posted payment: the payment's rule first (if it is still active and names the store), then
+        # whatever the payment's facts match now.
+        named = [rule for rule in rules if matched_as and rule.name == matched_as.get("rule")]
         probe = dataclasses.replace(posting, facts=facts)  # shares the lines: the accounts land on them
         outcome = posting_map(tenant=self.tenant, system=self.integration.kind, posting=probe,
-                              rules=named or self.mapping_rules)
+                              rules=named or rules)
         posting.rule = probe.rule
+        if outcome.rule is None and mapping_rule_resolve(tenant=self.tenant, system=self.integration.kind,
+                                                         posting=probe, rules=self.mapping_rules) is not None:
+            # Only a rule for any store (or another store's) matches: say which store needs its own.
+            return MappingOutcome(posting, None, [
+                f"No mapping rule for store {location_display(self.tenant, facts.location)}: add one (a rule for "
+                "any store is not used for Square payments, so that no store's sales land on another store's cost "
+                "center)"])
         return MappingOutcome(posting, outcome.rule, outcome.problems)
 
     def problems(self, posting: Posting) -> list[str]:
@@ -208,6 +219,14 @@ class PaymentSource(SquareSource):
         day = self.day(created_at)
         facts = MatchFacts(transaction_type="payment", amount=Decimal(0), currency=currency,
                            payment_method=source_type, location=location.location_id)
+        if self.before_go_live(created_at):
+            # Keyed by hand before the integration started (review findings 1, 3): a webhook or a refund's
+            # payment.updated must not book it now.
+            return self.nothing_booked(
+                source.source_id, currency=currency or location.currency or "XXX", day=day, facts=facts,
+                before_go_live=True,
+                why=f"{what} was taken before this integration's start on {self.go_live_text()}: booked by hand "
+                    "before, nothing booked")
         if status in PAYMENT_WAITS:
             raise WaitFor(f"{what} is {status} at Square (authorized, not yet completed): it is posted once "
                           "completed, and never if Square cancels it")
@@ -397,6 +416,11 @@ class RefundSource(SquareSource):
                                   "reverse; book it by hand")
         facts = MatchFacts(transaction_type="refund", amount=Decimal(0), currency=currency,
                            location=str(refund.get("location_id") or ""))
+        if self.before_go_live(created_at):
+            return self.nothing_booked(
+                source.source_id, currency=currency or "XXX", day=day, facts=facts, before_go_live=True,
+                why=f"{what} was made before this integration's start on {self.go_live_text()}: booked by hand "
+                    "before, nothing booked")
         if status in REFUND_WAITS:
             raise WaitFor(f"{what} is pending at Square: it is booked once completed")
         if status in REFUND_VOID:
@@ -419,6 +443,9 @@ class RefundSource(SquareSource):
                           f"until {waited_until:%Y-%m-%d %H:%M} UTC)", on=(PaymentSource.name, payment_id))
         sale = record_posting(record)
         if sale.document != "journal":
+            if sale.extra.get("before_go_live"):
+                raise SourceDataError(f"{what}: refund of a payment from before the integration's start "
+                                      f"({payment_id}): book it by hand")
             if sale.extra.get("left_to") == LEFT_TO_INVOICE_PAYMENTS:
                 return self.nothing_booked(
                     source.source_id, currency=currency, day=day, facts=facts, left_to=LEFT_TO_INVOICE_PAYMENTS,

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 class SquareWorld:
     """A retailer with stores in Oslo (main), Bergen and a closed one in Trondheim; Visma seeded with their cost
-    centers (310, 320, 390 inactive); rules per store; the integration reading Square through the emulator."""
+    centers (310, 320, 390 inactive); a rule for each open store; the integration reading Square through the emulator."""
 
     def __init__(self, url: str, *, oauth_issued_days_ago: float | None = None):
         visma_sandbox_seed()
@@ -72,7 +72,8 @@ class SquareWorld:
         type(self.merchant).objects.filter(pk=self.merchant.pk).update(notification_url=notification_url)
         self.merchant.refresh_from_db()
         reference_data_refresh(self.tenant, full=True)
-        self.rule("Square sales, any store", priority=50, dimensions={"1": "310"})
+        # Each store its own rule (a rule for any store never books a Square payment: review finding 8).
+        self.rule("Square sales, Oslo", priority=50, location=self.locations["Oslo"], dimensions={"1": "310"})
         self.rule("Square sales, Bergen", priority=90, location=self.locations["Bergen"], gl_account="3020",
                   dimensions={"1": "320"})
         self.journals_before = journal_count()
@@ -206,12 +207,29 @@ def test_an_inactive_cost_center_or_account_is_flagged_and_nothing_is_written_to
 
 
 def test_a_store_without_a_rule_is_flagged_naming_the_store(world):
-    GLMappingRule.objects.filter(name="Square sales, any store").delete()
+    GLMappingRule.objects.filter(name="Square sales, Oslo").delete()
     world.payment("Oslo", 10000, fee=290, fee_later=False)
     world.poll()
     [record] = SyncRecord.objects.filter(stream="payments")
     assert record.status == RecordStatus.FLAGGED
     assert f"at location Store Oslo Sentrum ({world.locations['Oslo']})" in record.reasons[0]
+    assert journal_count() == world.journals_before
+
+
+def test_a_store_without_a_rule_is_flagged_even_with_a_rule_for_any_store(world):
+    # given: Oslo has no rule of its own, a rule for any store would give it Bergen's cost center
+    GLMappingRule.objects.filter(name="Square sales, Oslo").delete()
+    world.rule("Square sales, any store", priority=1, dimensions={"1": "320"})
+    writes = visma_writes()
+    # when
+    world.payment("Oslo", 10000, fee=290, fee_later=False)
+    world.poll()
+    # then
+    [record] = SyncRecord.objects.filter(stream="payments")
+    assert record.status == RecordStatus.FLAGGED
+    assert record.reasons[0].startswith(f"No mapping rule for store Store Oslo Sentrum ({world.locations['Oslo']}): "
+                                        "add one")
+    assert visma_writes() == writes
     assert journal_count() == world.journals_before
 
 

@@ -163,10 +163,13 @@ class LedgerRefunds(SquareToVisma, LedgerTarget, RefundSource):
 
 
 class SquareWorld:
-    """A tenant with two stores and a closed one, rules per store, and the Visma mirror they need."""
+    """A tenant with two stores and a closed one, a rule for each open store, and the Visma mirror they need."""
 
     def __init__(self):
-        self.integration = IntegrationFactory(kind="square", settings={"page_size": 5})
+        # An explicit start a month back: the tests' payments were taken minutes to days ago, after it.
+        self.begin_time = timezone.now() - timedelta(days=30)
+        self.integration = IntegrationFactory(kind="square", settings={"page_size": 5,
+                                                                      "begin_time": self.begin_time.isoformat()})
         self.tenant = self.integration.tenant
         for number, kind in (("1582", "Asset"), ("7770", "Expense"), ("3000", "Income"), ("3020", "Income"),
                              ("2960", "Liability")):
@@ -177,7 +180,8 @@ class SquareWorld:
         self.square = FakeSquare()
         LedgerTarget.written = []
         LedgerTarget.fake_square = self.square
-        self.rule_any = self.rule("Square sales, any store", priority=50, dimensions={"1": "310"})
+        # Each store its own rule: a rule for any store never books a Square payment (review finding 8).
+        self.rule_oslo = self.rule("Square sales, Oslo", priority=50, location=OSLO, dimensions={"1": "310"})
         self.rule_bergen = self.rule("Square sales, Bergen", priority=90, location=BERGEN, gl_account="3020",
                                      dimensions={"1": "320"})
 

@@ -53,11 +53,25 @@ def test_a_card_payment_at_a_non_main_store_posts_gross_tip_fee_and_net_on_that_
     assert journal.facts.payment_method == "CARD" and journal.facts.location == BERGEN
 
 
-def test_a_store_without_a_rule_of_its_own_takes_the_rule_for_any_store(world):
+def test_a_store_without_a_rule_of_its_own_is_flagged_even_when_a_rule_for_any_store_matches(world):
+    # given: Oslo has no rule of its own; a rule for any store (with Bergen's cost center) would match
+    world.rule_oslo.delete()
+    world.rule("Square sales, any store", priority=1, dimensions={"1": "320"})
+    # when
+    record = take(world, square_payment(location_id=OSLO, amount=5000, fees=[(145, "INITIAL")]))
+    # then: never booked on another store's cost center
+    assert record.status == "flagged"
+    assert record.reasons == [f"No mapping rule for store Store Oslo Sentrum ({OSLO}): add one (a rule for any store "
+                              "is not used for Square payments, so that no store's sales land on another store's "
+                              "cost center)"]
+    assert LedgerTarget.written == []
+
+
+def test_a_store_with_its_own_rule_takes_it(world):
     record = take(world, square_payment(location_id=OSLO, amount=5000, fees=[(145, "INITIAL")]))
     assert record.status == "posted"
     [journal] = LedgerTarget.written
-    assert journal.rule == "Square sales, any store"
+    assert journal.rule == "Square sales, Oslo"
     assert {line.account for line in journal.lines} == {"1582", "7770", "3000"}
     assert {tuple(line.dimensions.items()) for line in journal.lines} == {(("1", "310"),)}
 
@@ -161,7 +175,7 @@ def test_a_payment_of_a_square_invoice_is_left_to_the_invoice_payments_stream(wo
 
 
 def test_no_rule_for_the_store_flags_the_payment_naming_the_store(world):
-    world.rule_any.delete()
+    world.rule_oslo.delete()
     payment = square_payment(location_id=OSLO, fees=[(145, "INITIAL")])
     record = take(world, payment)
     assert record.status == "flagged"
@@ -233,6 +247,7 @@ def test_a_poll_reads_the_locations_first_so_a_store_opened_since_is_polled_too(
     # given: the mirror knows the three stores; a web shop opened since, with a payment
     world.payments().locations_refresh()
     world.square.location_rows.append(square_location("LWEBSHOP0000004", "Web shop"))
+    world.rule("Square web shop", priority=5, location="LWEBSHOP0000004", dimensions={"1": "330"})
     payment = square_payment(location_id="LWEBSHOP0000004", fees=[(100, "INITIAL")])
     world.square.add(payment)
     # when
@@ -249,3 +264,27 @@ def test_only_payments_square_does_not_process_post_without_a_fee_an_unknown_sou
     record = take(world, square_payment(location_id=OSLO, source_type=source_type, fees=None))
     assert record.status == status
     assert len(LedgerTarget.written) == (1 if status == "posted" else 0)
+
+
+def test_a_payment_from_before_the_integration_s_start_is_booked_as_nothing_from_a_webhook_and_a_poll(world):
+    # given: two payments taken the day before the integration's start, one reaching us by webhook (read_one),
+    # one by a poll (read_window; the fake ignores begin_time, like a payment.updated of an old payment would)
+    before = world.begin_time - timedelta(days=1)
+    by_webhook = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], created_at=before,
+                                updated_at=timezone.now() - timedelta(minutes=1))
+    by_poll = square_payment(location_id=OSLO, fees=[(145, "INITIAL")], created_at=before,
+                             updated_at=timezone.now() - timedelta(minutes=1))
+    # when
+    record = take(world, by_webhook)
+    world.square.add(by_poll)
+    run = stream_poll(world.integration, "payments")
+    # then: both settled as nothing booked, saying why; no journal
+    assert run.fetched == 2
+    for payment in (by_webhook, by_poll):
+        record = SyncRecord.objects.get(stream="payments", source_id=payment["id"])
+        assert (record.status, record.target_kind) == ("posted", NOTHING_BOOKED)
+        assert record.proposed_posting["description"].startswith(
+            f"payment {payment['id']} was taken before this integration's start on "
+            f"{tenant_date(world.tenant, world.begin_time):%Y-%m-%d}")
+        assert "booked by hand before" in record.proposed_posting["description"]
+    assert LedgerTarget.written == []

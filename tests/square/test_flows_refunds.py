@@ -9,7 +9,7 @@ from connectors.pipeline import source_take, stream_poll
 from connectors.square import flows
 from connectors.square.flows import LEFT_TO_INVOICE_PAYMENTS, NOTHING_BOOKED
 
-from .conftest import BERGEN, LedgerTarget, square_payment, square_refund
+from .conftest import BERGEN, OSLO, LedgerTarget, square_payment, square_refund
 
 pytestmark = pytest.mark.django_db
 
@@ -147,3 +147,43 @@ def test_refunds_that_together_return_more_than_was_paid_are_flagged(world):
     assert "of 50.00 NOK does not fit payment" in record.reasons[0]
     assert "(60.00 NOK refunded before)" in record.reasons[0]
     assert take(world, square_refund(payment, amount=4000), "refunds").status == "posted"
+
+
+def test_a_refund_of_a_payment_from_before_the_integration_s_start_is_flagged_and_the_payment_not_booked(world):
+    # given: a sale from before the start, refunded now (Square also sends payment.updated for the payment)
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")],
+                             created_at=world.begin_time - timedelta(days=2))
+    world.square.add(payment)
+    # when: the refund arrives first (it reads its payment), then the payment.updated
+    record = take(world, square_refund(payment, amount=4000), "refunds")
+    take(world, payment)
+    # then: the old sale is not booked now; the refund waits for a person
+    assert record.status == "flagged"
+    assert record.reasons == [f"refunds {record.source_id}: refund {record.source_id}: refund of a payment from "
+                              f"before the integration's start ({payment['id']}): book it by hand"]
+    assert LedgerTarget.written == []
+
+
+def test_a_refund_made_before_the_integration_s_start_is_booked_as_nothing(world):
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")],
+                             created_at=world.begin_time - timedelta(days=3))
+    world.square.add(payment)
+    record = take(world, square_refund(payment, amount=500, created_at=world.begin_time - timedelta(days=1)),
+                  "refunds")
+    assert (record.status, record.target_kind) == ("posted", NOTHING_BOOKED)
+    assert "was made before this integration's start" in record.proposed_posting["description"]
+    assert LedgerTarget.written == []
+
+
+def test_a_refund_of_a_sale_whose_store_has_no_rule_any_more_is_flagged_not_booked_by_a_rule_for_any_store(world):
+    # given: a sale posted in Oslo by Oslo's rule; later Oslo's rule is gone and a rule for any store exists
+    payment = square_payment(location_id=OSLO, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    world.rule_oslo.delete()
+    world.rule("Square sales, any store", priority=1, dimensions={"1": "320"})
+    # when
+    record = take(world, square_refund(payment, amount=1000), "refunds")
+    # then
+    assert record.status == "flagged"
+    assert record.reasons[0].startswith(f"No mapping rule for store Store Oslo Sentrum ({OSLO}): add one")
+    assert len(LedgerTarget.written) == 1
