@@ -78,23 +78,19 @@ def _created(invoice: Mapping) -> datetime | None:
         return None
 
 
-def square_invoice_before_start(integration: Integration, invoice: Mapping, *, begin_time: datetime | None = None
+def square_invoice_before_start(integration: Integration, invoice: Mapping, *, stream: SquareSource | None = None
                                 ) -> bool:
-    """Whether a Square invoice was created before the integration's start (settings begin_time): ListInvoices has
-    no date filter, so Square lists every invoice the seller ever issued; those from before the start were booked by
-    hand (or in the system before this one) and are never posted here, nor are their payments and refunds."""
-    created = _created(invoice)
-    if created is None:
-        return False
-    if begin_time is None:
-        begin_time = InvoicesStream(integration).begin_time
-    return created < begin_time
+    """Whether a Square invoice was created before the integration's start (SquareSource.before_go_live):
+    ListInvoices has no date filter, so Square lists every invoice the seller ever issued; those from before the start
+    were booked by hand (or in the system before this one) and are never posted here, nor are their payments and
+    refunds."""
+    return (stream if stream is not None else InvoicesStream(integration)).before_go_live(_created(invoice))
 
 
-def _before_start_text(invoice: Mapping, begin_time: datetime) -> str:
+def _before_start_text(invoice: Mapping, stream: SquareSource) -> str:
     number = invoice.get("invoice_number") or invoice.get("id")
     return (f"Square invoice {number} ({invoice.get('id')}) was created on {invoice.get('created_at')}, before this "
-            f"integration's start ({begin_time.isoformat()})")
+            f"integration's start on {stream.go_live_text()}")
 
 
 # --- what the invoices stream knows -------------------------------------------------------------------------------
@@ -129,14 +125,15 @@ def square_invoice_known(integration: Integration, order_id: str) -> dict | None
     return None
 
 
-def square_invoice_remember(integration: Integration, invoice: Mapping, *, begin_time: datetime | None = None) -> None:
+def square_invoice_remember(integration: Integration, invoice: Mapping, *, stream: SquareSource | None = None
+                            ) -> None:
     """A published invoice met while listing for a payment: stored as a record of the invoices stream (received, so
     the sweep or the next poll takes it to Visma), which also makes its order id known for the next payment."""
     if invoice.get("status") in NOT_PUBLISHED or invoice.get("status") == CANCELED or not invoice.get("id"):
         return
     if SyncRecord.objects.filter(integration=integration, stream=INVOICES, source_id=invoice["id"]).exists():
         return
-    if square_invoice_before_start(integration, invoice, begin_time=begin_time):
+    if square_invoice_before_start(integration, invoice, stream=stream):
         return  # never posted here (its payments are flagged by the invoice_payments stream)
     record_ingest(integration, INVOICES, SourceObject(source_id=str(invoice["id"]), payload={"invoice": dict(invoice)},
                                                       updated_at=_updated(invoice)))
@@ -147,11 +144,11 @@ def square_invoices_relist(integration: Integration, square, location_id: str, *
     Returns them by order id."""
     started = timezone.now()
     by_order = {}
-    begin_time = InvoicesStream(integration).begin_time
+    judge = InvoicesStream(integration)  # judges the start once for the whole listing
     for invoice in square.invoices(location_id=location_id, page_size=page_size):
         if invoice.get("order_id"):
             by_order[str(invoice["order_id"])] = invoice
-        square_invoice_remember(integration, invoice, begin_time=begin_time)
+        square_invoice_remember(integration, invoice, stream=judge)
     square_invoices_listed_mark(integration, location_id, started)
     return by_order
 
@@ -319,7 +316,7 @@ class SquareInvoiceSource(SquareSource):
                     if record is None and invoice.get("status") == CANCELED:
                         continue  # canceled before it was ever read as published: nothing was owed
                     if record is None and square_invoice_before_start(self.integration, invoice,
-                                                                      begin_time=self.begin_time):
+                                                                      stream=self):
                         # ListInvoices has no date filter: every invoice the seller ever issued is listed. One from
                         # before the start is not stored (a record per old invoice at every first poll would bury
                         # the list); read_one (a webhook about it) settles it as nothing booked, saying why.
@@ -356,7 +353,7 @@ class SquareInvoiceSource(SquareSource):
         record = record_of(self.integration, INVOICES, str(invoice["id"]))
         if record is None and invoice.get("status") == CANCELED:
             return None
-        if record is None and square_invoice_before_start(self.integration, invoice, begin_time=self.begin_time):
+        if record is None and square_invoice_before_start(self.integration, invoice, stream=self):
             # Settled as nothing booked, saying why; its payments are still taken (each is flagged for a person).
             source = SourceObject(source_id=str(invoice["id"]), payload={"invoice": dict(invoice), "order": None},
                                   updated_at=_updated(invoice))
@@ -464,10 +461,10 @@ class SquareInvoiceSource(SquareSource):
         number = str(invoice.get("invoice_number") or "")
         what = f"Square invoice {number or invoice_id}"
         status = str(invoice.get("status") or "")
-        if square_invoice_before_start(self.integration, invoice, begin_time=self.begin_time):
+        if square_invoice_before_start(self.integration, invoice, stream=self):
             return Posting(document=NOTHING_BOOKED, marker=self.marker(invoice_id), currency="XXX",
                            date=self.day(invoice.get("created_at")),
-                           description=f"{_before_start_text(invoice, self.begin_time)}: nothing booked (booked by "
+                           description=f"{_before_start_text(invoice, self)}: nothing booked (booked by "
                                        "hand before the integration started)",
                            facts=MatchFacts(transaction_type="invoice", amount=Decimal(0), currency="",
                                             location=str(invoice.get("location_id") or "")),
@@ -781,7 +778,7 @@ class SquareInvoicePaymentSource(SquareSource):
         record = record_of(self.integration, INVOICES, invoice_id) if invoice_id else None
         posting = record_posting(record) if record is not None and (record.proposed_posting
                                                                     or record.corrected_posting) else None
-        if square_invoice_before_start(self.integration, invoice, begin_time=self.begin_time) or (
+        if square_invoice_before_start(self.integration, invoice, stream=self) or (
                 posting is not None and posting.extra.get("before_start")):
             number = invoice.get("invoice_number") or (posting.extra.get("square_invoice_number") if posting else "") \
                 or invoice_id

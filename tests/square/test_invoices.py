@@ -439,7 +439,7 @@ def test_a_customer_matching_two_visma_customers_is_flagged(square_integration, 
 def test_with_create_customers_an_unknown_customer_is_created_first_and_the_invoice_waits_for_it(
         square_integration, visma):
     # given
-    square_integration.settings = {"create_customers": True}
+    square_integration.settings = {**square_integration.settings, "create_customers": True}
     square_integration.save()
     visma.add(responses.GET, re.compile(f"{VISMA}/v1/customer/.*"), status=404, json={"message": "not found"})
     stranger = {**FJORD, "id": "CUST-NEW", "company_name": "Ny Kafé AS", "reference_id": ""}
@@ -724,7 +724,7 @@ def test_a_customer_is_created_only_when_the_integration_allows_it_and_named_as_
         stream.transform(CustomersStream.source_object(person))
     assert "create_customers is off" in str(refused.value)
     # when on
-    square_integration.settings = {"create_customers": True}
+    square_integration.settings = {**square_integration.settings, "create_customers": True}
     square_integration.save()
     posting = CustomersStream(square_integration).transform(CustomersStream.source_object(person))
     assert posting.extra["fields"] == {"name": "Kari Nordmann", "mainContact": {"email": "kari@example.no"}}
