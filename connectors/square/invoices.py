@@ -51,8 +51,9 @@ CANCELED = "CANCELED"
 # (docs/square.md §5): a listing counts as knowing a payment's invoice only when it started this long after the payment
 # was created (the stricter reading of "eventually consistent", which ListPayments states).
 LISTING_SETTLE = timedelta(seconds=30)
-# Payment source types Square processes and charges a fee for (docs/square.md §6); CASH and EXTERNAL carry none.
-FEE_CHARGED = frozenset({"CARD", "WALLET", "BUY_NOW_PAY_LATER", "BANK_ACCOUNT", "SQUARE_ACCOUNT"})
+# Payment source types that carry no Square processing fee (docs/square.md §6); any other source type (a new or unknown
+# one included) waits for its fee, as the payments stream does (connectors/square/flows.py FEE_FREE_SOURCES).
+FEE_FREE_SOURCES = frozenset({"CASH", "EXTERNAL"})
 # Visma's customerRefNumber (ARInvoice.InvoiceNbr) holds 40 characters: the Square invoice number goes there.
 CUSTOMER_REF_LENGTH = 40
 BATCH = 100
@@ -849,11 +850,22 @@ class SquareInvoicePaymentSource(SquareSource):
         )
 
     def _fee(self, payment: Mapping, *, what: str, currency: str) -> Decimal:
-        """Square's processing fee: the sum of processing_fee[] (adjustments included; docs/square.md §6). A card-type
-        payment without one yet waits: Square fills it in a little later."""
+        """Square's processing fee: the sum of processing_fee[] (docs/square.md §6). A payment of any source type but
+        CASH and EXTERNAL without one yet waits, as long as the setting fee_wait_minutes after it was taken; then
+        it is flagged (Square fills the fee in a little later, or never)."""
         entries = payment.get("processing_fee") or []
-        if not entries and str(payment.get("source_type") or "") in FEE_CHARGED:
-            raise WaitFor(f"{what} has no processing_fee yet (Square adds it shortly after the payment)")
+        source_type = str(payment.get("source_type") or "")
+        if not entries and source_type not in FEE_FREE_SOURCES:
+            minutes = int(self.settings.get("fee_wait_minutes") or 0)
+            taken = square_time(payment.get("created_at"), field="created_at") or timezone.now()
+            waited_until = taken + timedelta(minutes=minutes)
+            if timezone.now() < waited_until:
+                raise WaitFor(f"{what} ({source_type or 'no source type'}) has no processing_fee yet (Square adds it "
+                              f"shortly after the payment; waits until {waited_until:%Y-%m-%d %H:%M} UTC)")
+            kind = source_type or "no source type"
+            raise SourceDataError(f"Square has not reported the processing fee of {what} ({kind}) {minutes} minutes "
+                                  "after it was taken: book the fee by hand and approve, or wait for Square and "
+                                  "replay")
         return sum((square_money(entry.get("amount_money"), field="processing_fee", what=what, currency=currency,
                                  signed=True) for entry in entries), Decimal(0))
 

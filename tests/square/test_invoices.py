@@ -574,8 +574,20 @@ def test_an_invoice_payment_waits_for_its_invoice_and_for_squares_fee(square_int
     assert waiting.value.on == ("invoices", "inv:0-ChBqx2Xq")
     _posted_invoice(square_integration, _stream(InvoicesStream, square_integration, SquareReads()))
     with pytest.raises(WaitFor) as waiting:
-        stream.transform(stream.source_object(payment=square_payment(processing_fee=None), invoice=square_invoice()))
+        stream.transform(stream.source_object(payment=square_payment(processing_fee=None, created_at=_just_now()),
+                                              invoice=square_invoice()))
     assert "no processing_fee yet" in str(waiting.value)
+    # a source type this integration does not know waits for a fee too
+    with pytest.raises(WaitFor):
+        stream.transform(stream.source_object(payment=square_payment(
+            processing_fee=None, source_type="CRYPTO", created_at=_just_now()), invoice=square_invoice()))
+    # and the wait ends: fee_wait_minutes (120) after the payment, flagged
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(stream.source_object(payment=square_payment(
+            processing_fee=None, created_at=(timezone.now() - timedelta(minutes=121)).isoformat()),
+            invoice=square_invoice()))
+    assert "Square has not reported the processing fee of Square payment PAY-INV-1 (CARD) 120 minutes after" in str(
+        flagged.value)
     # cash carries no fee: posted without one
     cash = stream.transform(stream.source_object(payment=square_payment(source_type="CASH", processing_fee=None),
                                                  invoice=square_invoice()))
