@@ -206,11 +206,19 @@ def refunds_list(merchant: SquareMerchant, query: Mapping[str, Any]) -> dict:
     def keep(body: dict) -> bool:
         return ((not location_id or body["location_id"] == location_id)
                 and (not query.get("status") or body["status"] == query["status"])
-                and (not query.get("source_type") or body.get("destination_type") == query["source_type"]))
+                and (not query.get("source_type") or _refund_source_type(merchant, body) == query["source_type"]))
 
     bodies, cursor = _time_listing(merchant, "refund", query, keep=keep,
                                    sort_fields={"CREATED_AT": "created_at", "UPDATED_AT": "updated_at"})
     return _answer("refunds", bodies, cursor)
+
+
+def _refund_source_type(merchant: SquareMerchant, refund: Mapping[str, Any]) -> str:
+    """The source type ListPaymentRefunds' `source_type` filters on: that of the refund's payment ("only returns
+    refunds whose payments have the indicated source type", spec ListPaymentRefunds.source_type), not the refund's
+    destination_type (a card sale can be refunded in cash)."""
+    payment = square_object(merchant, "payment", str(refund.get("payment_id") or ""))
+    return str((payment or {}).get("source_type") or "")
 
 
 def refund_retrieve(merchant: SquareMerchant, refund_id: str) -> dict:
