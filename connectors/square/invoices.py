@@ -9,6 +9,7 @@ a location again only when that list is older than the payment (docs/square-invo
 """
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
@@ -27,7 +28,7 @@ from connectors.visma.invoices import visma_vat_total
 from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
 from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import CREDIT_NOTE, VismaTarget
-from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine
+from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.models import ExternalReference
 from mappings.money import is_exact, to_decimal
 from mappings.reference import tenant_base_currency
@@ -77,6 +78,22 @@ def _created(invoice: Mapping) -> datetime | None:
         return square_time(invoice.get("created_at"))
     except SourceDataError:
         return None
+
+
+def _fee_entries(payment: Mapping, *, currency: str, what: str) -> list[dict]:
+    """Square's processing_fee[] as {key, effective_at, type, amount} (amount signed: api.json ProcessingFee), keyed
+    as the payments stream keys them (connectors/square/flows.py), so a posting says which entries it booked."""
+    entries = []
+    for index, fee in enumerate(payment.get("processing_fee") or []):
+        amount = square_money(fee.get("amount_money"), field=f"processing_fee[{index}].amount_money", what=what,
+                              currency=currency, signed=True)
+        effective_at = str(fee.get("effective_at") or "")
+        entries.append({"key": f"{effective_at}|{fee.get('type') or ''}|{amount}", "effective_at": effective_at,
+                        "type": str(fee.get("type") or ""), "amount": amount})
+    return entries
+
+
+FEE_PART = ":fee:"
 
 
 def square_invoice_before_start(integration: Integration, invoice: Mapping, *, stream: SquareSource | None = None
@@ -205,7 +222,10 @@ def square_invoice_payment_take(integration: Integration, *, payment: Mapping | 
     when the caller found it already (square_invoice_of_payment)."""
     stream = InvoicePaymentsStream(integration)
     source = stream.source_object(payment=payment, refund=refund, invoice=invoice)
-    return source_take(integration, stream, source)[0]
+    record = source_take(integration, stream, source)[0]
+    if payment is not None:
+        stream.fee_parts_take(payment)
+    return record
 
 
 def square_payment_is_invoice_payment(integration: Integration, payment_id: str) -> bool:
@@ -443,6 +463,7 @@ class SquareInvoiceSource(SquareSource):
             record = record_of(self.integration, INVOICE_PAYMENTS, payment_id)
             if record is None or record.status not in (RecordStatus.POSTED, RecordStatus.REJECTED):
                 source_take(self.integration, payments, payments.source_object(payment=payment, invoice=invoice))
+            payments.fee_parts_take(payment)
             for refund_id in payment.get("refund_ids") or []:
                 refunded = record_of(self.integration, INVOICE_PAYMENTS, str(refund_id))
                 if refunded is not None and refunded.status in (RecordStatus.POSTED, RecordStatus.REJECTED):
@@ -728,9 +749,15 @@ class SquareInvoicePaymentSource(SquareSource):
                 yield self.fresh(source)
 
     def read_one(self, source_id: str) -> SourceObject | None:
+        if FEE_PART in source_id:
+            payment = self.square.payment(source_id.split(FEE_PART)[0])
+            return self.fee_part(payment, source_id.split(FEE_PART, 1)[1]) if payment is not None else None
         record = record_of(self.integration, self.name, source_id)
         if record is not None:
-            return self._read_again(source_id, record.source_payload or {})
+            source = self._read_again(source_id, record.source_payload or {})
+            if source is not None and source.payload.get("payment"):
+                self.fee_parts_take(source.payload["payment"])  # a fee Square changed after posting
+            return source
         payment = self.square.payment(source_id)
         if payment is not None:
             invoice = square_invoice_of_payment(self, payment)
@@ -742,6 +769,8 @@ class SquareInvoicePaymentSource(SquareSource):
 
     def _read_again(self, source_id: str, payload: Mapping) -> SourceObject | None:
         """A payment or refund this stream has, as Square has it now (the invoice it pays kept as stored)."""
+        if FEE_PART in source_id:
+            return self.read_one(source_id)
         if payload.get("refund"):
             refund = self.square.refund(source_id)
             return self.source_object(refund=refund) if refund is not None else None
@@ -766,7 +795,86 @@ class SquareInvoicePaymentSource(SquareSource):
         return SourceObject(source_id=str(moved["id"]), payload=payload, updated_at=_updated(moved), amount=amount,
                             currency=str(money.get("currency") or "")[:3])
 
+    # --- fee entries Square adds after the payment was posted ---------------------------------------------------
+
+    def _posted_payment(self, payment_id: str) -> tuple[SyncRecord, Posting] | None:
+        record = record_of(self.integration, self.name, payment_id)
+        if record is None or record.status != RecordStatus.POSTED or not record.proposed_posting:
+            return None
+        posting = record_posting(record)
+        return (record, posting) if posting.document == "customer_payment" else None
+
+    def _booked_fee_entries(self, record: SyncRecord, posting: Posting, currency: str) -> set[str]:
+        """The fee entries the customer payment booked (its posting says; one posted before it did: those of the
+        payment as it was stored)."""
+        if "fee_entries" in posting.extra:
+            return set(posting.extra["fee_entries"])
+        stored = (record.source_payload or {}).get("payment") or {}
+        try:
+            return {entry["key"] for entry in _fee_entries(stored, currency=currency, what="payment")}
+        except SourceDataError:
+            return set()
+
+    def fee_parts_take(self, payment: Mapping) -> list[SyncRecord]:
+        """A posted invoice payment whose processing_fee gained entries since (an ADJUSTMENT, fee returned): one fee
+        journal per new effective_at (record "<payment id>:fee:<effective_at>"), each once — as the payments stream
+        does for a sale (flows.py payment_parts). The invoice's version does not change on a fee change, so this
+        runs on every read of the payment."""
+        payment_id = str(payment.get("id") or "")
+        posted = self._posted_payment(payment_id)
+        if posted is None:
+            return []
+        record, posting = posted
+        booked = self._booked_fee_entries(record, posting, posting.currency)
+        try:
+            entries = _fee_entries(payment, currency=posting.currency, what=f"Square payment {payment_id}")
+        except SourceDataError:
+            return []  # an unreadable fee: the payment's next read says so
+        taken = []
+        for effective_at in dict.fromkeys(entry["effective_at"] for entry in entries if entry["key"] not in booked):
+            source_id = f"{payment_id}{FEE_PART}{effective_at}"
+            if record_of(self.integration, self.name, source_id) is None:
+                taken.append(source_take(self.integration, self, self.fee_part(payment, effective_at))[0])
+        return taken
+
+    def fee_part(self, payment: Mapping, effective_at: str) -> SourceObject:
+        return SourceObject(source_id=f"{payment['id']}{FEE_PART}{effective_at}", payload={"payment": dict(payment)},
+                            updated_at=_updated(payment))
+
+    def _fee_adjustment(self, source: SourceObject) -> Posting:
+        payment = source.payload.get("payment") or {}
+        payment_id, effective_at = source.source_id.split(FEE_PART, 1)
+        what = f"the processing fee Square changed on invoice payment {payment_id} ({effective_at})"
+        posted = self._posted_payment(payment_id)
+        if posted is None:
+            raise WaitFor(f"{what} waits for the payment to be posted", on=(self.name, payment_id))
+        record, paid = posted
+        booked = self._booked_fee_entries(record, paid, paid.currency)
+        entries = _fee_entries(payment, currency=paid.currency, what=f"Square payment {payment_id}")
+        new = [entry for entry in entries if entry["effective_at"] == effective_at and entry["key"] not in booked]
+        fee = sum((entry["amount"] for entry in new), Decimal(0))
+        if not new or not fee:
+            raise SourceDataError(f"{what}: no new fee entry of that time is left to book; reject this record")
+        label = f"Square {payment_id} fee {'adjustment' if any(e['type'] == 'ADJUSTMENT' for e in new) else 'entry'}"
+        lines = [PostingLine(role="fee", debit=fee, description=label),
+                 PostingLine(role="clearing", credit=fee, description=f"{label} · clearing")] if fee > 0 else \
+            [PostingLine(role="clearing", debit=-fee, description=f"{label} · clearing"),
+             PostingLine(role="fee", credit=-fee, description=f"{label} returned")]
+        moment = square_time(effective_at, field="effective_at") if effective_at else None
+        return Posting(
+            document="journal", marker=posting_marker_part(paid.marker, f"fee:{effective_at}"),
+            currency=paid.currency, date=self.day(moment) if moment else paid.date,
+            description=f"Square processing fee {new[0]['type'].lower() or 'entry'} of invoice payment {payment_id} "
+                        f"(invoice {paid.extra.get('invoice_number', '')})",
+            # The payment's own facts: the same rule, so the same fee and clearing accounts and cost center.
+            facts=dataclasses.replace(paid.facts, amount=abs(fee)), lines=lines,
+            extra={"square_id": payment_id, "fee": str(fee), "fee_entries": [entry["key"] for entry in new],
+                   "payment_marker": paid.marker},
+        )
+
     def transform(self, source: SourceObject) -> Posting:
+        if FEE_PART in source.source_id:
+            return self._fee_adjustment(source)
         if source.payload.get("refund"):
             return self._refund_posting(source)
         return self._payment_posting(source)
@@ -831,6 +939,7 @@ class SquareInvoicePaymentSource(SquareSource):
             raise SourceDataError(f"{what} carries a tip of {tip} {currency}, which the Visma invoice does not: book "
                                   "it by hand")
         fee = self._fee(payment, what=what, currency=currency)
+        fee_entries = [entry["key"] for entry in _fee_entries(payment, currency=currency, what=what)]
         customer = invoice_posting.customer
         source_type = str(payment.get("source_type") or "")
         number = invoice_record.target_id
@@ -846,7 +955,7 @@ class SquareInvoicePaymentSource(SquareSource):
                              payment_method=source_type, location=invoice_posting.facts.location),
             lines=lines, customer=customer,
             extra={"invoice_number": number, "square_id": payment_id, "square_invoice": str(invoice["id"]),
-                   "gross": str(gross), "fee": str(fee), "net": str(gross - fee)},
+                   "gross": str(gross), "fee": str(fee), "net": str(gross - fee), "fee_entries": fee_entries},
         )
 
     def _fee(self, payment: Mapping, *, what: str, currency: str) -> Decimal:

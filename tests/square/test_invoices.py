@@ -594,6 +594,34 @@ def test_an_invoice_payment_waits_for_its_invoice_and_for_squares_fee(square_int
     assert [line.role for line in cash.lines] == ["clearing", "account"]
 
 
+def test_a_fee_square_adjusts_after_an_invoice_payment_was_posted_is_its_own_fee_journal_once(square_integration,
+                                                                                               visma):
+    # given: the invoice and its payment posted (fee 79.66 booked with the customer payment)
+    invoices = _stream(InvoicesStream, square_integration, SquareReads())
+    _posted_invoice(square_integration, invoices)
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    paid = stream.transform(stream.source_object(payment=square_payment(), invoice=square_invoice()))
+    SyncRecordFactory(integration=square_integration, stream="invoice_payments", source_id="PAY-INV-1",
+                      status=RecordStatus.POSTED, target_id="payment 000123 + journal JV9",
+                      proposed_posting=paid.to_json(), source_payload={"payment": square_payment()})
+    # when: Square adds an adjustment of 5.00 the day after; the payment is read (webhook) twice
+    adjusted = square_payment(processing_fee=[*square_payment()["processing_fee"], {
+        "effective_at": "2026-12-03T08:00:00Z", "type": "ADJUSTMENT", "amount_money": _money(500)}])
+    square = SquareReads(payments=[adjusted])
+    for _ in range(2):
+        _stream(InvoicePaymentsStream, square_integration, square).read_one("PAY-INV-1")
+    # then: one fee record, a journal of the adjustment alone
+    [part] = SyncRecord.objects.filter(stream="invoice_payments", source_id__contains=":fee:")
+    assert part.source_id == "PAY-INV-1:fee:2026-12-03T08:00:00Z"
+    reader = _stream(InvoicePaymentsStream, square_integration, square)
+    journal = reader.transform(reader.read_one(part.source_id))
+    assert journal.document == "journal"
+    assert [(line.role, line.debit, line.credit) for line in journal.lines] == [
+        ("fee", Decimal("5.00"), Decimal(0)), ("clearing", Decimal(0), Decimal("5.00"))]
+    assert (journal.date, journal.facts.transaction_type, journal.facts.location) == (
+        date(2026, 12, 3), "invoice_payment", OSLO)
+
+
 def _visma_invoice_100007() -> dict:
     """Visma's CustomerInvoiceDto of the posted Square invoice (NOK, the base currency): its three lines' nets, VAT."""
     lines = [("Espresso cup", "1700.00", "3"), ("Saucer", "475.00", "3"), ("Coffee beans 1 kg", "300.00", "31")]
