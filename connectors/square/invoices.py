@@ -171,12 +171,44 @@ def square_invoices_relist(integration: Integration, square, location_id: str, *
     return by_order
 
 
+# SearchInvoices page size when looking for invoices published since the last listing: a few minutes' invoices.
+SEARCH_LIMIT = 10
+
+
+def square_invoices_published_since(integration: Integration, square, location_id: str, listed_at: datetime) -> dict:
+    """The invoices of a location published since it was last listed whole (at `listed_at`), by SearchInvoices
+    newest invoice date first; every published one is remembered and the listing mark moves to now. Returns them
+    by order id.
+
+    Why stopping early is safe: SearchInvoices sorts by INVOICE_SORT_DATE, which for a published invoice is its
+    publication date, for a draft its created_at; both are at or before the invoice's updated_at (publishing or
+    creating updates it). So once an invoice was last updated before the last listing (less LISTING_SETTLE, for
+    Square's listing lag), its sort date is too, and so is that of every invoice after it in that order: all of
+    them were published before the last listing and were seen by it. A SCHEDULED invoice sorts by scheduled_at,
+    which may lie after its updated_at: it never stops the walk."""
+    started = timezone.now()
+    horizon = listed_at - LISTING_SETTLE
+    judge = InvoicesStream(integration)  # judges the integration's start once for the whole search
+    by_order = {}
+    for invoice in square.invoices_search(location_id=location_id, limit=SEARCH_LIMIT):
+        if invoice.get("order_id"):
+            by_order[str(invoice["order_id"])] = invoice
+        square_invoice_remember(integration, invoice, stream=judge)
+        updated = _updated(invoice)
+        if invoice.get("status") != "SCHEDULED" and updated is not None and updated < horizon:
+            break
+    square_invoices_listed_mark(integration, location_id, started)
+    return by_order
+
+
 def square_invoice_of_payment(stream, payment: Mapping, *, square=None) -> dict | None:
     """The Square invoice a payment pays (by the order both name), or None for a payment of no invoice (a POS sale).
 
     Looked up among the invoices stored; when the location's invoices were last listed before the payment was made
-    (plus LISTING_SETTLE), they are listed again, at most once per location for this stream instance (one poll, one
-    webhook): an invoice is published before it is paid, so a listing that started after the payment holds it.
+    (plus LISTING_SETTLE), what was published since is read (SearchInvoices, newest first, stopped at the last
+    listing; a location never listed is listed whole), at most once per location for this stream instance (one
+    poll, one webhook): an invoice is published before it is paid, so a reading that started after the payment
+    holds it.
     `square`: a SquareApi to list with (default: the stream's own, `stream.square`).
     """
     order_id = str(payment.get("order_id") or "")
@@ -198,6 +230,10 @@ def square_invoice_of_payment(stream, payment: Mapping, *, square=None) -> dict 
         return None
     relisted.add(location_id)
     square = square if square is not None else _square_of(stream)
+    if listed_at is not None:
+        # Listed before: only what was published since is read (one small SearchInvoices page, as a rule).
+        return square_invoices_published_since(integration, square, location_id, listed_at).get(order_id)
+    # A location never listed: ListInvoices whole, once.
     page_size = int((integration.settings or {}).get("page_size") or 100)
     return square_invoices_relist(integration, square, location_id, page_size=page_size).get(order_id)
 

@@ -5,6 +5,7 @@ credit note; by poll and by webhook, each once; canceled after posting → flagg
 flagged, or created first when the integration allows."""
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -273,3 +274,37 @@ def test_a_refund_of_a_paid_invoice_found_by_the_invoices_poll_becomes_one_credi
     [note] = visma_documents("customer_credit_note")
     assert (Decimal(str(note["amountInCurrency"])), note["customer"]["number"]) == (Decimal("306.51"), "10002")
     assert SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"]).status == RecordStatus.POSTED
+
+
+def _invoice_calls(merchant) -> list[str]:
+    return [f"{row.method} {row.path}" for row in SquareRequest.objects.filter(merchant=merchant, path__contains=
+                                                                                "/v2/invoices").order_by("pk")]
+
+
+def test_finding_the_invoice_of_a_pos_payment_costs_one_small_search_not_a_listing_of_the_store(world):
+    """The cost of "which invoice does this payment pay" for plain POS sales (every Square payment names an order).
+    Figures in docs/square-invoices.md: before SearchInvoices, each POS payment walked ListInvoices whole (here 12
+    invoices, 5 a page: 3 calls) once for payment.created and once more for the fee's payment.updated."""
+    # given: twelve invoices published an hour ago at Bergen, the invoices poll listed them since
+    world.integration.settings = {**world.integration.settings, "begin_time": "2026-01-01T00:00:00+00:00"}
+    world.integration.save()
+    square_api.square_clock_advance(world.merchant, timedelta(hours=-1))
+    for _ in range(12):
+        world.invoice()
+    square_api.square_clock_advance(world.merchant, timedelta(hours=1))
+    world.poll("invoices")
+    square_events_deliver(world.merchant)  # the invoices' own events, out of the way
+    inbox_process()
+    # when: four POS sales at Bergen, each with its fee reported a little later (payment.created, payment.updated)
+    calls = []
+    for amount in (10000, 20000, 30000, 40000):
+        before = len(_invoice_calls(world.merchant))
+        payment = world.payment("Bergen", amount, fee_later=True)
+        world.deliver()
+        square_api.square_payment_fee_add(world.merchant, payment["id"])
+        world.deliver()
+        calls.append(_invoice_calls(world.merchant)[before:])
+    # then: one SearchInvoices page per lookup, never a ListInvoices walk
+    assert [len(made) for made in calls] == [2, 2, 2, 2]
+    assert {call for made in calls for call in made} == {"POST /v2/invoices/search"}
+    assert SyncRecord.objects.filter(stream="payments", status=RecordStatus.POSTED).count() == 4

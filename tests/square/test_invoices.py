@@ -49,6 +49,15 @@ class FakeSquare:
         self.listed.append(location_id)
         return iter([invoice for invoice in self._invoices if invoice["location_id"] == location_id])
 
+    def invoices_search(self, *, location_id, limit=10):
+        """SearchInvoices newest first (the fakes' invoices are published when last updated); what was read."""
+        self.listed.append(f"search {location_id}")
+        self.read: list[str] = []
+        for invoice in sorted((invoice for invoice in self._invoices if invoice["location_id"] == location_id),
+                              key=lambda invoice: invoice["updated_at"], reverse=True):
+            self.read.append(invoice["id"])
+            yield invoice
+
 
 class Stream:
     def __init__(self, integration):
@@ -129,10 +138,35 @@ def test_a_payment_newer_than_the_last_listing_lists_again(integration):
     square = FakeSquare([_invoice(7, order_id="O7")])
     # when
     found = square_invoice_of_payment(Stream(integration), _payment("O7"), square=square)
-    # then
+    # then: only what was published since is read (SearchInvoices), not the location's whole list
     assert found["id"] == "inv:0-7"
-    assert square.listed == ["L1"]
+    assert square.listed == ["search L1"]
     assert square_invoices_listed_at(integration, "L1") > timezone.now() - timedelta(minutes=1)
+
+
+def _at(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def test_the_search_for_invoices_published_since_stops_at_the_first_one_older_than_the_last_listing(integration):
+    # given: L1 listed an hour ago; two invoices published since, three before (seen by that listing)
+    now = timezone.now()
+    square_invoices_listed_mark(integration, "L1", now - timedelta(hours=1))
+    invoices = [{**_invoice(number, order_id=f"O{number}"), "updated_at": _at(now - timedelta(minutes=minutes))}
+                for number, minutes in ((1, 5), (2, 10), (3, 120), (4, 180), (5, 240))]
+    square = FakeSquare(invoices)
+    # when: a POS payment (its order on no invoice)
+    found = square_invoice_of_payment(Stream(integration), _payment("POS"), square=square)
+    # then: read down to the first invoice last updated before the listing, no further
+    assert found is None
+    assert square.read == ["inv:0-1", "inv:0-2", "inv:0-3"]
+    # and a scheduled invoice (sorted by scheduled_at, maybe after its updated_at) never stops the walk
+    other = IntegrationFactory(kind="square", settings={"begin_time": "2026-01-01T00:00:00+00:00"})
+    square_invoices_listed_mark(other, "L1", now - timedelta(hours=1))
+    invoices[2]["status"] = "SCHEDULED"
+    square = FakeSquare(invoices)
+    square_invoice_of_payment(Stream(other), _payment("POS2"), square=square)
+    assert square.read == ["inv:0-1", "inv:0-2", "inv:0-3", "inv:0-4"]
 
 
 def test_the_listing_mark_never_moves_back(integration):
@@ -219,6 +253,11 @@ class SquareReads:
     def invoices(self, *, location_id, page_size=100):
         self.calls.append(f"list {location_id}")
         return iter([invoice for invoice in self.invoices_by_id.values() if invoice["location_id"] == location_id])
+
+    def invoices_search(self, *, location_id, limit=10):
+        self.calls.append(f"search {location_id}")
+        here = [invoice for invoice in self.invoices_by_id.values() if invoice["location_id"] == location_id]
+        return iter(sorted(here, key=lambda invoice: invoice["updated_at"], reverse=True))
 
     def invoice(self, invoice_id):
         self.calls.append(f"invoice {invoice_id}")
@@ -554,7 +593,8 @@ def test_a_payment_the_payments_stream_booked_as_a_sale_journal_is_flagged_never
     # given: the invoice posted; the payments stream booked PAY-INV-1 as a sale journal (JV000123) before it knew
     invoices = _stream(InvoicesStream, square_integration, SquareReads())
     _posted_invoice(square_integration, invoices)
-    sale = Posting(document="journal", marker=invoices.marker("PAY-INV-1"), currency="NOK", date=date(2026, 12, 2), description="sale",
+    sale = Posting(document="journal", marker=invoices.marker("PAY-INV-1"), currency="NOK", date=date(2026, 12, 2),
+                   description="sale",
                    facts=MatchFacts(transaction_type="payment", amount=Decimal("3063.75"), currency="NOK"))
     SyncRecordFactory(integration=square_integration, stream="payments", source_id="PAY-INV-1",
                       status=RecordStatus.POSTED, target_id="JV000123", proposed_posting=sale.to_json())
