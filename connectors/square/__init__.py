@@ -15,7 +15,7 @@ SETTINGS_SCHEMA: dict[str, tuple[type, object]] = {
     "token_renew_after_days": (int, 7),
     # `limit` of every list call (Square's maximum for payments and refunds is 100).
     "page_size": (int, 100),
-    # ISO date the integration reads from (ListPayments/ListPaymentRefunds begin_time); None: created − 30 days.
+    # ISO date the integration reads from (ListPayments/ListPaymentRefunds begin_time); None: its creation.
     "begin_time": (str, None),
     # How long a COMPLETED card payment without processing_fee waits before it is flagged.
     "fee_wait_minutes": (int, 120),

@@ -11,6 +11,7 @@ Each object is re-read from Square before it is written (a webhook is a trigger)
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,8 +27,10 @@ from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine,
 from mappings.money import quantize
 from mappings.services import MappingOutcome, location_display, mapping_rule_resolve, posting_map
 
-from .invoices import square_invoice_of_payment
+from .invoices import square_invoice_of_payment, square_invoice_payment_take
 from .sources import SquareSource, square_money, square_time
+
+log = logging.getLogger(__name__)
 
 # Payment.source_type values Square processes itself, so it charges a processing fee (docs/square.md §6, §7).
 # CASH and EXTERNAL are not processed by Square: they post without a fee. A source type not known here is taken the
@@ -150,13 +153,17 @@ class PaymentSource(SquareSource):
         # Every location, inactive ones too (their payments can still be adjusted or canceled), read afresh: a store
         # opened since the last refresh is polled from its first payment on.
         for location in sorted(self.locations_refresh(), key=lambda found: found.location_id):
-            for payment in self.square.payments(location_id=location.location_id, updated_from=start, updated_to=end,
-                                                begin_time=self.begin_time, page_size=self.page_size):
+            listing = self.walk(lambda location_id=location.location_id: self.square.payments(
+                location_id=location_id, updated_from=start, updated_to=end, begin_time=self.begin_time,
+                page_size=self.page_size), what=f"payments of location {location.location_id}")
+            for payment in listing:
                 if payment.get("id") in seen:
                     continue
                 seen.add(payment["id"])
                 yield self.fresh(_source_payment(payment))
-                # Parts are found after the payment itself was taken (it may have posted just now).
+                # Found after the payment itself was taken (it may have been settled just now): a payment of an
+                # invoice goes to the invoice payments stream, the parts of a posted sale are taken.
+                self.invoice_payment_hand_over(payment)
                 yield from self.payment_parts(payment)
 
     def read_one(self, source_id: str) -> SourceObject | None:
@@ -169,8 +176,35 @@ class PaymentSource(SquareSource):
             if part.source_id != source_id:
                 source_take(self.integration, self, part)
         if source_id == payment_id:
-            return self.fresh(_source_payment(payment))
+            source = self.fresh(_source_payment(payment))
+            if payment.get("order_id"):
+                # It may pay an invoice (only a payment with an order can): taken here, so that the invoice's
+                # customer payment is handed over at once, not at the next poll. The caller's take finds it settled.
+                self.payment_take(source)
+            return source
         return next((part for part in parts if part.source_id == source_id), None)
+
+    def payment_take(self, source: SourceObject):
+        """Take the payment now, then hand a payment of an invoice over to the invoice payments stream."""
+        record, _ = source_take(self.integration, self, source)
+        self.invoice_payment_hand_over(source.payload["payment"])
+        return record
+
+    def invoice_payment_hand_over(self, payment: Mapping) -> None:
+        """A payment this stream settled as an invoice's (left to invoice_payments): taken by the invoice payments
+        stream at once (review finding 7), so the customer payment does not wait for the next invoices poll. Every
+        read hands it over again: a fee Square reports later reaches the invoice payment too (taking a settled one
+        again changes nothing). A failure here leaves it to the invoices poll, which reads the invoice's payments."""
+        payment_id = str(payment.get("id") or "")
+        record = record_of(self.integration, self.name, payment_id)
+        if record is None or record.status != RecordStatus.POSTED or record.target_kind != LEFT_TO_INVOICE_PAYMENTS:
+            return
+        try:
+            invoice = self.square_invoice_of_payment(payment)
+            square_invoice_payment_take(self.integration, payment=payment, invoice=invoice)
+        except Exception:
+            log.exception("Square payment %s: handing it to the invoice payments stream failed; the next invoices "
+                          "poll takes it", payment_id)
 
     def payment_parts(self, payment: Mapping) -> list[SourceObject]:
         """What a posted sale of this payment does not hold yet: fee entries Square added after it was booked (one
@@ -235,7 +269,12 @@ class PaymentSource(SquareSource):
                                        facts=facts, why=f"{what} is {status}: no sale, nothing booked")
         if status != "COMPLETED":
             raise SourceDataError(f"{what} has status {status or 'none'}, which Square does not document: not posted")
-        invoice = self.square_invoice_of_payment(payment)
+        # A sale journal of this payment may be in Visma already (an earlier write whose answer was lost, the record
+        # then failed and was replayed): it stays a sale, looked up by its marker; never also a customer payment.
+        record = record_of(self.integration, self.name, source.source_id)
+        journal_may_exist = record is not None and record.write_attempted and record.target_kind not in (
+            NOTHING_BOOKED, LEFT_TO_INVOICE_PAYMENTS)
+        invoice = None if journal_may_exist else self.square_invoice_of_payment(payment)
         if invoice is not None:
             number = invoice.get("invoice_number") or invoice.get("id")
             return self.nothing_booked(
@@ -262,13 +301,21 @@ class PaymentSource(SquareSource):
                                   f"{self.settings.get('fee_wait_minutes')} minutes after it was taken: book the fee "
                                   "by hand and approve, or wait for Square and replay")
         fee = sum((entry["amount"] for entry in entries), Decimal(0))
-        net = total - fee
+        # Payment.app_fee_money: "the amount the developer is taking as a fee for facilitating the payment"
+        # (api.json): it never reaches the seller, so it leaves the net like Square's fee (review finding 5).
+        app_fee = square_money(payment.get("app_fee_money"), field="app_fee_money", what=what, currency=currency)
+        if app_fee > total:  # api.json: "cannot be more than 90% of the total_money"
+            raise SourceDataError(f"{what}: application fee {app_fee} {currency} is more than the payment's total "
+                                  f"{total} {currency}")
+        net = total - fee - app_fee
         label = f"Square {payment_id}"
         lines = [PostingLine(role="clearing", debit=net, description=f"{label} net")]
         if fee > 0:
             lines.append(PostingLine(role="fee", debit=fee, description=f"{label} processing fee"))
         elif fee < 0:
             lines.append(PostingLine(role="fee", credit=-fee, description=f"{label} processing fee returned"))
+        if app_fee:
+            lines.append(PostingLine(role="fee", debit=app_fee, description=f"{label} application fee"))
         lines.append(PostingLine(role="account", credit=gross, description=f"{label} sale · {location.name}"))
         if tip:
             lines.append(PostingLine(role="tip", credit=tip, description=f"{label} tip · {location.name}"))
@@ -279,12 +326,17 @@ class PaymentSource(SquareSource):
             facts=facts, lines=lines,
             extra={"square_id": payment_id, "location_id": location.location_id, "location": location.name,
                    "source_type": source_type, "gross": str(gross), "tip": str(tip), "fee": str(fee),
-                   "net": str(net), "fee_entries": [entry["key"] for entry in entries]},
+                   "app_fee": str(app_fee), "net": str(net), "fee_entries": [entry["key"] for entry in entries]},
         )
 
     def square_invoice_of_payment(self, payment: Mapping) -> dict | None:
-        """The Square invoice this payment pays, or None (connectors/square/invoices.py decides, from the order)."""
-        return square_invoice_of_payment(self, payment)
+        """The Square invoice this payment pays, or None (connectors/square/invoices.py decides, from the order);
+        asked once per payment and stream instance (the hand-over after the take uses the same answer)."""
+        found: dict = self.__dict__.setdefault("_invoices_of_payments", {})
+        payment_id = str(payment.get("id") or "")
+        if payment_id not in found:
+            found[payment_id] = square_invoice_of_payment(self, payment)
+        return found[payment_id]
 
     def _posted_sale(self, payment_id: str, *, what: str) -> tuple[Posting, object]:
         """The payment's posted sale journal and its record; WaitFor while it is not posted."""
@@ -358,16 +410,20 @@ class PaymentSource(SquareSource):
 
 class RefundSource(SquareSource):
     """Square refunds (all locations) → the reversal of the refunded amount of their payment, after that payment is
-    posted: debit revenue, credit clearing; a fee Square returns (a negative processing_fee entry) credits the fee
-    account. The refunded amount reverses revenue even where it includes a tip: Square's refund does not say which
-    part it is, so the tip account is left alone (docs/square-postings.md)."""
+    posted: debit revenue and the tip account in the payment's proportion, credit clearing; a fee Square returns (a
+    negative processing_fee entry) credits the fee account (docs/square-postings.md)."""
 
     name = "refunds"
     target_kind = "journal"
 
     def read_window(self, start: datetime, end: datetime) -> Iterator[SourceObject]:
-        for refund in self.square.refunds(updated_from=start, updated_to=end, begin_time=self.begin_time,
-                                          page_size=self.page_size):
+        seen: set[str] = set()
+        for refund in self.walk(lambda: self.square.refunds(updated_from=start, updated_to=end,
+                                                            begin_time=self.begin_time, page_size=self.page_size),
+                                what="refunds"):
+            if refund.get("id") in seen:
+                continue  # read again after a restarted walk
+            seen.add(refund["id"])
             yield self._source(refund)
 
     def read_one(self, source_id: str) -> SourceObject | None:
@@ -393,7 +449,7 @@ class RefundSource(SquareSource):
         payments = self._payments_stream()
         payment = self.square.payment(payment_id)
         if payment is not None:
-            source_take(self.integration, payments, _source_payment(payment))
+            payments.payment_take(_source_payment(payment))
 
     def _payments_stream(self) -> Stream:
         from connectors.pipeline import stream_for
@@ -456,33 +512,69 @@ class RefundSource(SquareSource):
         if currency != sale.currency:
             raise SourceDataError(f"{what} is in {currency}, its payment {payment_id} in {sale.currency}")
         amount = square_money(refund.get("amount_money"), field="amount_money", what=what, currency=currency)
-        paid = Decimal(sale.extra.get("gross", "0")) + Decimal(sale.extra.get("tip", "0"))
+        gross, tip = Decimal(sale.extra.get("gross", "0")), Decimal(sale.extra.get("tip", "0"))
+        paid = gross + tip
         # Refunds of this payment already booked: together they never return more than was paid.
-        earlier = sum(SyncRecord.objects.filter(
+        earlier = [record_posting(found) for found in SyncRecord.objects.filter(
             integration=self.integration, stream=self.name, status=RecordStatus.POSTED, target_kind="journal",
-            source_payload__refund__payment_id=payment_id).exclude(source_id=source.source_id).values_list(
-            "amount", flat=True), Decimal(0))
-        earlier = quantize(earlier, currency)
-        if amount <= 0 or earlier + amount > paid:
+            source_payload__refund__payment_id=payment_id).exclude(source_id=source.source_id)]
+        earlier_amount = quantize(sum((Decimal(found.extra.get("amount", "0")) for found in earlier), Decimal(0)),
+                                  currency)
+        if amount <= 0 or earlier_amount + amount > paid:
             raise SourceDataError(f"{what} of {amount} {currency} does not fit payment {payment_id} of {paid} "
-                                  f"{currency}" + (f" ({earlier} {currency} refunded before)" if earlier else ""))
+                                  f"{currency}" + (f" ({earlier_amount} {currency} refunded before)"
+                                                   if earlier_amount else ""))
+        revenue, tip_back = self._refund_split(amount, gross=gross, tip=tip, currency=currency, earlier=earlier)
         fee = sum((entry["amount"] for entry in _fee_entries(refund, currency=currency, what=what)), Decimal(0))
+        # PaymentRefund.app_fee_money: "the amount of money the application developer contributed to help cover the
+        # refunded amount" (api.json): that part does not leave our clearing; it comes back against the fee account,
+        # where the payment's application fee was booked.
+        app_fee = square_money(refund.get("app_fee_money"), field="app_fee_money", what=what, currency=currency)
+        if app_fee > amount:  # api.json RefundPaymentRequest: "cannot be more than the amount_money"
+            raise SourceDataError(f"{what}: the developer's contribution {app_fee} {currency} (app_fee_money) is "
+                                  f"more than the refund of {amount} {currency}")
         location = sale.extra.get("location", "")
         label = f"Square refund {refund_id}"
-        lines = [PostingLine(role="account", debit=amount, description=f"{label} of {payment_id} · {location}")]
+        lines = [PostingLine(role="account", debit=revenue, description=f"{label} of {payment_id} · {location}")] \
+            if revenue else []
+        if tip_back:
+            lines.append(PostingLine(role="tip", debit=tip_back, description=f"{label} tip of {payment_id}"))
         if fee < 0:  # Square returned (part of) its fee
             lines.append(PostingLine(role="fee", credit=-fee, description=f"{label} processing fee returned"))
         elif fee > 0:  # Square charged for the refund
             lines.append(PostingLine(role="fee", debit=fee, description=f"{label} processing fee"))
-        lines.append(PostingLine(role="clearing", credit=amount + fee, description=f"{label} net"))
+        if app_fee:
+            lines.append(PostingLine(role="fee", credit=app_fee,
+                                     description=f"{label} application fee: the developer's share of the refund"))
+        lines.append(PostingLine(role="clearing", credit=amount + fee - app_fee, description=f"{label} net"))
         return Posting(
             document="journal", marker=self.marker(source.source_id), currency=currency, date=day,
             description=f"Square refund {refund_id} of payment {payment_id} · {location}",
             facts=dataclasses.replace(sale.facts, transaction_type="refund", amount=amount), lines=lines,
             extra={"square_id": refund_id, "payment_id": payment_id, "location_id": sale.extra.get("location_id", ""),
-                   "amount": str(amount), "fee": str(fee), "payment_target_id": record.target_id,
+                   "amount": str(amount), "revenue": str(revenue), "tip": str(tip_back), "fee": str(fee),
+                   "app_fee": str(app_fee), "payment_target_id": record.target_id,
                    "matched_as": PaymentSource._matched_as(sale)},
         )
+
+
+    @staticmethod
+    def _refund_split(amount: Decimal, *, gross: Decimal, tip: Decimal, currency: str,
+                      earlier: list[Posting]) -> tuple[Decimal, Decimal]:
+        """(revenue, tip) a refund reverses. Square's refund does not say which part it returns, so it is split in
+        the payment's proportion of amount to tip (review finding 9). The split is taken on the running total
+        (everything refunded so far, this one included) less what earlier refunds reversed: the rounding never
+        drifts, and the refund that brings the total to the payment's reverses exactly what is left of each."""
+        paid = gross + tip
+        # A refund booked before refunds were split reversed revenue only (its extra has no "revenue").
+        revenue_before = sum((Decimal(found.extra.get("revenue", found.extra.get("amount", "0"))) for found in earlier),
+                             Decimal(0))
+        tip_before = sum((Decimal(found.extra.get("tip", "0")) for found in earlier), Decimal(0))
+        refunded = sum((Decimal(found.extra.get("amount", "0")) for found in earlier), Decimal(0)) + amount
+        revenue = quantize(refunded * gross / paid, currency) - revenue_before if paid else amount
+        # Never more than is left on either account.
+        revenue = min(max(revenue, amount - (tip - tip_before)), gross - revenue_before, amount)
+        return revenue, amount - revenue
 
 
 class PaymentsStream(SquareToVisma, PaymentSource):

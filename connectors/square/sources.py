@@ -2,8 +2,9 @@
 and the location (store) an object belongs to, from the locations mirror."""
 from __future__ import annotations
 
+import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
@@ -17,7 +18,9 @@ from connectors.pipeline import SourceDataError, SourceObject, Stream
 from mappings.models import SquareLocation
 from mappings.money import MoneyError, from_minor, minor_units
 
-from .client import SquareApi
+from .client import SquareApi, SquareInvalidCursor
+
+log = logging.getLogger(__name__)
 
 SYSTEM = "square"
 # The settings the streams read, with the contract's defaults (connectors/square/__init__.py SETTINGS_SCHEMA is the
@@ -126,6 +129,25 @@ class SquareSource(Stream):
     def go_live_text(self) -> str:
         """The integration's start as a person reads it (the tenant's date, and the UTC time)."""
         return f"{self.day(self.begin_time):%Y-%m-%d} ({self.begin_time.astimezone(UTC):%H:%M} UTC)"
+
+    def walk(self, listing: Callable[[], Iterator[dict]], *, what: str) -> Iterator[dict]:
+        """What a list call yields, page after page. Square refusing a page cursor (INVALID_CURSOR: the caller
+        restarts its walk, connectors/square/client.py) restarts the walk once from the window's start: what was
+        read already comes again and is taken as already settled (the records dedupe, as the poll's overlap does).
+        Refused again: the run fails saying so, its cursor does not move, and the next poll reads the window again."""
+        try:
+            yield from listing()
+            return
+        except SquareInvalidCursor as exc:
+            log.warning("%s: Square refused the page cursor (%s); the walk restarts from the window's start",
+                        what, exc.system_message)
+        try:
+            yield from listing()
+        except SquareInvalidCursor as exc:
+            raise SquareInvalidCursor(
+                f"{what}: Square refused the page cursor again after the walk was restarted from the window's start "
+                f"({exc.system_message}); the poll stops here and reads this window again next time",
+                status_code=exc.status_code, system_message=exc.system_message, errors=exc.errors) from exc
 
     def day(self, moment: str | datetime | None) -> date:
         """The booking date of a Square time: its date in the tenant's time zone."""

@@ -37,7 +37,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 class SquareWorld:
     """A retailer with stores in Oslo (main), Bergen and a closed one in Trondheim; Visma seeded with their cost
-    centers (310, 320, 390 inactive); a rule for each open store; the integration reading Square through the emulator."""
+    centers (310, 320, 390 inactive); a rule for each open store; the integration reading Square through the
+    emulator."""
 
     def __init__(self, url: str, *, oauth_issued_days_ago: float | None = None):
         visma_sandbox_seed()
@@ -392,3 +393,69 @@ def test_a_pending_refund_waits_and_posts_on_its_refund_updated_with_the_fee_squ
     assert record.status == RecordStatus.POSTED
     assert sorted(booked(world.journal(refund["id"], "refunds"))) == sorted([
         ("3020", "400.00", "0.00", "320"), ("7770", "0.00", "10.40", "320"), ("1582", "0.00", "389.60", "320")])
+
+
+def test_a_payment_of_a_posted_invoice_becomes_its_customer_payment_in_the_payments_poll_and_no_sale(live_server):
+    # The invoices e2e world (its customer, VAT codes and invoice rules); imported here, it imports this module.
+    from tests.e2e.test_square_invoices import InvoiceWorld
+
+    world = InvoiceWorld(live_server.url)
+    try:
+        # given: the invoice posted, then paid by card
+        invoice = world.invoice()
+        world.poll("invoices")
+        payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee=7966, fee_later=False)
+        # when: only the payments stream polls
+        world.poll("payments")
+        # then: the payment is settled as the invoice's and handed over at once: its customer payment is posted
+        # without waiting for the next invoices poll; no sale journal
+        left = SyncRecord.objects.get(stream="payments", source_id=payment["id"])
+        paid = SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"])
+        assert (left.status, left.target_kind) == (RecordStatus.POSTED, "invoice_payments")
+        assert (paid.status, paid.target_kind) == (RecordStatus.POSTED, "customer_payment")
+        assert journals_with(world.marker(payment["id"])) == []
+    finally:
+        live_connections_close()
+
+
+def test_a_sale_from_before_the_start_refunded_after_it_by_webhook_books_nothing_and_flags_the_refund(world):
+    # given: a sale at Bergen; the integration starts half a minute after it (setting begin_time)
+    from connectors.square.sources import square_time
+
+    payment = world.payment("Bergen", 30000, fee=780, fee_later=False)
+    start = square_time(payment["created_at"]) + timedelta(seconds=30)
+    world.integration.settings = {**world.integration.settings, "begin_time": start.isoformat()}
+    world.integration = integration_save(world.integration)
+    # when: a minute later it is refunded; Square sends payment.created, refund.created and payment.updated
+    square_api.square_clock_advance(world.merchant, timedelta(minutes=1))
+    refund = square_api.square_refund_create(world.merchant, payment["id"], 10000)
+    deliver(world)
+    # then: the old sale is settled as nothing booked, the refund waits for a person, Visma gets nothing
+    sale = SyncRecord.objects.get(stream="payments", source_id=payment["id"])
+    assert (sale.status, sale.target_kind) == (RecordStatus.POSTED, "nothing_booked")
+    assert "was taken before this integration's start on" in sale.proposed_posting["description"]
+    flagged = SyncRecord.objects.get(stream="refunds", source_id=refund["id"])
+    assert flagged.status == RecordStatus.FLAGGED
+    assert "refund of a payment from before the integration's start" in flagged.reasons[0]
+    assert journal_count() == world.journals_before
+
+
+def test_refunds_of_a_sale_with_a_tip_split_between_revenue_and_tips_and_leave_no_cent(world):
+    # given: NOK 250 + 25 tip at Bergen, posted
+    payment = world.payment("Bergen", 25000, tip=2500, fee=715, fee_later=False)
+    world.poll()
+    # when: 100.00 refunded, then the remaining 175.00
+    first = square_api.square_refund_create(world.merchant, payment["id"], 10000)
+    world.poll("refunds")
+    last = square_api.square_refund_create(world.merchant, payment["id"], 17500)
+    world.poll("refunds")
+    # then
+    assert sorted(booked(world.journal(first["id"], "refunds"))) == sorted([
+        ("3020", "90.91", "0.00", "320"), ("2960", "9.09", "0.00", "320"), ("1582", "0.00", "100.00", "320")])
+    assert sorted(booked(world.journal(last["id"], "refunds"))) == sorted([
+        ("3020", "159.09", "0.00", "320"), ("2960", "15.91", "0.00", "320"), ("1582", "0.00", "175.00", "320")])
+    journals = [world.journal(payment["id"]), world.journal(first["id"], "refunds"),
+                world.journal(last["id"], "refunds")]
+    for account in ("3020", "2960"):
+        assert sum(Decimal(debit) - Decimal(credit) for journal in journals
+                   for number, debit, credit, _ in booked(journal) if number == account) == 0

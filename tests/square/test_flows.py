@@ -288,3 +288,125 @@ def test_a_payment_from_before_the_integration_s_start_is_booked_as_nothing_from
             f"{tenant_date(world.tenant, world.begin_time):%Y-%m-%d}")
         assert "booked by hand before" in record.proposed_posting["description"]
     assert LedgerTarget.written == []
+
+
+def test_an_application_fee_is_its_own_fee_line_and_leaves_the_net(world):
+    # given: NOK 100.00 + 10.00 tip; Square's fee 2.89; the developer's application fee 5.00 (app_fee_money)
+    payment = square_payment(location_id=BERGEN, amount=10000, tip=1000, fees=[(289, "INITIAL")])
+    payment["app_fee_money"] = {"amount": 500, "currency": "NOK"}
+    # when
+    record = take(world, payment)
+    # then: clearing gets what reaches the seller: 110.00 − 2.89 − 5.00
+    assert record.status == "posted"
+    [journal] = LedgerTarget.written
+    assert lines_of(journal) == [
+        ("clearing", "1582", Decimal("102.11"), Decimal(0), {"1": "320"}),
+        ("fee", "7770", Decimal("2.89"), Decimal(0), {"1": "320"}),
+        ("fee", "7770", Decimal("5.00"), Decimal(0), {"1": "320"}),
+        ("account", "3020", Decimal(0), Decimal("100.00"), {"1": "320"}),
+        ("tip", "2960", Decimal(0), Decimal("10.00"), {"1": "320"}),
+    ]
+    assert journal.lines[2].description == f"Square {payment['id']} application fee"
+    assert journal.is_balanced
+
+
+def test_an_application_fee_larger_than_the_payment_is_flagged(world):
+    payment = square_payment(location_id=BERGEN, amount=1000, fees=[(29, "INITIAL")])
+    payment["app_fee_money"] = {"amount": 1500, "currency": "NOK"}
+    record = take(world, payment)
+    assert record.status == "flagged"
+    assert "application fee 15.00 NOK is more than the payment's total 10.00 NOK" in record.reasons[0]
+
+
+def _hand_overs(world, monkeypatch):
+    """The invoice payments stream's intake as a list: (payment id, invoice id, the payments record's status then)."""
+    taken = []
+    monkeypatch.setattr(flows, "square_invoice_of_payment", lambda stream, payment: {
+        "id": "inv:0-7", "invoice_number": "000007"} if payment.get("order_id") else None)
+    monkeypatch.setattr(flows, "square_invoice_payment_take", lambda integration, *, payment, invoice: taken.append(
+        (payment["id"], invoice["id"], SyncRecord.objects.get(stream="payments", source_id=payment["id"]).status)))
+    return taken
+
+
+def test_a_payment_of_an_invoice_is_handed_to_the_invoice_payments_stream_once_settled_by_webhook(world, monkeypatch):
+    taken = _hand_overs(world, monkeypatch)
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    record = take(world, payment)
+    assert (record.status, record.target_kind) == ("posted", LEFT_TO_INVOICE_PAYMENTS)
+    assert taken == [(payment["id"], "inv:0-7", "posted")]
+    assert LedgerTarget.written == []
+
+
+def test_a_payment_of_an_invoice_is_handed_to_the_invoice_payments_stream_once_settled_by_a_poll(world, monkeypatch):
+    taken = _hand_overs(world, monkeypatch)
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    pos_sale = square_payment(location_id=BERGEN, fees=[(100, "INITIAL")])  # no order: never an invoice's
+    world.square.add(payment, pos_sale)
+    run = stream_poll(world.integration, "payments")
+    assert (run.fetched, run.posted) == (2, 2)
+    assert taken == [(payment["id"], "inv:0-7", "posted")]
+    assert len(LedgerTarget.written) == 1
+
+
+def test_a_sale_journal_that_may_be_in_visma_stays_a_sale_when_its_payment_is_later_found_to_pay_an_invoice(
+        world, monkeypatch):
+    # given: the sale journal was written, but its answer was lost and the record failed (write attempted)
+    from audit.services import record_replay
+
+    payment = square_payment(location_id=BERGEN, fees=[(289, "INITIAL")], order_id="ORD1")
+    record = take(world, payment)
+    assert record.target_kind == "journal"
+    SyncRecord.objects.filter(pk=record.pk).update(status="failed", target_id="", target_kind="")
+    # when: the invoice is found now, and the record is replayed
+    taken = _hand_overs(world, monkeypatch)
+    replayed = source_take(world.integration, world.payments(), world.payments().read_one(payment["id"]))[0]
+    assert replayed.status == "failed"
+    from connectors.pipeline import record_advance
+    record = record_advance(record_replay(SyncRecord.objects.get(pk=record.pk)))
+    # then: found in Visma by its marker and kept as the sale; nothing handed to the invoice payments stream
+    assert (record.status, record.target_kind) == ("posted", "journal")
+    assert len(LedgerTarget.written) == 1
+    assert taken == []
+
+
+def _cursor_refused(listing, *, times):
+    """A list call whose walk Square breaks with INVALID_CURSOR after the first object, the first `times` times
+    the same query is walked."""
+    from connectors.square.client import SquareInvalidCursor
+
+    calls = []
+
+    def walk(**query):
+        calls.append(query)
+        for index, found in enumerate(listing(**query)):
+            if index == 1 and calls.count(query) <= times:
+                raise SquareInvalidCursor("GET /v2/payments: INVALID_CURSOR: The cursor is invalid",
+                                          status_code=400, system_message="INVALID_CURSOR: The cursor is invalid",
+                                          errors=[{"code": "INVALID_CURSOR"}])
+            yield found
+    return walk, calls
+
+
+def test_a_refused_page_cursor_restarts_the_walk_once_and_every_payment_posts_once(world, monkeypatch):
+    ids = [square_payment(location_id=BERGEN, amount=1000 + index, fees=[(30, "INITIAL")]) for index in range(3)]
+    world.square.add(*ids)
+    walk, calls = _cursor_refused(world.square.payments, times=1)
+    monkeypatch.setattr(world.square, "payments", walk)
+    run = stream_poll(world.integration, "payments")
+    assert (run.status, run.fetched, run.posted) == ("completed", 3, 3)
+    assert [query["location_id"] for query in calls].count(BERGEN) == 2
+    assert len(LedgerTarget.written) == 3
+
+
+def test_a_page_cursor_refused_again_after_the_restart_fails_the_run_saying_so(world, monkeypatch):
+    from connectors.models import SyncRun
+    from connectors.square.client import SquareInvalidCursor
+
+    world.square.add(*[square_payment(location_id=BERGEN, fees=[(30, "INITIAL")]) for _ in range(3)])
+    walk, _calls = _cursor_refused(world.square.payments, times=2)
+    monkeypatch.setattr(world.square, "payments", walk)
+    with pytest.raises(SquareInvalidCursor, match="refused the page cursor again after the walk was restarted"):
+        stream_poll(world.integration, "payments")
+    run = SyncRun.objects.get(stream="payments")
+    assert run.status == "failed"
+    assert f"payments of location {BERGEN}: Square refused the page cursor again" in run.error

@@ -187,3 +187,77 @@ def test_a_refund_of_a_sale_whose_store_has_no_rule_any_more_is_flagged_not_book
     assert record.status == "flagged"
     assert record.reasons[0].startswith(f"No mapping rule for store Store Oslo Sentrum ({OSLO}): add one")
     assert len(LedgerTarget.written) == 1
+
+
+def test_refunds_split_between_revenue_and_tip_in_proportion_and_the_last_one_reverses_exactly_what_is_left(world):
+    # given: NOK 250.00 + 25.00 tip posted in Bergen
+    payment = square_payment(location_id=BERGEN, amount=25000, tip=2500, fees=[(700, "INITIAL")])
+    take(world, payment)
+    # when: 100.00 refunded, then the remaining 175.00
+    partial = take(world, square_refund(payment, amount=10000), "refunds")
+    full = take(world, square_refund(payment, amount=17500), "refunds")
+    # then: 100 × 250/275 = 90.91 from revenue, 9.09 from tips; the rest leaves no cent on either account
+    assert (partial.status, full.status) == ("posted", "posted")
+    sale, first, last = LedgerTarget.written
+    assert lines_of(first) == [("account", "3020", Decimal("90.91"), Decimal(0), {"1": "320"}),
+                               ("tip", "2960", Decimal("9.09"), Decimal(0), {"1": "320"}),
+                               ("clearing", "1582", Decimal(0), Decimal("100.00"), {"1": "320"})]
+    assert lines_of(last) == [("account", "3020", Decimal("159.09"), Decimal(0), {"1": "320"}),
+                              ("tip", "2960", Decimal("15.91"), Decimal(0), {"1": "320"}),
+                              ("clearing", "1582", Decimal(0), Decimal("175.00"), {"1": "320"})]
+    assert first.is_balanced and last.is_balanced
+
+    def balance(account):
+        return sum((line.debit - line.credit for posting in LedgerTarget.written for line in posting.lines
+                    if line.account == account), Decimal(0))
+
+    assert (balance("3020"), balance("2960")) == (Decimal(0), Decimal(0))
+
+
+def test_a_full_refund_of_a_payment_with_a_tip_reverses_the_tip_in_full(world):
+    payment = square_payment(location_id=BERGEN, amount=25000, tip=2500, fees=[(700, "INITIAL")])
+    take(world, payment)
+    take(world, square_refund(payment, amount=27500), "refunds")
+    refund = LedgerTarget.written[1]
+    assert lines_of(refund) == [("account", "3020", Decimal("250.00"), Decimal(0), {"1": "320"}),
+                                ("tip", "2960", Decimal("25.00"), Decimal(0), {"1": "320"}),
+                                ("clearing", "1582", Decimal(0), Decimal("275.00"), {"1": "320"})]
+
+
+def test_the_developer_s_share_of_a_refund_comes_back_on_the_fee_account_and_not_out_of_clearing(world):
+    # given: a sale with an application fee of 5.00
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    payment["app_fee_money"] = {"amount": 500, "currency": "NOK"}
+    take(world, payment)
+    # when: 40.00 refunded, of which the developer covers 2.00 (PaymentRefund.app_fee_money)
+    refund = square_refund(payment, amount=4000)
+    refund["app_fee_money"] = {"amount": 200, "currency": "NOK"}
+    record = take(world, refund, "refunds")
+    # then
+    assert record.status == "posted"
+    booked = LedgerTarget.written[1]
+    assert lines_of(booked) == [("account", "3020", Decimal("40.00"), Decimal(0), {"1": "320"}),
+                                ("fee", "7770", Decimal(0), Decimal("2.00"), {"1": "320"}),
+                                ("clearing", "1582", Decimal(0), Decimal("38.00"), {"1": "320"})]
+    assert booked.is_balanced
+
+
+def test_a_refused_page_cursor_restarts_the_refunds_walk_once_and_each_refund_posts_once(world, monkeypatch):
+    from connectors.square.client import SquareInvalidCursor
+
+    payment = square_payment(location_id=BERGEN, amount=10000, fees=[(289, "INITIAL")])
+    take(world, payment)
+    world.square.add(*[square_refund(payment, amount=1000) for _ in range(3)])
+    listing, calls = world.square.refunds, []
+
+    def refunds(**query):
+        calls.append(query)
+        for index, found in enumerate(listing(**query)):
+            if index == 2 and len(calls) == 1:
+                raise SquareInvalidCursor("INVALID_CURSOR", status_code=400, system_message="INVALID_CURSOR")
+            yield found
+
+    monkeypatch.setattr(world.square, "refunds", refunds)
+    run = stream_poll(world.integration, "refunds")
+    assert (run.status, run.posted, len(calls)) == ("completed", 3, 2)
+    assert len(LedgerTarget.written) == 4
