@@ -308,3 +308,24 @@ def test_finding_the_invoice_of_a_pos_payment_costs_one_small_search_not_a_listi
     assert [len(made) for made in calls] == [2, 2, 2, 2]
     assert {call for made in calls for call in made} == {"POST /v2/invoices/search"}
     assert SyncRecord.objects.filter(stream="payments", status=RecordStatus.POSTED).count() == 4
+
+
+def test_a_fee_square_adjusts_on_a_posted_invoice_payment_becomes_one_fee_journal(world):
+    # given: the invoice and its card payment posted (fee NOK 79.66 with the customer payment)
+    invoice = world.invoice()
+    payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee=7966, fee_later=False)
+    world.deliver()
+    assert SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"]).status == RecordStatus.POSTED
+    # when: a minute later Square adjusts the fee by NOK 5.00 (payment.updated), delivered twice
+    square_api.square_clock_advance(world.merchant, timedelta(minutes=1))
+    square_api.square_payment_fee_add(world.merchant, payment["id"], 500, fee_type="ADJUSTMENT")
+    square_events_deliver(world.merchant, duplicate=True)
+    inbox_process()
+    # then: one fee journal of the adjustment: fee 7770 against clearing 1582, the invoice payment's cost center
+    [part] = SyncRecord.objects.filter(stream="invoice_payments", source_id__startswith=f"{payment['id']}:fee:")
+    assert part.status == RecordStatus.POSTED, part.reasons
+    [journal] = [body for body in visma_documents("journal") if "fee adjustment" in str(body)]
+    assert sorted((line["accountNumber"], f"{Decimal(str(line['debitAmountInCurrency'])):.2f}",
+                   f"{Decimal(str(line['creditAmountInCurrency'])):.2f}", cost_center(line))
+                  for line in journal["journalTransactionLines"]) == [("1582", "0.00", "5.00", "320"),
+                                                                     ("7770", "5.00", "0.00", "320")]
