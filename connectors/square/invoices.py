@@ -146,13 +146,15 @@ def square_invoice_known(integration: Integration, order_id: str) -> dict | None
 def square_invoice_remember(integration: Integration, invoice: Mapping, *, stream: SquareSource | None = None
                             ) -> None:
     """A published invoice met while listing for a payment: stored as a record of the invoices stream (received, so
-    the sweep or the next poll takes it to Visma), which also makes its order id known for the next payment."""
+    the sweep or the next poll takes it to Visma — or settles it as nothing booked, one from before the integration's
+    start), which also makes its order id known for the next payment."""
     if invoice.get("status") in NOT_PUBLISHED or invoice.get("status") == CANCELED or not invoice.get("id"):
         return
     if SyncRecord.objects.filter(integration=integration, stream=INVOICES, source_id=invoice["id"]).exists():
         return
-    if square_invoice_before_start(integration, invoice, stream=stream):
-        return  # never posted here (its payments are flagged by the invoice_payments stream)
+    # One from before the integration's start is stored too (settled as nothing booked when taken): its order id must
+    # be known, or a later payment of it would pass for a POS sale (the search for a payment's invoice stops at the
+    # last listing).
     record_ingest(integration, INVOICES, SourceObject(source_id=str(invoice["id"]), payload={"invoice": dict(invoice)},
                                                       updated_at=_updated(invoice)))
 
@@ -372,11 +374,15 @@ class SquareInvoiceSource(SquareSource):
                     record = stored.get(str(invoice.get("id")))
                     if record is None and invoice.get("status") == CANCELED:
                         continue  # canceled before it was ever read as published: nothing was owed
-                    if record is None and square_invoice_before_start(self.integration, invoice,
-                                                                      stream=self):
+                    if square_invoice_before_start(self.integration, invoice, stream=self):
                         # ListInvoices has no date filter: every invoice the seller ever issued is listed. One from
-                        # before the start is not stored (a record per old invoice at every first poll would bury
-                        # the list); read_one (a webhook about it) settles it as nothing booked, saying why.
+                        # before the start is settled as nothing booked, saying why (its record also makes its
+                        # order id known, so a payment of it is flagged, never taken for a POS sale); its order and
+                        # payments are not read.
+                        if record is None:
+                            yield SourceObject(source_id=str(invoice["id"]),
+                                               payload={"invoice": dict(invoice), "order": None},
+                                               updated_at=_updated(invoice))
                         continue
                     if record is not None and not self._changed(invoice, record, last_listed):
                         continue

@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit.models import RecordStatus, SyncRecord
 from audit.selectors import record_posting
 from connectors.errors import WaitFor
-from connectors.pipeline import SourceDataError, SourceObject
+from connectors.pipeline import SourceDataError, SourceObject, source_take
 from connectors.square.invoices import (
     CUSTOMERS,
     INVOICES,
@@ -825,21 +825,26 @@ def test_an_invoice_from_before_the_start_is_never_posted_by_poll_relist_or_webh
     square = SquareReads(invoices=[old, new], orders=[square_order(), old_order],
                          payments=[square_payment(id="PAY-OLD", order_id="ORDER-OLD")])
     # when: polled
-    sources = list(_stream(InvoicesStream, square_integration, square).read_window(timezone.now(), timezone.now()))
-    # then: only the new one; the old one is not even stored, nor its order read
-    assert [source.source_id for source in sources] == ["inv:0-ChBqx2Xq"]
-    assert "order ORDER-OLD" not in square.calls
-    # when: listed for a payment (relist): the old one is not remembered
-    square_invoice_of_payment(_stream(InvoicesStream, square_integration, square),
-                              square_payment(id="PAY-X", order_id="ORDER-NONE", created_at=_just_now()))
-    assert not SyncRecord.objects.filter(stream=INVOICES, source_id="inv:old").exists()
-    # when: a webhook about it (read_one)
     stream = _stream(InvoicesStream, square_integration, square)
-    stream.read_one("inv:old")
-    # then: settled as nothing booked, saying why; its payment flagged for a person
+    sources = list(stream.read_window(timezone.now(), timezone.now()))
+    # then: the old one is settled as nothing booked, saying why, without reading its order; the new one posts
+    assert [source.source_id for source in sources] == ["inv:old", "inv:0-ChBqx2Xq"]
+    assert "order ORDER-OLD" not in square.calls
+    nothing = stream.transform(sources[0])
+    assert (nothing.document, nothing.extra["before_start"]) == ("nothing_booked", True)
+    assert nothing.description.startswith("Square invoice 000007 (inv:old) was created on 2026-10-15T09:00:00Z, "
+                                          "before this integration's start on 2026-11-01")
+    # when: listed for a payment (relist): remembered (its order id known), then settled as nothing booked
+    found = square_invoice_of_payment(_stream(InvoicesStream, square_integration, square),
+                                      square_payment(id="PAY-OLD", order_id="ORDER-OLD", created_at=_just_now()))
+    assert found["id"] == "inv:old"
     record = SyncRecord.objects.get(stream=INVOICES, source_id="inv:old")
+    source_take(square_integration, stream, SourceObject(source_id="inv:old", payload=record.source_payload))
+    record.refresh_from_db()
     assert (record.status, record.target_kind) == (RecordStatus.POSTED, "nothing_booked")
-    assert "before this integration's start" in record_posting(record).description
+    # when: a webhook about it (read_one)
+    _stream(InvoicesStream, square_integration, square).read_one("inv:old")
+    # then: its payment flagged for a person
     paid = SyncRecord.objects.get(stream="invoice_payments", source_id="PAY-OLD")
     assert paid.status == RecordStatus.FLAGGED
     assert "pays Square invoice 000007 from before the integration's start: book it by hand" in " ".join(paid.reasons)
