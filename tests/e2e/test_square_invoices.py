@@ -329,3 +329,24 @@ def test_a_fee_square_adjusts_on_a_posted_invoice_payment_becomes_one_fee_journa
                    f"{Decimal(str(line['creditAmountInCurrency'])):.2f}", cost_center(line))
                   for line in journal["journalTransactionLines"]) == [("1582", "0.00", "5.00", "320"),
                                                                      ("7770", "5.00", "0.00", "320")]
+
+
+def test_an_invoice_from_before_the_integrations_start_is_never_posted_and_its_payment_is_flagged(world):
+    # given: an invoice issued yesterday (before the integration was created), paid today
+    square_api.square_clock_advance(world.merchant, timedelta(days=-1))
+    invoice = world.invoice()
+    square_api.square_clock_advance(world.merchant, timedelta(days=1))
+    payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee=7966, fee_later=False)
+    # when: polled (invoices, payments) and its events delivered
+    world.poll("invoices")
+    world.poll("payments")
+    world.deliver()
+    # then: the invoice settled as nothing booked, saying why; its payment flagged for a person; Visma gets nothing
+    record = SyncRecord.objects.get(stream="invoices", source_id=invoice["id"])
+    assert (record.status, record.target_kind) == (RecordStatus.POSTED, "nothing_booked")
+    paid = SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"])
+    assert paid.status == RecordStatus.FLAGGED
+    assert "from before the integration's start: book it by hand" in " ".join(paid.reasons)
+    assert customer_invoices_with(world.marker(invoice["id"], "invoices")) == []
+    assert visma_documents("customer_payment") == []
+    assert journals_with(world.marker(payment["id"])) == []
