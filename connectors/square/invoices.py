@@ -672,12 +672,12 @@ class SquareInvoiceSource(SquareSource):
         return visma_vat_total(net_by_code, percents, currency)
 
     def _invoice_date(self, invoice: Mapping) -> date:
-        """The Visma invoice date: when the invoice was issued, in the tenant's time zone. Square's Invoice carries no
-        publication time (api.json Invoice has created_at, updated_at, scheduled_at): a scheduled invoice is issued
-        at scheduled_at, any other when it is published, which follows its creation — so created_at. Never the
-        sale_or_service_date, which "can be used to specify a past or future date" (api.json) and could put the
-        invoice in a future or closed period; that date goes in the text."""
-        return self.day(invoice.get("scheduled_at") or invoice.get("created_at"))
+        """The Visma invoice date: when the invoice was issued, in the tenant's time zone. Square's Invoice answers no
+        publication time (api.json Invoice has created_at, updated_at, scheduled_at; SearchInvoices sorts by one it
+        does not show), so created_at, the nearest known moment at or before publication. Never scheduled_at (may
+        lie in the future) nor the sale_or_service_date, which "can be used to specify a past or future date"
+        (api.json) and could put the invoice in a future or closed period; that date goes in the text."""
+        return self.day(invoice.get("created_at"))
 
     # --- the customer -----------------------------------------------------------------------------------------
 

@@ -352,9 +352,9 @@ def test_the_invoice_is_dated_when_it_was_issued_in_the_tenants_time_zone_and_th
     # then
     assert posting.date == date(2026, 12, 2)
     assert posting.description == "Square invoice 000042 inv:0-ChBqx2Xq · service date 2027-01-15"
-    # and a scheduled invoice is dated when Square sends it
-    scheduled = stream.transform(_invoice_source(square_invoice(scheduled_at="2026-12-04T08:00:00Z")))
-    assert scheduled.date == date(2026, 12, 4)
+    # and a scheduled invoice too: never the future day Square will send it
+    scheduled = stream.transform(_invoice_source(square_invoice(scheduled_at="2027-02-04T08:00:00Z")))
+    assert scheduled.date == date(2026, 12, 1)
 
 
 def test_an_invoice_number_longer_than_vismas_customer_reference_is_flagged_not_cut(square_integration, visma):
