@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from .models import SquareMerchant
+from .models import SquareMerchant, SquareObject
 from .square_api import (
     SquareApiError,
     square_now,
@@ -206,11 +206,19 @@ def refunds_list(merchant: SquareMerchant, query: Mapping[str, Any]) -> dict:
     def keep(body: dict) -> bool:
         return ((not location_id or body["location_id"] == location_id)
                 and (not query.get("status") or body["status"] == query["status"])
-                and (not query.get("source_type") or body.get("destination_type") == query["source_type"]))
+                and (not query.get("source_type") or _refund_source_type(merchant, body) == query["source_type"]))
 
     bodies, cursor = _time_listing(merchant, "refund", query, keep=keep,
                                    sort_fields={"CREATED_AT": "created_at", "UPDATED_AT": "updated_at"})
     return _answer("refunds", bodies, cursor)
+
+
+def _refund_source_type(merchant: SquareMerchant, refund: Mapping[str, Any]) -> str:
+    """The source type ListPaymentRefunds' `source_type` filters on: that of the refund's payment ("only returns
+    refunds whose payments have the indicated source type", spec ListPaymentRefunds.source_type), not the refund's
+    destination_type (a card sale can be refunded in cash)."""
+    payment = square_object(merchant, "payment", str(refund.get("payment_id") or ""))
+    return str((payment or {}).get("source_type") or "")
 
 
 def refund_retrieve(merchant: SquareMerchant, refund_id: str) -> dict:
@@ -310,20 +318,30 @@ def orders_search(merchant: SquareMerchant, body: Mapping[str, Any]) -> dict:
 # --- invoices -----------------------------------------------------------------------------------------------------
 
 
+def _invoice_sort_date(invoice: Mapping[str, Any]) -> datetime:
+    """InvoiceSortField INVOICE_SORT_DATE (api.json): a draft → created_at; one scheduled for publication →
+    scheduled_at; a published one → its publication date (kept by the emulator as `_published_at`)."""
+    if invoice["status"] == "DRAFT":
+        return _time(invoice, "created_at")
+    if invoice["status"] == "SCHEDULED" and invoice.get("scheduled_at"):
+        return _time(invoice, "scheduled_at")
+    return _time(invoice, "_published_at" if invoice.get("_published_at") else "created_at")
+
+
 def _invoice_page(merchant: SquareMerchant, request: Mapping[str, Any], location_id: str, *, limit: int,
                   customer_ids: list[str] = (), descending: bool = False, by_invoice_date: bool = False) -> dict:
     _location_known(merchant, location_id)
     after, started = cursor_read(request, square_now(merchant))
     items = []
-    for invoice in square_objects(merchant, "invoice"):
+    rows = SquareObject.objects.filter(merchant=merchant, object_type="invoice").order_by("pk")
+    for invoice in (row.body for row in rows):  # with the bookkeeping keys: the publication date sorts
         if invoice["location_id"] != location_id:
             continue
         if customer_ids and invoice["primary_recipient"].get("customer_id") not in customer_ids:
             continue
-        # INVOICE_SORT_DATE: draft → created_at, published → the publication date (docs/square.md §5); the
-        # emulator reads the publication date as updated_at at publication, kept as created_at otherwise.
-        key = _time(invoice, "created_at")
-        items.append(((key, invoice["id"]), invoice))
+        # ListInvoices names no order: by creation. SearchInvoices sorts by INVOICE_SORT_DATE.
+        key = _invoice_sort_date(invoice) if by_invoice_date else _time(invoice, "created_at")
+        items.append(((key, invoice["id"]), square_public(invoice)))
     bodies, cursor = page_cut(items, request, limit=limit, descending=descending, after=after, started_at=started)
     return _answer("invoices", bodies, cursor)
 
@@ -357,7 +375,7 @@ def invoices_search(merchant: SquareMerchant, body: Mapping[str, Any]) -> dict:
                              "`limit` must be between 1 and 200.", field="limit")
     sort = body["query"].get("sort") or {}
     return _invoice_page(merchant, body, filters["location_ids"][0], limit=limit, customer_ids=customer_ids,
-                         descending=(sort.get("order") or "DESC") == "DESC")
+                         descending=(sort.get("order") or "DESC") == "DESC", by_invoice_date=True)
 
 
 # --- customers ----------------------------------------------------------------------------------------------------

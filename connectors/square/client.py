@@ -281,6 +281,15 @@ class SquareApi:
         params = {"location_id": location_id, "limit": min(page_size, 200)}
         return self._pages("GET", "/v2/invoices", "invoices", params=params)
 
+    def invoices_search(self, *, location_id: str, limit: int = 10) -> Iterator[dict]:
+        """SearchInvoices of one location (query.filter.location_ids takes exactly one), newest invoice date first
+        (INVOICE_SORT_DATE DESC: a draft's created_at, a scheduled one's scheduled_at, a published one's publication
+        date; spec InvoiceSortField). Pages are read only as far as the caller reads."""
+        body = {"query": {"filter": {"location_ids": [location_id]},
+                          "sort": {"field": "INVOICE_SORT_DATE", "order": "DESC"}},
+                "limit": max(1, min(limit, 200))}
+        return self._pages("POST", "/v2/invoices/search", "invoices", body=body)
+
     def order(self, order_id: str) -> dict | None:
         return self.get_one(f"/v2/orders/{quote(order_id, safe='')}", "order")
 

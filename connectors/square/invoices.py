@@ -9,6 +9,7 @@ a location again only when that list is older than the payment (docs/square-invo
 """
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
@@ -27,17 +28,20 @@ from connectors.visma.invoices import visma_vat_total
 from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
 from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import CREDIT_NOTE, VismaTarget
-from mappings.documents import MatchFacts, Posting, PostingLine
+from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.models import ExternalReference
 from mappings.money import is_exact, to_decimal
 from mappings.reference import tenant_base_currency
 from mappings.selectors import external_reference_visma_id, vat_code_for
+from mappings.services import MappingOutcome
 
 from .sources import SYSTEM, SquareSource, square_money, square_time
 
 INVOICES = "invoices"
 INVOICE_PAYMENTS = "invoice_payments"
 CUSTOMERS = "customers"
+# The payments stream (connectors/square/flows.py): a payment it booked as a sale journal is never booked here too.
+PAYMENTS = "payments"
 # InvoiceStatus (api.json): a DRAFT is not sent to the customer, so nobody owes it yet.
 NOT_PUBLISHED = frozenset({"DRAFT"})
 # Published and owed (or paid, or paid back: still a sale): each becomes one Visma customer invoice.
@@ -48,8 +52,9 @@ CANCELED = "CANCELED"
 # (docs/square.md §5): a listing counts as knowing a payment's invoice only when it started this long after the payment
 # was created (the stricter reading of "eventually consistent", which ListPayments states).
 LISTING_SETTLE = timedelta(seconds=30)
-# Payment source types Square processes and charges a fee for (docs/square.md §6); CASH and EXTERNAL carry none.
-FEE_CHARGED = frozenset({"CARD", "WALLET", "BUY_NOW_PAY_LATER", "BANK_ACCOUNT", "SQUARE_ACCOUNT"})
+# Payment source types that carry no Square processing fee (docs/square.md §6); any other source type (a new or unknown
+# one included) waits for its fee, as the payments stream does (connectors/square/flows.py FEE_FREE_SOURCES).
+FEE_FREE_SOURCES = frozenset({"CASH", "EXTERNAL"})
 # Visma's customerRefNumber (ARInvoice.InvoiceNbr) holds 40 characters: the Square invoice number goes there.
 CUSTOMER_REF_LENGTH = 40
 BATCH = 100
@@ -66,6 +71,44 @@ def _updated(invoice: Mapping) -> datetime | None:
         return square_time(invoice.get("updated_at"))
     except SourceDataError:
         return None
+
+
+def _created(invoice: Mapping) -> datetime | None:
+    try:
+        return square_time(invoice.get("created_at"))
+    except SourceDataError:
+        return None
+
+
+def _fee_entries(payment: Mapping, *, currency: str, what: str) -> list[dict]:
+    """Square's processing_fee[] as {key, effective_at, type, amount} (amount signed: api.json ProcessingFee), keyed
+    as the payments stream keys them (connectors/square/flows.py), so a posting says which entries it booked."""
+    entries = []
+    for index, fee in enumerate(payment.get("processing_fee") or []):
+        amount = square_money(fee.get("amount_money"), field=f"processing_fee[{index}].amount_money", what=what,
+                              currency=currency, signed=True)
+        effective_at = str(fee.get("effective_at") or "")
+        entries.append({"key": f"{effective_at}|{fee.get('type') or ''}|{amount}", "effective_at": effective_at,
+                        "type": str(fee.get("type") or ""), "amount": amount})
+    return entries
+
+
+FEE_PART = ":fee:"
+
+
+def square_invoice_before_start(integration: Integration, invoice: Mapping, *, stream: SquareSource | None = None
+                                ) -> bool:
+    """Whether a Square invoice was created before the integration's start (SquareSource.before_go_live):
+    ListInvoices has no date filter, so Square lists every invoice the seller ever issued; those from before the start
+    were booked by hand (or in the system before this one) and are never posted here, nor are their payments and
+    refunds."""
+    return (stream if stream is not None else InvoicesStream(integration)).before_go_live(_created(invoice))
+
+
+def _before_start_text(invoice: Mapping, stream: SquareSource) -> str:
+    number = invoice.get("invoice_number") or invoice.get("id")
+    return (f"Square invoice {number} ({invoice.get('id')}) was created on {invoice.get('created_at')}, before this "
+            f"integration's start on {stream.go_live_text()}")
 
 
 # --- what the invoices stream knows -------------------------------------------------------------------------------
@@ -100,13 +143,18 @@ def square_invoice_known(integration: Integration, order_id: str) -> dict | None
     return None
 
 
-def square_invoice_remember(integration: Integration, invoice: Mapping) -> None:
+def square_invoice_remember(integration: Integration, invoice: Mapping, *, stream: SquareSource | None = None
+                            ) -> None:
     """A published invoice met while listing for a payment: stored as a record of the invoices stream (received, so
-    the sweep or the next poll takes it to Visma), which also makes its order id known for the next payment."""
+    the sweep or the next poll takes it to Visma — or settles it as nothing booked, one from before the integration's
+    start), which also makes its order id known for the next payment."""
     if invoice.get("status") in NOT_PUBLISHED or invoice.get("status") == CANCELED or not invoice.get("id"):
         return
     if SyncRecord.objects.filter(integration=integration, stream=INVOICES, source_id=invoice["id"]).exists():
         return
+    # One from before the integration's start is stored too (settled as nothing booked when taken): its order id must
+    # be known, or a later payment of it would pass for a POS sale (the search for a payment's invoice stops at the
+    # last listing).
     record_ingest(integration, INVOICES, SourceObject(source_id=str(invoice["id"]), payload={"invoice": dict(invoice)},
                                                       updated_at=_updated(invoice)))
 
@@ -116,10 +164,41 @@ def square_invoices_relist(integration: Integration, square, location_id: str, *
     Returns them by order id."""
     started = timezone.now()
     by_order = {}
+    judge = InvoicesStream(integration)  # judges the start once for the whole listing
     for invoice in square.invoices(location_id=location_id, page_size=page_size):
         if invoice.get("order_id"):
             by_order[str(invoice["order_id"])] = invoice
-        square_invoice_remember(integration, invoice)
+        square_invoice_remember(integration, invoice, stream=judge)
+    square_invoices_listed_mark(integration, location_id, started)
+    return by_order
+
+
+# SearchInvoices page size when looking for invoices published since the last listing: a few minutes' invoices.
+SEARCH_LIMIT = 10
+
+
+def square_invoices_published_since(integration: Integration, square, location_id: str, listed_at: datetime) -> dict:
+    """The invoices of a location published since it was last listed whole (at `listed_at`), by SearchInvoices
+    newest invoice date first; every published one is remembered and the listing mark moves to now. Returns them
+    by order id.
+
+    Why stopping early is safe: SearchInvoices sorts by INVOICE_SORT_DATE, which for a published invoice is its
+    publication date, for a draft its created_at; both are at or before the invoice's updated_at (publishing or
+    creating updates it). So once an invoice was last updated before the last listing (less LISTING_SETTLE, for
+    Square's listing lag), its sort date is too, and so is that of every invoice after it in that order: all of
+    them were published before the last listing and were seen by it. A SCHEDULED invoice sorts by scheduled_at,
+    which may lie after its updated_at: it never stops the walk."""
+    started = timezone.now()
+    horizon = listed_at - LISTING_SETTLE
+    judge = InvoicesStream(integration)  # judges the integration's start once for the whole search
+    by_order = {}
+    for invoice in square.invoices_search(location_id=location_id, limit=SEARCH_LIMIT):
+        if invoice.get("order_id"):
+            by_order[str(invoice["order_id"])] = invoice
+        square_invoice_remember(integration, invoice, stream=judge)
+        updated = _updated(invoice)
+        if invoice.get("status") != "SCHEDULED" and updated is not None and updated < horizon:
+            break
     square_invoices_listed_mark(integration, location_id, started)
     return by_order
 
@@ -128,8 +207,10 @@ def square_invoice_of_payment(stream, payment: Mapping, *, square=None) -> dict 
     """The Square invoice a payment pays (by the order both name), or None for a payment of no invoice (a POS sale).
 
     Looked up among the invoices stored; when the location's invoices were last listed before the payment was made
-    (plus LISTING_SETTLE), they are listed again, at most once per location for this stream instance (one poll, one
-    webhook): an invoice is published before it is paid, so a listing that started after the payment holds it.
+    (plus LISTING_SETTLE), what was published since is read (SearchInvoices, newest first, stopped at the last
+    listing; a location never listed is listed whole), at most once per location for this stream instance (one
+    poll, one webhook): an invoice is published before it is paid, so a reading that started after the payment
+    holds it.
     `square`: a SquareApi to list with (default: the stream's own, `stream.square`).
     """
     order_id = str(payment.get("order_id") or "")
@@ -151,6 +232,10 @@ def square_invoice_of_payment(stream, payment: Mapping, *, square=None) -> dict 
         return None
     relisted.add(location_id)
     square = square if square is not None else _square_of(stream)
+    if listed_at is not None:
+        # Listed before: only what was published since is read (one small SearchInvoices page, as a rule).
+        return square_invoices_published_since(integration, square, location_id, listed_at).get(order_id)
+    # A location never listed: ListInvoices whole, once.
     page_size = int((integration.settings or {}).get("page_size") or 100)
     return square_invoices_relist(integration, square, location_id, page_size=page_size).get(order_id)
 
@@ -175,7 +260,10 @@ def square_invoice_payment_take(integration: Integration, *, payment: Mapping | 
     when the caller found it already (square_invoice_of_payment)."""
     stream = InvoicePaymentsStream(integration)
     source = stream.source_object(payment=payment, refund=refund, invoice=invoice)
-    return source_take(integration, stream, source)[0]
+    record = source_take(integration, stream, source)[0]
+    if payment is not None:
+        stream.fee_parts_take(payment)
+    return record
 
 
 def square_payment_is_invoice_payment(integration: Integration, payment_id: str) -> bool:
@@ -286,6 +374,16 @@ class SquareInvoiceSource(SquareSource):
                     record = stored.get(str(invoice.get("id")))
                     if record is None and invoice.get("status") == CANCELED:
                         continue  # canceled before it was ever read as published: nothing was owed
+                    if square_invoice_before_start(self.integration, invoice, stream=self):
+                        # ListInvoices has no date filter: every invoice the seller ever issued is listed. One from
+                        # before the start is settled as nothing booked, saying why (its record also makes its
+                        # order id known, so a payment of it is flagged, never taken for a POS sale); its order and
+                        # payments are not read.
+                        if record is None:
+                            yield SourceObject(source_id=str(invoice["id"]),
+                                               payload={"invoice": dict(invoice), "order": None},
+                                               updated_at=_updated(invoice))
+                        continue
                     if record is not None and not self._changed(invoice, record, last_listed):
                         continue
                     order = self._order_of(invoice)
@@ -318,6 +416,13 @@ class SquareInvoiceSource(SquareSource):
         record = record_of(self.integration, INVOICES, str(invoice["id"]))
         if record is None and invoice.get("status") == CANCELED:
             return None
+        if record is None and square_invoice_before_start(self.integration, invoice, stream=self):
+            # Settled as nothing booked, saying why; its payments are still taken (each is flagged for a person).
+            source = SourceObject(source_id=str(invoice["id"]), payload={"invoice": dict(invoice), "order": None},
+                                  updated_at=_updated(invoice))
+            source_take(self.integration, self, source)
+            self._payments_take(invoice, self._order_of(invoice))
+            return source
         order = self._order_of(invoice)
         source = self._source_of(invoice, order, record)
         if source is not None:
@@ -335,6 +440,9 @@ class SquareInvoiceSource(SquareSource):
         if record is not None and record.status == RecordStatus.REJECTED:
             return None
         if record is not None and record.status == RecordStatus.POSTED:
+            if (record_posting(record).document if record.proposed_posting or record.corrected_posting
+                    else "") == NOTHING_BOOKED:
+                return None  # from before the integration's start: whatever Square does to it is booked by hand
             change = self._change_after_posting(invoice, order, record)
             if not change:
                 return None
@@ -397,6 +505,7 @@ class SquareInvoiceSource(SquareSource):
             record = record_of(self.integration, INVOICE_PAYMENTS, payment_id)
             if record is None or record.status not in (RecordStatus.POSTED, RecordStatus.REJECTED):
                 source_take(self.integration, payments, payments.source_object(payment=payment, invoice=invoice))
+            payments.fee_parts_take(payment)
             for refund_id in payment.get("refund_ids") or []:
                 refunded = record_of(self.integration, INVOICE_PAYMENTS, str(refund_id))
                 if refunded is not None and refunded.status in (RecordStatus.POSTED, RecordStatus.REJECTED):
@@ -416,6 +525,15 @@ class SquareInvoiceSource(SquareSource):
         number = str(invoice.get("invoice_number") or "")
         what = f"Square invoice {number or invoice_id}"
         status = str(invoice.get("status") or "")
+        if square_invoice_before_start(self.integration, invoice, stream=self):
+            return Posting(document=NOTHING_BOOKED, marker=self.marker(invoice_id), currency="XXX",
+                           date=self.day(invoice.get("created_at")),
+                           description=f"{_before_start_text(invoice, self)}: nothing booked (booked by "
+                                       "hand before the integration started)",
+                           facts=MatchFacts(transaction_type="invoice", amount=Decimal(0), currency="",
+                                            location=str(invoice.get("location_id") or "")),
+                           extra={"square_id": invoice_id, "square_invoice_number": number,
+                                  "before_start": True})
         if status in NOT_PUBLISHED:
             raise WaitFor(f"{what} is a draft: not owed until it is published")
         if status == CANCELED:
@@ -451,8 +569,16 @@ class SquareInvoiceSource(SquareSource):
             raise SourceDataError(
                 f"{what}: Visma would total {net + vat} {currency} (lines {net} + VAT {vat} by VAT code), Square's "
                 f"order totals {total} {currency} with VAT {square_vat}: not written, the totals would differ")
+        reference = number or invoice_id
+        if len(reference) > CUSTOMER_REF_LENGTH:
+            # Cut, two invoices could carry the same reference and the customer could not match their payment to it.
+            raise SourceDataError(f"{what}: its number is {len(reference)} characters, Visma's customer reference "
+                                  f"(customerRefNumber) holds {CUSTOMER_REF_LENGTH}: shorten the number in Square "
+                                  "(or book the invoice by hand), then replay")
         customer = self.customer_for(invoice, payload.get("customer"), what=what)
         description = f"Square invoice {number} {invoice_id}" if number else f"Square invoice {invoice_id}"
+        if invoice.get("sale_or_service_date"):
+            description += f" · service date {invoice['sale_or_service_date']}"
         due = max((str(request.get("due_date")) for request in invoice.get("payment_requests") or []
                    if request.get("due_date")), default="")
         return Posting(
@@ -463,7 +589,7 @@ class SquareInvoiceSource(SquareSource):
                              location=location_id),
             lines=lines, customer=customer,
             extra={"square_id": invoice_id, "square_invoice_number": number, "order_id": str(order.get("id") or ""),
-                   "customer_ref": (number or invoice_id)[:CUSTOMER_REF_LENGTH], "lines": document_lines,
+                   "customer_ref": reference, "lines": document_lines,
                    "due_date": due, "total": str(total), "vat": str(vat), "net": str(net),
                    "location": location_id},
         )
@@ -494,6 +620,16 @@ class SquareInvoiceSource(SquareSource):
             applied = list(dict.fromkeys([str(tax.get("tax_uid")) for tax in item.get("applied_taxes") or []]
                                          + order_scoped))
             vat_code = self._vat_code(where, [taxes.get(uid) for uid in applied])
+            if vat_code is None and line_tax:
+                raise SourceDataError(f"{where} carries tax {line_tax} {currency} but names no tax")
+            if vat_code is None:
+                # A line without tax goes with an explicit 0 % code: sent without one, Visma may fill a default VAT
+                # category from the account or the customer and add VAT Square never charged.
+                vat_code = vat_code_for(self.tenant, system=SYSTEM, tax_name="", percent=Decimal(0))
+                if not vat_code:
+                    raise SourceDataError(f"{where} ({item.get('name') or 'no name'}) has no tax: no VAT code for "
+                                          "untaxed lines: map 0 % to Visma's exempt code (admin: VAT code mappings, "
+                                          "system Square, percent 0)")
             name = " ".join(str(item.get(key) or "").strip() for key in ("name", "variation_name")).strip() \
                 or f"Line {index}"
             description = (name + (f" (discount {discount} {currency})" if discount else ""))[:255]
@@ -503,12 +639,9 @@ class SquareInvoiceSource(SquareSource):
                 # Discounted, or priced with the tax included: the line's own net, not a unit price Visma rounds.
                 price = {"amount": str(net)}
             document_lines.append({"description": description, "quantity": str(quantity), **price,
-                                   **({"vat_code": vat_code} if vat_code else {})})
+                                   "vat_code": vat_code})
             lines.append(PostingLine(role="account", credit=net, description=description))
-            if vat_code:
-                net_by_code[vat_code] = net_by_code.get(vat_code, Decimal(0)) + net
-            elif line_tax:
-                raise SourceDataError(f"{where} carries tax {line_tax} {currency} but names no tax")
+            net_by_code[vat_code] = net_by_code.get(vat_code, Decimal(0)) + net
         return document_lines, lines, net_by_code
 
     def _vat_code(self, where: str, taxes: list) -> str | None:
@@ -539,10 +672,11 @@ class SquareInvoiceSource(SquareSource):
         return visma_vat_total(net_by_code, percents, currency)
 
     def _invoice_date(self, invoice: Mapping) -> date:
-        """The sale or service date Square shows on the invoice, else the day it was created (Square keeps no
-        publication time), in the tenant's time zone."""
-        if invoice.get("sale_or_service_date"):
-            return date.fromisoformat(str(invoice["sale_or_service_date"]))
+        """The Visma invoice date: when the invoice was issued, in the tenant's time zone. Square's Invoice answers no
+        publication time (api.json Invoice has created_at, updated_at, scheduled_at; SearchInvoices sorts by one it
+        does not show), so created_at, the nearest known moment at or before publication. Never scheduled_at (may
+        lie in the future) nor the sale_or_service_date, which "can be used to specify a past or future date"
+        (api.json) and could put the invoice in a future or closed period; that date goes in the text."""
         return self.day(invoice.get("created_at"))
 
     # --- the customer -----------------------------------------------------------------------------------------
@@ -604,7 +738,32 @@ class SquareInvoiceSource(SquareSource):
             "customer), or turn on create_customers; then replay")
 
 
-class InvoicesStream(VismaTarget, SquareInvoiceSource):
+class NothingBookedTarget(VismaTarget):
+    """A Visma target that also settles "nothing booked" postings (an invoice from before the integration's start):
+    written nowhere, the record's target says so."""
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        if posting.document == NOTHING_BOOKED:
+            return MappingOutcome(posting, None, [])
+        return super().map(posting)
+
+    def problems(self, posting: Posting) -> list[str]:
+        if posting.document == NOTHING_BOOKED:
+            return []
+        return super().problems(posting)
+
+    def find_posted(self, posting: Posting, record) -> Written | None:
+        if posting.document == NOTHING_BOOKED:
+            return Written(kind=NOTHING_BOOKED, target_id="", marker=posting.marker)
+        return super().find_posted(posting, record)
+
+    def write(self, posting: Posting, record) -> Written:
+        if posting.document == NOTHING_BOOKED:
+            return Written(kind=NOTHING_BOOKED, target_id="", marker=posting.marker)
+        return super().write(posting, record)
+
+
+class InvoicesStream(NothingBookedTarget, SquareInvoiceSource):
     """Square invoices → Visma customer invoices (externalReference: the marker; customerRefNumber: Square's number)."""
 
 
@@ -632,9 +791,15 @@ class SquareInvoicePaymentSource(SquareSource):
                 yield self.fresh(source)
 
     def read_one(self, source_id: str) -> SourceObject | None:
+        if FEE_PART in source_id:
+            payment = self.square.payment(source_id.split(FEE_PART)[0])
+            return self.fee_part(payment, source_id.split(FEE_PART, 1)[1]) if payment is not None else None
         record = record_of(self.integration, self.name, source_id)
         if record is not None:
-            return self._read_again(source_id, record.source_payload or {})
+            source = self._read_again(source_id, record.source_payload or {})
+            if source is not None and source.payload.get("payment"):
+                self.fee_parts_take(source.payload["payment"])  # a fee Square changed after posting
+            return source
         payment = self.square.payment(source_id)
         if payment is not None:
             invoice = square_invoice_of_payment(self, payment)
@@ -646,6 +811,8 @@ class SquareInvoicePaymentSource(SquareSource):
 
     def _read_again(self, source_id: str, payload: Mapping) -> SourceObject | None:
         """A payment or refund this stream has, as Square has it now (the invoice it pays kept as stored)."""
+        if FEE_PART in source_id:
+            return self.read_one(source_id)
         if payload.get("refund"):
             refund = self.square.refund(source_id)
             return self.source_object(refund=refund) if refund is not None else None
@@ -666,14 +833,118 @@ class SquareInvoicePaymentSource(SquareSource):
         payload = {"payment": dict(payment)} if payment is not None else {"refund": dict(refund)}
         if invoice is not None:
             payload["invoice"] = {key: invoice.get(key) for key in ("id", "invoice_number", "order_id",
-                                                                    "location_id", "version")}
+                                                                    "location_id", "version", "created_at")}
         return SourceObject(source_id=str(moved["id"]), payload=payload, updated_at=_updated(moved), amount=amount,
                             currency=str(money.get("currency") or "")[:3])
 
+    # --- fee entries Square adds after the payment was posted ---------------------------------------------------
+
+    def _posted_payment(self, payment_id: str) -> tuple[SyncRecord, Posting] | None:
+        record = record_of(self.integration, self.name, payment_id)
+        if record is None or record.status != RecordStatus.POSTED or not record.proposed_posting:
+            return None
+        posting = record_posting(record)
+        return (record, posting) if posting.document == "customer_payment" else None
+
+    def _booked_fee_entries(self, record: SyncRecord, posting: Posting, currency: str) -> set[str]:
+        """The fee entries the customer payment booked (its posting says; one posted before it did: those of the
+        payment as it was stored)."""
+        if "fee_entries" in posting.extra:
+            return set(posting.extra["fee_entries"])
+        stored = (record.source_payload or {}).get("payment") or {}
+        try:
+            return {entry["key"] for entry in _fee_entries(stored, currency=currency, what="payment")}
+        except SourceDataError:
+            return set()
+
+    def fee_parts_take(self, payment: Mapping) -> list[SyncRecord]:
+        """A posted invoice payment whose processing_fee gained entries since (an ADJUSTMENT, fee returned): one fee
+        journal per new effective_at (record "<payment id>:fee:<effective_at>"), each once — as the payments stream
+        does for a sale (flows.py payment_parts). The invoice's version does not change on a fee change, so this
+        runs on every read of the payment."""
+        payment_id = str(payment.get("id") or "")
+        posted = self._posted_payment(payment_id)
+        if posted is None:
+            return []
+        record, posting = posted
+        booked = self._booked_fee_entries(record, posting, posting.currency)
+        try:
+            entries = _fee_entries(payment, currency=posting.currency, what=f"Square payment {payment_id}")
+        except SourceDataError:
+            return []  # an unreadable fee: the payment's next read says so
+        taken = []
+        for effective_at in dict.fromkeys(entry["effective_at"] for entry in entries if entry["key"] not in booked):
+            source_id = f"{payment_id}{FEE_PART}{effective_at}"
+            if record_of(self.integration, self.name, source_id) is None:
+                taken.append(source_take(self.integration, self, self.fee_part(payment, effective_at))[0])
+        return taken
+
+    def fee_part(self, payment: Mapping, effective_at: str) -> SourceObject:
+        return SourceObject(source_id=f"{payment['id']}{FEE_PART}{effective_at}", payload={"payment": dict(payment)},
+                            updated_at=_updated(payment))
+
+    def _fee_adjustment(self, source: SourceObject) -> Posting:
+        payment = source.payload.get("payment") or {}
+        payment_id, effective_at = source.source_id.split(FEE_PART, 1)
+        what = f"the processing fee Square changed on invoice payment {payment_id} ({effective_at})"
+        posted = self._posted_payment(payment_id)
+        if posted is None:
+            raise WaitFor(f"{what} waits for the payment to be posted", on=(self.name, payment_id))
+        record, paid = posted
+        booked = self._booked_fee_entries(record, paid, paid.currency)
+        entries = _fee_entries(payment, currency=paid.currency, what=f"Square payment {payment_id}")
+        new = [entry for entry in entries if entry["effective_at"] == effective_at and entry["key"] not in booked]
+        fee = sum((entry["amount"] for entry in new), Decimal(0))
+        if not new or not fee:
+            raise SourceDataError(f"{what}: no new fee entry of that time is left to book; reject this record")
+        label = f"Square {payment_id} fee {'adjustment' if any(e['type'] == 'ADJUSTMENT' for e in new) else 'entry'}"
+        lines = [PostingLine(role="fee", debit=fee, description=label),
+                 PostingLine(role="clearing", credit=fee, description=f"{label} · clearing")] if fee > 0 else \
+            [PostingLine(role="clearing", debit=-fee, description=f"{label} · clearing"),
+             PostingLine(role="fee", credit=-fee, description=f"{label} returned")]
+        moment = square_time(effective_at, field="effective_at") if effective_at else None
+        return Posting(
+            document="journal", marker=posting_marker_part(paid.marker, f"fee:{effective_at}"),
+            currency=paid.currency, date=self.day(moment) if moment else paid.date,
+            description=f"Square processing fee {new[0]['type'].lower() or 'entry'} of invoice payment {payment_id} "
+                        f"(invoice {paid.extra.get('invoice_number', '')})",
+            # The payment's own facts: the same rule, so the same fee and clearing accounts and cost center.
+            facts=dataclasses.replace(paid.facts, amount=abs(fee)), lines=lines,
+            extra={"square_id": payment_id, "fee": str(fee), "fee_entries": [entry["key"] for entry in new],
+                   "payment_marker": paid.marker},
+        )
+
     def transform(self, source: SourceObject) -> Posting:
+        if FEE_PART in source.source_id:
+            return self._fee_adjustment(source)
         if source.payload.get("refund"):
             return self._refund_posting(source)
         return self._payment_posting(source)
+
+    def _before_start(self, invoice: Mapping | None, what: str) -> None:
+        """A payment or refund of an invoice from before the integration's start: the invoice was never posted here,
+        so neither is this; a person books it (flagged, never guessed)."""
+        invoice = invoice or {}
+        invoice_id = str(invoice.get("id") or "")
+        record = record_of(self.integration, INVOICES, invoice_id) if invoice_id else None
+        posting = record_posting(record) if record is not None and (record.proposed_posting
+                                                                    or record.corrected_posting) else None
+        if square_invoice_before_start(self.integration, invoice, stream=self) or (
+                posting is not None and posting.extra.get("before_start")):
+            number = invoice.get("invoice_number") or (posting.extra.get("square_invoice_number") if posting else "") \
+                or invoice_id
+            raise SourceDataError(f"{what} pays Square invoice {number} from before the integration's start: book it "
+                                  "by hand, then reject this record")
+
+    def _not_a_sale(self, payment_id: str, what: str) -> None:
+        """The payments stream may have booked this payment as a sale journal before its invoice was known (listing
+        lag, another location): money is booked once, so such a payment is flagged, never posted again here."""
+        sale = record_of(self.integration, PAYMENTS, payment_id)
+        if sale is None or sale.status != RecordStatus.POSTED or not (sale.proposed_posting or sale.corrected_posting):
+            return
+        if record_posting(sale).document == "journal":
+            raise SourceDataError(f"{what} is already booked as a sale journal {sale.target_id}: reverse it by hand "
+                                  "or reject this record")
 
     def _invoice_posted(self, invoice_id: str, what: str) -> tuple[SyncRecord, Posting]:
         record = record_of(self.integration, INVOICES, invoice_id)
@@ -695,6 +966,8 @@ class SquareInvoicePaymentSource(SquareSource):
             if invoice is None:
                 raise SourceDataError(f"{what} pays no Square invoice (its order {payment.get('order_id')!r} is on "
                                       "none): it belongs to the payments stream; reject this record")
+        self._before_start(invoice, what)
+        self._not_a_sale(payment_id, what)
         status = str(payment.get("status") or "")
         if status in ("APPROVED", "PENDING"):
             raise WaitFor(f"{what} is {status} at Square: posted once completed")
@@ -708,6 +981,7 @@ class SquareInvoicePaymentSource(SquareSource):
             raise SourceDataError(f"{what} carries a tip of {tip} {currency}, which the Visma invoice does not: book "
                                   "it by hand")
         fee = self._fee(payment, what=what, currency=currency)
+        fee_entries = [entry["key"] for entry in _fee_entries(payment, currency=currency, what=what)]
         customer = invoice_posting.customer
         source_type = str(payment.get("source_type") or "")
         number = invoice_record.target_id
@@ -723,15 +997,26 @@ class SquareInvoicePaymentSource(SquareSource):
                              payment_method=source_type, location=invoice_posting.facts.location),
             lines=lines, customer=customer,
             extra={"invoice_number": number, "square_id": payment_id, "square_invoice": str(invoice["id"]),
-                   "gross": str(gross), "fee": str(fee), "net": str(gross - fee)},
+                   "gross": str(gross), "fee": str(fee), "net": str(gross - fee), "fee_entries": fee_entries},
         )
 
     def _fee(self, payment: Mapping, *, what: str, currency: str) -> Decimal:
-        """Square's processing fee: the sum of processing_fee[] (adjustments included; docs/square.md §6). A card-type
-        payment without one yet waits: Square fills it in a little later."""
+        """Square's processing fee: the sum of processing_fee[] (docs/square.md §6). A payment of any source type but
+        CASH and EXTERNAL without one yet waits, as long as the setting fee_wait_minutes after it was taken; then
+        it is flagged (Square fills the fee in a little later, or never)."""
         entries = payment.get("processing_fee") or []
-        if not entries and str(payment.get("source_type") or "") in FEE_CHARGED:
-            raise WaitFor(f"{what} has no processing_fee yet (Square adds it shortly after the payment)")
+        source_type = str(payment.get("source_type") or "")
+        if not entries and source_type not in FEE_FREE_SOURCES:
+            minutes = int(self.settings.get("fee_wait_minutes") or 0)
+            taken = square_time(payment.get("created_at"), field="created_at") or timezone.now()
+            waited_until = taken + timedelta(minutes=minutes)
+            if timezone.now() < waited_until:
+                raise WaitFor(f"{what} ({source_type or 'no source type'}) has no processing_fee yet (Square adds it "
+                              f"shortly after the payment; waits until {waited_until:%Y-%m-%d %H:%M} UTC)")
+            kind = source_type or "no source type"
+            raise SourceDataError(f"Square has not reported the processing fee of {what} ({kind}) {minutes} minutes "
+                                  "after it was taken: book the fee by hand and approve, or wait for Square and "
+                                  "replay")
         return sum((square_money(entry.get("amount_money"), field="processing_fee", what=what, currency=currency,
                                  signed=True) for entry in entries), Decimal(0))
 
@@ -740,12 +1025,15 @@ class SquareInvoicePaymentSource(SquareSource):
         refund_id = str(refund.get("id") or source.source_id)
         payment_id = str(refund.get("payment_id") or "")
         what = f"Square refund {refund_id}"
+        self._before_start(source.payload.get("invoice"), what)
         status = str(refund.get("status") or "")
         if status == "PENDING":
             raise WaitFor(f"{what} is pending at Square")
         if status != "COMPLETED":
             raise SourceDataError(f"{what} is {status or 'without status'}: no money went back")
         paid = record_of(self.integration, INVOICE_PAYMENTS, payment_id) if payment_id else None
+        if paid is not None:
+            self._before_start((paid.source_payload or {}).get("invoice"), what)
         if paid is None or paid.status != RecordStatus.POSTED:
             raise WaitFor(f"{what} waits for its payment {payment_id} to be posted "
                           f"({paid.status if paid else 'not received yet'})", on=(INVOICE_PAYMENTS, payment_id))

@@ -1,5 +1,6 @@
 """Square vendors (beta API) → Visma suppliers, once: a vendor already mapped, or named like a Visma supplier, is
-linked (an external reference), never created twice; an inactive vendor becomes an inactive supplier."""
+linked (an external reference), never created twice; an inactive vendor becomes an inactive supplier, and a vendor
+made INACTIVE after it was linked sets its supplier Inactive (once: record "<vendor id>:inactive")."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -8,9 +9,12 @@ from decimal import Decimal
 from functools import cached_property
 
 from audit.models import RecordStatus, SyncRecord
+from audit.selectors import record_of, record_posting
 from connectors.pipeline import SourceDataError, SourceObject, Written
-from connectors.visma.fields import visma_text_cut
+from connectors.visma import postings as visma_postings
+from connectors.visma.fields import visma_length
 from connectors.visma.target import VismaTarget
+from mappings.services import MappingOutcome
 from mappings.documents import MatchFacts, Posting
 from mappings.models import ExternalReference, Supplier
 from mappings.reference import SUPPLIERS, reference_data_refresh
@@ -26,6 +30,9 @@ VISMA_STATUS = {"ACTIVE": "Active", "INACTIVE": "Inactive"}
 NAME_LENGTH = 60
 # Visma takes no more: nothing is settled when the supplier exists (a found or linked one, or one we made).
 FINAL = (RecordStatus.POSTED, RecordStatus.REJECTED)
+# A linked vendor Square made INACTIVE later: its supplier is set Inactive, once (source id "<vendor id>:inactive").
+INACTIVE_PART = ":inactive"
+SUPPLIER_STATUS = "supplier_status"
 
 
 def supplier_name_key(name: str) -> str:
@@ -63,12 +70,45 @@ class SquareVendorSource(SquareSource):
             integration=self.integration, stream=VENDORS, status__in=FINAL,
             source_id__in=[str(vendor.get("id")) for vendor in vendors]).values_list("source_id", flat=True))
         for vendor in vendors:
-            if vendor.get("id") and str(vendor["id"]) not in settled:
+            if not vendor.get("id"):
+                continue
+            if str(vendor["id"]) not in settled:
                 yield self.source_object(vendor)
+            elif (notice := self.inactive_notice(vendor)) is not None:
+                yield notice
 
     def read_one(self, source_id: str) -> SourceObject | None:
-        vendor = self.square.vendor(source_id)
-        return self.source_object(vendor) if vendor is not None else None
+        vendor_id = source_id.removesuffix(INACTIVE_PART)
+        vendor = self.square.vendor(vendor_id)
+        if vendor is None:
+            return None
+        if source_id.endswith(INACTIVE_PART):
+            return self.inactive_notice(vendor, again=True)
+        record = record_of(self.integration, VENDORS, vendor_id)
+        if record is not None and record.status in FINAL:
+            # A vendor.updated about a linked vendor: only its deactivation is sent to Visma.
+            return self.inactive_notice(vendor)
+        return self.source_object(vendor)
+
+    def inactive_notice(self, vendor: Mapping, *, again: bool = False) -> SourceObject | None:
+        """A vendor that is INACTIVE now but was linked to its supplier as ACTIVE: its supplier is set Inactive
+        (an inactive supplier takes no new documents), once — not when the notice's record exists already
+        (`again`: read for that record itself)."""
+        vendor_id = str(vendor.get("id") or "")
+        if vendor.get("status") != "INACTIVE":
+            return None
+        record = record_of(self.integration, VENDORS, vendor_id)
+        if record is None or record.status != RecordStatus.POSTED or not record.target_id:
+            return None
+        linked_as = ((record_posting(record).extra.get("fields") or {}).get("status")
+                     if record.proposed_posting or record.corrected_posting else None)
+        if linked_as == VISMA_STATUS["INACTIVE"]:
+            return None
+        notice_id = vendor_id + INACTIVE_PART
+        if not again and record_of(self.integration, VENDORS, notice_id) is not None:
+            return None
+        return SourceObject(source_id=notice_id, payload={"vendor": dict(vendor), "supplier": record.target_id},
+                            updated_at=_updated(vendor))
 
     @staticmethod
     def source_object(vendor: Mapping) -> SourceObject:
@@ -93,6 +133,8 @@ class SquareVendorSource(SquareSource):
         return numbers[0] if numbers else ""
 
     def transform(self, source: SourceObject) -> Posting:
+        if source.source_id.endswith(INACTIVE_PART):
+            return self._deactivation(source)
         vendor = source.payload.get("vendor") or {}
         vendor_id = str(vendor.get("id") or source.source_id)
         name = str(vendor.get("name") or "").strip()
@@ -109,9 +151,15 @@ class SquareVendorSource(SquareSource):
                                                     keys=[("vendor", vendor_id)]), "its external reference"
         if not existing:
             existing, how = self.supplier_named(name, what=what), "the same name"
-        fields: dict = {"name": visma_text_cut(name, NAME_LENGTH), "status": VISMA_STATUS[status]}
+        if not existing and visma_length(name) > NAME_LENGTH:
+            # A name is never cut (docs/visma-field-lengths.md): a cut name is another supplier's, or none.
+            raise SourceDataError(f"{what}: its name is {visma_length(name)} characters, Visma's supplier name holds "
+                                  f"{NAME_LENGTH}: shorten it in Square, or create the supplier by hand and map the "
+                                  "vendor (admin: external references, system square, kind vendor), then replay")
+        fields: dict = {"name": name, "status": VISMA_STATUS[status]}
+        # A removed contact (VendorContact.removed, api.json) is no longer the vendor's: never its main contact.
         email = next((str(contact.get("email_address")) for contact in vendor.get("contacts") or []
-                      if contact.get("email_address")), "")
+                      if contact.get("email_address") and not contact.get("removed")), "")
         if email:
             fields["mainContact"] = {"email": email}
         if vendor.get("account_number"):
@@ -126,15 +174,50 @@ class SquareVendorSource(SquareSource):
         )
 
 
+    def _deactivation(self, source: SourceObject) -> Posting:
+        vendor = source.payload.get("vendor") or {}
+        vendor_id = source.source_id.removesuffix(INACTIVE_PART)
+        supplier = str(source.payload.get("supplier") or "")
+        name = str(vendor.get("name") or vendor_id)
+        if vendor.get("status") != "INACTIVE":
+            raise SourceDataError(f"Square vendor {name} ({vendor_id}) is {vendor.get('status')} again: Visma "
+                                  f"supplier {supplier} is left as it is; reject this record")
+        return Posting(
+            document=SUPPLIER_STATUS, marker=self.marker(source.source_id), currency="", date=self.day(None),
+            description=f"Square vendor {name} ({vendor_id}) became INACTIVE: Visma supplier {supplier} set Inactive",
+            facts=MatchFacts(transaction_type="vendor", amount=Decimal(0), currency=""),
+            supplier=supplier, extra={"square_id": vendor_id, "supplier_update": {"status": VISMA_STATUS["INACTIVE"]}},
+        )
+
+
 class VendorsStream(VismaTarget, SquareVendorSource):
-    """Square vendors → Visma suppliers, linked once (external reference square/vendor)."""
+    """Square vendors → Visma suppliers, linked once (external reference square/vendor); a deactivation after
+    linking → the supplier's status Inactive (PUT with If-Match: visma_supplier_update)."""
+
+    def map(self, posting: Posting) -> MappingOutcome:
+        if posting.document == SUPPLIER_STATUS:
+            return MappingOutcome(posting, None, [])  # no GL lines
+        return super().map(posting)
+
+    def problems(self, posting: Posting) -> list[str]:
+        if posting.document == SUPPLIER_STATUS:
+            return [] if posting.supplier else [f"{posting.marker} names no Visma supplier"]
+        return super().problems(posting)
 
     def find_posted(self, posting: Posting, record) -> Written | None:
+        if posting.document == SUPPLIER_STATUS:
+            current = self.visma_client.get_one(f"{visma_postings.SUPPLIERS}/{posting.supplier}")
+            inactive = current is not None and str(current.get("status")) == VISMA_STATUS["INACTIVE"]
+            return Written.of(posting, posting.supplier, status="Inactive") if inactive else None
         if posting.extra.get("existing_supplier"):
             return self._link(posting, Written.of(posting, posting.extra["existing_supplier"], status="linked"))
         return self._link(posting, super().find_posted(posting, record))
 
     def write(self, posting: Posting, record) -> Written:
+        if posting.document == SUPPLIER_STATUS:
+            visma_postings.visma_supplier_update(self.visma_client, posting.supplier,
+                                                 posting.extra["supplier_update"], sync_record=record)
+            return Written.of(posting, posting.supplier, status="Inactive")
         if posting.extra.get("existing_supplier"):
             # Visma has it already: nothing is written there, the two are linked here.
             return self._link(posting, Written.of(posting, posting.extra["existing_supplier"], status="linked"))

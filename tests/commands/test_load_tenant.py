@@ -71,7 +71,8 @@ def test_the_example_file_loads_as_is_and_prints_the_webhook_urls():
         "webhook_signature_key": "replace-with-the-square-webhook-signature-key",
     }
     assert list(VatCodeMapping.objects.values_list("system", "tax_name", "percent", "vat_code")) == [
-        ("square", "", Decimal("15.000"), "31"), ("square", "", Decimal("25.000"), "3")]
+        ("square", "", Decimal("0.000"), "5"), ("square", "", Decimal("15.000"), "31"),
+        ("square", "", Decimal("25.000"), "3")]
     assert (paypal.visma_connection, paypal.partner_connection.system, paypal.enabled) == (visma, "paypal", True)
     assert list(
         GLMappingRule.objects.order_by("system", "priority", "id").values_list(
@@ -423,5 +424,5 @@ def test_vat_codes_are_checked_with_their_key_paths_and_loaded_once(tmp_path):
     run("load_tenant", path)
 
     # then: one row each, saved once (one history row each)
-    assert VatCodeMapping.objects.count() == 2
-    assert VatCodeMapping.history.count() == 2
+    assert VatCodeMapping.objects.count() == 3
+    assert VatCodeMapping.history.count() == 3

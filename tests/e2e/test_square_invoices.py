@@ -5,6 +5,7 @@ credit note; by poll and by webhook, each once; canceled after posting → flagg
 flagged, or created first when the integration allows."""
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -273,3 +274,79 @@ def test_a_refund_of_a_paid_invoice_found_by_the_invoices_poll_becomes_one_credi
     [note] = visma_documents("customer_credit_note")
     assert (Decimal(str(note["amountInCurrency"])), note["customer"]["number"]) == (Decimal("306.51"), "10002")
     assert SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"]).status == RecordStatus.POSTED
+
+
+def _invoice_calls(merchant) -> list[str]:
+    return [f"{row.method} {row.path}" for row in SquareRequest.objects.filter(merchant=merchant, path__contains=
+                                                                                "/v2/invoices").order_by("pk")]
+
+
+def test_finding_the_invoice_of_a_pos_payment_costs_one_small_search_not_a_listing_of_the_store(world):
+    """The cost of "which invoice does this payment pay" for plain POS sales (every Square payment names an order).
+    Figures in docs/square-invoices.md: before SearchInvoices, each POS payment walked ListInvoices whole (here 12
+    invoices, 5 a page: 3 calls) once for payment.created and once more for the fee's payment.updated."""
+    # given: twelve invoices published an hour ago at Bergen, the invoices poll listed them since
+    world.integration.settings = {**world.integration.settings, "begin_time": "2026-01-01T00:00:00+00:00"}
+    world.integration.save()
+    square_api.square_clock_advance(world.merchant, timedelta(hours=-1))
+    for _ in range(12):
+        world.invoice()
+    square_api.square_clock_advance(world.merchant, timedelta(hours=1))
+    world.poll("invoices")
+    square_events_deliver(world.merchant)  # the invoices' own events, out of the way
+    inbox_process()
+    # when: four POS sales at Bergen, each with its fee reported a little later (payment.created, payment.updated)
+    calls = []
+    for amount in (10000, 20000, 30000, 40000):
+        before = len(_invoice_calls(world.merchant))
+        payment = world.payment("Bergen", amount, fee_later=True)
+        world.deliver()
+        square_api.square_payment_fee_add(world.merchant, payment["id"])
+        world.deliver()
+        calls.append(_invoice_calls(world.merchant)[before:])
+    # then: one SearchInvoices page per lookup, never a ListInvoices walk
+    assert [len(made) for made in calls] == [2, 2, 2, 2]
+    assert {call for made in calls for call in made} == {"POST /v2/invoices/search"}
+    assert SyncRecord.objects.filter(stream="payments", status=RecordStatus.POSTED).count() == 4
+
+
+def test_a_fee_square_adjusts_on_a_posted_invoice_payment_becomes_one_fee_journal(world):
+    # given: the invoice and its card payment posted (fee NOK 79.66 with the customer payment)
+    invoice = world.invoice()
+    payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee=7966, fee_later=False)
+    world.deliver()
+    assert SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"]).status == RecordStatus.POSTED
+    # when: a minute later Square adjusts the fee by NOK 5.00 (payment.updated), delivered twice
+    square_api.square_clock_advance(world.merchant, timedelta(minutes=1))
+    square_api.square_payment_fee_add(world.merchant, payment["id"], 500, fee_type="ADJUSTMENT")
+    square_events_deliver(world.merchant, duplicate=True)
+    inbox_process()
+    # then: one fee journal of the adjustment: fee 7770 against clearing 1582, the invoice payment's cost center
+    [part] = SyncRecord.objects.filter(stream="invoice_payments", source_id__startswith=f"{payment['id']}:fee:")
+    assert part.status == RecordStatus.POSTED, part.reasons
+    [journal] = [body for body in visma_documents("journal") if "fee adjustment" in str(body)]
+    assert sorted((line["accountNumber"], f"{Decimal(str(line['debitAmountInCurrency'])):.2f}",
+                   f"{Decimal(str(line['creditAmountInCurrency'])):.2f}", cost_center(line))
+                  for line in journal["journalTransactionLines"]) == [("1582", "0.00", "5.00", "320"),
+                                                                     ("7770", "5.00", "0.00", "320")]
+
+
+def test_an_invoice_from_before_the_integrations_start_is_never_posted_and_its_payment_is_flagged(world):
+    # given: an invoice issued yesterday (before the integration was created), paid today
+    square_api.square_clock_advance(world.merchant, timedelta(days=-1))
+    invoice = world.invoice()
+    square_api.square_clock_advance(world.merchant, timedelta(days=1))
+    payment = square_api.square_invoice_pay(world.merchant, invoice["id"], fee=7966, fee_later=False)
+    # when: polled (invoices, payments) and its events delivered
+    world.poll("invoices")
+    world.poll("payments")
+    world.deliver()
+    # then: the invoice settled as nothing booked, saying why; its payment flagged for a person; Visma gets nothing
+    record = SyncRecord.objects.get(stream="invoices", source_id=invoice["id"])
+    assert (record.status, record.target_kind) == (RecordStatus.POSTED, "nothing_booked")
+    paid = SyncRecord.objects.get(stream="invoice_payments", source_id=payment["id"])
+    assert paid.status == RecordStatus.FLAGGED
+    assert "from before the integration's start: book it by hand" in " ".join(paid.reasons)
+    assert customer_invoices_with(world.marker(invoice["id"], "invoices")) == []
+    assert visma_documents("customer_payment") == []
+    assert journals_with(world.marker(payment["id"])) == []

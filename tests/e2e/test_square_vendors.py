@@ -73,3 +73,22 @@ def test_a_vendor_renamed_after_it_was_linked_is_not_created_again(world):
     # then
     assert len(suppliers()) == count
     assert SyncRecord.objects.filter(stream="vendors").count() == 1
+
+
+def test_a_vendor_made_inactive_after_it_was_linked_makes_its_supplier_inactive_once(world):
+    # given: created as an active supplier
+    vendor = square_api.square_vendor_create(world.merchant, "Nordic Coffee Roasters AS")
+    world.poll("vendors")
+    number = SyncRecord.objects.get(stream="vendors", source_id=vendor["id"]).target_id
+    assert suppliers()[number]["status"] == "Active"
+    # when: Square makes it INACTIVE; its webhook delivered twice, and polled twice
+    square_api.square_vendor_update(world.merchant, vendor["id"], status="INACTIVE")
+    square_events_deliver(world.merchant, duplicate=True)
+    inbox_process()
+    world.poll("vendors")
+    world.poll("vendors")
+    # then: the supplier is Inactive, by one record
+    assert suppliers()[number]["status"] == "Inactive"
+    notice = SyncRecord.objects.get(stream="vendors", source_id=f"{vendor['id']}:inactive")
+    assert (notice.status, notice.target_id) == (RecordStatus.POSTED, number)
+    assert SyncRecord.objects.filter(stream="vendors").count() == 2

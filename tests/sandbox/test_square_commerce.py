@@ -2,6 +2,7 @@
 traps (10 locations, date filter and sort on one field, cursor with the original query), invoices paid by card,
 reference-id search, vendors (beta), each answer checked against api.json."""
 import json
+from datetime import timedelta
 
 import pytest
 import responses
@@ -173,6 +174,44 @@ def test_search_invoices_takes_exactly_one_location(square, merchant):
     # then
     assert two.status_code == 400
     assert (one.status_code, one.json()) == (200, {})
+
+
+def test_search_invoices_sorts_by_the_invoice_date_draft_created_published_by_publication(square, merchant):
+    # given: A created first but published last; B created and published in between; C a draft created last
+    customer = square_api.square_customer_create(merchant, given_name="Kari", reference_id="10001")
+    made = {}
+    for name in ("A", "B"):
+        made[name] = square_api.square_invoice_create(merchant, _order(merchant)["id"], customer["id"])
+        square_api.square_clock_advance(merchant, timedelta(minutes=1))
+    square_api.square_invoice_publish(merchant, made["B"]["id"])
+    square_api.square_clock_advance(merchant, timedelta(minutes=1))
+    made["C"] = square_api.square_invoice_create(merchant, _order(merchant)["id"], customer["id"])
+    square_api.square_clock_advance(merchant, timedelta(minutes=1))
+    square_api.square_invoice_publish(merchant, made["A"]["id"])
+    query = {"query": {"filter": {"location_ids": [merchant.main_location_id]},
+                       "sort": {"field": "INVOICE_SORT_DATE", "order": "DESC"}}}
+
+    # when
+    found = square.post("/v2/invoices/search", query).json()
+    listed = square.get("/v2/invoices", {"location_id": merchant.main_location_id}).json()
+
+    # then: A (published last), C (created after B was published), B; ListInvoices by creation; no bookkeeping key
+    ids = {body["id"]: name for name, body in made.items()}
+    assert [ids[body["id"]] for body in found["invoices"]] == ["A", "C", "B"]
+    assert [ids[body["id"]] for body in listed["invoices"]] == ["A", "B", "C"]
+    assert square_response_problems("POST", "/v2/invoices/search", 200, found) == []
+
+
+def test_a_pos_payment_has_an_order_of_its_own_completed_by_it(merchant):
+    # when
+    payment = square_api.square_payment_create(merchant, None, 12500, tip=1000)
+
+    # then: as at Square, every payment names an order
+    order = square_api.square_object(merchant, "order", payment["order_id"])
+    assert (order["location_id"], order["state"], order["total_money"]["amount"]) == (
+        payment["location_id"], "COMPLETED", 12500)
+    assert [tender["payment_id"] for tender in order["tenders"]] == [payment["id"]]
+    assert square_response_problems("GET", "/v2/orders/{order_id}", 200, {"order": order}) == []
 
 
 def test_customers_are_found_by_reference_id_exactly_and_case_insensitively(square, merchant):

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from sandbox import square_api
-from sandbox.models import SquareRequest
+from sandbox.models import SquareObject, SquareRequest
 from sandbox.square_openapi import square_response_problems
 from tests.sandbox.square_helpers import SquareSession
 
@@ -280,6 +280,24 @@ def test_refunds_are_listed_for_all_locations_by_default_and_update_their_paymen
     assert (second["location_id"], second["payment_id"], second["status"]) == (ids["Bergen"], bergen["id"],
                                                                                "COMPLETED")
     assert square_response_problems("GET", "/v2/refunds", 200, listed.json()) == []
+
+
+def test_the_refunds_source_type_filter_is_the_source_type_of_the_refunds_payment(square, merchant):
+    # given: a card sale refunded in cash (the refund's destination_type CASH), and a cash sale refunded
+    card = square_api.square_payment_create(merchant, None, 10000, fee_later=False)
+    cash = square_api.square_payment_create(merchant, None, 5000, source_type="CASH", fee_later=False)
+    in_cash = square_api.square_refund_create(merchant, card["id"], 1000)
+    SquareObject.objects.filter(square_id=in_cash["id"]).update(body={
+        **SquareObject.objects.get(square_id=in_cash["id"]).body, "destination_type": "CASH"})
+    of_cash = square_api.square_refund_create(merchant, cash["id"], 500)
+
+    # when
+    card_refunds = square.get("/v2/refunds", {"source_type": "CARD"}).json()["refunds"]
+    cash_refunds = square.get("/v2/refunds", {"source_type": "CASH"}).json()["refunds"]
+
+    # then: by the payment's source type (spec ListPaymentRefunds.source_type)
+    assert [body["id"] for body in card_refunds] == [in_cash["id"]]
+    assert [body["id"] for body in cash_refunds] == [of_cash["id"]]
 
 
 def test_a_refund_beyond_what_is_left_is_refused(merchant):

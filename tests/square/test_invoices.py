@@ -9,8 +9,9 @@ import responses
 from django.utils import timezone
 
 from audit.models import RecordStatus, SyncRecord
+from audit.selectors import record_posting
 from connectors.errors import WaitFor
-from connectors.pipeline import SourceDataError, SourceObject
+from connectors.pipeline import SourceDataError, SourceObject, source_take
 from connectors.square.invoices import (
     CUSTOMERS,
     INVOICES,
@@ -21,6 +22,7 @@ from connectors.square.invoices import (
     square_invoices_listed_at,
     square_invoices_listed_mark,
 )
+from mappings.documents import MatchFacts, Posting
 from mappings.models import Currency, ExternalReference, SquareLocation, VatCodeMapping
 from mappings.services import posting_map
 from tests.admin.factories import CustomerFactory
@@ -47,6 +49,15 @@ class FakeSquare:
         self.listed.append(location_id)
         return iter([invoice for invoice in self._invoices if invoice["location_id"] == location_id])
 
+    def invoices_search(self, *, location_id, limit=10):
+        """SearchInvoices newest first (the fakes' invoices are published when last updated); what was read."""
+        self.listed.append(f"search {location_id}")
+        self.read: list[str] = []
+        for invoice in sorted((invoice for invoice in self._invoices if invoice["location_id"] == location_id),
+                              key=lambda invoice: invoice["updated_at"], reverse=True):
+            self.read.append(invoice["id"])
+            yield invoice
+
 
 class Stream:
     def __init__(self, integration):
@@ -66,7 +77,7 @@ def _payment(order_id, *, location_id="L1", created_at=None):
 
 @pytest.fixture
 def integration():
-    return IntegrationFactory(kind="square")
+    return IntegrationFactory(kind="square", settings={"begin_time": "2026-01-01T00:00:00+00:00"})
 
 
 def test_a_payment_without_an_order_pays_no_invoice_and_costs_no_call(integration):
@@ -127,10 +138,35 @@ def test_a_payment_newer_than_the_last_listing_lists_again(integration):
     square = FakeSquare([_invoice(7, order_id="O7")])
     # when
     found = square_invoice_of_payment(Stream(integration), _payment("O7"), square=square)
-    # then
+    # then: only what was published since is read (SearchInvoices), not the location's whole list
     assert found["id"] == "inv:0-7"
-    assert square.listed == ["L1"]
+    assert square.listed == ["search L1"]
     assert square_invoices_listed_at(integration, "L1") > timezone.now() - timedelta(minutes=1)
+
+
+def _at(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def test_the_search_for_invoices_published_since_stops_at_the_first_one_older_than_the_last_listing(integration):
+    # given: L1 listed an hour ago; two invoices published since, three before (seen by that listing)
+    now = timezone.now()
+    square_invoices_listed_mark(integration, "L1", now - timedelta(hours=1))
+    invoices = [{**_invoice(number, order_id=f"O{number}"), "updated_at": _at(now - timedelta(minutes=minutes))}
+                for number, minutes in ((1, 5), (2, 10), (3, 120), (4, 180), (5, 240))]
+    square = FakeSquare(invoices)
+    # when: a POS payment (its order on no invoice)
+    found = square_invoice_of_payment(Stream(integration), _payment("POS"), square=square)
+    # then: read down to the first invoice last updated before the listing, no further
+    assert found is None
+    assert square.read == ["inv:0-1", "inv:0-2", "inv:0-3"]
+    # and a scheduled invoice (sorted by scheduled_at, maybe after its updated_at) never stops the walk
+    other = IntegrationFactory(kind="square", settings={"begin_time": "2026-01-01T00:00:00+00:00"})
+    square_invoices_listed_mark(other, "L1", now - timedelta(hours=1))
+    invoices[2]["status"] = "SCHEDULED"
+    square = FakeSquare(invoices)
+    square_invoice_of_payment(Stream(other), _payment("POS2"), square=square)
+    assert square.read == ["inv:0-1", "inv:0-2", "inv:0-3", "inv:0-4"]
 
 
 def test_the_listing_mark_never_moves_back(integration):
@@ -218,6 +254,11 @@ class SquareReads:
         self.calls.append(f"list {location_id}")
         return iter([invoice for invoice in self.invoices_by_id.values() if invoice["location_id"] == location_id])
 
+    def invoices_search(self, *, location_id, limit=10):
+        self.calls.append(f"search {location_id}")
+        here = [invoice for invoice in self.invoices_by_id.values() if invoice["location_id"] == location_id]
+        return iter(sorted(here, key=lambda invoice: invoice["updated_at"], reverse=True))
+
     def invoice(self, invoice_id):
         self.calls.append(f"invoice {invoice_id}")
         return self.invoices_by_id.get(invoice_id)
@@ -249,7 +290,7 @@ def _stream(cls, integration, square: SquareReads):
 def square_integration(db):
     tenant = TenantFactory(slug="kaffebar")
     integration = IntegrationFactory(
-        tenant=tenant, kind="square",
+        tenant=tenant, kind="square", settings={"begin_time": "2026-11-01T00:00:00+00:00"},
         partner_connection=ConnectionFactory(tenant=tenant, system="square", base_url="https://connect.squareup.com",
                                              token_url="", credentials={"access_token": "EAAA-token"}))
     SquareLocation.objects.create(tenant=tenant, location_id=OSLO, name="Store Oslo Sentrum", currency="NOK")
@@ -266,7 +307,7 @@ def visma():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add(responses.POST, "https://connect.visma.com/connect/token",
                  json={"access_token": "visma-token", "expires_in": 3600, "token_type": "Bearer"})
-        for code, rate in (("3", 25.0), ("31", 15.0)):
+        for code, rate in (("3", 25.0), ("31", 15.0), ("5", 0.0)):
             mock.add(responses.GET, f"{VISMA}/v1/vat/{code}", json={
                 "vatId": code, "schedules": [{"startDate": "2016-01-01T00:00:00", "vatRate": rate}]})
         yield mock
@@ -296,9 +337,32 @@ def test_a_published_invoice_becomes_one_customer_invoice_with_the_orders_lines_
     assert (posting.extra["net"], posting.extra["vat"], posting.extra["total"]) == ("2475.00", "588.75", "3063.75")
     assert [line.credit for line in posting.lines] == [Decimal("1700.00"), Decimal("475.00"), Decimal("300.00")]
     assert (posting.extra["customer_ref"], posting.extra["due_date"]) == ("000042", "2026-12-15")
-    assert posting.description == "Square invoice 000042 inv:0-ChBqx2Xq"
+    assert posting.description == "Square invoice 000042 inv:0-ChBqx2Xq · service date 2026-12-01"
     assert (posting.facts.transaction_type, posting.facts.amount, posting.facts.location,
             posting.facts.customer_group) == ("invoice", Decimal("3063.75"), OSLO, "B2B")
+
+
+def test_the_invoice_is_dated_when_it_was_issued_in_the_tenants_time_zone_and_the_service_date_is_in_its_text(
+        square_integration, visma):
+    # given: created late on 1 December UTC (2 December in Oslo), a service date in the next year
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    invoice = square_invoice(created_at="2026-12-01T23:30:00Z", sale_or_service_date="2027-01-15")
+    # when
+    posting = stream.transform(_invoice_source(invoice))
+    # then
+    assert posting.date == date(2026, 12, 2)
+    assert posting.description == "Square invoice 000042 inv:0-ChBqx2Xq · service date 2027-01-15"
+    # and a scheduled invoice too: never the future day Square will send it
+    scheduled = stream.transform(_invoice_source(square_invoice(scheduled_at="2027-02-04T08:00:00Z")))
+    assert scheduled.date == date(2026, 12, 1)
+
+
+def test_an_invoice_number_longer_than_vismas_customer_reference_is_flagged_not_cut(square_integration, visma):
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(_invoice_source(square_invoice(invoice_number="INV-" + "9" * 40)))
+    assert "its number is 44 characters, Visma's customer reference (customerRefNumber) holds 40" in str(
+        flagged.value)
 
 
 def test_the_location_rule_puts_its_account_and_cost_center_on_every_invoice_line(square_integration, visma):
@@ -336,6 +400,28 @@ def test_a_tax_without_a_mapped_vat_code_is_flagged(square_integration, visma):
         _stream(InvoicesStream, square_integration, SquareReads()).transform(_invoice_source())
     # then
     assert "line 3: tax MVA mat 15 % has no Visma VAT code mapped" in str(flagged.value)
+
+
+def test_an_untaxed_line_needs_an_explicit_zero_rate_vat_code(square_integration, visma):
+    # given: a fourth line without tax (a gift card wrapping, say)
+    order = square_order()
+    order["line_items"].append(_line("l4", "Gift wrapping", "1", 5000, taxes=()))
+    order["total_money"] = _money(306375 + 5000)
+    stream = _stream(InvoicesStream, square_integration, SquareReads())
+    # when: no 0 % code mapped
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(_invoice_source(order=order))
+    # then: flagged naming the line
+    assert "line 4 (Gift wrapping) has no tax: no VAT code for untaxed lines: map 0 % to Visma's exempt code" in str(
+        flagged.value)
+    # when: 0 % mapped to Visma's zero-rated code 5
+    VatCodeMapping.objects.create(tenant=square_integration.tenant, system="square", percent=Decimal("0"),
+                                  vat_code="5")
+    posting = stream.transform(_invoice_source(order=order))
+    # then: the line goes with code 5, never without one
+    assert posting.extra["lines"][3] == {"description": "Gift wrapping", "quantity": "1", "unit_price": "50.00",
+                                         "vat_code": "5"}
+    assert (posting.extra["vat"], posting.extra["total"]) == ("588.75", "3113.75")
 
 
 def test_a_draft_waits_and_an_invoice_canceled_before_posting_is_not_posted(square_integration, visma):
@@ -392,7 +478,7 @@ def test_a_customer_matching_two_visma_customers_is_flagged(square_integration, 
 def test_with_create_customers_an_unknown_customer_is_created_first_and_the_invoice_waits_for_it(
         square_integration, visma):
     # given
-    square_integration.settings = {"create_customers": True}
+    square_integration.settings = {**square_integration.settings, "create_customers": True}
     square_integration.save()
     visma.add(responses.GET, re.compile(f"{VISMA}/v1/customer/.*"), status=404, json={"message": "not found"})
     stranger = {**FJORD, "id": "CUST-NEW", "company_name": "Ny Kafé AS", "reference_id": ""}
@@ -502,6 +588,25 @@ def test_a_payment_of_a_posted_invoice_becomes_a_customer_payment_with_its_fee(s
         "invoice_payment", "CARD", OSLO)
 
 
+def test_a_payment_the_payments_stream_booked_as_a_sale_journal_is_flagged_never_booked_twice(square_integration,
+                                                                                             visma):
+    # given: the invoice posted; the payments stream booked PAY-INV-1 as a sale journal (JV000123) before it knew
+    invoices = _stream(InvoicesStream, square_integration, SquareReads())
+    _posted_invoice(square_integration, invoices)
+    sale = Posting(document="journal", marker=invoices.marker("PAY-INV-1"), currency="NOK", date=date(2026, 12, 2),
+                   description="sale",
+                   facts=MatchFacts(transaction_type="payment", amount=Decimal("3063.75"), currency="NOK"))
+    SyncRecordFactory(integration=square_integration, stream="payments", source_id="PAY-INV-1",
+                      status=RecordStatus.POSTED, target_id="JV000123", proposed_posting=sale.to_json())
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    # when
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(stream.source_object(payment=square_payment(), invoice=square_invoice()))
+    # then
+    assert "Square payment PAY-INV-1 is already booked as a sale journal JV000123: reverse it by hand or reject" in (
+        str(flagged.value))
+
+
 def test_an_invoice_payment_waits_for_its_invoice_and_for_squares_fee(square_integration, visma):
     stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
     with pytest.raises(WaitFor) as waiting:
@@ -509,12 +614,52 @@ def test_an_invoice_payment_waits_for_its_invoice_and_for_squares_fee(square_int
     assert waiting.value.on == ("invoices", "inv:0-ChBqx2Xq")
     _posted_invoice(square_integration, _stream(InvoicesStream, square_integration, SquareReads()))
     with pytest.raises(WaitFor) as waiting:
-        stream.transform(stream.source_object(payment=square_payment(processing_fee=None), invoice=square_invoice()))
+        stream.transform(stream.source_object(payment=square_payment(processing_fee=None, created_at=_just_now()),
+                                              invoice=square_invoice()))
     assert "no processing_fee yet" in str(waiting.value)
+    # a source type this integration does not know waits for a fee too
+    with pytest.raises(WaitFor):
+        stream.transform(stream.source_object(payment=square_payment(
+            processing_fee=None, source_type="CRYPTO", created_at=_just_now()), invoice=square_invoice()))
+    # and the wait ends: fee_wait_minutes (120) after the payment, flagged
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(stream.source_object(payment=square_payment(
+            processing_fee=None, created_at=(timezone.now() - timedelta(minutes=121)).isoformat()),
+            invoice=square_invoice()))
+    assert "Square has not reported the processing fee of Square payment PAY-INV-1 (CARD) 120 minutes after" in str(
+        flagged.value)
     # cash carries no fee: posted without one
     cash = stream.transform(stream.source_object(payment=square_payment(source_type="CASH", processing_fee=None),
                                                  invoice=square_invoice()))
     assert [line.role for line in cash.lines] == ["clearing", "account"]
+
+
+def test_a_fee_square_adjusts_after_an_invoice_payment_was_posted_is_its_own_fee_journal_once(square_integration,
+                                                                                               visma):
+    # given: the invoice and its payment posted (fee 79.66 booked with the customer payment)
+    invoices = _stream(InvoicesStream, square_integration, SquareReads())
+    _posted_invoice(square_integration, invoices)
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    paid = stream.transform(stream.source_object(payment=square_payment(), invoice=square_invoice()))
+    SyncRecordFactory(integration=square_integration, stream="invoice_payments", source_id="PAY-INV-1",
+                      status=RecordStatus.POSTED, target_id="payment 000123 + journal JV9",
+                      proposed_posting=paid.to_json(), source_payload={"payment": square_payment()})
+    # when: Square adds an adjustment of 5.00 the day after; the payment is read (webhook) twice
+    adjusted = square_payment(processing_fee=[*square_payment()["processing_fee"], {
+        "effective_at": "2026-12-03T08:00:00Z", "type": "ADJUSTMENT", "amount_money": _money(500)}])
+    square = SquareReads(payments=[adjusted])
+    for _ in range(2):
+        _stream(InvoicePaymentsStream, square_integration, square).read_one("PAY-INV-1")
+    # then: one fee record, a journal of the adjustment alone
+    [part] = SyncRecord.objects.filter(stream="invoice_payments", source_id__contains=":fee:")
+    assert part.source_id == "PAY-INV-1:fee:2026-12-03T08:00:00Z"
+    reader = _stream(InvoicePaymentsStream, square_integration, square)
+    journal = reader.transform(reader.read_one(part.source_id))
+    assert journal.document == "journal"
+    assert [(line.role, line.debit, line.credit) for line in journal.lines] == [
+        ("fee", Decimal("5.00"), Decimal(0)), ("clearing", Decimal(0), Decimal("5.00"))]
+    assert (journal.date, journal.facts.transaction_type, journal.facts.location) == (
+        date(2026, 12, 3), "invoice_payment", OSLO)
 
 
 def _visma_invoice_100007() -> dict:
@@ -659,10 +804,57 @@ def test_a_customer_is_created_only_when_the_integration_allows_it_and_named_as_
         stream.transform(CustomersStream.source_object(person))
     assert "create_customers is off" in str(refused.value)
     # when on
-    square_integration.settings = {"create_customers": True}
+    square_integration.settings = {**square_integration.settings, "create_customers": True}
     square_integration.save()
     posting = CustomersStream(square_integration).transform(CustomersStream.source_object(person))
     assert posting.extra["fields"] == {"name": "Kari Nordmann", "mainContact": {"email": "kari@example.no"}}
     with pytest.raises(SourceDataError) as nameless:
         CustomersStream(square_integration).transform(CustomersStream.source_object({"id": "CUST-X"}))
     assert "has no company, name or email" in str(nameless.value)
+
+
+# --- the integration's start (begin_time) ---------------------------------------------------------------------------
+
+
+def test_an_invoice_from_before_the_start_is_never_posted_by_poll_relist_or_webhook(square_integration, visma):
+    # given: the integration starts 2026-11-01; an invoice created in October, paid since, and a new one
+    old = square_invoice(id="inv:old", invoice_number="000007", order_id="ORDER-OLD", status="PAID",
+                         created_at="2026-10-15T09:00:00Z", updated_at=_just_now())
+    new = square_invoice()
+    old_order = square_order(id="ORDER-OLD", tenders=[{"id": "T1", "payment_id": "PAY-OLD"}])
+    square = SquareReads(invoices=[old, new], orders=[square_order(), old_order],
+                         payments=[square_payment(id="PAY-OLD", order_id="ORDER-OLD")])
+    # when: polled
+    stream = _stream(InvoicesStream, square_integration, square)
+    sources = list(stream.read_window(timezone.now(), timezone.now()))
+    # then: the old one is settled as nothing booked, saying why, without reading its order; the new one posts
+    assert [source.source_id for source in sources] == ["inv:old", "inv:0-ChBqx2Xq"]
+    assert "order ORDER-OLD" not in square.calls
+    nothing = stream.transform(sources[0])
+    assert (nothing.document, nothing.extra["before_start"]) == ("nothing_booked", True)
+    assert nothing.description.startswith("Square invoice 000007 (inv:old) was created on 2026-10-15T09:00:00Z, "
+                                          "before this integration's start on 2026-11-01")
+    # when: listed for a payment (relist): remembered (its order id known), then settled as nothing booked
+    found = square_invoice_of_payment(_stream(InvoicesStream, square_integration, square),
+                                      square_payment(id="PAY-OLD", order_id="ORDER-OLD", created_at=_just_now()))
+    assert found["id"] == "inv:old"
+    record = SyncRecord.objects.get(stream=INVOICES, source_id="inv:old")
+    source_take(square_integration, stream, SourceObject(source_id="inv:old", payload=record.source_payload))
+    record.refresh_from_db()
+    assert (record.status, record.target_kind) == (RecordStatus.POSTED, "nothing_booked")
+    # when: a webhook about it (read_one)
+    _stream(InvoicesStream, square_integration, square).read_one("inv:old")
+    # then: its payment flagged for a person
+    paid = SyncRecord.objects.get(stream="invoice_payments", source_id="PAY-OLD")
+    assert paid.status == RecordStatus.FLAGGED
+    assert "pays Square invoice 000007 from before the integration's start: book it by hand" in " ".join(paid.reasons)
+
+
+def test_a_refund_of_a_payment_of_an_invoice_from_before_the_start_is_flagged(square_integration, visma):
+    stream = _stream(InvoicePaymentsStream, square_integration, SquareReads())
+    old = square_invoice(invoice_number="000007", created_at="2026-10-15T09:00:00Z")
+    refund = {"id": "REF-OLD", "payment_id": "PAY-INV-1", "status": "COMPLETED", "amount_money": _money(10000),
+              "created_at": _just_now(), "updated_at": _just_now()}
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(stream.source_object(refund=refund, invoice=old))
+    assert "pays Square invoice 000007 from before the integration's start: book it by hand" in str(flagged.value)

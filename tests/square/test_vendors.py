@@ -139,10 +139,54 @@ def test_two_visma_suppliers_of_the_vendors_name_flag_it(integration, visma):
     assert Supplier.objects.filter(tenant=integration.tenant).count() == 3
 
 
-def test_a_long_vendor_name_is_cut_to_vismas_sixty_characters(integration, visma):
+def test_a_vendor_name_longer_than_vismas_is_flagged_never_cut(integration, visma):
     name = "Det Gode Kaffekompaniet Import og Engroshandel Vestlandet AS Avdeling Nord"
-    posting = _stream(integration, SquareVendors([square_vendor("V-L", name)])).transform(
-        VendorsStream.source_object(square_vendor("V-L", name)))
-    assert len(posting.extra["fields"]["name"]) == 60
+    stream = _stream(integration, SquareVendors([square_vendor("V-L", name)]))
+    with pytest.raises(SourceDataError) as flagged:
+        stream.transform(VendorsStream.source_object(square_vendor("V-L", name)))
+    assert "its name is 74 characters, Visma's supplier name holds 60: shorten it in Square" in str(flagged.value)
+    # a sixty-character name goes whole
+    posting = stream.transform(VendorsStream.source_object(square_vendor("V-L", name[:60])))
+    assert posting.extra["fields"]["name"] == name[:60]
     assert posting.extra["existing_supplier"] == ""
     assert posting.facts.amount == Decimal(0)
+
+
+def test_a_removed_contact_is_not_the_suppliers_main_contact(integration, visma):
+    vendor = square_vendor("V-M", "Tine Melk", contacts=[
+        {"name": "Old desk", "email_address": "old@tine.example", "removed": True},
+        {"name": "Order desk", "email_address": "order@tine.example", "removed": False}])
+    posting = _stream(integration, SquareVendors([vendor])).transform(VendorsStream.source_object(vendor))
+    assert posting.extra["fields"]["mainContact"] == {"email": "order@tine.example"}
+
+
+def test_a_vendor_made_inactive_after_it_was_linked_sets_its_supplier_inactive_once(integration, visma):
+    # given: Tine Melk created as an active supplier (20003)
+    square = SquareVendors([square_vendor("V-MILK", "Tine Melk")])
+    stream = _stream(integration, square)
+    for source in stream.read_window(None, None):
+        source_take(integration, stream, source)
+    assert SyncRecord.objects.get(stream="vendors", source_id="V-MILK").target_id == "20003"
+    supplier = {"number": "20003", "name": "Tine Melk", "status": "Active", "timeStamp": "AAAA"}
+    updates: list[dict] = []
+
+    def update(request):
+        updates.append(__import__("json").loads(request.body))
+        supplier["status"] = "Inactive"
+        return 204, {}, ""
+
+    visma.add_callback(responses.GET, f"{VISMA}/v1/supplier/20003",
+                       callback=lambda request: (200, {}, __import__("json").dumps(supplier)))
+    visma.add_callback(responses.PUT, f"{VISMA}/v1/supplier/20003", callback=update)
+    # when: Square makes it INACTIVE; a webhook (read_one) and two polls
+    square.by_id["V-MILK"] = square_vendor("V-MILK", "Tine Melk", "INACTIVE", updated_at="2026-12-01T08:00:00Z")
+    stream = _stream(integration, square)
+    source_take(integration, stream, stream.read_one("V-MILK"))
+    for _ in range(2):
+        stream = _stream(integration, square)
+        for source in stream.read_window(None, None):
+            source_take(integration, stream, source)
+    # then: the supplier set Inactive once, by its own record
+    assert updates == [{"status": {"value": "Inactive"}}]
+    notice = SyncRecord.objects.get(stream="vendors", source_id="V-MILK:inactive")
+    assert (notice.status, notice.target_id) == (RecordStatus.POSTED, "20003")
