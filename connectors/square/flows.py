@@ -28,7 +28,7 @@ from mappings.money import quantize
 from mappings.services import MappingOutcome, location_display, mapping_rule_resolve, posting_map
 
 from .invoices import square_invoice_of_payment, square_invoice_payment_take
-from .sources import SquareSource, square_money, square_time
+from .sources import SquareSource, square_fee_change_lines, square_fee_entries, square_money, square_time
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +48,6 @@ REFUND_VOID = frozenset({"REJECTED", "FAILED"})
 # (mappings.documents.NOTHING_BOOKED).
 # Its target kind when another stream books it (a payment of a Square invoice: the invoice payments stream).
 LEFT_TO_INVOICE_PAYMENTS = "invoice_payments"
-
-
-def _fee_entries(payment: Mapping, *, currency: str, what: str) -> list[dict]:
-    """Square's processing_fee[] as {key, effective_at, type, amount}; an amount may be negative (funds returned,
-    api.json `ProcessingFee.amount_money`). The key names one entry in what a posting already booked."""
-    entries = []
-    for index, fee in enumerate(payment.get("processing_fee") or []):
-        amount = square_money(fee.get("amount_money"), field=f"processing_fee[{index}].amount_money", what=what,
-                              currency=currency, signed=True)
-        effective_at = str(fee.get("effective_at") or "")
-        entries.append({"key": f"{effective_at}|{fee.get('type') or ''}|{amount}", "effective_at": effective_at,
-                        "type": str(fee.get("type") or ""), "amount": amount})
-    return entries
 
 
 def _source_payment(payment: Mapping, source_id: str | None = None, **payload) -> SourceObject:
@@ -221,7 +208,7 @@ class PaymentSource(SquareSource):
             parts.append(_source_payment(payment, f"{payment_id}:reversal"))
         booked = set(sale.extra.get("fee_entries") or [])
         try:
-            entries = _fee_entries(payment, currency=sale.currency, what=f"payment {payment_id}")
+            entries = square_fee_entries(payment, currency=sale.currency, what=f"payment {payment_id}")
         except SourceDataError:
             entries = []  # the fee journal's transform flags it, with the reason
             if payment.get("processing_fee") != record.source_payload.get("payment", {}).get("processing_fee"):
@@ -291,7 +278,7 @@ class PaymentSource(SquareSource):
             if payment.get("total_money") else gross + tip
         if total != gross + tip or gross <= 0:
             raise SourceDataError(f"{what}: amount {gross} and tip {tip} do not make total {total} {currency}")
-        entries = _fee_entries(payment, currency=currency, what=what)
+        entries = square_fee_entries(payment, currency=currency, what=what)
         if not entries and source_type not in FEE_FREE_SOURCES:
             waited_until = created_at + timedelta(minutes=int(self.settings.get("fee_wait_minutes") or 0))
             if timezone.now() < waited_until:
@@ -359,18 +346,13 @@ class PaymentSource(SquareSource):
         payment_id = str(payment["id"])
         what = f"the processing fee Square changed on payment {payment_id} ({effective_at})"
         sale, _record = self._posted_sale(payment_id, what=what)
-        entries = _fee_entries(payment, currency=sale.currency, what=f"payment {payment_id}")
+        entries = square_fee_entries(payment, currency=sale.currency, what=f"payment {payment_id}")
         booked = set(sale.extra.get("fee_entries") or [])
         new = [entry for entry in entries if entry["effective_at"] == effective_at and entry["key"] not in booked]
-        fee = sum((entry["amount"] for entry in new), Decimal(0))
+        fee, lines = square_fee_change_lines(payment_id, new)
         if not new or not fee:
             raise SourceDataError(f"{what}: no new fee entry of that time is left to book (payment has "
                                   f"{len(entries)} fee entries, {len(booked)} booked with the sale)")
-        label = f"Square {payment_id} fee {'adjustment' if any(e['type'] == 'ADJUSTMENT' for e in new) else 'entry'}"
-        lines = [PostingLine(role="fee", debit=fee, description=label),
-                 PostingLine(role="clearing", credit=fee, description=f"{label} · clearing")] if fee > 0 else \
-            [PostingLine(role="clearing", debit=-fee, description=f"{label} · clearing"),
-             PostingLine(role="fee", credit=-fee, description=f"{label} returned")]
         moment = square_time(effective_at, field="effective_at") if effective_at else None
         return Posting(
             document="journal", marker=posting_marker_part(sale.marker, f"fee:{effective_at}"),
@@ -525,7 +507,7 @@ class RefundSource(SquareSource):
                                   f"{currency}" + (f" ({earlier_amount} {currency} refunded before)"
                                                    if earlier_amount else ""))
         revenue, tip_back = self._refund_split(amount, gross=gross, tip=tip, currency=currency, earlier=earlier)
-        fee = sum((entry["amount"] for entry in _fee_entries(refund, currency=currency, what=what)), Decimal(0))
+        fee = sum((entry["amount"] for entry in square_fee_entries(refund, currency=currency, what=what)), Decimal(0))
         # PaymentRefund.app_fee_money: "the amount of money the application developer contributed to help cover the
         # refunded amount" (api.json): that part does not leave our clearing; it comes back against the fee account,
         # where the payment's application fee was booked.

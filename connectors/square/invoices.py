@@ -35,7 +35,7 @@ from mappings.reference import tenant_base_currency
 from mappings.selectors import external_reference_visma_id, vat_code_for
 from mappings.services import MappingOutcome
 
-from .sources import SYSTEM, SquareSource, square_money, square_time
+from .sources import SYSTEM, SquareSource, square_fee_change_lines, square_fee_entries, square_money, square_time
 
 INVOICES = "invoices"
 INVOICE_PAYMENTS = "invoice_payments"
@@ -78,19 +78,6 @@ def _created(invoice: Mapping) -> datetime | None:
         return square_time(invoice.get("created_at"))
     except SourceDataError:
         return None
-
-
-def _fee_entries(payment: Mapping, *, currency: str, what: str) -> list[dict]:
-    """Square's processing_fee[] as {key, effective_at, type, amount} (amount signed: api.json ProcessingFee), keyed
-    as the payments stream keys them (connectors/square/flows.py), so a posting says which entries it booked."""
-    entries = []
-    for index, fee in enumerate(payment.get("processing_fee") or []):
-        amount = square_money(fee.get("amount_money"), field=f"processing_fee[{index}].amount_money", what=what,
-                              currency=currency, signed=True)
-        effective_at = str(fee.get("effective_at") or "")
-        entries.append({"key": f"{effective_at}|{fee.get('type') or ''}|{amount}", "effective_at": effective_at,
-                        "type": str(fee.get("type") or ""), "amount": amount})
-    return entries
 
 
 FEE_PART = ":fee:"
@@ -846,14 +833,14 @@ class SquareInvoicePaymentSource(SquareSource):
         posting = record_posting(record)
         return (record, posting) if posting.document == "customer_payment" else None
 
-    def _booked_fee_entries(self, record: SyncRecord, posting: Posting, currency: str) -> set[str]:
+    def _bookedsquare_fee_entries(self, record: SyncRecord, posting: Posting, currency: str) -> set[str]:
         """The fee entries the customer payment booked (its posting says; one posted before it did: those of the
         payment as it was stored)."""
         if "fee_entries" in posting.extra:
             return set(posting.extra["fee_entries"])
         stored = (record.source_payload or {}).get("payment") or {}
         try:
-            return {entry["key"] for entry in _fee_entries(stored, currency=currency, what="payment")}
+            return {entry["key"] for entry in square_fee_entries(stored, currency=currency, what="payment")}
         except SourceDataError:
             return set()
 
@@ -867,9 +854,9 @@ class SquareInvoicePaymentSource(SquareSource):
         if posted is None:
             return []
         record, posting = posted
-        booked = self._booked_fee_entries(record, posting, posting.currency)
+        booked = self._bookedsquare_fee_entries(record, posting, posting.currency)
         try:
-            entries = _fee_entries(payment, currency=posting.currency, what=f"Square payment {payment_id}")
+            entries = square_fee_entries(payment, currency=posting.currency, what=f"Square payment {payment_id}")
         except SourceDataError:
             return []  # an unreadable fee: the payment's next read says so
         taken = []
@@ -891,17 +878,12 @@ class SquareInvoicePaymentSource(SquareSource):
         if posted is None:
             raise WaitFor(f"{what} waits for the payment to be posted", on=(self.name, payment_id))
         record, paid = posted
-        booked = self._booked_fee_entries(record, paid, paid.currency)
-        entries = _fee_entries(payment, currency=paid.currency, what=f"Square payment {payment_id}")
+        booked = self._bookedsquare_fee_entries(record, paid, paid.currency)
+        entries = square_fee_entries(payment, currency=paid.currency, what=f"Square payment {payment_id}")
         new = [entry for entry in entries if entry["effective_at"] == effective_at and entry["key"] not in booked]
-        fee = sum((entry["amount"] for entry in new), Decimal(0))
+        fee, lines = square_fee_change_lines(payment_id, new)
         if not new or not fee:
             raise SourceDataError(f"{what}: no new fee entry of that time is left to book; reject this record")
-        label = f"Square {payment_id} fee {'adjustment' if any(e['type'] == 'ADJUSTMENT' for e in new) else 'entry'}"
-        lines = [PostingLine(role="fee", debit=fee, description=label),
-                 PostingLine(role="clearing", credit=fee, description=f"{label} · clearing")] if fee > 0 else \
-            [PostingLine(role="clearing", debit=-fee, description=f"{label} · clearing"),
-             PostingLine(role="fee", credit=-fee, description=f"{label} returned")]
         moment = square_time(effective_at, field="effective_at") if effective_at else None
         return Posting(
             document="journal", marker=posting_marker_part(paid.marker, f"fee:{effective_at}"),
@@ -981,7 +963,7 @@ class SquareInvoicePaymentSource(SquareSource):
             raise SourceDataError(f"{what} carries a tip of {tip} {currency}, which the Visma invoice does not: book "
                                   "it by hand")
         fee = self._fee(payment, what=what, currency=currency)
-        fee_entries = [entry["key"] for entry in _fee_entries(payment, currency=currency, what=what)]
+        fee_entries = [entry["key"] for entry in square_fee_entries(payment, currency=currency, what=what)]
         customer = invoice_posting.customer
         source_type = str(payment.get("source_type") or "")
         number = invoice_record.target_id

@@ -15,6 +15,7 @@ from audit.models import RecordStatus, SyncRecord
 from connectors import registry
 from connectors.dates import tenant_date
 from connectors.pipeline import SourceDataError, SourceObject, Stream
+from mappings.documents import PostingLine
 from mappings.models import SquareLocation
 from mappings.money import MoneyError, from_minor, minor_units
 
@@ -196,3 +197,28 @@ class SquareSource(Stream):
         refreshed = square_locations_refresh(self.tenant, self.square)
         self.__dict__["_locations"] = {location.location_id: location for location in refreshed}
         return refreshed
+
+
+def square_fee_entries(payment: Mapping, *, currency: str, what: str) -> list[dict]:
+    """Square's processing_fee[] as {key, effective_at, type, amount}; an amount may be negative (funds returned,
+    api.json `ProcessingFee.amount_money`). The key names one entry in what a posting already booked."""
+    entries = []
+    for index, fee in enumerate(payment.get("processing_fee") or []):
+        amount = square_money(fee.get("amount_money"), field=f"processing_fee[{index}].amount_money", what=what,
+                              currency=currency, signed=True)
+        effective_at = str(fee.get("effective_at") or "")
+        entries.append({"key": f"{effective_at}|{fee.get('type') or ''}|{amount}", "effective_at": effective_at,
+                        "type": str(fee.get("type") or ""), "amount": amount})
+    return entries
+
+
+def square_fee_change_lines(payment_id: str, new: list[dict]) -> tuple[Decimal, list[PostingLine]]:
+    """The journal lines of fee entries Square added to a payment after it was booked (square_fee_entries): a fee
+    charged moves from clearing to the fee account, a fee returned back; and their sum."""
+    fee = sum((entry["amount"] for entry in new), Decimal(0))
+    label = f"Square {payment_id} fee {'adjustment' if any(e['type'] == 'ADJUSTMENT' for e in new) else 'entry'}"
+    if fee > 0:
+        return fee, [PostingLine(role="fee", debit=fee, description=label),
+                     PostingLine(role="clearing", credit=fee, description=f"{label} · clearing")]
+    return fee, [PostingLine(role="clearing", debit=-fee, description=f"{label} · clearing"),
+                 PostingLine(role="fee", credit=-fee, description=f"{label} returned")]

@@ -9,7 +9,6 @@ import responses
 from django.utils import timezone
 
 from audit.models import RecordStatus, SyncRecord
-from audit.selectors import record_posting
 from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, source_take
 from connectors.square.invoices import (
