@@ -1,5 +1,5 @@
-"""Square payments delivered by webhook → posted Visma journals: Visma calls per posted payment, and the time from
-the webhook's delivery to the journal being posted (median, p95).
+"""Square payments delivered by webhook → posted Visma journals: Visma calls and Square calls per posted payment, and
+the time from the webhook's delivery to the journal being posted (median, p95).
 
 Both emulators (Visma, Square) run in this process behind a threaded WSGI server on 127.0.0.1 (a fresh SQLite file,
 or DATABASE_URL); every call goes over real HTTP through the connector's clients. Each payment is taken at one of
@@ -21,11 +21,13 @@ from collections import Counter
 from in_process_sandbox import serve, setup_django
 
 
-def endpoint(url: str) -> str:
+def endpoint(url: str, system: str = "visma") -> str:
     """An exchange's path with ids (numbers, markers used as own numbers) folded, e.g. /v2/journaltransaction/{id}."""
-    path = url.split("?", 1)[0].split("/sandbox/visma", 1)[-1]
+    path = url.split("?", 1)[0].split(f"/sandbox/{system}", 1)[-1]
     parts = path.split("/")[1:]
-    return "/" + "/".join("{id}" if index >= 2 else part for index, part in enumerate(parts))
+    # Square's action paths (/v2/invoices/search, /v2/locations/main) are not ids.
+    actions = {"search", "main", "batch-retrieve"}
+    return "/" + "/".join("{id}" if index >= 2 and part not in actions else part for index, part in enumerate(parts))
 
 
 def p95(values: list[float]) -> float:
@@ -51,6 +53,7 @@ def main() -> None:
     url = serve()
     world = SquareWorld(url)
     visma = world.integration.visma_connection
+    square = world.integration.partner_connection
 
     def work_off() -> None:
         while True:
@@ -63,8 +66,9 @@ def main() -> None:
     print(f"Square payments by webhook, sandbox at {url}, {args.payments} payments per case, two stores")
     totals_calls, totals_posted = 0, 0
     for case in ("fee at once", "fee later"):
-        latencies, calls, posted = [], 0, 0
+        latencies, calls, square_calls, posted = [], 0, 0, 0
         endpoints: Counter = Counter()
+        square_endpoints: Counter = Counter()
         for number in range(args.payments):
             store = "Bergen" if number % 2 else "Oslo"
             payment = world.payment(store, 10000 + number * 100, tip=500 if number % 3 == 0 else 0,
@@ -73,7 +77,7 @@ def main() -> None:
                 square_events_deliver(world.merchant)
                 work_off()  # the payment waits for its fee
                 square_api.square_payment_fee_add(world.merchant, payment["id"])
-            last = HttpExchange.objects.filter(connection=visma).order_by("-id").values_list("id", flat=True).first()
+            last = HttpExchange.objects.order_by("-id").values_list("id", flat=True).first()
             started = time.perf_counter()
             square_events_deliver(world.merchant)
             work_off()
@@ -86,10 +90,17 @@ def main() -> None:
             exchanges = HttpExchange.objects.filter(connection=visma, id__gt=last or 0)
             calls += exchanges.count()
             endpoints.update(f"{exchange.method} {endpoint(exchange.url)}" for exchange in exchanges)
+            # What the webhook's processing asked Square (the re-read of the payment, the look for its invoice).
+            asked = HttpExchange.objects.filter(connection=square, id__gt=last or 0)
+            square_calls += asked.count()
+            square_endpoints.update(f"{exchange.method} {endpoint(exchange.url, 'square')}" for exchange in asked)
         totals_calls, totals_posted = totals_calls + calls, totals_posted + posted
         print(f"\n{case}: {posted} posted")
         print(f"  Visma calls per posted payment: {calls / posted:.2f}")
         for name, count in sorted(endpoints.items()):
+            print(f"    {name}: {count / posted:.2f} per payment")
+        print(f"  Square calls per posted payment: {square_calls / posted:.2f}")
+        for name, count in sorted(square_endpoints.items()):
             print(f"    {name}: {count / posted:.2f} per payment")
         print(f"  webhook → posted: median {statistics.median(latencies) * 1000:.0f} ms, "
               f"p95 {p95(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
