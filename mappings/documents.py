@@ -18,6 +18,8 @@ MARKER_PATTERN = re.compile(r"^ML[A-Z2-7]{13}$")
 # The document of a posting that writes nothing: the source object is settled, saying why (a payment canceled before
 # it was booked, a payment another stream books), and its record is posted with no document of its own.
 NOTHING_BOOKED = "nothing_booked"
+# ISO 4217's code for "no currency": the currency of a posting that books nothing and whose source names none.
+NO_CURRENCY = "XXX"
 
 
 class MarkerError(ValueError):

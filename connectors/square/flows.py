@@ -23,7 +23,7 @@ from audit.selectors import record_of, record_posting
 from connectors.errors import WaitFor
 from connectors.pipeline import SourceDataError, SourceObject, Stream, Written, source_take
 from connectors.visma.target import VismaTarget
-from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
+from mappings.documents import NO_CURRENCY, NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.money import quantize
 from mappings.services import MappingOutcome, location_display, mapping_rule_resolve, posting_map
 
@@ -244,7 +244,7 @@ class PaymentSource(SquareSource):
             # Keyed by hand before the integration started (review findings 1, 3): a webhook or a refund's
             # payment.updated must not book it now.
             return self.nothing_booked(
-                source.source_id, currency=currency or location.currency or "XXX", day=day, facts=facts,
+                source.source_id, currency=currency or location.currency or NO_CURRENCY, day=day, facts=facts,
                 before_go_live=True,
                 why=f"{what} was taken before this integration's start on {self.go_live_text()}: booked by hand "
                     "before, nothing booked")
@@ -252,7 +252,7 @@ class PaymentSource(SquareSource):
             raise WaitFor(f"{what} is {status} at Square (authorized, not yet completed): it is posted once "
                           "completed, and never if Square cancels it")
         if status in PAYMENT_VOID:
-            return self.nothing_booked(source.source_id, currency=currency or location.currency or "XXX", day=day,
+            return self.nothing_booked(source.source_id, currency=currency or location.currency or NO_CURRENCY, day=day,
                                        facts=facts, why=f"{what} is {status}: no sale, nothing booked")
         if status != "COMPLETED":
             raise SourceDataError(f"{what} has status {status or 'none'}, which Square does not document: not posted")
@@ -456,13 +456,13 @@ class RefundSource(SquareSource):
                            location=str(refund.get("location_id") or ""))
         if self.before_go_live(created_at):
             return self.nothing_booked(
-                source.source_id, currency=currency or "XXX", day=day, facts=facts, before_go_live=True,
+                source.source_id, currency=currency or NO_CURRENCY, day=day, facts=facts, before_go_live=True,
                 why=f"{what} was made before this integration's start on {self.go_live_text()}: booked by hand "
                     "before, nothing booked")
         if status in REFUND_WAITS:
             raise WaitFor(f"{what} is pending at Square: it is booked once completed")
         if status in REFUND_VOID:
-            return self.nothing_booked(source.source_id, currency=currency or "XXX", day=day, facts=facts,
+            return self.nothing_booked(source.source_id, currency=currency or NO_CURRENCY, day=day, facts=facts,
                                        why=f"{what} is {status}: no money went back, nothing booked")
         if status != "COMPLETED":
             raise SourceDataError(f"{what} has status {status or 'none'}, which Square does not document: not posted")

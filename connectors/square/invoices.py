@@ -28,7 +28,7 @@ from connectors.visma.invoices import visma_vat_total
 from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
 from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import CREDIT_NOTE, VismaTarget
-from mappings.documents import NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
+from mappings.documents import NO_CURRENCY, NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.models import ExternalReference
 from mappings.money import is_exact, to_decimal
 from mappings.reference import tenant_base_currency
@@ -513,7 +513,7 @@ class SquareInvoiceSource(SquareSource):
         what = f"Square invoice {number or invoice_id}"
         status = str(invoice.get("status") or "")
         if square_invoice_before_start(self.integration, invoice, stream=self):
-            return Posting(document=NOTHING_BOOKED, marker=self.marker(invoice_id), currency="XXX",
+            return Posting(document=NOTHING_BOOKED, marker=self.marker(invoice_id), currency=NO_CURRENCY,
                            date=self.day(invoice.get("created_at")),
                            description=f"{_before_start_text(invoice, self)}: nothing booked (booked by "
                                        "hand before the integration started)",
