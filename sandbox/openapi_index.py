@@ -345,3 +345,23 @@ def _error_describe(error) -> list[str]:
     if error.validator == "format":
         return [f"{where}: {json.dumps(error.instance)[:80]} is not a valid {error.validator_value}"]
     return [f"{where}: {error.message}"]
+
+
+def schema_objects_close(schema: Any, seen: set[int] | None = None) -> None:
+    """Make every schema with properties an object that declares all of them (in place), so a misspelt request field
+    is reported, not silently ignored (Square answers one with UNKNOWN_BODY_PARAMETER: spec ErrorCode). Examples are
+    data, not schemas: left as they are."""
+    seen = set() if seen is None else seen
+    if isinstance(schema, list):
+        for item in schema:
+            schema_objects_close(item, seen)
+        return
+    if not isinstance(schema, dict) or id(schema) in seen:
+        return
+    seen.add(id(schema))
+    if isinstance(schema.get("properties"), dict):
+        schema.setdefault("type", "object")
+        schema.setdefault("additionalProperties", False)
+    for key, value in schema.items():
+        if key != "example":
+            schema_objects_close(value, seen)

@@ -12,6 +12,7 @@ from .openapi_index import (
     OpenApiIndex,
     openapi_index_cached,
     pointer_resolve,
+    schema_objects_close,
     vendor_spec_path,
 )
 
@@ -65,22 +66,6 @@ def _flatten(document: dict, schema: Any, memo: dict[int, dict], seen: set[int])
     return flattened
 
 
-def _close(schema: Any, seen: set[int]) -> None:
-    """Objects are objects and declare all their properties: a misspelt field is reported, not ignored."""
-    if isinstance(schema, list):
-        for item in schema:
-            _close(item, seen)
-        return
-    if not isinstance(schema, dict) or id(schema) in seen:
-        return
-    seen.add(id(schema))
-    if isinstance(schema.get("properties"), dict):
-        schema.setdefault("type", "object")
-        schema.setdefault("additionalProperties", False)
-    for value in schema.values():
-        _close(value, seen)
-
-
 class PayPalOpenApiDocument(OpenApiIndex):
     """A PayPal OpenAPI 3.0 document: allOf flattened, objects closed, query parameters checked by their schema."""
 
@@ -95,8 +80,8 @@ class PayPalOpenApiDocument(OpenApiIndex):
                                       for name, schema in components.get("schemas", {}).items()}
         }
         flattened["paths"] = _flatten(document, document.get("paths", {}), memo, set())
-        _close(flattened["components"]["schemas"], set())
-        _close(flattened["paths"], set())
+        schema_objects_close(flattened["components"]["schemas"])
+        schema_objects_close(flattened["paths"])
         return flattened
 
     def query_value_problems(self, name: str, schema: dict, value: Any) -> list[str]:

@@ -5,29 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .openapi_index import OpenApiIndex, openapi_index_cached, pointer_resolve, vendor_spec_path
+from .openapi_index import OpenApiIndex, openapi_index_cached, pointer_resolve, schema_objects_close, vendor_spec_path
 
 SQUARE_SPEC = "square/api.json"
 # The version api.json describes (its x-fern-global-headers literal; docs/square.md §2).
 SQUARE_SPEC_VERSION = "2025-08-20"
-
-
-def _close(schema: Any, seen: set[int]) -> None:
-    """Objects declare all their properties: a misspelt request field is reported, not silently ignored (Square
-    answers an unknown body field with UNKNOWN_BODY_PARAMETER: spec ErrorCode)."""
-    if isinstance(schema, list):
-        for item in schema:
-            _close(item, seen)
-        return
-    if not isinstance(schema, dict) or id(schema) in seen:
-        return
-    seen.add(id(schema))
-    if isinstance(schema.get("properties"), dict):
-        schema.setdefault("type", "object")
-        schema.setdefault("additionalProperties", False)
-    for key, value in schema.items():
-        if key != "example":
-            _close(value, seen)
 
 
 class SquareOpenApiIndex(OpenApiIndex):
@@ -37,7 +19,7 @@ class SquareOpenApiIndex(OpenApiIndex):
     problems_deduplicated = True
 
     def document_prepare(self, document: dict) -> dict:
-        _close(document.get("components", {}).get("schemas", {}), set())
+        schema_objects_close(document.get("components", {}).get("schemas", {}))
         return document
 
     def query_value_problems(self, name: str, schema: dict, value: Any) -> list[str]:

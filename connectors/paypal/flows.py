@@ -30,14 +30,13 @@ from connectors.visma.currency import (
     settlement_valued,
     visma_exchange_rate,
 )
-from connectors.visma.invoices import visma_vat_total
+from connectors.visma.invoices import visma_vat_of_lines
 from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
-from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import CREDIT_NOTE, INVOICE_NOTE, VismaTarget
 from mappings.documents import MatchFacts, Posting, PostingLine
 from mappings.selectors import external_reference_visma_id, vat_code_for
 from mappings.reference import customer_invoice_by_reference, tenant_base_currency
-from mappings.money import MoneyError, is_exact, minor_units, quantize, to_decimal
+from mappings.money import MoneyError, is_exact, quantize, to_decimal
 from mappings.services import LiveCheck, MappingOutcome
 
 from .client import PayPalClient, SearchHorizon, link_target_id, paypal_time
@@ -821,7 +820,8 @@ class InvoiceSource(PayPalSource):
                                   "line")
         invoice_date = date.fromisoformat(detail["invoice_date"]) if detail.get("invoice_date") else \
             timezone.now().date()
-        vat = self._visma_vat(invoice_id, net_by_code, currency, invoice_date)
+        vat = visma_vat_of_lines(self.visma_client, net_by_code, currency, invoice_date,
+                                 what=f"PayPal invoice {invoice_id}")
         total = net + vat
         stated = paypal_amount(invoice.get("amount"), currency=currency, field="amount") if \
             (invoice.get("amount") or {}).get("value") is not None else total
@@ -864,16 +864,6 @@ class InvoiceSource(PayPalSource):
             raise SourceDataError(f"PayPal invoice {invoice_id} {where}: tax {name or 'without a name'} {percent} % has "
                                   "no Visma VAT code mapped (admin: VAT code mappings)")
         return vat_code
-
-    def _visma_vat(self, invoice_id: str, net_by_code: Mapping[str, Decimal], currency: str, day: date) -> Decimal:
-        """The VAT Visma will compute for these lines: each VAT code's rate on the invoice date (GET /v1/vat)."""
-        percents = {}
-        for code in net_by_code:
-            percent = visma_vat_rate_read(self.visma_client, code, day)
-            if percent is None:
-                raise SourceDataError(f"PayPal invoice {invoice_id}: Visma has no VAT code {code} with a rate on {day}")
-            percents[code] = percent
-        return visma_vat_total(net_by_code, percents, currency)
 
 
 # --- the streams: PayPal read, Visma written ----------------------------------------------------------------------

@@ -156,6 +156,22 @@ def _batches(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start:start + size]
 
 
+def _changed_since(updated_from: datetime, updated_to: datetime | None, begin_time: datetime,
+                   page_size: int) -> dict:
+    """ListPayments' and ListPaymentRefunds' shared filters: changed (updated_at) in the window, oldest first, among
+    objects created since begin_time (sent explicitly: Square's default is a year back)."""
+    params = {
+        "begin_time": square_datetime(begin_time),
+        "updated_at_begin_time": square_datetime(updated_from),
+        "sort_field": "UPDATED_AT",
+        "sort_order": "ASC",
+        "limit": min(page_size, MAX_PAGE_SIZE),
+    }
+    if updated_to is not None:
+        params["updated_at_end_time"] = square_datetime(updated_to)
+    return params
+
+
 class SquareApi:
     """One seller's Square account (production, Square's sandbox or ours: the connection's base URL decides)."""
 
@@ -244,16 +260,7 @@ class SquareApi:
                  begin_time: datetime, page_size: int = MAX_PAGE_SIZE) -> Iterator[dict]:
         """ListPayments of one location (without location_id Square lists only the main one) by updated_at,
         oldest first; begin_time (on created_at) sent explicitly, since Square's default is a year back."""
-        params = {
-            "location_id": location_id,
-            "begin_time": square_datetime(begin_time),
-            "updated_at_begin_time": square_datetime(updated_from),
-            "sort_field": "UPDATED_AT",
-            "sort_order": "ASC",
-            "limit": min(page_size, MAX_PAGE_SIZE),
-        }
-        if updated_to is not None:
-            params["updated_at_end_time"] = square_datetime(updated_to)
+        params = {"location_id": location_id, **_changed_since(updated_from, updated_to, begin_time, page_size)}
         return self._pages("GET", "/v2/payments", "payments", params=params)
 
     def refund(self, refund_id: str) -> dict | None:
@@ -262,15 +269,7 @@ class SquareApi:
     def refunds(self, *, updated_from: datetime, updated_to: datetime | None, begin_time: datetime,
                 page_size: int = MAX_PAGE_SIZE) -> Iterator[dict]:
         """ListPaymentRefunds of all locations (its default, spec ListPaymentRefunds.location_id) by updated_at."""
-        params = {
-            "begin_time": square_datetime(begin_time),
-            "updated_at_begin_time": square_datetime(updated_from),
-            "sort_field": "UPDATED_AT",
-            "sort_order": "ASC",
-            "limit": min(page_size, MAX_PAGE_SIZE),
-        }
-        if updated_to is not None:
-            params["updated_at_end_time"] = square_datetime(updated_to)
+        params = _changed_since(updated_from, updated_to, begin_time, page_size)
         return self._pages("GET", "/v2/refunds", "refunds", params=params)
 
     def invoice(self, invoice_id: str) -> dict | None:

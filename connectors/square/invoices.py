@@ -24,9 +24,8 @@ from audit.selectors import record_of, record_posting
 from connectors.errors import WaitFor
 from connectors.models import Integration, SyncCursor
 from connectors.pipeline import SourceDataError, SourceObject, Written, record_ingest, source_take
-from connectors.visma.invoices import visma_vat_total
+from connectors.visma.invoices import visma_vat_of_lines
 from connectors.visma.postings import CUSTOMER_INVOICES, VismaDocumentError, visma_credit_note_lines
-from connectors.visma.reference import visma_vat_rate_read
 from connectors.visma.target import CREDIT_NOTE, VismaTarget
 from mappings.documents import NO_CURRENCY, NOTHING_BOOKED, MatchFacts, Posting, PostingLine, posting_marker_part
 from mappings.models import ExternalReference
@@ -548,7 +547,7 @@ class SquareInvoiceSource(SquareSource):
             raise SourceDataError(f"{what}: its order has a cash rounding adjustment: book it by hand")
         document_lines, lines, net_by_code = self._lines(what, order, currency)
         day = self._invoice_date(invoice)
-        vat = self._visma_vat(what, net_by_code, currency, day)
+        vat = visma_vat_of_lines(self.visma_client, net_by_code, currency, day, what=what)
         net = sum((line.credit for line in lines), Decimal(0))
         total = square_money(order.get("total_money"), field="total_money", what=what, currency=currency)
         square_vat = square_money(order.get("total_tax_money"), field="total_tax_money", what=what, currency=currency)
@@ -647,16 +646,6 @@ class SquareInvoiceSource(SquareSource):
             raise SourceDataError(f"{where}: tax {name or 'without a name'} {percent} % has no Visma VAT code mapped "
                                   "(admin: VAT code mappings, system Square)")
         return vat_code
-
-    def _visma_vat(self, what: str, net_by_code: Mapping[str, Decimal], currency: str, day: date) -> Decimal:
-        """The VAT Visma will compute for these lines: each VAT code's rate on the invoice date (GET /v1/vat)."""
-        percents = {}
-        for code in net_by_code:
-            percent = visma_vat_rate_read(self.visma_client, code, day)
-            if percent is None:
-                raise SourceDataError(f"{what}: Visma has no VAT code {code} with a rate on {day}")
-            percents[code] = percent
-        return visma_vat_total(net_by_code, percents, currency)
 
     def _invoice_date(self, invoice: Mapping) -> date:
         """The Visma invoice date: when the invoice was issued, in the tenant's time zone. Square's Invoice answers no

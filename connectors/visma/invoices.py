@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from connectors.pipeline import SourceDataError
 from mappings.money import MoneyError, minor_units
+
+from .client import VismaClient
+from .reference import visma_vat_rate_read
 
 # CustomerInvoiceDto (swagger.json): `amount` is the document total including VAT, `detailTotal` the lines' total,
 # `vatTotal` the VAT, `balance` what is still open; each has an `…InCurrency` twin. The swagger says the twin is "the
@@ -177,3 +181,16 @@ def visma_vat_total(net_by_code: Mapping[str, Decimal], percent_by_code: Mapping
     unit = _unit(currency)
     return sum(((net * percent_by_code[code] / 100).quantize(unit, rounding=ROUND_HALF_UP)
                 for code, net in net_by_code.items()), Decimal(0).quantize(unit))
+
+
+def visma_vat_of_lines(client: VismaClient, net_by_code: Mapping[str, Decimal], currency: str, day: date, *,
+                       what: str) -> Decimal:
+    """The VAT Visma will compute for a document we create: each VAT code's rate on its date (GET /v1/vat) on the
+    lines carrying it (visma_vat_total); SourceDataError naming `what` when Visma has no rate for a code that day."""
+    percents = {}
+    for code in net_by_code:
+        percent = visma_vat_rate_read(client, code, day)
+        if percent is None:
+            raise SourceDataError(f"{what}: Visma has no VAT code {code} with a rate on {day}")
+        percents[code] = percent
+    return visma_vat_total(net_by_code, percents, currency)
